@@ -1,0 +1,44 @@
+"""fastnn: small dense neural networks trained on the CPU, fast.
+
+Dense layers, ReLU, the MSE loss and the SGD update are typed Cython loops
+over memoryviews that run without the GIL; :class:`Sequential` walks a
+whole network in one compiled call per step (and per epoch).
+
+>>> import numpy as np, fastnn
+>>> model = fastnn.Sequential([fastnn.Dense(1, 16, seed=0), fastnn.ReLU(), fastnn.Dense(16, 1, seed=1)])
+>>> X, y = fastnn.datasets.tutorial_samples(256, seed=0)
+>>> history = model.fit(X, y, optimizer=fastnn.SGD(lr=0.1), epochs=5, batch_size=16, seed=0)
+"""
+
+from fastnn._version import __version__
+
+try:
+    from fastnn import _kernels, _network  # noqa: F401  (compiled extensions)
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "fastnn's compiled extensions (fastnn._kernels, fastnn._network) could not be "
+        "imported. Build them: `pip install .` (or `pip install -e .` in a checkout). "
+        f"Original error: {exc}"
+    ) from exc
+
+from fastnn import datasets, ops, reference  # noqa: E402
+from fastnn.layers import Dense, Layer, ReLU  # noqa: E402
+from fastnn.losses import Loss, MSELoss  # noqa: E402
+from fastnn.model import History, Sequential  # noqa: E402
+from fastnn.optimizers import SGD, Optimizer  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Dense",
+    "Layer",
+    "ReLU",
+    "Loss",
+    "MSELoss",
+    "Optimizer",
+    "SGD",
+    "Sequential",
+    "History",
+    "datasets",
+    "ops",
+    "reference",
+]

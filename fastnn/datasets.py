@@ -1,0 +1,85 @@
+"""The tutorial's network and its curve.
+
+The tutorial builds, by hand, the ReLU network
+
+    Yhat = R(R(X) - R(2X - 2) + R(2X - 4)),      R(x) = max(x, 0)
+
+a piecewise-linear curve: 0 for X <= 0, then slope 1 up to X = 1, slope -1
+down to X = 2, and slope 1 again after it. :func:`tutorial_network` is that
+network as a :class:`fastnn.Sequential` with its exact weights,
+:func:`tutorial_curve` the same function in NumPy, and
+:func:`tutorial_samples` noisy samples of it to learn from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn.layers import Dense, ReLU
+from fastnn.model import Sequential
+from fastnn.validation import check_array, check_float_dtype, check_positive_int, check_seed
+
+__all__ = ["TUTORIAL_X_RANGE", "tutorial_network", "tutorial_curve", "tutorial_samples"]
+
+#: The interval the tutorial draws its curve on.
+TUTORIAL_X_RANGE = (0.0, 3.0)
+
+# Layer 1: the three lines R(X), R(2X - 2), R(2X - 4) as one Dense(1, 3).
+TUTORIAL_W1 = np.array([[1.0, 2.0, 2.0]])
+TUTORIAL_b1 = np.array([0.0, -2.0, -4.0])
+# Layer 2: line1 - line2 + line3, as one Dense(3, 1).
+TUTORIAL_W2 = np.array([[1.0], [-1.0], [1.0]])
+TUTORIAL_b2 = np.array([0.0])
+
+
+def tutorial_network(dtype=np.float64) -> Sequential:
+    """The tutorial's hand-built 1-3-1 network, with its exact weights.
+
+    ``Dense(1, 3) -> ReLU -> Dense(3, 1) -> ReLU`` with
+    ``W1 = [[1, 2, 2]]``, ``b1 = [0, -2, -4]``, ``W2 = [[1], [-1], [1]]``,
+    ``b2 = [0]``: ``predict(X)`` equals :func:`tutorial_curve` exactly.
+    """
+    first, second = Dense(1, 3), Dense(3, 1)
+    model = Sequential([first, ReLU(), second, ReLU()], dtype=dtype)
+    first.W, first.b = TUTORIAL_W1, TUTORIAL_b1
+    second.W, second.b = TUTORIAL_W2, TUTORIAL_b2
+    return model
+
+
+def tutorial_curve(X) -> np.ndarray:
+    """``R(R(X) - R(2X - 2) + R(2X - 4))`` elementwise, in NumPy, same shape as X."""
+    X = check_array(X, "X", ndim=tuple(range(0, 33)), dtype=np.float64)
+    relu = lambda v: np.maximum(v, 0.0)  # noqa: E731
+    return relu(relu(X) - relu(2 * X - 2) + relu(2 * X - 4))
+
+
+def tutorial_samples(n_samples: int = 256, *, noise: float = 0.05, x_range=TUTORIAL_X_RANGE,
+                     seed=None, dtype=np.float64):
+    """Noisy samples of the tutorial's curve.
+
+    Parameters
+    ----------
+    n_samples : int, default 256
+    noise : float, default 0.05
+        Standard deviation of the Gaussian noise added to the curve.
+    x_range : (float, float), default (0, 3)
+        X is drawn uniformly from this interval.
+    seed : int, numpy.random.Generator or None
+    dtype : float32 or float64
+
+    Returns
+    -------
+    X : ndarray (n_samples, 1), sorted
+    y : ndarray (n_samples, 1)
+    """
+    n_samples = check_positive_int(n_samples, "n_samples")
+    dtype = check_float_dtype(dtype)
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    low, high = (float(v) for v in x_range)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}")
+    rng = check_seed(seed)
+    X = np.sort(rng.uniform(low, high, size=(n_samples, 1)), axis=0)
+    y = tutorial_curve(X) + rng.normal(0.0, noise, size=X.shape)
+    return X.astype(dtype), y.astype(dtype)

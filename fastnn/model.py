@@ -1,0 +1,349 @@
+"""The model: :class:`Sequential` describes a network and composes kernels.
+
+A model keeps
+
+* one flat parameter buffer in its dtype, of which every Dense layer's ``W``
+  and ``b`` are views (and one gradient buffer with the same layout);
+* a compiled *plan*, one row of plain integers per layer, that
+  :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
+  ``train_step`` or training epoch is one compiled call;
+* one workspace for activations and their gradients, sized for the largest
+  batch seen so far and reused between calls.
+
+Input is validated once per call, at the boundary; nothing is modified
+until it has passed, so a call that raises leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastnn import _network
+from fastnn.layers import Dense, Layer, ReLU
+from fastnn.losses import Loss, MSELoss
+from fastnn.optimizers import SGD, Optimizer
+from fastnn.validation import (
+    check_array,
+    check_float_dtype,
+    check_positive_int,
+    check_seed,
+    check_target,
+)
+
+__all__ = ["Sequential", "History"]
+
+_PLAN_KINDS = {Dense: _network.KIND_DENSE, ReLU: _network.KIND_RELU}
+
+
+@dataclass
+class History:
+    """What :meth:`Sequential.fit` records, one entry per epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss of each epoch: the mean over samples of each
+        mini-batch's loss before its update.
+    epoch_time : list of float
+        Wall-clock seconds each epoch took.
+    """
+
+    loss: list = field(default_factory=list)
+    epoch_time: list = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs recorded."""
+        return len(self.loss)
+
+    def __repr__(self) -> str:
+        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        return f"History(epochs={self.epochs}{last})"
+
+
+class Sequential:
+    """A stack of layers trained with a loss and an optimizer.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        Dense and ReLU layers; consecutive Dense sizes must chain (the
+        ``in_features`` of each Dense equals the ``out_features`` of the one
+        before). At least one Dense layer. A layer belongs to one model at a
+        time: its ``W`` and ``b`` become views into this model's buffer.
+    dtype : numpy.float32 or numpy.float64, default float64
+        The dtype the model stores its parameters and computes in; input of
+        another dtype is converted once, at the boundary.
+    """
+
+    def __init__(self, layers, *, dtype=np.float64):
+        self._lock = threading.Lock()
+        self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
+
+    # -- construction -------------------------------------------------------------
+
+    def _check_layers(self, layers) -> list:
+        if isinstance(layers, Layer):
+            raise TypeError("layers must be a list of layers, got a single layer; wrap it in a list")
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TypeError(f"layers must be a list of fastnn layers, got {type(layers).__name__}") from None
+        if not layers:
+            raise ValueError("layers must hold at least one layer, got an empty list")
+        for i, layer in enumerate(layers):
+            if type(layer) not in _PLAN_KINDS:
+                raise TypeError(f"layers[{i}] must be a fastnn.Dense or fastnn.ReLU, got {type(layer).__name__}")
+            if isinstance(layer, Dense) and layer._owned_by_other(self):
+                raise ValueError(
+                    f"layers[{i}] already belongs to another Sequential; pass copy.deepcopy(layer) to use a copy")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("layers must not hold the same layer object twice")
+        dense = [layer for layer in layers if isinstance(layer, Dense)]
+        if not dense:
+            raise ValueError("layers must hold at least one Dense layer")
+        for prev, nxt in zip(dense, dense[1:]):
+            if nxt.in_features != prev.out_features:
+                raise ValueError(
+                    f"layers do not chain: {prev!r} gives {prev.out_features} features but the next "
+                    f"Dense, {nxt!r}, expects in_features={nxt.in_features}")
+        return layers
+
+    def _build(self, layers: list, dtype: np.dtype) -> None:
+        width = next(layer for layer in layers if isinstance(layer, Dense)).in_features
+        n_params = sum(layer.n_parameters for layer in layers if isinstance(layer, Dense))
+        params = np.empty(n_params, dtype=dtype)
+        grads = np.zeros(n_params, dtype=dtype)
+        plan = np.zeros((len(layers), len(_network.PLAN_FIELDS)), dtype=np.intp)
+        offset = act = 0
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense):
+                n_in, n_out = layer.in_features, layer.out_features
+                stop = offset + layer.n_parameters
+                params[offset:offset + n_in * n_out] = layer.W.ravel()
+                params[offset + n_in * n_out:stop] = layer.b
+                layer._attach(params[offset:stop], grads[offset:stop], owner=self)
+                plan[i] = (_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act)
+                offset = stop
+            else:
+                n_in = n_out = width
+                plan[i] = (_PLAN_KINDS[type(layer)], n_in, n_out, -1, -1, act)
+            act += n_out
+            width = n_out
+        self._layers = layers
+        self._dtype = dtype
+        self._params = params
+        self._grads = grads
+        self._plan = plan
+        self._per_sample = _network.workspace_per_sample(plan, n_params)
+        self._work = np.empty(0, dtype=dtype)
+        self._batch_X = self._batch_y = np.empty((0, 0), dtype=dtype)
+
+    # -- description ---------------------------------------------------------------
+
+    @property
+    def layers(self) -> list:
+        """The list of layers (a copy of the list: the layers themselves are live)."""
+        return list(self._layers)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters and of the computation."""
+        return self._dtype
+
+    @property
+    def in_features(self) -> int:
+        return int(self._plan[0, 1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self._plan[-1, 2])
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable values (all W and b)."""
+        return self._params.size
+
+    def get_parameters(self) -> np.ndarray:
+        """A copy of all parameters, flat, layer by layer (W row-major, then b)."""
+        return self._params.copy()
+
+    def set_parameters(self, values) -> None:
+        """Overwrite all parameters from a flat array laid out as :meth:`get_parameters`."""
+        values = check_array(values, "values", ndim=1, dtype=self._dtype)
+        if values.shape != self._params.shape:
+            raise ValueError(f"values must have shape {self._params.shape}, got {values.shape}")
+        with self._lock:
+            self._params[...] = values
+
+    def __repr__(self) -> str:
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self._layers)]
+        return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.n_parameters} parameters, {self._dtype.name}"
+
+    # -- buffers ------------------------------------------------------------------
+
+    def _workspace(self, n_samples: int) -> np.ndarray:
+        needed = n_samples * self._per_sample
+        if self._work.size < needed:
+            self._work = np.empty(needed, dtype=self._dtype)
+        return self._work
+
+    def _check_X(self, X, name: str = "X") -> np.ndarray:
+        X = check_array(X, name, ndim=2, dtype=self._dtype, shape_hint="(n_samples, in_features)")
+        if X.shape[1] != self.in_features:
+            raise ValueError(f"{name} must have {self.in_features} features (columns) for this model, got shape {X.shape}")
+        return X
+
+    def _check_Xy(self, X, y):
+        X = self._check_X(X)
+        return X, check_target(y, "y", X.shape[0], self.out_features, self._dtype)
+
+    @staticmethod
+    def _check_loss(loss) -> Loss:
+        if not isinstance(loss, MSELoss):
+            raise TypeError(f"loss must be a fastnn loss such as fastnn.MSELoss(), got {type(loss).__name__}")
+        return loss
+
+    @staticmethod
+    def _check_optimizer(optimizer) -> Optimizer:
+        if not isinstance(optimizer, SGD):
+            raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), got {type(optimizer).__name__}")
+        return optimizer
+
+    # -- computing -----------------------------------------------------------------
+
+    def predict(self, X) -> np.ndarray:
+        """Return the network's output, shape (n_samples, out_features), in the model's dtype."""
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.out_features), dtype=self._dtype)
+        with self._lock:
+            status = _network.predict(self._plan, self._params, X, self._workspace(X.shape[0]), out)
+        if status != _network.OK:   # pragma: no cover - X was checked finite above
+            raise ValueError("X must contain only finite values")
+        return out
+
+    def __call__(self, X) -> np.ndarray:
+        return self.predict(X)
+
+    def train_step(self, X, y, loss=None, optimizer=None) -> float:
+        """One forward pass, backward pass and update on one batch.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, in_features)
+        y : array-like, shape (n_samples, out_features), or (n_samples,) for one output
+        loss : Loss, default MSELoss()
+        optimizer : Optimizer, default SGD(lr=0.01)
+
+        Returns
+        -------
+        float
+            The batch loss before the update.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss or an updated parameter would not be finite; the model
+            is then left as it was.
+        """
+        self._check_loss(MSELoss() if loss is None else loss)
+        optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
+        X, y = self._check_Xy(X, y)
+        with self._lock:
+            status, value = _network.train_step(
+                self._plan, self._params, self._grads, X, y, self._workspace(X.shape[0]), optimizer.lr)
+        if status != _network.OK:
+            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
+        return value
+
+    @staticmethod
+    def _divergence_message(status: int, where: str, lr: float) -> str:
+        what = {
+            _network.BAD_LOSS: "the loss is not finite",
+            _network.BAD_UPDATE: "the update would make a parameter non-finite",
+            _network.BAD_INPUT: "the input holds NaN or infinity",
+        }[status]
+        return (f"training diverged in {where}: {what}. The parameters were left as they were "
+                f"before that step; try a smaller learning rate than lr={lr}.")
+
+    def fit(self, X, y, *, loss=None, optimizer=None, epochs: int = 1, batch_size=None,
+            shuffle: bool = True, seed=None, verbose=False) -> History:
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, in_features)
+        y : array-like, shape (n_samples, out_features), or (n_samples,) for one output
+        loss : Loss, default MSELoss()
+        optimizer : Optimizer, default SGD(lr=0.01)
+        epochs : int, default 1
+        batch_size : int or None, default None
+            Samples per step; None (or a size larger than the data) means
+            the full batch. The last batch of an epoch may be shorter.
+        shuffle : bool, default True
+            Visit the samples in a new random order each epoch.
+        seed : int, numpy.random.Generator or None
+            Seed of the shuffling, for reproducible runs.
+        verbose : bool or int, default False
+            Print the epoch and its loss every ``verbose`` epochs (True: every
+            epoch) and after the last one.
+
+        Returns
+        -------
+        History
+            ``History.loss[i]`` is the mean loss of epoch i.
+
+        Raises
+        ------
+        FloatingPointError
+            If training diverges (a loss or parameter stops being finite). The
+            parameters are those from before the step that diverged.
+        """
+        self._check_loss(MSELoss() if loss is None else loss)
+        optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
+        epochs = check_positive_int(epochs, "epochs")
+        X, y = self._check_Xy(X, y)
+        n_samples = X.shape[0]
+        batch_size = n_samples if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n_samples)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} {shuffle!r}")
+        if isinstance(verbose, (bool, np.bool_)):
+            every = 1 if verbose else 0
+        else:
+            every = check_positive_int(verbose, "verbose")
+        rng = check_seed(seed, "seed")
+        lr = optimizer.lr
+        history = History()
+        no_order = np.empty(0, dtype=np.intp)
+        with self._lock:
+            work = self._workspace(batch_size)
+            if shuffle and self._batch_X.shape != (batch_size, self.in_features):
+                self._batch_X = np.empty((batch_size, self.in_features), dtype=self._dtype)
+                self._batch_y = np.empty((batch_size, self.out_features), dtype=self._dtype)
+            for epoch in range(1, epochs + 1):
+                start = time.perf_counter()
+                order = rng.permutation(n_samples).astype(np.intp, copy=False) if shuffle else no_order
+                status, _, mean_loss = _network.train_epoch(
+                    self._plan, self._params, self._grads, X, y, order, batch_size,
+                    work, self._batch_X, self._batch_y, lr)
+                if status != _network.OK:
+                    raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", lr))
+                history.loss.append(mean_loss)
+                history.epoch_time.append(time.perf_counter() - start)
+                if every and (epoch % every == 0 or epoch == epochs):
+                    print(f"epoch {epoch}/{epochs}  loss {mean_loss:.6g}", flush=True)
+        return history
+
+    # -- copying and pickling -----------------------------------------------------
+
+    def __getstate__(self):
+        return {"layers": self._layers, "dtype": self._dtype.name, "grads": self._grads.copy()}
+
+    def __setstate__(self, state):
+        self._lock = threading.Lock()
+        self._build(state["layers"], np.dtype(state["dtype"]))
+        self._grads[...] = state["grads"]

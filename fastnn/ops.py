@@ -1,0 +1,187 @@
+"""The validated kernels: one call each, with NumPy twins in :mod:`fastnn.reference`.
+
+Each function accepts array-likes, checks dimensions, shapes, dtypes and
+finiteness (raising ``ValueError``/``TypeError`` that name the argument),
+converts once to a C-contiguous float32 or float64 array (float32 when all
+float inputs are float32 or float16, float64 otherwise), allocates the
+output and calls the compiled loop in :mod:`fastnn._kernels`, which runs
+without the GIL. Read-only, strided, Fortran-ordered and byte-swapped
+arrays are accepted and give the same result as contiguous ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastnn import _kernels
+from fastnn.validation import (
+    _as_numeric_array,
+    check_array,
+    check_learning_rate,
+    result_float_dtype,
+)
+
+__all__ = [
+    "dense_forward",
+    "dense_backward",
+    "relu_forward",
+    "relu_backward",
+    "mse_loss",
+    "mse_grad",
+    "sgd_update",
+]
+
+
+def _common_dtype(**arrays) -> np.dtype:
+    return result_float_dtype(*(_as_numeric_array(v, k) for k, v in arrays.items()))
+
+
+def _check_dense(X, W, dtype):
+    X = check_array(X, "X", ndim=2, dtype=dtype, shape_hint="(n_samples, in_features)")
+    W = check_array(W, "W", ndim=2, dtype=dtype, shape_hint="(in_features, out_features)")
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(
+            f"X has {X.shape[1]} features (columns) but W has {W.shape[0]} rows; "
+            f"expected X.shape[1] == W.shape[0] (in_features), got X.shape={X.shape}, W.shape={W.shape}")
+    return X, W
+
+
+def dense_forward(X, W, b) -> np.ndarray:
+    """Dense layer forward pass, ``Y = X @ W + b``.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, in_features)
+    W : array-like, shape (in_features, out_features)
+    b : array-like, shape (out_features,)
+
+    Returns
+    -------
+    Y : ndarray, shape (n_samples, out_features), float32 or float64
+    """
+    dtype = _common_dtype(X=X, W=W, b=b)
+    X, W = _check_dense(X, W, dtype)
+    b = check_array(b, "b", ndim=1, dtype=dtype, shape_hint="(out_features,)")
+    if b.shape[0] != W.shape[1]:
+        raise ValueError(f"b must have shape ({W.shape[1]},) to match W's out_features, got {b.shape}")
+    out = np.empty((X.shape[0], W.shape[1]), dtype=dtype)
+    _kernels.dense_forward(X, W, b, out)
+    return out
+
+
+def dense_backward(X, W, dY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense layer backward pass.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, in_features)
+        The layer's input in the forward pass.
+    W : array-like, shape (in_features, out_features)
+    dY : array-like, shape (n_samples, out_features)
+        Gradient of the loss with respect to the layer's output.
+
+    Returns
+    -------
+    dX : ndarray, shape (n_samples, in_features), ``dY @ W.T``
+    dW : ndarray, shape (in_features, out_features), ``X.T @ dY``
+    db : ndarray, shape (out_features,), ``dY.sum(axis=0)``
+    """
+    dtype = _common_dtype(X=X, W=W, dY=dY)
+    X, W = _check_dense(X, W, dtype)
+    dY = check_array(dY, "dY", ndim=2, dtype=dtype, shape_hint="(n_samples, out_features)")
+    if dY.shape != (X.shape[0], W.shape[1]):
+        raise ValueError(
+            f"dY must have shape (n_samples, out_features) = ({X.shape[0]}, {W.shape[1]}) "
+            f"to match X and W, got {dY.shape}")
+    dX = np.empty_like(X)
+    dW = np.empty_like(W)
+    db = np.empty(W.shape[1], dtype=dtype)
+    _kernels.dense_backward(X, W, dY, dX, dW, db)
+    return dX, dW, db
+
+
+def relu_forward(Z) -> np.ndarray:
+    """ReLU, ``max(Z, 0)`` elementwise, for an array of any shape (1-D or more)."""
+    dtype = _common_dtype(Z=Z)
+    Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
+    out = np.empty_like(Z)
+    _kernels.relu_forward(Z.reshape(-1), out.reshape(-1))
+    return out
+
+
+def relu_backward(Z, dA) -> np.ndarray:
+    """Gradient of ReLU: ``dA * (Z > 0)``, where ``Z`` is the ReLU's input."""
+    dtype = _common_dtype(Z=Z, dA=dA)
+    Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
+    dA = check_array(dA, "dA", ndim=Z.ndim, dtype=dtype, shape_hint=str(Z.shape))
+    if dA.shape != Z.shape:
+        raise ValueError(f"dA must have the shape of Z, {Z.shape}, got {dA.shape}")
+    out = np.empty_like(Z)
+    _kernels.relu_backward(Z.reshape(-1), dA.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _check_pair(yhat, y):
+    dtype = _common_dtype(yhat=yhat, y=y)
+    yhat = check_array(yhat, "yhat", ndim=(1, 2), dtype=dtype)
+    y = check_array(y, "y", ndim=(1, 2), dtype=dtype)
+    if y.shape != yhat.shape:
+        if y.ndim == 1 and yhat.ndim == 2 and yhat.shape == (y.shape[0], 1):
+            y = y.reshape(-1, 1)
+        else:
+            raise ValueError(f"y must have the shape of yhat, {yhat.shape}, got {y.shape}")
+    return yhat, y
+
+
+def mse_loss(yhat, y) -> float:
+    """Mean squared error over all elements, ``mean((yhat - y) ** 2)``.
+
+    ``yhat`` and ``y`` have the same shape, 1-D or 2-D; a 1-D ``y`` of
+    length n_samples also pairs with a (n_samples, 1) ``yhat``. The sum is
+    accumulated in double precision.
+    """
+    yhat, y = _check_pair(yhat, y)
+    return _kernels.mse_loss(yhat.reshape(-1), y.reshape(-1))
+
+
+def mse_grad(yhat, y) -> np.ndarray:
+    """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size``."""
+    yhat, y = _check_pair(yhat, y)
+    out = np.empty_like(yhat)
+    _kernels.mse_grad(yhat.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+def sgd_update(param, grad, lr) -> None:
+    """Plain SGD, ``param -= lr * grad``, in place.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, any shape, writable
+        Updated in place (any memory layout; it keeps its dtype).
+    grad : array-like, same shape as ``param``
+        Converted to ``param``'s dtype.
+    lr : float
+        A finite positive learning rate.
+    """
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
+    if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
+        raise TypeError(f"param must have dtype float32 or float64 (it is updated in place), got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError("param must be writable (it is updated in place), got a read-only array")
+    lr = check_learning_rate(lr, "lr")
+    dtype = np.dtype(param.dtype.name)   # native byte order
+    work = check_array(param, "param", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
+    grad = check_array(grad, "grad", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
+    if grad.shape != param.shape:
+        raise ValueError(f"grad must have the shape of param, {param.shape}, got {grad.shape}")
+    if work is param:
+        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
+    else:
+        # Strided, Fortran-ordered or byte-swapped: update a contiguous copy,
+        # then write it back through the caller's view.
+        if np.shares_memory(work, param):
+            work = work.copy()
+        _kernels.sgd_update(work.reshape(-1), grad.reshape(-1), lr)
+        param[...] = work

@@ -1,0 +1,175 @@
+"""Plain-NumPy twins of fastnn's kernels: the specification they are tested against.
+
+Every function here has the name and signature of its compiled counterpart
+in :mod:`fastnn.ops` and computes the same math in the most direct NumPy,
+line for line with ``DESIGN.md``:
+
+* a Dense layer computes ``Y = X @ W + b`` with ``W`` of shape
+  ``(in_features, out_features)``;
+* ``MSE = mean((yhat - y) ** 2)`` over all elements, with gradient
+  ``2 * (yhat - y) / yhat.size``;
+* SGD is ``param -= lr * grad``.
+
+The functions do not validate their input (that is :mod:`fastnn.ops`'s job);
+they compute in the dtype NumPy's promotion gives. The one convenience they
+share with the kernels is that a 1-D ``y`` pairs with a one-column ``yhat``.
+
+:class:`ReferenceMLP` runs a whole Dense/ReLU network on these functions,
+layer by layer in Python, as a hand-written NumPy training loop would: the
+baseline of the benchmarks and the oracle of the model tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "dense_forward",
+    "dense_backward",
+    "relu_forward",
+    "relu_backward",
+    "mse_loss",
+    "mse_grad",
+    "sgd_update",
+    "ReferenceMLP",
+]
+
+
+def dense_forward(X, W, b):
+    """Return ``X @ W + b``: (n_samples, in_features) -> (n_samples, out_features)."""
+    return X @ W + b
+
+
+def dense_backward(X, W, dY):
+    """Return ``(dX, dW, db) = (dY @ W.T, X.T @ dY, dY.sum(axis=0))``."""
+    return dY @ W.T, X.T @ dY, dY.sum(axis=0)
+
+
+def relu_forward(Z):
+    """Return ``max(Z, 0)`` elementwise."""
+    return np.maximum(Z, 0)
+
+
+def relu_backward(Z, dA):
+    """Return ``dA * (Z > 0)``: the gradient passes where the input was positive."""
+    return dA * (Z > 0)
+
+
+def _paired(yhat, y):
+    yhat = np.asarray(yhat)
+    y = np.asarray(y)
+    if y.ndim == 1 and yhat.ndim == 2 and yhat.shape[1] == 1:
+        y = y.reshape(-1, 1)
+    return yhat, y
+
+
+def mse_loss(yhat, y):
+    """Return ``mean((yhat - y) ** 2)`` as a Python float."""
+    yhat, y = _paired(yhat, y)
+    return float(np.mean((yhat - y) ** 2))
+
+
+def mse_grad(yhat, y):
+    """Return ``2 * (yhat - y) / yhat.size``, the gradient of :func:`mse_loss`."""
+    yhat, y = _paired(yhat, y)
+    return 2 * (yhat - y) / yhat.size
+
+
+def sgd_update(param, grad, lr):
+    """``param -= lr * grad``, in place. Returns None."""
+    param -= lr * grad
+
+
+class ReferenceMLP:
+    """A Dense/ReLU network trained with MSE and SGD, in plain NumPy.
+
+    Parameters
+    ----------
+    layers : list of ``("dense", W, b)`` or ``("relu",)`` tuples
+        ``W`` is (in_features, out_features), ``b`` (out_features,). The
+        arrays are copied, in ``dtype``.
+    dtype : float32 or float64
+    """
+
+    def __init__(self, layers, dtype=np.float64):
+        self.dtype = np.dtype(dtype)
+        self.layers = []
+        for layer in layers:
+            if layer[0] == "dense":
+                W = np.array(layer[1], dtype=self.dtype)
+                b = np.array(layer[2], dtype=self.dtype)
+                self.layers.append(("dense", W, b))
+            elif layer[0] == "relu":
+                self.layers.append(("relu",))
+            else:
+                raise ValueError(f"unknown layer kind {layer[0]!r}")
+
+    @classmethod
+    def from_model(cls, model):
+        """A copy of a :class:`fastnn.Sequential`'s layers and parameters."""
+        from fastnn.layers import Dense, ReLU
+
+        layers = []
+        for layer in model.layers:
+            if isinstance(layer, Dense):
+                layers.append(("dense", layer.W, layer.b))
+            elif isinstance(layer, ReLU):
+                layers.append(("relu",))
+            else:
+                raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
+        return cls(layers, dtype=model.dtype)
+
+    def forward(self, X):
+        """Return the output and every layer's input (for the backward pass)."""
+        inputs = []
+        out = X
+        for layer in self.layers:
+            inputs.append(out)
+            if layer[0] == "dense":
+                out = dense_forward(out, layer[1], layer[2])
+            else:
+                out = relu_forward(out)
+        return out, inputs
+
+    def predict(self, X):
+        """Return the network's output for X, (n_samples, out_features)."""
+        return self.forward(np.asarray(X, dtype=self.dtype))[0]
+
+    def gradients(self, X, y):
+        """Return ``(loss, [(dW, db) or None per layer])`` for one batch."""
+        X = np.asarray(X, dtype=self.dtype)
+        yhat, inputs = self.forward(X)
+        y = np.asarray(y, dtype=self.dtype).reshape(yhat.shape)
+        loss = mse_loss(yhat, y)
+        grad = mse_grad(yhat, y)
+        grads = [None] * len(self.layers)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if layer[0] == "dense":
+                grad, dW, db = dense_backward(inputs[i], layer[1], grad)
+                grads[i] = (dW, db)
+            else:
+                grad = relu_backward(inputs[i], grad)
+        return loss, grads
+
+    def train_step(self, X, y, lr):
+        """One forward + backward + SGD update; returns the loss before it."""
+        loss, grads = self.gradients(X, y)
+        for layer, grad in zip(self.layers, grads):
+            if grad is not None:
+                sgd_update(layer[1], grad[0], lr)
+                sgd_update(layer[2], grad[1], lr)
+        return loss
+
+    def fit_epoch(self, X, y, lr, batch_size, order=None):
+        """One epoch of mini-batch SGD over the rows in ``order``; returns the mean loss."""
+        X = np.asarray(X, dtype=self.dtype)
+        y = np.asarray(y, dtype=self.dtype)
+        n_samples = X.shape[0]
+        if order is None:
+            order = np.arange(n_samples)
+        total = 0.0
+        for start in range(0, n_samples, batch_size):
+            rows = order[start:start + batch_size]
+            total += self.train_step(X[rows], y[rows], lr) * len(rows)
+        return total / n_samples

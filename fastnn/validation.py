@@ -1,0 +1,170 @@
+"""Input checks shared by every public entry point of fastnn.
+
+Each check raises ``TypeError`` (wrong kind of thing) or ``ValueError``
+(right kind, wrong value) with a message that names the argument, says what
+was expected and what was given. Checks run before any unchecked loop and
+before anything is modified, so a call that raises changes nothing.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+from fastnn import _kernels
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "check_float_dtype",
+    "result_float_dtype",
+    "check_array",
+    "check_target",
+    "check_positive_int",
+    "check_learning_rate",
+    "check_seed",
+]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_ACCEPTED_KINDS = "biuf"   # bool, signed and unsigned integers, floats
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+def check_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return ``dtype`` as float32 or float64, or raise naming ``name``."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be numpy.float32 or numpy.float64, got {_describe(dtype)}") from exc
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be numpy.float32 or numpy.float64, got {resolved}")
+    return resolved
+
+
+def _as_numeric_array(value, name: str) -> np.ndarray:
+    """``np.asarray`` with errors that name the argument; refuses non-numeric dtypes."""
+    if value is None:
+        raise TypeError(f"{name} must be an array of numbers, got None")
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} must be an array of numbers with a regular shape, got {_describe(value)}: {exc}") from exc
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must be real, got complex dtype {array.dtype}")
+    if array.dtype.kind not in _ACCEPTED_KINDS:
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {array.dtype}")
+    return array
+
+
+def result_float_dtype(*arrays: np.ndarray) -> np.dtype:
+    """float32 when every input is float16/float32, else float64.
+
+    Integers and booleans compute in float64, as NumPy promotes them.
+    """
+    if all(a.dtype.kind == "f" and a.dtype.itemsize <= 4 for a in arrays):
+        return FLOAT_DTYPES[0]
+    return FLOAT_DTYPES[1]
+
+
+def check_array(
+    value,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...],
+    dtype=None,
+    shape_hint: str = "",
+    allow_empty: bool = False,
+    finite: bool = True,
+) -> np.ndarray:
+    """Return ``value`` as a C-contiguous, native-order array of a float dtype.
+
+    Parameters
+    ----------
+    value : array-like
+        Anything ``numpy.asarray`` accepts, of bool, integer or float dtype.
+    name : str
+        The argument's name, for messages.
+    ndim : int or tuple of int
+        The accepted numbers of dimensions.
+    dtype : float32 or float64, optional
+        Convert to this dtype; by default float32 input stays float32 and
+        everything else becomes float64.
+    shape_hint : str
+        How the expected shape reads in a message, e.g. "(n_samples, in_features)".
+    allow_empty : bool
+        Accept arrays with no element.
+    finite : bool
+        Refuse NaN and infinities.
+    """
+    array = _as_numeric_array(value, name)
+    accepted = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if array.ndim not in accepted:
+        wanted = " or ".join(f"{d}-D" for d in accepted)
+        hint = f" of shape {shape_hint}" if shape_hint else ""
+        extra = ""
+        if array.ndim == 1 and 2 in accepted:
+            extra = " (reshape a single feature with X.reshape(-1, 1))"
+        raise ValueError(f"{name} must be a {wanted} array{hint}, got {array.ndim}-D shape {array.shape}{extra}")
+    if not allow_empty and array.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {array.shape}")
+    target = result_float_dtype(array) if dtype is None else np.dtype(dtype)
+    array = np.ascontiguousarray(array, dtype=target)
+    if finite and not _kernels.all_finite(array.reshape(-1)):
+        raise ValueError(f"{name} must contain only finite values, got NaN or infinity")
+    return array
+
+
+def check_target(value, name: str, n_samples: int, n_outputs: int, dtype) -> np.ndarray:
+    """Return a target ``y`` as a (n_samples, n_outputs) array of ``dtype``.
+
+    A 1-D ``y`` is accepted when there is one output.
+    """
+    y = check_array(value, name, ndim=(1, 2), dtype=dtype, shape_hint=f"(n_samples, {n_outputs})")
+    if y.ndim == 1:
+        if n_outputs != 1:
+            raise ValueError(f"{name} must have shape ({n_samples}, {n_outputs}) for a network with {n_outputs} outputs, got 1-D shape {y.shape}")
+        y = y.reshape(-1, 1)
+    if y.shape != (n_samples, n_outputs):
+        raise ValueError(f"{name} must have shape ({n_samples}, {n_outputs}) to match X and the network's outputs, got {y.shape}")
+    return y
+
+
+def check_positive_int(value, name: str) -> int:
+    """Return ``value`` as an int > 0; booleans and floats are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {_describe(value)}")
+    value = operator.index(value)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
+def check_learning_rate(value, name: str = "lr") -> float:
+    """Return ``value`` as a finite float > 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite positive number, got {_describe(value)}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite positive number, got {value}")
+    return value
+
+
+def check_seed(seed, name: str = "seed") -> np.random.Generator:
+    """Return a Generator from None, a non-negative int or a Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, got {_describe(seed)}")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
+    return np.random.default_rng(operator.index(seed))
