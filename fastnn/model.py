@@ -290,7 +290,7 @@ class Sequential:
             Seed of the shuffling, for reproducible runs.
         verbose : bool or int, default False
             Print the epoch and its loss every ``verbose`` epochs (True: every
-            epoch) and after the last one.
+            epoch), after the first and after the last one.
 
         Returns
         -------
@@ -334,7 +334,7 @@ class Sequential:
                     raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", lr))
                 history.loss.append(mean_loss)
                 history.epoch_time.append(time.perf_counter() - start)
-                if every and (epoch % every == 0 or epoch == epochs):
+                if every and (epoch % every == 0 or epoch in (1, epochs)):
                     print(f"epoch {epoch}/{epochs}  loss {mean_loss:.6g}", flush=True)
         return history
 

@@ -1,0 +1,37 @@
+"""Shared fixtures; and a guard that the tests run against a compiled fastnn."""
+
+import importlib.machinery
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _kernels, _network
+
+#: Per-dtype tolerances for comparing fastnn with fastnn.reference.
+TOLERANCE = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13)}
+
+_EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+def pytest_report_header(config):
+    return [
+        f"fastnn {fastnn.__version__} from {fastnn.__file__}",
+        f"compiled kernels: {_kernels.__file__} (bounds-checked build: {_kernels.DEBUG_BUILD})",
+    ]
+
+
+def pytest_sessionstart(session):
+    for module in (_kernels, _network):
+        if not module.__file__.endswith(_EXTENSION_SUFFIXES):
+            raise pytest.UsageError(f"{module.__name__} is not a compiled extension ({module.__file__}): build fastnn first")
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
