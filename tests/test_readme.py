@@ -22,3 +22,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     test_command = next(c for c in readme_commands() if '".[test]"' in c and "-m pytest" in c)
     assert test_command in ci.splitlines()
+
+
+def test_readme_tour_runs(capsys):
+    text = (ROOT / "README.md").read_text()
+    tour = re.search(r"```python\n(.*?)```", text, flags=re.S).group(1)
+    exec(compile(tour, "README.md", "exec"), {})
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line == "[0.  0.5 1.  0.5 0.  0.5 1. ]"
