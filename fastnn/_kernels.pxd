@@ -13,6 +13,7 @@ from cython cimport floating
 cdef void dense_forward_kernel(
     const floating* X, const floating* W, const floating* b, floating* Y,
     Py_ssize_t n_samples, Py_ssize_t in_features, Py_ssize_t out_features,
+    bint relu,
 ) noexcept nogil
 
 cdef void dense_backward_kernel(

