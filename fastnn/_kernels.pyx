@@ -135,8 +135,10 @@ cdef void relu_forward_kernel(
 ) noexcept nogil:
     """A = max(Z, 0), elementwise."""
     cdef Py_ssize_t i
+    cdef floating zero = 0, z
     for i in range(size):
-        A[i] = Z[i] if Z[i] > 0 else 0
+        z = Z[i]
+        A[i] = z if z > zero else zero   # a typed zero: the loop then vectorises
 
 
 cdef void relu_backward_kernel(
@@ -150,8 +152,10 @@ cdef void relu_backward_kernel(
     dZ may be dA itself: each element is read before it is written.
     """
     cdef Py_ssize_t i
+    cdef floating zero = 0, mask
     for i in range(size):
-        dZ[i] = dA[i] * (Z[i] > 0)
+        mask = Z[i] > zero
+        dZ[i] = dA[i] * mask
 
 
 cdef double mse_loss_kernel(
@@ -175,15 +179,23 @@ cdef double mse_loss_grad_kernel(
     in double; the gradient is computed in the buffers' own type, as the
     reference computes it.
     """
-    cdef Py_ssize_t i
-    cdef floating diff
+    cdef Py_ssize_t i = 0
+    cdef floating d0, d1
     cdef floating scale = <floating>(2.0 / size)
-    cdef double total = 0.0
-    for i in range(size):
-        diff = yhat[i] - y[i]
-        total += <double>diff * <double>diff
-        grad[i] = scale * diff
-    return total / size
+    cdef double t0 = 0.0, t1 = 0.0
+    while i + 2 <= size:
+        d0 = yhat[i] - y[i]
+        d1 = yhat[i + 1] - y[i + 1]
+        t0 += <double>d0 * <double>d0
+        t1 += <double>d1 * <double>d1
+        grad[i] = scale * d0
+        grad[i + 1] = scale * d1
+        i += 2
+    if i < size:
+        d0 = yhat[i] - y[i]
+        t0 += <double>d0 * <double>d0
+        grad[i] = scale * d0
+    return (t0 + t1) / size
 
 
 cdef void sgd_update_kernel(
@@ -202,11 +214,20 @@ cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
     x * 0 is 0 for every finite x and NaN for NaN and +-inf, so the sum is 0
     exactly when all are finite: a branch-free loop the compiler vectorises.
     """
-    cdef Py_ssize_t i
-    cdef floating acc = 0
-    for i in range(size):
-        acc += x[i] * 0
-    return acc == 0
+    cdef Py_ssize_t i = 0
+    cdef floating a0 = 0, a1 = 0, a2 = 0, a3 = 0
+    # Four partial sums: the compiler may not reorder one floating-point sum,
+    # and a single chain waits on the adder's latency at every element.
+    while i + 4 <= size:
+        a0 += x[i] * 0
+        a1 += x[i + 1] * 0
+        a2 += x[i + 2] * 0
+        a3 += x[i + 3] * 0
+        i += 4
+    while i < size:
+        a0 += x[i] * 0
+        i += 1
+    return (a0 + a1) + (a2 + a3) == 0
 
 
 # --------------------------------------------------------------------------

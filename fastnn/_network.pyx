@@ -22,7 +22,8 @@ step's first pass.
 
 Dense layers multiply with fastnn's own loops when they are small and with
 a BLAS ``gemm`` (see ``fastnn._blas``) when ``n_samples * in * out`` reaches
-``blas_min_work``; both are called without the GIL.
+``blas_min_work`` and ``in * out`` reaches ``blas_min_weights``; both run
+without the GIL.
 
 Workspace layout for a batch of ``n`` samples (``acts_width`` is the sum of
 the rows' output widths, ``max_width`` the largest)::
@@ -39,6 +40,7 @@ After a negative code the parameters are exactly as they were.
 """
 
 cimport numpy as cnp
+from libc.limits cimport INT_MAX
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
@@ -165,43 +167,158 @@ cdef struct NetC:
     Py_ssize_t n_in, n_out
     Py_ssize_t acts_width, max_width
     Blas blas
-    Py_ssize_t blas_min_work   # use BLAS when n * in * out >= this
+    Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this ...
+    Py_ssize_t blas_min_weights   # ... and in * out >= this
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    return net.blas.kind != BLAS_NONE and n * k * m >= net.blas_min_work
+    if net.blas.kind == BLAS_NONE or k * m < net.blas_min_weights or n * k * m < net.blas_min_work:
+        return False
+    # A BLAS with 32-bit integers takes no dimension (nor leading dimension) above INT_MAX.
+    return net.blas.kind != BLAS_FORTRAN32 or (n <= INT_MAX and k <= INT_MAX and m <= INT_MAX)
 
 
 cdef inline Py_ssize_t _last_act(const NetC* net) noexcept nogil:
     return net.plan[(net.n_rows - 1) * N_FIELDS + ACT]
 
 
-cdef void _dense_forward(
-    const NetC* net, const floating* X, const floating* W, const floating* b,
-    floating* Y, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
-) noexcept nogil:
-    cdef Py_ssize_t i, j
-    if not _use_blas(net, n, k, m):
-        dense_forward_kernel(X, W, b, Y, n, k, m, relu)
-        return
+# Inside a step every activation is stored feature-major, (width, n): row j
+# holds unit j for every sample of the batch. The loops then run along the
+# batch, which is long and contiguous however narrow the layer is (the
+# tutorial's layers are 1 and 3 wide), so they vectorise; the input is
+# transposed once on the way in (fused with the mini-batch gather) and the
+# output once on the way out.
+
+cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    """y += a * x."""
+    cdef Py_ssize_t i
     for i in range(n):
-        memcpy(Y + i * m, b, m * sizeof(floating))
-    _gemm(&net.blas, False, False, n, m, k, X, k, W, m, 1, Y, m)
-    if relu:
-        relu_forward_kernel(Y, Y, n * m)
+        y[i] += a * x[i]
+
+
+cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    """sum(x * y), in four interleaved partial sums (the compiler may not reorder a sum)."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += x[i] * y[i]
+        s1 += x[i + 1] * y[i + 1]
+        s2 += x[i + 2] * y[i + 2]
+        s3 += x[i + 3] * y[i + 3]
+        i += 4
+    while i < n:
+        s0 += x[i] * y[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    """sum(x), in four interleaved partial sums."""
+    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    while i + 4 <= n:
+        s0 += x[i]
+        s1 += x[i + 1]
+        s2 += x[i + 2]
+        s3 += x[i + 3]
+        i += 4
+    while i < n:
+        s0 += x[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline void _relu_inplace(floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating zero = 0, v
+    for i in range(n):
+        v = x[i]
+        x[i] = v if v > zero else zero
+
+
+cdef void _transpose(const floating* src, floating* dst, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """dst (cols, rows) = src (rows, cols).T"""
+    cdef Py_ssize_t r, c
+    if rows == 1 or cols == 1:
+        memcpy(dst, src, rows * cols * sizeof(floating))
+        return
+    for r in range(rows):
+        for c in range(cols):
+            dst[c * rows + r] = src[r * cols + c]
+
+
+cdef void _gather_transpose(
+    const floating* src, Py_ssize_t cols, const Py_ssize_t* rows, Py_ssize_t n_rows, floating* dst,
+) noexcept nogil:
+    """dst (cols, n_rows) = src[rows].T: the mini-batch gather and the transpose in one pass."""
+    cdef Py_ssize_t i, c
+    cdef const floating* row
+    for i in range(n_rows):
+        row = src + rows[i] * cols
+        for c in range(cols):
+            dst[c * n_rows + i] = row[c]
+
+
+cdef void _dense_forward(
+    const NetC* net, const floating* XT, const floating* W, const floating* b,
+    floating* YT, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
+) noexcept nogil:
+    """YT (m, n) = W.T @ XT + b[:, None], then max(., 0) when ``relu``.
+
+    Own loops: output row j is b[j] + sum over kk of W[kk, j] * XT[kk]. The
+    bias rides on the first input row's pass and the ReLU on the last one's,
+    so a one-input layer (the tutorial's first) is a single pass.
+    """
+    cdef Py_ssize_t i, j, kk
+    cdef floating* y
+    cdef const floating* x
+    cdef floating bj, w, v, zero = 0
+    if _use_blas(net, n, k, m):
+        for j in range(m):
+            y = YT + j * n
+            bj = b[j]
+            for i in range(n):
+                y[i] = bj
+        _gemm(&net.blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
+        if relu:
+            _relu_inplace(YT, m * n)
+        return
+    for j in range(m):
+        y = YT + j * n
+        bj = b[j]
+        w = W[j]
+        x = XT
+        if k == 1 and relu:
+            for i in range(n):
+                v = bj + w * x[i]
+                y[i] = v if v > zero else zero
+            continue
+        for i in range(n):
+            y[i] = bj + w * x[i]
+        for kk in range(1, k - 1):
+            _axpy(W[kk * m + j], XT + kk * n, y, n)
+        if k > 1:
+            w = W[(k - 1) * m + j]
+            x = XT + (k - 1) * n
+            if relu:
+                for i in range(n):
+                    v = y[i] + w * x[i]
+                    y[i] = v if v > zero else zero
+            else:
+                _axpy(w, x, y, n)
 
 
 cdef void _forward(
-    const NetC* net, const floating* params, const floating* X, floating* work, Py_ssize_t n,
+    const NetC* net, const floating* params, const floating* XT, floating* acts, Py_ssize_t n,
 ) noexcept nogil:
-    """Run every row of the plan on the n rows of X; row l's output lands at work + n * ACT."""
+    """Run every row of the plan on XT (n_in, n); row l's output lands at acts + n * ACT."""
     cdef Py_ssize_t l
     cdef const Py_ssize_t* rec
-    cdef const floating* inp = X
+    cdef const floating* inp = XT
     cdef floating* out
     for l in range(net.n_rows):
         rec = net.plan + l * N_FIELDS
-        out = work + n * rec[ACT]
+        out = acts + n * rec[ACT]
         if rec[KIND] == KIND_DENSE_:
             _dense_forward(net, inp, params + rec[W_OFF], params + rec[B_OFF], out,
                            n, rec[IN], rec[OUT], rec[RELU] != 0)
@@ -211,42 +328,52 @@ cdef void _forward(
 
 
 cdef void _dense_backward(
-    const NetC* net, const floating* X, const floating* W, floating* G,
-    floating* dX, floating* dW, floating* db, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
+    const NetC* net, const floating* XT, const floating* W, const floating* G,
+    floating* dXT, floating* dW, floating* db, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
 ) noexcept nogil:
-    """dW = X.T @ G, db = G.sum(0), and dX = G @ W.T unless dX is NULL."""
-    cdef Py_ssize_t i, j
-    cdef floating* g_row
-    if not _use_blas(net, n, k, m):
-        dense_backward_kernel(X, W, G, dX, dW, db, n, k, m)
-        return
+    """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n))."""
+    cdef Py_ssize_t kk, j, i
+    cdef floating* dx
+    cdef floating w
     for j in range(m):
-        db[j] = 0
-    for i in range(n):
-        g_row = G + i * m
+        db[j] = _sum(G + j * n, n)
+    if _use_blas(net, n, k, m):
+        _gemm(&net.blas, False, True, k, m, n, XT, n, G, n, 0, dW, m)
+        if dXT != NULL:
+            _gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
+        return
+    for kk in range(k):
         for j in range(m):
-            db[j] += g_row[j]
-    _gemm(&net.blas, True, False, k, m, n, X, k, G, m, 0, dW, m)
-    if dX != NULL:
-        _gemm(&net.blas, False, True, n, k, m, G, m, W, m, 0, dX, k)
+            dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
+    if dXT != NULL:
+        for kk in range(k):
+            dx = dXT + kk * n
+            w = W[kk * m]
+            for i in range(n):
+                dx[i] = w * G[i]
+            for j in range(1, m):
+                _axpy(W[kk * m + j], G + j * n, dx, n)
 
 
 cdef void _backward(
-    const NetC* net, const floating* params, floating* grads, const floating* X,
-    floating* work, Py_ssize_t n, floating* g_cur, floating* g_next,
+    const NetC* net, const floating* params, floating* grads, const floating* XT,
+    floating* acts, Py_ssize_t n, floating* g_cur, floating* g_next,
 ) noexcept nogil:
-    """Back-propagate g_cur (dL/d output of the last row) into grads."""
+    """Back-propagate g_cur (dL/d output of the last row, feature-major) into grads."""
     cdef Py_ssize_t l
     cdef const Py_ssize_t* rec
     cdef const floating* inp
     cdef floating* swap
     for l in range(net.n_rows - 1, -1, -1):
         rec = net.plan + l * N_FIELDS
-        inp = X if l == 0 else work + n * net.plan[(l - 1) * N_FIELDS + ACT]
+        inp = XT if l == 0 else acts + n * net.plan[(l - 1) * N_FIELDS + ACT]
         if rec[KIND] == KIND_DENSE_:
             if rec[RELU]:
                 # The folded ReLU: its output A is this row's output, and A > 0 iff Z > 0.
-                relu_backward_kernel(work + n * rec[ACT], g_cur, g_cur, n * rec[OUT])
+                relu_backward_kernel(acts + n * rec[ACT], g_cur, g_next, n * rec[OUT])
+                swap = g_cur
+                g_cur = g_next
+                g_next = swap
             # The network's input needs no gradient: dX is skipped for l == 0.
             _dense_backward(net, inp, params + rec[W_OFF], g_cur, g_next if l > 0 else NULL,
                             grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT])
@@ -254,44 +381,59 @@ cdef void _backward(
             g_cur = g_next
             g_next = swap
         elif l > 0:
-            relu_backward_kernel(inp, g_cur, g_cur, n * rec[IN])
+            relu_backward_kernel(inp, g_cur, g_next, n * rec[IN])
+            swap = g_cur
+            g_cur = g_next
+            g_next = swap
 
 
 cdef bint _sgd_step(floating* params, const floating* grads, double lr, Py_ssize_t n_params) noexcept nogil:
     """params -= lr * grads, only if every updated value is finite.
 
     The first pass computes the updates without storing them and checks them
-    (x * 0 is NaN exactly when x is not finite); the second applies the same
-    arithmetic. A step that would overflow thus changes nothing.
+    (x * 0 is NaN exactly when x is not finite, in four partial sums); the
+    second applies the same arithmetic. A step that would overflow thus
+    changes nothing.
     """
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i = 0
     cdef floating step = <floating>lr
-    cdef floating acc = 0
-    for i in range(n_params):
-        acc += (params[i] - step * grads[i]) * 0
-    if acc != 0:
+    cdef floating a0 = 0, a1 = 0, a2 = 0, a3 = 0
+    while i + 4 <= n_params:
+        a0 += (params[i] - step * grads[i]) * 0
+        a1 += (params[i + 1] - step * grads[i + 1]) * 0
+        a2 += (params[i + 2] - step * grads[i + 2]) * 0
+        a3 += (params[i + 3] - step * grads[i + 3]) * 0
+        i += 4
+    while i < n_params:
+        a0 += (params[i] - step * grads[i]) * 0
+        i += 1
+    if (a0 + a1) + (a2 + a3) != 0:
         return False
     for i in range(n_params):
         params[i] -= step * grads[i]
     return True
 
 
+cdef inline Py_ssize_t _work_per_sample(const NetC* net) noexcept nogil:
+    return net.n_in + net.n_out + net.acts_width + 2 * net.max_width
+
+
 cdef double _train_step(
-    const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
-    floating* work, Py_ssize_t n, double lr, bint check_input,
+    const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n, double lr,
 ) noexcept nogil:
-    """One forward + MSE + backward + SGD update on n rows; the loss, or a negative code."""
-    cdef floating* g_a = work + n * net.acts_width
+    """One forward + MSE + backward + SGD update on the batch already in the
+    workspace (XT and yT, feature-major); the loss, or a negative code."""
+    cdef floating* XT = work
+    cdef floating* yT = XT + n * net.n_in
+    cdef floating* acts = yT + n * net.n_out
+    cdef floating* g_a = acts + n * net.acts_width
     cdef floating* g_b = g_a + n * net.max_width
     cdef double loss
-    if check_input:
-        if not all_finite_kernel(X, n * net.n_in) or not all_finite_kernel(y, n * net.n_out):
-            return BAD_INPUT_
-    _forward(net, params, X, work, n)
-    loss = mse_loss_grad_kernel(work + n * _last_act(net), y, g_a, n * net.n_out)
+    _forward(net, params, XT, acts, n)
+    loss = mse_loss_grad_kernel(acts + n * _last_act(net), yT, g_a, n * net.n_out)
     if not isfinite(loss):
         return BAD_LOSS_
-    _backward(net, params, grads, X, work, n, g_a, g_b)
+    _backward(net, params, grads, XT, acts, n, g_a, g_b)
     if not _sgd_step(params, grads, lr, net.n_params):
         return BAD_UPDATE_
     return loss
@@ -300,31 +442,28 @@ cdef double _train_step(
 cdef double _train_epoch(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
     Py_ssize_t n, const Py_ssize_t* order, Py_ssize_t batch_size, floating* work,
-    floating* batch_X, floating* batch_y, double lr, Py_ssize_t* done,
+    double lr, Py_ssize_t* done,
 ) noexcept nogil:
-    """One epoch of mini-batch SGD over the rows in ``order`` (NULL: in place, in order).
+    """One epoch of mini-batch SGD over the rows in ``order`` (NULL: in order).
 
     Returns the mean over samples of each batch's loss before its update, or
     the first negative code (then ``done`` holds the samples already used).
     """
-    cdef Py_ssize_t start = 0, stop, nb, i, row
+    cdef Py_ssize_t start = 0, stop, nb
     cdef double loss, total = 0.0
-    cdef const floating* xb
-    cdef const floating* yb
+    cdef floating* XT = work
+    cdef floating* yT
     while start < n:
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
+        yT = XT + nb * net.n_in
         if order != NULL:
-            for i in range(nb):
-                row = order[start + i]
-                memcpy(batch_X + i * net.n_in, X + row * net.n_in, net.n_in * sizeof(floating))
-                memcpy(batch_y + i * net.n_out, y + row * net.n_out, net.n_out * sizeof(floating))
-            xb = batch_X
-            yb = batch_y
+            _gather_transpose(X, net.n_in, order + start, nb, XT)
+            _gather_transpose(y, net.n_out, order + start, nb, yT)
         else:
-            xb = X + start * net.n_in
-            yb = y + start * net.n_out
-        loss = _train_step(net, params, grads, xb, yb, work, nb, lr, False)
+            _transpose(X + start * net.n_in, XT, nb, net.n_in)
+            _transpose(y + start * net.n_out, yT, nb, net.n_out)
+        loss = _train_step(net, params, grads, work, nb, lr)
         if loss < 0:
             done[0] = start
             return loss
@@ -332,6 +471,30 @@ cdef double _train_epoch(
         start = stop
     done[0] = n
     return total / n
+
+
+cdef void _predict_chunk(
+    const NetC* net, const floating* params, const floating* X, floating* work,
+    Py_ssize_t n, floating* out,
+) noexcept nogil:
+    """out (n, n_out) = the network on X (n, n_in), through the feature-major workspace."""
+    cdef floating* XT = work
+    cdef floating* acts = XT + n * net.n_in + n * net.n_out
+    _transpose(X, XT, n, net.n_in)
+    _forward(net, params, XT, acts, n)
+    _transpose(acts + n * _last_act(net), out, net.n_out, n)
+
+
+cdef double _step_on(
+    const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
+    floating* work, Py_ssize_t n, double lr,
+) noexcept nogil:
+    """Check X and y finite, lay them out feature-major, and take one step."""
+    if not all_finite_kernel(X, n * net.n_in) or not all_finite_kernel(y, n * net.n_out):
+        return BAD_INPUT_
+    _transpose(X, work, n, net.n_in)
+    _transpose(y, work + n * net.n_in, n, net.n_out)
+    return _train_step(net, params, grads, work, n, lr)
 
 
 # ---------------------------------------------------------------------------
@@ -357,18 +520,20 @@ cdef class Network:
     params, grads : 1-D C-contiguous float32 or float64 arrays of one size
         Kept by reference: the network reads and updates them in place.
     blas : fastnn._blas.BlasInfo or None
-    blas_min_work : int
-        A Dense product uses BLAS when n_samples * in * out reaches this.
+    blas_min_work, blas_min_weights : int
+        A Dense product uses BLAS when n_samples * in * out reaches
+        ``blas_min_work`` and in * out reaches ``blas_min_weights``.
     """
 
     cdef NetC net
     cdef readonly object plan, params, grads
-    cdef object work, batch_X, batch_y
+    cdef object work
     cdef readonly bint is_double
     cdef int typenum
     cdef readonly str blas_source
 
-    def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62):
+    def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
+                 Py_ssize_t blas_min_weights=0):
         cdef Py_ssize_t l, n_in, n_out, acts_width = 0, max_width = 0
         cdef const Py_ssize_t[:, ::1] rows = plan
         params_dtype = np.dtype(params.dtype)
@@ -416,18 +581,14 @@ cdef class Network:
         self.net.max_width = max_width
         self.net.blas.kind = BLAS_NONE
         self.net.blas_min_work = blas_min_work
+        self.net.blas_min_weights = blas_min_weights
         self.blas_source = "none"
         if blas is not None and blas.kind in (BLAS_CBLAS64, BLAS_FORTRAN32) and blas.dgemm and blas.sgemm:
             self.net.blas.kind = blas.kind
             self.net.blas.dgemm = <void*><size_t>blas.dgemm
             self.net.blas.sgemm = <void*><size_t>blas.sgemm
             self.blas_source = blas.source
-            if blas.kind == BLAS_FORTRAN32:
-                # 32-bit BLAS integers: keep every dimension in range by never
-                # handing BLAS a batch above this many rows' worth of work.
-                self.net.blas_min_work = max(blas_min_work, 0)
         self.work = np.empty(0, dtype=params_dtype)
-        self.batch_X = self.batch_y = self.work
 
     @property
     def n_in(self):
@@ -439,7 +600,7 @@ cdef class Network:
 
     @property
     def workspace_per_sample(self):
-        return self.net.acts_width + 2 * self.net.max_width
+        return _work_per_sample(&self.net)
 
     @property
     def blas_min_work(self):
@@ -451,11 +612,20 @@ cdef class Network:
         self.net.blas_min_work = value
 
     @property
+    def blas_min_weights(self):
+        """... and in * out reaches this."""
+        return self.net.blas_min_weights
+
+    @blas_min_weights.setter
+    def blas_min_weights(self, Py_ssize_t value):
+        self.net.blas_min_weights = value
+
+    @property
     def uses_blas(self):
         return self.net.blas.kind != BLAS_NONE
 
     cdef char* _workspace(self, Py_ssize_t n_samples) except NULL:
-        cdef Py_ssize_t needed = n_samples * (self.net.acts_width + 2 * self.net.max_width)
+        cdef Py_ssize_t needed = n_samples * _work_per_sample(&self.net)
         if self.work.shape[0] < needed:
             self.work = np.empty(needed, dtype=self.params.dtype)
         return <char*>cnp.PyArray_DATA(self.work)
@@ -466,14 +636,14 @@ cdef class Network:
         return self.net.n_out == 1 and _fits(y, self.typenum, 1) and y.shape[0] == n
 
     def predict(self, X):
-        """The network's output for X, or None when X must be validated first."""
+        """The network's output for X, ``None`` when X must be validated
+        first, or ``BAD_INPUT`` when it holds NaN or infinity."""
         cdef Py_ssize_t n, start, nb, chunk, n_out = self.net.n_out, n_in = self.net.n_in
         cdef cnp.npy_intp dims[2]
         cdef char* work
         cdef char* xp
         cdef char* outp
         cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
-        cdef Py_ssize_t itemsize = 8 if self.is_double else 4
         cdef bint finite = True
         if not _fits(X, self.typenum, 2) or X.shape[1] != n_in or X.shape[0] == 0:
             return None
@@ -494,13 +664,11 @@ cdef class Network:
             while finite and start < n:
                 nb = min(chunk, n - start)
                 if self.is_double:
-                    _forward(&self.net, <const double*>pp, <const double*>xp + start * n_in, <double*>work, nb)
-                    memcpy(<double*>outp + start * n_out, <double*>work + nb * _last_act(&self.net),
-                           nb * n_out * itemsize)
+                    _predict_chunk(&self.net, <const double*>pp, <const double*>xp + start * n_in,
+                                   <double*>work, nb, <double*>outp + start * n_out)
                 else:
-                    _forward(&self.net, <const float*>pp, <const float*>xp + start * n_in, <float*>work, nb)
-                    memcpy(<float*>outp + start * n_out, <float*>work + nb * _last_act(&self.net),
-                           nb * n_out * itemsize)
+                    _predict_chunk(&self.net, <const float*>pp, <const float*>xp + start * n_in,
+                                   <float*>work, nb, <float*>outp + start * n_out)
                 start += nb
         if not finite:
             return BAD_INPUT
@@ -525,11 +693,11 @@ cdef class Network:
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
-                loss = _train_step(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                   <const double*>yp, <double*>work, n, lr, True)
+                loss = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
+                                <const double*>yp, <double*>work, n, lr)
             else:
-                loss = _train_step(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                   <const float*>yp, <float*>work, n, lr, True)
+                loss = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
+                                <const float*>yp, <float*>work, n, lr)
         return loss
 
     def train_epoch(self, X, y, order, Py_ssize_t batch_size, double lr):
@@ -537,10 +705,10 @@ cdef class Network:
 
         ``X`` and ``y`` must already be valid and finite (this only checks
         that they fit); ``order`` is a permutation of the rows (intp), or
-        None to visit them in place, in order. The last batch may be shorter.
+        None to visit them in order. The last batch may be shorter.
         Returns ``(mean loss or negative code, samples done)``.
         """
-        cdef Py_ssize_t n, i, done = 0, in_batch
+        cdef Py_ssize_t n, i, done = 0
         cdef const Py_ssize_t[::1] rows
         cdef const Py_ssize_t* order_p = NULL
         cdef char* work
@@ -548,8 +716,6 @@ cdef class Network:
         cdef char* gp = <char*>cnp.PyArray_DATA(self.grads)
         cdef char* xp
         cdef char* yp
-        cdef char* bx = NULL
-        cdef char* by = NULL
         cdef double loss
         if not _fits(X, self.typenum, 2) or X.shape[1] != self.net.n_in or X.shape[0] == 0:
             raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
@@ -558,7 +724,6 @@ cdef class Network:
             raise ValueError("y must be a C-contiguous array matching X and the network's outputs")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        in_batch = min(batch_size, n)
         if order is not None:
             rows = order
             if rows.shape[0] != n:
@@ -567,22 +732,14 @@ cdef class Network:
                 if rows[i] < 0 or rows[i] >= n:
                     raise ValueError("order holds a row index out of range")
             order_p = &rows[0]
-            if (self.batch_X.ndim != 2 or self.batch_X.shape[0] < in_batch
-                    or self.batch_X.shape[1] != self.net.n_in):
-                self.batch_X = np.empty((in_batch, self.net.n_in), dtype=self.params.dtype)
-                self.batch_y = np.empty((in_batch, self.net.n_out), dtype=self.params.dtype)
-            bx = <char*>cnp.PyArray_DATA(self.batch_X)
-            by = <char*>cnp.PyArray_DATA(self.batch_y)
-        work = self._workspace(in_batch)
+        work = self._workspace(min(batch_size, n))
         xp = <char*>cnp.PyArray_DATA(X)
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
                 loss = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                    <const double*>yp, n, order_p, batch_size, <double*>work,
-                                    <double*>bx, <double*>by, lr, &done)
+                                    <const double*>yp, n, order_p, batch_size, <double*>work, lr, &done)
             else:
                 loss = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                    <const float*>yp, n, order_p, batch_size, <float*>work,
-                                    <float*>bx, <float*>by, lr, &done)
+                                    <const float*>yp, n, order_p, batch_size, <float*>work, lr, &done)
         return loss, done

@@ -40,8 +40,11 @@ __all__ = ["Sequential", "History"]
 _PLAN_KINDS = {Dense: _network.KIND_DENSE, ReLU: _network.KIND_RELU}
 
 #: A Dense product runs on BLAS once n_samples * in_features * out_features
-#: reaches this (measured crossover on a 2-core x86-64; see the README).
-BLAS_MIN_WORK = 32 * 32 * 32
+#: reaches BLAS_MIN_WORK and in_features * out_features reaches
+#: BLAS_MIN_WEIGHTS; below, fastnn's own loops are faster (the crossover
+#: measured on a 2-core x86-64 is in the README: benchmarks/crossover.py).
+BLAS_MIN_WORK = 2048
+BLAS_MIN_WEIGHTS = 64
 
 
 @dataclass
@@ -146,7 +149,8 @@ class Sequential:
         self._params = params
         self._grads = grads
         self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
-                                     blas=find_blas(), blas_min_work=BLAS_MIN_WORK)
+                                     blas=find_blas(), blas_min_work=BLAS_MIN_WORK,
+                                     blas_min_weights=BLAS_MIN_WEIGHTS)
 
     # -- description ---------------------------------------------------------------
 

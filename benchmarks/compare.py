@@ -1,0 +1,468 @@
+"""Time fastnn against NumPy, PyTorch and scikit-learn, side by side, in one process.
+
+Run from a checkout (fastnn installed, or built in place)::
+
+    python benchmarks/compare.py                       # every config, float64 and float32
+    python benchmarks/compare.py --dtype float64 --configs tiny medium --repeat 50
+
+For each configuration of ``benchmarks/common.py`` and each dtype it prints the
+median microseconds of one training step (forward, MSE loss, backward, SGD
+update on one batch) of
+
+* fastnn (``Sequential.train_step``),
+* NumPy: ``fastnn.reference.ReferenceMLP``, the same network layer by layer,
+* PyTorch, when installed: ``nn.Sequential`` of ``nn.Linear``/``nn.ReLU``,
+  ``F.mse_loss``, ``optim.SGD`` (no momentum), a hand-written step,
+* scikit-learn, when installed: ``MLPRegressor(solver="sgd", momentum=0,
+  alpha=0, activation="relu")`` and ``partial_fit`` on one batch,
+
+all starting from the same weights, and the speed-ups (other's time / fastnn's
+time). For the "demo fit" configuration the unit is a whole 20-epoch ``fit``
+(shuffled mini-batches) instead of a step.
+
+Everything runs in this one process, one configuration after another, with
+BLAS and OpenMP limited to ``--threads`` threads (default 1): the thread
+variables are set before NumPy is imported, threadpoolctl (when installed)
+limits the loaded libraries again and reports which BLAS it sees, and
+``torch.set_num_threads`` does the same for PyTorch. Each time is the median
+over ``--repeat`` timed blocks (``time.perf_counter``) after a warm-up; a block
+runs the step as many times as it takes to last at least ``--min-time``
+seconds, from the same starting weights every block.
+
+The table on stdout is markdown, ready to paste into the README; progress
+goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/compare.py",
+        description="Median time per training step of fastnn, the NumPy reference, PyTorch and "
+                    "scikit-learn, side by side in one process; prints a markdown table.")
+    parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=["float64", "float32"],
+                        help="dtypes to measure (default: float64 float32)")
+    parser.add_argument("--configs", nargs="+", default=None, metavar="NAME",
+                        help="configs to measure, by name, space- or comma-separated (default: all of "
+                             "benchmarks/common.py: tutorial-1000 tutorial-1 tiny medium large demo-fit)")
+    parser.add_argument("--repeat", type=int, default=25,
+                        help="timed blocks per measurement; the median is reported (default: 25)")
+    parser.add_argument("--min-time", type=float, default=0.005, metavar="SECONDS",
+                        help="shortest duration of one timed block (default: 0.005)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP/PyTorch threads (default: 1)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
+    parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out even if installed")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be a positive integer, got {args.repeat}")
+    if not args.min_time > 0:
+        parser.error(f"--min-time must be a positive number of seconds, got {args.min_time}")
+    if args.threads < 1:
+        parser.error(f"--threads must be a positive integer, got {args.threads}")
+    if args.configs is not None:
+        args.configs = [name for item in args.configs for name in item.split(",") if name]
+    return args, parser
+
+
+def _import_common():
+    try:
+        from . import common  # imported as benchmarks.compare (asv discovery)
+    except ImportError:
+        import common  # run as a script: benchmarks/ is sys.path[0]
+    return common
+
+
+def _optional(name):
+    try:
+        return __import__(name)
+    except Exception:  # noqa: BLE001 - missing, or broken: either way, leave it out
+        return None
+
+
+# -- timing -------------------------------------------------------------------------
+
+
+def _measure(step, reset, repeat: int, min_time: float) -> float:
+    """Median seconds per call of ``step()``: ``repeat`` blocks, each run from ``reset()``."""
+    clock = time.perf_counter
+    reset()
+    step()
+    step()                                   # warm-up: caches, lazily built buffers
+    number = 1
+    while True:                              # calibrate: calls per block
+        reset()
+        loop = range(number)
+        start = clock()
+        for _ in loop:
+            step()
+        elapsed = clock() - start
+        if elapsed >= min_time or number >= 1 << 24:
+            break
+        number = max(number * 2, int(number * min_time * 1.2 / max(elapsed, 1e-9)))
+    times = []
+    for _ in range(repeat):
+        reset()
+        loop = range(number)
+        start = clock()
+        for _ in loop:
+            step()
+        times.append((clock() - start) / number)
+    return statistics.median(times)
+
+
+# -- the contenders -----------------------------------------------------------------
+#
+# Each ``_make_*`` returns (step, reset, first_loss): step() runs one
+# measured unit (a training step, or the demo's whole fit); reset() puts
+# the starting weights back (not timed); first_loss is the loss of the
+# first step from those weights, for a sanity check that every contender
+# runs the same network (None where it cannot be compared).
+
+
+def _restore(arrays, saved):
+    for array, value in zip(arrays, saved):
+        array[...] = value
+
+
+def _make_fastnn(fastnn, common, config, X, y, dtype):
+    model = common.make_model(config, dtype)
+    saved = [p.copy() for p in common.parameters_of(model)]
+    reset = lambda: _restore(common.parameters_of(model), saved)  # noqa: E731
+    loss, optimizer = fastnn.MSELoss(), fastnn.SGD(lr=config.lr)
+    n = config.batch_size
+    first = model.train_step(X[:n], y[:n], loss, optimizer)
+    if config.measure == "fit":
+        step = functools.partial(model.fit, X, y, loss=loss, optimizer=optimizer, epochs=config.fit_epochs,
+                                 batch_size=n, shuffle=True, seed=0)
+    else:
+        step = functools.partial(model.train_step, X[:n], y[:n], loss, optimizer)
+    return step, reset, first
+
+
+def _make_numpy(fastnn, common, config, X, y, dtype):
+    np = sys.modules["numpy"]
+    ref = common.make_reference(common.make_model(config, dtype))
+    saved = [p.copy() for p in common.parameters_of(ref)]
+    reset = lambda: _restore(common.parameters_of(ref), saved)  # noqa: E731
+    n, lr = config.batch_size, config.lr
+    first = ref.train_step(X[:n], y[:n], lr)
+    if config.measure == "fit":
+        rng = np.random.default_rng(0)
+
+        def step():
+            for _ in range(config.fit_epochs):
+                ref.fit_epoch(X, y, lr, n, rng.permutation(len(X)))
+    else:
+        step = functools.partial(ref.train_step, X[:n], y[:n], lr)
+    return step, reset, first
+
+
+def _make_torch(fastnn, common, config, X, y, dtype):
+    torch = sys.modules["torch"]
+    nn, F = torch.nn, torch.nn.functional
+    model = common.make_model(config, dtype)
+    torch_dtype = torch.float32 if dtype == "float32" else torch.float64
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, fastnn.Dense):
+            linear = nn.Linear(layer.in_features, layer.out_features, dtype=torch_dtype)
+            with torch.no_grad():   # nn.Linear keeps W as (out_features, in_features)
+                linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))
+                linear.bias.copy_(torch.from_numpy(layer.b.copy()))
+            layers.append(linear)
+        else:
+            layers.append(nn.ReLU())
+    net = nn.Sequential(*layers)
+    params = list(net.parameters())
+    saved = [p.detach().clone() for p in params]
+
+    def reset():
+        with torch.no_grad():
+            for p, value in zip(params, saved):
+                p.copy_(value)
+
+    optimizer = torch.optim.SGD(params, lr=config.lr)   # momentum=0, no weight decay
+    X_all, y_all = torch.from_numpy(X), torch.from_numpy(y)
+    n = config.batch_size
+    X_batch, y_batch = X_all[:n], y_all[:n]
+
+    def train_step(X_batch=X_batch, y_batch=y_batch):
+        optimizer.zero_grad()
+        loss = F.mse_loss(net(X_batch), y_batch)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    first = train_step()
+    if config.measure == "fit":
+        generator = torch.Generator().manual_seed(0)
+        n_samples = len(X)
+
+        def step():
+            for _ in range(config.fit_epochs):
+                order = torch.randperm(n_samples, generator=generator)
+                total = 0.0
+                for start in range(0, n_samples, n):
+                    rows = order[start:start + n]
+                    total += train_step(X_all[rows], y_all[rows]) * len(rows)
+                epoch_loss = total / n_samples  # noqa: F841 - the epoch's mean loss, as fastnn's History records
+    else:
+        step = train_step
+    return step, reset, first
+
+
+def _make_sklearn(fastnn, common, config, X, y, dtype):
+    from sklearn.neural_network import MLPRegressor
+
+    model = common.make_model(config, dtype)
+    # scikit-learn's squared error is half the MSE, and its gradient is
+    # (yhat - y) / n_samples whatever the number of outputs: this learning
+    # rate makes its update equal to SGD(lr) on fastnn's MSE.
+    lr = config.lr * 2 / config.out_features
+    fit = config.measure == "fit"
+    mlp = MLPRegressor(hidden_layer_sizes=config.hidden, activation="relu", solver="sgd", alpha=0.0,
+                       batch_size=config.batch_size, learning_rate="constant", learning_rate_init=lr,
+                       momentum=0.0, nesterovs_momentum=False, shuffle=fit, random_state=0,
+                       max_iter=config.fit_epochs, tol=0.0, n_iter_no_change=2**31,  # never stop early
+                       early_stopping=False, warm_start=True)
+    target = y.ravel() if config.out_features == 1 else y
+    n = config.batch_size
+    X_batch, y_batch = X[:n], target[:n]
+    mlp.partial_fit(X_batch, y_batch)                  # allocates coefs_ and intercepts_
+    weights = [(layer.W, layer.b) for layer in model.layers if isinstance(layer, fastnn.Dense)]
+    saved = [W.copy() for W, _ in weights] + [b.copy() for _, b in weights]
+    reset = lambda: _restore(mlp.coefs_ + mlp.intercepts_, saved)  # noqa: E731
+    reset()
+    mlp.partial_fit(X_batch, y_batch)
+    # comparable when the output layer is the same: scikit-learn has no ReLU on the output
+    first = None if config.relu_output else 2 * mlp.loss_
+    if fit:
+        def step():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # ConvergenceWarning: max_iter reached, by design
+                mlp.fit(X, target)
+    else:
+        step = functools.partial(mlp.partial_fit, X_batch, y_batch)
+    return step, reset, first
+
+
+# -- the machine --------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _numpy_blas(np) -> str:
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - numpy < 1.26, or a layout change
+        return "unknown"
+
+
+def _threadpools(threadpoolctl) -> list[str]:
+    if threadpoolctl is None:
+        return ["not installed, so the loaded BLAS was not inspected (the thread variables were set to --threads)"]
+    lines = []
+    for pool in threadpoolctl.threadpool_info():
+        arch = f" {pool['architecture']}" if pool.get("architecture") else ""
+        threads = pool.get("num_threads")
+        path = Path(pool.get("filepath") or "?")
+        what = " ".join(str(part) for part in (pool.get("internal_api"), pool.get("version")) if part)
+        lines.append(f"{pool.get('user_api')}: {what}{arch}, {threads} thread{'s' if threads != 1 else ''} "
+                     f"({path.parent.name}/{path.name})")
+    return lines or ["threadpoolctl sees no BLAS or OpenMP library"]
+
+
+def _git_commit(where: Path) -> str | None:
+    """The commit of the checkout ``where`` is in (None for an installed package)."""
+    try:
+        top = subprocess.run(["git", "-C", str(where), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        if Path(top).resolve() != where.resolve().parent:
+            return None
+        out = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        return out + (" (with uncommitted changes)" if dirty else "")
+    except Exception:  # noqa: BLE001 - not a checkout, or no git
+        return None
+
+
+# -- the table ----------------------------------------------------------------------
+
+
+def _us(seconds) -> str:
+    if seconds is None:
+        return "—"
+    us = seconds * 1e6
+    return f"{us:.2f}" if us < 10 else f"{us:.1f}" if us < 100 else f"{us:,.0f}"
+
+
+def _ratio(other, mine) -> str:
+    if other is None or mine is None:
+        return "—"
+    ratio = other / mine
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.1f}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+
+def main(argv=None) -> int:
+    args, parser = _parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    # Before NumPy (and its BLAS) is loaded: the thread variables are read then.
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = str(args.threads)
+    if not _has_fastnn():
+        sys.path.append(str(_ROOT))        # a checkout built in place (setup.py build_ext --inplace)
+
+    import numpy as np
+
+    import fastnn
+
+    common = _import_common()
+    names = args.configs or list(common.CONFIGS)
+    unknown = [name for name in names if name not in common.CONFIGS]
+    if unknown:
+        parser.error(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(common.CONFIGS)}")
+
+    threadpoolctl = _optional("threadpoolctl")
+    torch = None if args.no_torch else _optional("torch")
+    sklearn = None if args.no_sklearn else _optional("sklearn")
+    if sklearn is not None and _optional("sklearn.neural_network") is None:
+        sklearn = None
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        try:
+            torch.set_num_interop_threads(args.threads)
+        except RuntimeError:
+            pass                                # already set; it does not matter for these loops
+
+    contenders = [("fastnn", _make_fastnn), ("NumPy", _make_numpy)]
+    if torch is not None:
+        contenders.append(("PyTorch", _make_torch))
+    if sklearn is not None:
+        contenders.append(("scikit-learn", _make_sklearn))
+
+    def limit_threads():
+        if threadpoolctl is not None:    # again before each config: a library may have been loaded lazily
+            threadpoolctl.threadpool_limits(limits=args.threads)
+
+    rows, warnings_seen = [], []
+    for name in names:
+        config = common.CONFIGS[name]
+        for dtype in args.dtype:
+            X, y = common.make_data(config, dtype)
+            limit_threads()
+            times, losses = {}, {}
+            for label, make in contenders:
+                print(f"{config.name:>14} {dtype}  {label:<13}", end="", file=sys.stderr, flush=True)
+                try:
+                    step, reset, losses[label] = make(fastnn, common, config, X, y, dtype)
+                    limit_threads()
+                    times[label] = _measure(step, reset, args.repeat, args.min_time)
+                    print(f"{_us(times[label]):>10} µs", file=sys.stderr, flush=True)
+                except Exception as exc:  # noqa: BLE001 - report, and go on with the others
+                    times[label] = None
+                    print(f"  failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                    warnings_seen.append(f"{label} failed on {config.name} {dtype}: {type(exc).__name__}: {exc}")
+            tolerance = 1e-4 if dtype == "float32" else 1e-9
+            mine = losses.get("fastnn")
+            for label, value in losses.items():
+                if label != "fastnn" and value is not None and mine is not None \
+                        and abs(value - mine) > tolerance * max(1.0, abs(mine)):
+                    warnings_seen.append(f"{label}'s first loss on {config.name} {dtype} is {value:.6g}, "
+                                         f"fastnn's {mine:.6g}: not the same computation?")
+            rows.append((config, dtype, times))
+
+    labels = [label for label, _ in contenders]
+    others = labels[1:]
+    fit_configs = [common.CONFIGS[name] for name in names if common.CONFIGS[name].measure == "fit"]
+    out = []
+    out.append("Median µs per training step (one forward + MSE + backward + SGD update on one batch)"
+               + ("; for " + ", ".join(f"{c.name}, µs per whole {c.fit_epochs}-epoch fit" for c in fit_configs)
+                  if fit_configs else "")
+               + f". Speed-up = other's time / fastnn's time. {args.threads} thread"
+               + ("s" if args.threads != 1 else "") + f", median of {args.repeat} blocks.")
+    out.append("")
+    header = ["config", "dtype"] + [f"{label} µs" for label in labels] + [f"vs {label}" for label in others]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + "|".join(["---", "---"] + ["---:"] * (len(header) - 2)) + "|")
+    for config, dtype, times in rows:
+        cells = [config.title, dtype] + [_us(times.get(label)) for label in labels]
+        cells += [_ratio(times.get(label), times.get("fastnn")) for label in others]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+
+    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}",
+                f"fastnn {getattr(fastnn, '__version__', '?')}"]
+    if torch is not None:
+        versions.append(f"torch {torch.__version__}")
+    if sklearn is not None:
+        versions.append(f"scikit-learn {sklearn.__version__}")
+    commit = _git_commit(Path(fastnn.__file__).resolve().parent)
+    out.append(f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}")
+    out.append(f"- Software: {', '.join(versions)}" + (f"; fastnn checkout {commit}" if commit else ""))
+    out.append(f"- NumPy's BLAS: {_numpy_blas(np)}")
+    if load is not None:
+        out.append(f"- Load average (1 min) before the run: {load:.2f} (other work on the machine perturbs the times)")
+    for line in _threadpools(threadpoolctl):
+        out.append(f"- threadpoolctl: {line}")
+    missing = [name for name, module in (("PyTorch", torch), ("scikit-learn", sklearn)) if module is None]
+    if missing:
+        out.append(f"- Not measured (not installed, or left out): {', '.join(missing)}")
+    if "PyTorch" in labels:
+        out.append("- PyTorch: nn.Linear/nn.ReLU, F.mse_loss, optim.SGD (no momentum), zero_grad/backward/step "
+                   "and loss.item() per step; demo fit: randperm and index per epoch.")
+    if "scikit-learn" in labels:
+        out.append("- scikit-learn: MLPRegressor(solver='sgd', momentum=0, alpha=0, activation='relu'), "
+                   "partial_fit on one batch per step, fit(max_iter=20, warm_start) for the demo fit. "
+                   "Its output layer is always linear (no ReLU on the tutorial's output), and its "
+                   "learning rate is scaled so that its update equals SGD on the MSE.")
+    out.append("- Reproduce: `python benchmarks/compare.py" + (" " + " ".join(argv) if argv else
+                                                                "" if len(sys.argv) < 2 else
+                                                                " " + " ".join(sys.argv[1:])) + "`")
+    if not any("first loss" in warning for warning in warnings_seen):
+        out.append("- Check: every contender's first-step loss equals fastnn's (same network, same weights"
+                   + (", except scikit-learn's linear output on the tutorial" if "scikit-learn" in labels
+                      and any(common.CONFIGS[name].relu_output for name in names) else "") + ").")
+    for warning in warnings_seen:
+        out.append(f"- WARNING: {warning}")
+    print("\n".join(out))
+    return 0
+
+
+def _has_fastnn() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("fastnn") is not None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
