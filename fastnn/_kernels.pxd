@@ -43,3 +43,20 @@ cdef void sgd_update_kernel(
 ) noexcept nogil
 
 cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil
+
+# A BLAS gemm found at run time (see fastnn/_blas.py): kind and addresses.
+cdef enum:
+    BLAS_NONE = 0
+    BLAS_CBLAS64 = 1      # CBLAS with 64-bit integers (NumPy's scipy-openblas64)
+    BLAS_FORTRAN32 = 2    # Fortran with 32-bit integers (scipy.linalg.cython_blas)
+
+cdef struct Blas:
+    int kind
+    void* dgemm
+    void* sgemm
+
+cdef void gemm(
+    const Blas* blas, bint trans_a, bint trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+    const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+    floating beta, floating* C, Py_ssize_t ldc,
+) noexcept nogil

@@ -22,6 +22,9 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 """
 
 from cython cimport floating
+from libc.limits cimport INT_MAX
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 
 cdef extern from *:
     """
@@ -230,6 +233,88 @@ cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
     return (a0 + a1) + (a2 + a3) == 0
 
 
+# ---------------------------------------------------------------------------
+# BLAS
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    CBLAS_ROW_MAJOR = 101
+    CBLAS_NO_TRANS = 111
+    CBLAS_TRANS = 112
+
+ctypedef void (*cblas_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double,
+                               const double*, int64_t, const double*, int64_t,
+                               double, double*, int64_t) noexcept nogil
+ctypedef void (*cblas_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float,
+                               const float*, int64_t, const float*, int64_t,
+                               float, float*, int64_t) noexcept nogil
+ctypedef void (*fortran_dgemm_t)(const char*, const char*, const int*, const int*, const int*,
+                                 const double*, const double*, const int*, const double*,
+                                 const int*, const double*, double*, const int*) noexcept nogil
+ctypedef void (*fortran_sgemm_t)(const char*, const char*, const int*, const int*, const int*,
+                                 const float*, const float*, const int*, const float*,
+                                 const int*, const float*, float*, const int*) noexcept nogil
+
+cdef void gemm(
+    const Blas* blas, bint trans_a, bint trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+    const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+    floating beta, floating* C, Py_ssize_t ldc,
+) noexcept nogil:
+    """Row-major C (M x N) = op(A) @ op(B) + beta * C, with op(A) M x K and op(B) K x N."""
+    cdef char ta, tb
+    cdef int m, n, k, la, lb, lc
+    cdef floating one = 1
+    if blas.kind == BLAS_CBLAS64:
+        if floating is double:
+            (<cblas_dgemm_t>blas.dgemm)(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS,
+                                        CBLAS_TRANS if trans_b else CBLAS_NO_TRANS, M, N, K, 1.0,
+                                        A, lda, B, ldb, beta, C, ldc)
+        else:
+            (<cblas_sgemm_t>blas.sgemm)(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS,
+                                        CBLAS_TRANS if trans_b else CBLAS_NO_TRANS, M, N, K, 1.0,
+                                        A, lda, B, ldb, beta, C, ldc)
+    else:
+        # Column-major BLAS: C^T = op(B)^T @ op(A)^T, so swap the operands.
+        ta = b'T' if trans_b else b'N'
+        tb = b'T' if trans_a else b'N'
+        m = <int>N
+        n = <int>M
+        k = <int>K
+        la = <int>ldb
+        lb = <int>lda
+        lc = <int>ldc
+        if floating is double:
+            (<fortran_dgemm_t>blas.dgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
+        else:
+            (<fortran_sgemm_t>blas.sgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
+
+
+#: The BLAS the ``def`` wrappers below use for large products (``set_blas``).
+cdef Blas _BLAS
+_BLAS.kind = BLAS_NONE
+
+#: The wrappers multiply with BLAS once n_samples * in * out reaches this and
+#: in * out reaches OPS_BLAS_MIN_WEIGHTS (as the model does; see fastnn.model).
+OPS_BLAS_MIN_WORK = 2048
+OPS_BLAS_MIN_WEIGHTS = 64
+
+
+def set_blas(info):
+    """Use the gemm of a ``fastnn._blas.BlasInfo`` (or none, for None) in the wrappers."""
+    if info is None or info.kind not in (BLAS_CBLAS64, BLAS_FORTRAN32) or not (info.dgemm and info.sgemm):
+        _BLAS.kind = BLAS_NONE
+        return
+    _BLAS.dgemm = <void*><size_t>info.dgemm
+    _BLAS.sgemm = <void*><size_t>info.sgemm
+    _BLAS.kind = info.kind
+
+
+cdef bint _ops_use_blas(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m):
+    if _BLAS.kind == BLAS_NONE or k * m < OPS_BLAS_MIN_WEIGHTS or n * k * m < OPS_BLAS_MIN_WORK:
+        return False
+    return _BLAS.kind != BLAS_FORTRAN32 or max(n, k, m) <= INT_MAX
+
+
 # --------------------------------------------------------------------------
 # Wrappers: typed memoryviews, shape checks, GIL released around the loops.
 # --------------------------------------------------------------------------
@@ -254,12 +339,20 @@ def dense_forward(
     _check_same_size(out.shape[1], out_features, "out columns vs W columns")
     if n_samples == 0 or out_features == 0:
         return
+    cdef bint use_blas = in_features > 0 and _ops_use_blas(n_samples, in_features, out_features)
+    cdef Py_ssize_t i
     with nogil:
-        dense_forward_kernel(
-            &X[0, 0] if in_features > 0 else NULL,
-            &W[0, 0] if in_features > 0 else NULL,
-            &b[0], &out[0, 0], n_samples, in_features, out_features, False,
-        )
+        if use_blas:
+            for i in range(n_samples):
+                memcpy(&out[i, 0], &b[0], out_features * sizeof(floating))
+            gemm(&_BLAS, False, False, n_samples, out_features, in_features,
+                 &X[0, 0], in_features, &W[0, 0], out_features, 1, &out[0, 0], out_features)
+        else:
+            dense_forward_kernel(
+                &X[0, 0] if in_features > 0 else NULL,
+                &W[0, 0] if in_features > 0 else NULL,
+                &b[0], &out[0, 0], n_samples, in_features, out_features, False,
+            )
 
 
 def dense_backward(
@@ -288,11 +381,24 @@ def dense_backward(
         dW[:, :] = 0
         db[:] = 0
         return
+    cdef bint use_blas = _ops_use_blas(n_samples, in_features, out_features)
+    cdef Py_ssize_t i, j
     with nogil:
-        dense_backward_kernel(
-            &X[0, 0], &W[0, 0], &dY[0, 0], &dX[0, 0], &dW[0, 0], &db[0],
-            n_samples, in_features, out_features,
-        )
+        if use_blas:
+            for j in range(out_features):
+                db[j] = 0
+            for i in range(n_samples):
+                for j in range(out_features):
+                    db[j] += dY[i, j]
+            gemm(&_BLAS, False, True, n_samples, in_features, out_features,
+                 &dY[0, 0], out_features, &W[0, 0], out_features, 0, &dX[0, 0], in_features)
+            gemm(&_BLAS, True, False, in_features, out_features, n_samples,
+                 &X[0, 0], in_features, &dY[0, 0], out_features, 0, &dW[0, 0], out_features)
+        else:
+            dense_backward_kernel(
+                &X[0, 0], &W[0, 0], &dY[0, 0], &dX[0, 0], &dW[0, 0], &db[0],
+                n_samples, in_features, out_features,
+            )
 
 
 def relu_forward(const floating[::1] Z, floating[::1] out):

@@ -42,12 +42,16 @@ After a negative code the parameters are exactly as they were.
 cimport numpy as cnp
 from libc.limits cimport INT_MAX
 from libc.math cimport isfinite
-from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from cython cimport floating
 
 from fastnn._kernels cimport (
+    BLAS_CBLAS64,
+    BLAS_FORTRAN32,
+    BLAS_NONE,
+    Blas,
     all_finite_kernel,
+    gemm,
     dense_backward_kernel,
     dense_forward_kernel,
     mse_loss_grad_kernel,
@@ -90,71 +94,6 @@ BAD_UPDATE = float(BAD_UPDATE_)
 
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
-
-# ---------------------------------------------------------------------------
-# BLAS
-# ---------------------------------------------------------------------------
-
-cdef enum:
-    BLAS_NONE = 0
-    BLAS_CBLAS64 = 1      # CBLAS, 64-bit integers (NumPy's scipy-openblas64)
-    BLAS_FORTRAN32 = 2    # Fortran, 32-bit integers (scipy.linalg.cython_blas)
-    CBLAS_ROW_MAJOR = 101
-    CBLAS_NO_TRANS = 111
-    CBLAS_TRANS = 112
-
-ctypedef void (*cblas_dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double,
-                               const double*, int64_t, const double*, int64_t,
-                               double, double*, int64_t) noexcept nogil
-ctypedef void (*cblas_sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float,
-                               const float*, int64_t, const float*, int64_t,
-                               float, float*, int64_t) noexcept nogil
-ctypedef void (*fortran_dgemm_t)(const char*, const char*, const int*, const int*, const int*,
-                                 const double*, const double*, const int*, const double*,
-                                 const int*, const double*, double*, const int*) noexcept nogil
-ctypedef void (*fortran_sgemm_t)(const char*, const char*, const int*, const int*, const int*,
-                                 const float*, const float*, const int*, const float*,
-                                 const int*, const float*, float*, const int*) noexcept nogil
-
-cdef struct Blas:
-    int kind
-    void* dgemm
-    void* sgemm
-
-
-cdef void _gemm(
-    const Blas* blas, bint trans_a, bint trans_b, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-    const floating* A, Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
-    floating beta, floating* C, Py_ssize_t ldc,
-) noexcept nogil:
-    """Row-major C (M x N) = op(A) @ op(B) + beta * C, with op(A) M x K and op(B) K x N."""
-    cdef char ta, tb
-    cdef int m, n, k, la, lb, lc
-    cdef floating one = 1
-    if blas.kind == BLAS_CBLAS64:
-        if floating is double:
-            (<cblas_dgemm_t>blas.dgemm)(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS,
-                                        CBLAS_TRANS if trans_b else CBLAS_NO_TRANS, M, N, K, 1.0,
-                                        A, lda, B, ldb, beta, C, ldc)
-        else:
-            (<cblas_sgemm_t>blas.sgemm)(CBLAS_ROW_MAJOR, CBLAS_TRANS if trans_a else CBLAS_NO_TRANS,
-                                        CBLAS_TRANS if trans_b else CBLAS_NO_TRANS, M, N, K, 1.0,
-                                        A, lda, B, ldb, beta, C, ldc)
-    else:
-        # Column-major BLAS: C^T = op(B)^T @ op(A)^T, so swap the operands.
-        ta = b'T' if trans_b else b'N'
-        tb = b'T' if trans_a else b'N'
-        m = <int>N
-        n = <int>M
-        k = <int>K
-        la = <int>ldb
-        lb = <int>lda
-        lc = <int>ldc
-        if floating is double:
-            (<fortran_dgemm_t>blas.dgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
-        else:
-            (<fortran_sgemm_t>blas.sgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
-
 
 # ---------------------------------------------------------------------------
 # The walk
@@ -279,7 +218,7 @@ cdef void _dense_forward(
             bj = b[j]
             for i in range(n):
                 y[i] = bj
-        _gemm(&net.blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
+        gemm(&net.blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
         if relu:
             _relu_inplace(YT, m * n)
         return
@@ -338,9 +277,9 @@ cdef void _dense_backward(
     for j in range(m):
         db[j] = _sum(G + j * n, n)
     if _use_blas(net, n, k, m):
-        _gemm(&net.blas, False, True, k, m, n, XT, n, G, n, 0, dW, m)
+        gemm(&net.blas, False, True, k, m, n, XT, n, G, n, 0, dW, m)
         if dXT != NULL:
-            _gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
+            gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
         return
     for kk in range(k):
         for j in range(m):

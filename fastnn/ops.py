@@ -5,7 +5,8 @@ finiteness (raising ``ValueError``/``TypeError`` that name the argument),
 converts once to a C-contiguous float32 or float64 array (float32 when all
 float inputs are float32 or float16, float64 otherwise), allocates the
 output and calls the compiled loop in :mod:`fastnn._kernels`, which runs
-without the GIL. Read-only, strided, Fortran-ordered and byte-swapped
+without the GIL (large Dense products call a BLAS ``gemm``, see
+:mod:`fastnn._blas`). Read-only, strided, Fortran-ordered and byte-swapped
 arrays are accepted and give the same result as contiguous ones.
 """
 
@@ -14,12 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import _kernels
+from fastnn._blas import find_blas
 from fastnn.validation import (
     _as_numeric_array,
     check_array,
     check_learning_rate,
     result_float_dtype,
 )
+
+# Large products go to the same BLAS the models use (see fastnn._blas).
+_kernels.set_blas(find_blas())
 
 __all__ = [
     "dense_forward",
