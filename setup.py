@@ -7,6 +7,7 @@ out-of-range index instead of corrupting memory.
 """
 
 import os
+import platform
 
 import numpy
 from Cython.Build import cythonize
@@ -36,19 +37,26 @@ define_macros = [
 ]
 
 
-def extension(name):
+def extension(name, extra=()):
     return Extension(
         f"fastnn.{name}",
         [f"fastnn/{name}.pyx"],
         include_dirs=[numpy.get_include()],
         define_macros=define_macros,
-        extra_compile_args=extra_compile_args,
+        extra_compile_args=extra_compile_args + list(extra),
+        depends=["fastnn/_loops.pxi", "fastnn/_network.pxi"],
     )
 
 
+extensions = [extension("_kernels"), extension("_network_baseline")]
+# The walker again with AVX2 (not FMA: both builds give the same bits), for
+# CPUs that have it; fastnn/_network.py chooses at import. GCC/Clang on x86-64.
+if os.name != "nt" and platform.machine().lower() in ("x86_64", "amd64") and not os.environ.get("ARCHFLAGS"):
+    extensions.append(extension("_network_avx2", ["-mavx2"]))
+
 setup(
     ext_modules=cythonize(
-        [extension("_kernels"), extension("_network")],
+        extensions,
         compiler_directives=directives,
     ),
 )

@@ -178,8 +178,11 @@ class Sequential:
         return self._params.size
 
     def get_parameters(self) -> np.ndarray:
-        """A copy of all parameters, flat, layer by layer (W row-major, then b)."""
-        return self._params.copy()
+        """A copy of all parameters, flat, layer by layer (W row-major, then b).
+
+        Taken under the model's lock, so never half-way through a step."""
+        with self._lock:
+            return self._params.copy()
 
     def set_parameters(self, values) -> None:
         """Overwrite all parameters from a flat array laid out as :meth:`get_parameters`."""
@@ -341,9 +344,15 @@ class Sequential:
     # -- copying and pickling -----------------------------------------------------
 
     def __getstate__(self):
-        return {"layers": self._layers, "dtype": self._dtype.name, "grads": self._grads.copy()}
+        # The layers describe the architecture; the parameters and gradients
+        # are snapshot under the lock, so a copy taken while another thread
+        # trains holds the state between two whole steps.
+        with self._lock:
+            params, grads = self._params.copy(), self._grads.copy()
+        return {"layers": self._layers, "dtype": self._dtype.name, "params": params, "grads": grads}
 
     def __setstate__(self, state):
         self._lock = threading.Lock()
         self._build(state["layers"], np.dtype(state["dtype"]))
+        self._params[...] = state["params"]
         self._grads[...] = state["grads"]

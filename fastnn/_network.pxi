@@ -1,5 +1,10 @@
 """Walk a whole network in one call without the GIL.
 
+This source is compiled twice (see setup.py): as fastnn._network_baseline
+for any x86-64 (or other) CPU, and as fastnn._network_avx2 with -mavx2 for
+CPUs that have AVX2; fastnn._network imports the one the CPU can run. No
+-mfma: without contraction the two builds give the same bits.
+
 Design
 ------
 ``fastnn.model.Sequential`` compiles its layers into a *plan*: a small
@@ -40,24 +45,10 @@ After a negative code the parameters are exactly as they were.
 """
 
 cimport numpy as cnp
-from libc.limits cimport INT_MAX
 from libc.math cimport isfinite
-from libc.string cimport memcpy
-from cython cimport floating
 
-from fastnn._kernels cimport (
-    BLAS_CBLAS64,
-    BLAS_FORTRAN32,
-    BLAS_NONE,
-    Blas,
-    all_finite_kernel,
-    gemm,
-    dense_backward_kernel,
-    dense_forward_kernel,
-    mse_loss_grad_kernel,
-    relu_backward_kernel,
-    relu_forward_kernel,
-)
+include "_loops.pxi"
+
 
 import numpy as np
 
@@ -136,35 +127,39 @@ cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n)
 
 
 cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
-    """sum(x * y), in four interleaved partial sums (the compiler may not reorder a sum)."""
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        s0 += x[i] * y[i]
-        s1 += x[i + 1] * y[i + 1]
-        s2 += x[i + 2] * y[i + 2]
-        s3 += x[i + 3] * y[i + 3]
-        i += 4
+    """sum(x * y), in eight lanes that the compiler keeps in vector registers.
+
+    A compiler may not reorder one floating-point sum, so a plain loop is a
+    single chain of dependent additions; independent lanes vectorise.
+    """
+    cdef floating lane[8]
+    cdef Py_ssize_t i = 0, t
+    for t in range(8):
+        lane[t] = 0
+    while i + 8 <= n:
+        for t in range(8):
+            lane[t] += x[i + t] * y[i + t]
+        i += 8
     while i < n:
-        s0 += x[i] * y[i]
+        lane[0] += x[i] * y[i]
         i += 1
-    return (s0 + s1) + (s2 + s3)
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
 
 
 cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
-    """sum(x), in four interleaved partial sums."""
-    cdef floating s0 = 0, s1 = 0, s2 = 0, s3 = 0
-    cdef Py_ssize_t i = 0
-    while i + 4 <= n:
-        s0 += x[i]
-        s1 += x[i + 1]
-        s2 += x[i + 2]
-        s3 += x[i + 3]
-        i += 4
+    """sum(x), in eight vectorisable lanes."""
+    cdef floating lane[8]
+    cdef Py_ssize_t i = 0, t
+    for t in range(8):
+        lane[t] = 0
+    while i + 8 <= n:
+        for t in range(8):
+            lane[t] += x[i + t]
+        i += 8
     while i < n:
-        s0 += x[i]
+        lane[0] += x[i]
         i += 1
-    return (s0 + s1) + (s2 + s3)
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
 
 
 cdef inline void _relu_inplace(floating* x, Py_ssize_t n) noexcept nogil:
