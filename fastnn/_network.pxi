@@ -445,6 +445,11 @@ cdef inline bint _fits(object a, int typenum, Py_ssize_t ndim) noexcept:
             and cnp.PyArray_ISCARRAY_RO(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
 
 
+cdef inline Py_ssize_t _dim(object a, int axis) noexcept:
+    """a.shape[axis], for an ndarray that ``_fits`` accepted, without a Python call."""
+    return cnp.PyArray_DIM(<cnp.ndarray>a, axis)
+
+
 cdef class Network:
     """A compiled plan with its parameter, gradient and work buffers.
 
@@ -462,6 +467,7 @@ cdef class Network:
     cdef NetC net
     cdef readonly object plan, params, grads
     cdef object work
+    cdef Py_ssize_t work_size
     cdef readonly bint is_double
     cdef int typenum
     cdef readonly str blas_source
@@ -523,6 +529,7 @@ cdef class Network:
             self.net.blas.sgemm = <void*><size_t>blas.sgemm
             self.blas_source = blas.source
         self.work = np.empty(0, dtype=params_dtype)
+        self.work_size = 0
 
     @property
     def n_in(self):
@@ -560,14 +567,18 @@ cdef class Network:
 
     cdef char* _workspace(self, Py_ssize_t n_samples) except NULL:
         cdef Py_ssize_t needed = n_samples * _work_per_sample(&self.net)
-        if self.work.shape[0] < needed:
+        if self.work_size < needed:
             self.work = np.empty(needed, dtype=self.params.dtype)
+            self.work_size = needed
         return <char*>cnp.PyArray_DATA(self.work)
+
+    cdef bint _fits_X(self, object X) noexcept:
+        return (_fits(X, self.typenum, 2) and _dim(X, 1) == self.net.n_in and _dim(X, 0) > 0)
 
     cdef bint _fits_y(self, object y, Py_ssize_t n) noexcept:
         if _fits(y, self.typenum, 2):
-            return y.shape[0] == n and y.shape[1] == self.net.n_out
-        return self.net.n_out == 1 and _fits(y, self.typenum, 1) and y.shape[0] == n
+            return _dim(y, 0) == n and _dim(y, 1) == self.net.n_out
+        return self.net.n_out == 1 and _fits(y, self.typenum, 1) and _dim(y, 0) == n
 
     def predict(self, X):
         """The network's output for X, ``None`` when X must be validated
@@ -579,9 +590,9 @@ cdef class Network:
         cdef char* outp
         cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
         cdef bint finite = True
-        if not _fits(X, self.typenum, 2) or X.shape[1] != n_in or X.shape[0] == 0:
+        if not self._fits_X(X):
             return None
-        n = X.shape[0]
+        n = _dim(X, 0)
         chunk = min(n, PREDICT_CHUNK)
         dims[0] = n
         dims[1] = n_out
@@ -617,9 +628,9 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef double loss
-        if not _fits(X, self.typenum, 2) or X.shape[1] != self.net.n_in or X.shape[0] == 0:
+        if not self._fits_X(X):
             return SLOW
-        n = X.shape[0]
+        n = _dim(X, 0)
         if not self._fits_y(y, n):
             return SLOW
         work = self._workspace(n)
@@ -651,9 +662,9 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef double loss
-        if not _fits(X, self.typenum, 2) or X.shape[1] != self.net.n_in or X.shape[0] == 0:
+        if not self._fits_X(X):
             raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
-        n = X.shape[0]
+        n = _dim(X, 0)
         if not self._fits_y(y, n):
             raise ValueError("y must be a C-contiguous array matching X and the network's outputs")
         if batch_size <= 0:
