@@ -26,9 +26,8 @@ converts it, then calls again. Finiteness of X and y is checked inside the
 step's first pass.
 
 Dense layers multiply with fastnn's own loops when they are small and with
-a BLAS ``gemm`` (see ``fastnn._blas``) when ``n_samples * in * out`` reaches
-``blas_min_work`` and ``in * out`` reaches ``blas_min_weights``; both run
-without the GIL.
+a BLAS ``gemm`` (see ``fastnn._blas``) when the layer is large enough (see
+``_use_blas`` and ``benchmarks/crossover.py``); both run without the GIL.
 
 Workspace layout for a batch of ``n`` samples (``acts_width`` is the sum of
 the rows' output widths, ``max_width`` the largest)::
@@ -97,12 +96,14 @@ cdef struct NetC:
     Py_ssize_t n_in, n_out
     Py_ssize_t acts_width, max_width
     Blas blas
-    Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this ...
-    Py_ssize_t blas_min_weights   # ... and in * out >= this
+    Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this,
+    Py_ssize_t blas_min_weights   # in * out >= this
+    Py_ssize_t blas_min_width     # and min(in, out) >= this
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    if net.blas.kind == BLAS_NONE or k * m < net.blas_min_weights or n * k * m < net.blas_min_work:
+    if (net.blas.kind == BLAS_NONE or k * m < net.blas_min_weights or n * k * m < net.blas_min_work
+            or k < net.blas_min_width or m < net.blas_min_width):
         return False
     # A BLAS with 32-bit integers takes no dimension (nor leading dimension) above INT_MAX.
     return net.blas.kind != BLAS_FORTRAN32 or (n <= INT_MAX and k <= INT_MAX and m <= INT_MAX)
@@ -459,9 +460,10 @@ cdef class Network:
     params, grads : 1-D C-contiguous float32 or float64 arrays of one size
         Kept by reference: the network reads and updates them in place.
     blas : fastnn._blas.BlasInfo or None
-    blas_min_work, blas_min_weights : int
+    blas_min_work, blas_min_weights, blas_min_width : int
         A Dense product uses BLAS when n_samples * in * out reaches
-        ``blas_min_work`` and in * out reaches ``blas_min_weights``.
+        ``blas_min_work``, in * out reaches ``blas_min_weights`` and both in
+        and out reach ``blas_min_width``.
     """
 
     cdef NetC net
@@ -473,7 +475,7 @@ cdef class Network:
     cdef readonly str blas_source
 
     def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
-                 Py_ssize_t blas_min_weights=0):
+                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0):
         cdef Py_ssize_t l, n_in, n_out, acts_width = 0, max_width = 0
         cdef const Py_ssize_t[:, ::1] rows = plan
         params_dtype = np.dtype(params.dtype)
@@ -522,6 +524,7 @@ cdef class Network:
         self.net.blas.kind = BLAS_NONE
         self.net.blas_min_work = blas_min_work
         self.net.blas_min_weights = blas_min_weights
+        self.net.blas_min_width = blas_min_width
         self.blas_source = "none"
         if blas is not None and blas.kind in (BLAS_CBLAS64, BLAS_FORTRAN32) and blas.dgemm and blas.sgemm:
             self.net.blas.kind = blas.kind
@@ -560,6 +563,15 @@ cdef class Network:
     @blas_min_weights.setter
     def blas_min_weights(self, Py_ssize_t value):
         self.net.blas_min_weights = value
+
+    @property
+    def blas_min_width(self):
+        """... and min(in, out) reaches this."""
+        return self.net.blas_min_width
+
+    @blas_min_width.setter
+    def blas_min_width(self, Py_ssize_t value):
+        self.net.blas_min_width = value
 
     @property
     def uses_blas(self):

@@ -39,12 +39,12 @@ __all__ = ["Sequential", "History"]
 
 _PLAN_KINDS = {Dense: _network.KIND_DENSE, ReLU: _network.KIND_RELU}
 
-#: A Dense product runs on BLAS once n_samples * in_features * out_features
-#: reaches BLAS_MIN_WORK and in_features * out_features reaches
-#: BLAS_MIN_WEIGHTS; below, fastnn's own loops are faster (the crossover
-#: measured on a 2-core x86-64 is in the README: benchmarks/crossover.py).
-BLAS_MIN_WORK = 2048
-BLAS_MIN_WEIGHTS = 64
+#: A Dense layer's products run on BLAS when in_features * out_features
+#: reaches BLAS_MIN_WEIGHTS and both sizes reach BLAS_MIN_WIDTH, at any batch
+#: size; narrower layers run on fastnn's own loops, which are faster there.
+#: Measured with benchmarks/crossover.py on a 2-core x86-64 (README).
+BLAS_MIN_WEIGHTS = 128
+BLAS_MIN_WIDTH = 8
 
 
 @dataclass
@@ -149,8 +149,8 @@ class Sequential:
         self._params = params
         self._grads = grads
         self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
-                                     blas=find_blas(), blas_min_work=BLAS_MIN_WORK,
-                                     blas_min_weights=BLAS_MIN_WEIGHTS)
+                                     blas=find_blas(), blas_min_work=0,
+                                     blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH)
 
     # -- description ---------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""Where BLAS starts to pay: fastnn's own loops against the BLAS gemm, per layer shape.
+
+Times ``Sequential.train_step`` of a one-Dense-layer network (k inputs, m
+outputs, batch n) with every product forced onto fastnn's own loops, then
+forced onto BLAS, single-threaded, and prints the ratio loops/BLAS (above 1:
+BLAS is faster), for square layers and for narrow ones.
+fastnn.model.BLAS_MIN_WEIGHTS and BLAS_MIN_WIDTH are chosen from these
+tables::
+
+    python benchmarks/crossover.py [--dtype float64]
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import fastnn
+
+
+def median_step_time(model, X, y, repeat=7, min_time=0.01):
+    loss, optimizer = fastnn.MSELoss(), fastnn.SGD(1e-6)
+    model.train_step(X, y, loss, optimizer)
+    number = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(number):
+            model.train_step(X, y, loss, optimizer)
+        if time.perf_counter() - start >= min_time:
+            break
+        number *= 2
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            model.train_step(X, y, loss, optimizer)
+        times.append((time.perf_counter() - start) / number)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    args = parser.parse_args()
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        print("(threadpoolctl is not installed: BLAS may use several threads)")
+    dtype = np.dtype(args.dtype)
+    widths = [1, 3, 8, 16, 32, 64, 128]
+    batches = [1, 8, 32, 256]
+    rng = np.random.default_rng(0)
+    model = fastnn.Sequential([fastnn.Dense(1, 1)])
+    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._network.ISA}, BLAS: {model._net.blas_source}")
+    print("train_step time, own loops / BLAS (> 1: BLAS is faster); rows k = m (in = out), columns batch n\n")
+    print("| k = m | " + " | ".join(f"n={n}" for n in batches) + " |")
+    print("|---:|" + "---:|" * len(batches))
+    for width in widths:
+        cells = []
+        for n in batches:
+            model = fastnn.Sequential([fastnn.Dense(width, width, seed=0)], dtype=dtype)
+            X = rng.normal(size=(n, width)).astype(dtype)
+            y = rng.normal(size=(n, width)).astype(dtype)
+            model._net.blas_min_work, model._net.blas_min_weights = 2**62, 2**62
+            loops = median_step_time(model, X, y)
+            model._net.blas_min_work, model._net.blas_min_weights, model._net.blas_min_width = 0, 0, 0
+            blas = median_step_time(model, X, y)
+            cells.append(f"{loops / blas:.2f} ({n * width * width})")
+        print(f"| {width} | " + " | ".join(cells) + " |")
+    print("\n(in parentheses: n * k * m)\n")
+    shapes = [(256, 1), (1, 256), (64, 1), (32, 4), (4, 32), (128, 2), (16, 8), (512, 10)]
+    print("| k, m | " + " | ".join(f"n={n}" for n in batches) + " |")
+    print("|---:|" + "---:|" * len(batches))
+    for k, m in shapes:
+        cells = []
+        for n in batches:
+            model = fastnn.Sequential([fastnn.Dense(k, m, seed=0)], dtype=dtype)
+            X = rng.normal(size=(n, k)).astype(dtype)
+            y = rng.normal(size=(n, m)).astype(dtype)
+            model._net.blas_min_work, model._net.blas_min_weights = 2**62, 2**62
+            loops = median_step_time(model, X, y)
+            model._net.blas_min_work, model._net.blas_min_weights, model._net.blas_min_width = 0, 0, 0
+            blas = median_step_time(model, X, y)
+            cells.append(f"{loops / blas:.2f}")
+        print(f"| {k}, {m} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
