@@ -25,7 +25,7 @@ from fastnn import datasets, ops, reference  # noqa: E402
 from fastnn.layers import Dense, Layer, ReLU  # noqa: E402
 from fastnn.losses import Loss, MSELoss  # noqa: E402
 from fastnn.model import History, Sequential  # noqa: E402
-from fastnn.optimizers import SGD, Optimizer  # noqa: E402
+from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -36,6 +36,8 @@ __all__ = [
     "MSELoss",
     "Optimizer",
     "SGD",
+    "Adam",
+    "AdamW",
     "Sequential",
     "History",
     "datasets",

@@ -220,3 +220,45 @@ def all_finite(const floating[::1] x):
     with nogil:
         result = all_finite_kernel(&x[0], x.shape[0])
     return result
+
+
+def optimizer_update(
+    str kind,
+    floating[::1] param,            # IN/OUT
+    const floating[::1] grad,       # IN
+    floating[::1] buf1,             # IN/OUT SGD momentum buffer or Adam exp_avg (may be empty)
+    floating[::1] buf2,             # IN/OUT Adam exp_avg_sq (may be empty)
+    double lr, double momentum, bint nesterov, double weight_decay,
+    double beta1, double beta2, double eps, long step,
+):
+    """One step of "sgd", "adam" or "adamw" over flat views; False (and nothing
+    changed) when a new value would not be finite. ``step`` counts the
+    updates already applied (Adam's t is step + 1)."""
+    cdef Opt opt
+    cdef Py_ssize_t n = param.shape[0]
+    cdef bint ok
+    cdef floating* b1 = NULL
+    cdef floating* b2 = NULL
+    opt.kind = {"sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW}[kind]
+    opt.lr = lr
+    opt.momentum = momentum
+    opt.nesterov = nesterov
+    opt.weight_decay = weight_decay
+    opt.beta1 = beta1
+    opt.beta2 = beta2
+    opt.eps = eps
+    opt.step = step
+    _check_same_size(grad.shape[0], n, "grad vs param")
+    if (opt.kind != OPT_SGD or momentum != 0):
+        _check_same_size(buf1.shape[0], n, "buf1 vs param")
+    if opt.kind != OPT_SGD:
+        _check_same_size(buf2.shape[0], n, "buf2 vs param")
+    if n == 0:
+        return True
+    if buf1.shape[0] > 0:
+        b1 = &buf1[0]
+    if buf2.shape[0] > 0:
+        b2 = &buf2[0]
+    with nogil:
+        ok = update_kernel(&opt, &param[0], &grad[0], b1, b2, n)
+    return ok

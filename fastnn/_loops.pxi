@@ -18,6 +18,7 @@
 
 from cython cimport floating
 from libc.limits cimport INT_MAX
+from libc.math cimport pow, sqrt, sqrtf
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
@@ -278,3 +279,110 @@ cdef void gemm(
             (<fortran_dgemm_t>blas.dgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
         else:
             (<fortran_sgemm_t>blas.sgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
+
+
+# ---------------------------------------------------------------------------
+# Optimizer updates: torch.optim.SGD (momentum, Nesterov, L2 weight decay),
+# Adam (L2 weight decay) and AdamW (decoupled weight decay), elementwise
+# over flat buffers, in the order of operations PyTorch uses.
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    OPT_SGD = 0
+    OPT_ADAM = 1
+    OPT_ADAMW = 2
+
+cdef struct Opt:
+    int kind
+    double lr
+    double momentum        # SGD
+    bint nesterov          # SGD
+    double weight_decay
+    double beta1, beta2    # Adam, AdamW
+    double eps             # Adam, AdamW
+    long step              # updates already applied (Adam's t is step + 1)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef bint _update_pass(
+    const Opt* opt, floating* p, const floating* g, floating* buf1, floating* buf2,
+    Py_ssize_t n, bint store,
+) noexcept nogil:
+    """Compute every updated value; store them if ``store``; return whether all are finite.
+
+    ``buf1`` is SGD's momentum buffer or Adam's first moment (exp_avg),
+    ``buf2`` Adam's second moment (exp_avg_sq); unused ones may be NULL.
+    """
+    cdef Py_ssize_t i
+    cdef int kind = opt.kind
+    cdef floating lr = <floating>opt.lr, wd = <floating>opt.weight_decay
+    cdef floating mom = <floating>opt.momentum, pi, gi, m, v, denom
+    cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
+    cdef floating one_minus_b2 = <floating>(1.0 - opt.beta2), eps = <floating>opt.eps
+    cdef floating decay = <floating>(1.0 - opt.lr * opt.weight_decay)
+    cdef double t = <double>(opt.step + 1)
+    cdef floating step_size = 0, bc2_sqrt = 1
+    cdef bint has_wd = opt.weight_decay != 0, has_mom = opt.momentum != 0, nesterov = opt.nesterov
+    cdef floating acc = 0
+    if kind != OPT_SGD:
+        # PyTorch: step_size = lr / (1 - beta1**t); denom = sqrt(v) / sqrt(1 - beta2**t) + eps
+        step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
+        bc2_sqrt = <floating>sqrt(1.0 - pow(opt.beta2, t))
+    if kind == OPT_SGD:
+        for i in range(n):
+            pi = p[i]
+            gi = g[i]
+            if has_wd:
+                gi = gi + wd * pi
+            if has_mom:
+                m = mom * buf1[i] + gi          # first step: 0 * mom + g == g, as PyTorch's clone
+                gi = gi + mom * m if nesterov else m
+                if store:
+                    buf1[i] = m
+                acc += m * 0
+            pi = pi - lr * gi
+            acc += pi * 0
+            if store:
+                p[i] = pi
+    else:
+        for i in range(n):
+            pi = p[i]
+            gi = g[i]
+            if kind == OPT_ADAMW:
+                pi = pi * decay                 # decoupled: param.mul_(1 - lr * weight_decay)
+            elif has_wd:
+                gi = gi + wd * pi               # Adam: L2 added to the gradient
+            m = buf1[i]
+            m = m + one_minus_b1 * (gi - m)     # exp_avg.lerp_(grad, 1 - beta1)
+            v = buf2[i] * b2 + one_minus_b2 * (gi * gi)
+            denom = _sqrt(v) / bc2_sqrt + eps
+            pi = pi - step_size * (m / denom)
+            acc += (pi + m + v) * 0
+            if store:
+                buf1[i] = m
+                buf2[i] = v
+                p[i] = pi
+    return acc == 0
+
+
+cdef bint update_kernel(
+    Opt* opt, floating* p, const floating* g, floating* buf1, floating* buf2, Py_ssize_t n,
+) noexcept nogil:
+    """Apply one optimizer step to n parameters, only if every new value is finite.
+
+    A first pass computes the new parameters and state without storing them
+    and checks them; the second repeats the same arithmetic and stores it.
+    So a step that would overflow changes nothing (and returns False); a
+    step that succeeds advances ``opt.step``.
+    """
+    if not _update_pass(opt, p, g, buf1, buf2, n, False):
+        return False
+    _update_pass(opt, p, g, buf1, buf2, n, True)
+    opt.step += 1
+    return True

@@ -322,42 +322,16 @@ cdef void _backward(
             g_next = swap
 
 
-cdef bint _sgd_step(floating* params, const floating* grads, double lr, Py_ssize_t n_params) noexcept nogil:
-    """params -= lr * grads, only if every updated value is finite.
-
-    The first pass computes the updates without storing them and checks them
-    (x * 0 is NaN exactly when x is not finite, in four partial sums); the
-    second applies the same arithmetic. A step that would overflow thus
-    changes nothing.
-    """
-    cdef Py_ssize_t i = 0
-    cdef floating step = <floating>lr
-    cdef floating a0 = 0, a1 = 0, a2 = 0, a3 = 0
-    while i + 4 <= n_params:
-        a0 += (params[i] - step * grads[i]) * 0
-        a1 += (params[i + 1] - step * grads[i + 1]) * 0
-        a2 += (params[i + 2] - step * grads[i + 2]) * 0
-        a3 += (params[i + 3] - step * grads[i + 3]) * 0
-        i += 4
-    while i < n_params:
-        a0 += (params[i] - step * grads[i]) * 0
-        i += 1
-    if (a0 + a1) + (a2 + a3) != 0:
-        return False
-    for i in range(n_params):
-        params[i] -= step * grads[i]
-    return True
-
-
 cdef inline Py_ssize_t _work_per_sample(const NetC* net) noexcept nogil:
     return net.n_in + net.n_out + net.acts_width + 2 * net.max_width
 
 
 cdef double _train_step(
-    const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n, double lr,
+    const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n,
+    Opt* opt, floating* buf1, floating* buf2,
 ) noexcept nogil:
-    """One forward + MSE + backward + SGD update on the batch already in the
-    workspace (XT and yT, feature-major); the loss, or a negative code."""
+    """One forward + MSE + backward + optimizer update on the batch already in
+    the workspace (XT and yT, feature-major); the loss, or a negative code."""
     cdef floating* XT = work
     cdef floating* yT = XT + n * net.n_in
     cdef floating* acts = yT + n * net.n_out
@@ -369,7 +343,7 @@ cdef double _train_step(
     if not isfinite(loss):
         return BAD_LOSS_
     _backward(net, params, grads, XT, acts, n, g_a, g_b)
-    if not _sgd_step(params, grads, lr, net.n_params):
+    if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
         return BAD_UPDATE_
     return loss
 
@@ -377,7 +351,7 @@ cdef double _train_step(
 cdef double _train_epoch(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
     Py_ssize_t n, const Py_ssize_t* order, Py_ssize_t batch_size, floating* work,
-    double lr, Py_ssize_t* done,
+    Opt* opt, floating* buf1, floating* buf2, Py_ssize_t* done,
 ) noexcept nogil:
     """One epoch of mini-batch SGD over the rows in ``order`` (NULL: in order).
 
@@ -398,7 +372,7 @@ cdef double _train_epoch(
         else:
             _transpose(X + start * net.n_in, XT, nb, net.n_in)
             _transpose(y + start * net.n_out, yT, nb, net.n_out)
-        loss = _train_step(net, params, grads, work, nb, lr)
+        loss = _train_step(net, params, grads, work, nb, opt, buf1, buf2)
         if loss < 0:
             done[0] = start
             return loss
@@ -422,14 +396,14 @@ cdef void _predict_chunk(
 
 cdef double _step_on(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
-    floating* work, Py_ssize_t n, double lr,
+    floating* work, Py_ssize_t n, Opt* opt, floating* buf1, floating* buf2,
 ) noexcept nogil:
     """Check X and y finite, lay them out feature-major, and take one step."""
     if not all_finite_kernel(X, n * net.n_in) or not all_finite_kernel(y, n * net.n_out):
         return BAD_INPUT_
     _transpose(X, work, n, net.n_in)
     _transpose(y, work + n * net.n_in, n, net.n_out)
-    return _train_step(net, params, grads, work, n, lr)
+    return _train_step(net, params, grads, work, n, opt, buf1, buf2)
 
 
 # ---------------------------------------------------------------------------
@@ -444,6 +418,46 @@ cdef inline bint _fits(object a, int typenum, Py_ssize_t ndim) noexcept:
     arr = <cnp.ndarray>a
     return (cnp.PyArray_NDIM(arr) == ndim and cnp.PyArray_TYPE(arr) == typenum
             and cnp.PyArray_ISCARRAY_RO(arr) and cnp.PyArray_ISNOTSWAPPED(arr))
+
+
+cdef class Update:
+    """An optimizer's rule, hyperparameters and state for one network.
+
+    Made by :meth:`Network.make_update`; the state buffers (``buf1``:
+    SGD's momentum buffer or Adam's first moment; ``buf2``: Adam's second
+    moment) are flat arrays of the network's dtype and size, updated in
+    place. ``step`` counts the updates applied.
+    """
+
+    cdef Opt opt
+    cdef readonly object buf1, buf2
+    cdef Py_ssize_t n_params
+    cdef int typenum
+
+    @property
+    def kind(self):
+        return self.opt.kind
+
+    @property
+    def lr(self):
+        return self.opt.lr
+
+    @lr.setter
+    def lr(self, double value):
+        self.opt.lr = value
+
+    @property
+    def step(self):
+        return self.opt.step
+
+    @step.setter
+    def step(self, long value):
+        if value < 0:
+            raise ValueError(f"step must be >= 0, got {value}")
+        self.opt.step = value
+
+
+OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW}
 
 
 cdef inline Py_ssize_t _dim(object a, int axis) noexcept:
@@ -631,8 +645,49 @@ cdef class Network:
             return BAD_INPUT
         return out
 
-    def train_step(self, X, y, double lr):
-        """One SGD step on the MSE of one batch: the loss before the update, or a negative code."""
+    def make_update(self, str kind, double lr, double momentum=0.0, bint nesterov=False,
+                    double weight_decay=0.0, double beta1=0.9, double beta2=0.999,
+                    double eps=1e-8, buf1=None, buf2=None, long step=0):
+        """An :class:`Update` for this network (hyperparameters checked by the caller).
+
+        The state buffers the rule needs are allocated (zeros) unless given:
+        flat, C-contiguous, writable arrays of this network's dtype and size.
+        """
+        cdef Update u = Update.__new__(Update)
+        if kind not in OPTIMIZER_KINDS:
+            raise ValueError(f"kind must be one of {sorted(OPTIMIZER_KINDS)}, got {kind!r}")
+        u.opt.kind = OPTIMIZER_KINDS[kind]
+        u.opt.lr = lr
+        u.opt.momentum = momentum
+        u.opt.nesterov = nesterov
+        u.opt.weight_decay = weight_decay
+        u.opt.beta1 = beta1
+        u.opt.beta2 = beta2
+        u.opt.eps = eps
+        u.opt.step = step
+        u.n_params = self.net.n_params
+        u.typenum = self.typenum
+        needs = (1 if momentum != 0 else 0) if u.opt.kind == OPT_SGD else 2
+        bufs = [buf1, buf2]
+        for i in range(2):
+            if i >= needs:
+                bufs[i] = None
+            elif bufs[i] is None:
+                bufs[i] = np.zeros(self.net.n_params, dtype=self.params.dtype)
+            elif not (_fits(bufs[i], self.typenum, 1) and _dim(bufs[i], 0) == self.net.n_params
+                      and cnp.PyArray_ISWRITEABLE(bufs[i])):
+                raise ValueError(f"optimizer state must be a writable C-contiguous {self.params.dtype} "
+                                 f"array of shape ({self.net.n_params},)")
+        u.buf1, u.buf2 = bufs
+        return u
+
+    cdef int _check_update(self, Update u) except -1:
+        if u.n_params != self.net.n_params or u.typenum != self.typenum:
+            raise ValueError("this optimizer state was made for another network")
+        return 0
+
+    def train_step(self, X, y, Update u):
+        """One optimizer step on the MSE of one batch: the loss before the update, or a negative code."""
         cdef Py_ssize_t n
         cdef char* work
         cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
@@ -640,25 +695,32 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef double loss
+        cdef char* b1 = NULL
+        cdef char* b2 = NULL
+        self._check_update(u)
         if not self._fits_X(X):
             return SLOW
         n = _dim(X, 0)
         if not self._fits_y(y, n):
             return SLOW
+        if u.buf1 is not None:
+            b1 = <char*>cnp.PyArray_DATA(u.buf1)
+        if u.buf2 is not None:
+            b2 = <char*>cnp.PyArray_DATA(u.buf2)
         work = self._workspace(n)
         xp = <char*>cnp.PyArray_DATA(X)
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
                 loss = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                <const double*>yp, <double*>work, n, lr)
+                                <const double*>yp, <double*>work, n, &u.opt, <double*>b1, <double*>b2)
             else:
                 loss = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                <const float*>yp, <float*>work, n, lr)
+                                <const float*>yp, <float*>work, n, &u.opt, <float*>b1, <float*>b2)
         return loss
 
-    def train_epoch(self, X, y, order, Py_ssize_t batch_size, double lr):
-        """One epoch of mini-batch SGD in one nogil call.
+    def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u):
+        """One epoch of mini-batch training in one nogil call.
 
         ``X`` and ``y`` must already be valid and finite (this only checks
         that they fit); ``order`` is a permutation of the rows (intp), or
@@ -674,6 +736,13 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef double loss
+        cdef char* b1 = NULL
+        cdef char* b2 = NULL
+        self._check_update(u)
+        if u.buf1 is not None:
+            b1 = <char*>cnp.PyArray_DATA(u.buf1)
+        if u.buf2 is not None:
+            b2 = <char*>cnp.PyArray_DATA(u.buf2)
         if not self._fits_X(X):
             raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
         n = _dim(X, 0)
@@ -695,8 +764,10 @@ cdef class Network:
         with nogil:
             if self.is_double:
                 loss = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                    <const double*>yp, n, order_p, batch_size, <double*>work, lr, &done)
+                                    <const double*>yp, n, order_p, batch_size, <double*>work,
+                                    &u.opt, <double*>b1, <double*>b2, &done)
             else:
                 loss = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                    <const float*>yp, n, order_p, batch_size, <float*>work, lr, &done)
+                                    <const float*>yp, n, order_p, batch_size, <float*>work,
+                                    &u.opt, <float*>b1, <float*>b2, &done)
         return loss, done

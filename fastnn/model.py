@@ -90,6 +90,7 @@ class Sequential:
 
     def __init__(self, layers, *, dtype=np.float64):
         self._lock = threading.Lock()
+        self._default_sgd = None
         self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
 
     # -- construction -------------------------------------------------------------
@@ -216,8 +217,9 @@ class Sequential:
 
     @staticmethod
     def _check_optimizer(optimizer) -> Optimizer:
-        if not isinstance(optimizer, SGD):
-            raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01), got {type(optimizer).__name__}")
+        if not isinstance(optimizer, Optimizer) or not optimizer._kind:
+            raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01) or "
+                            f"fastnn.Adam(), got {type(optimizer).__name__}")
         return optimizer
 
     # -- computing -----------------------------------------------------------------
@@ -257,19 +259,24 @@ class Sequential:
         if loss is not None and type(loss) is not MSELoss:
             self._check_loss(loss)
         if optimizer is None:
-            lr = 0.01
-        elif type(optimizer) is SGD:
-            lr = optimizer._lr
+            optimizer = self._default_optimizer()
         else:
-            lr = self._check_optimizer(optimizer).lr
+            self._check_optimizer(optimizer)
         with self._lock:
-            value = self._net.train_step(X, y, lr)      # fast path: X and y already right
+            update = optimizer._update_for(self)
+            value = self._net.train_step(X, y, update)      # fast path: X and y already right
             if value == _network.SLOW or value == _network.BAD_INPUT:
-                X, y = self._check_Xy(X, y)             # raises on NaN, infinity, bad shapes
-                value = self._net.train_step(X, y, lr)
+                X, y = self._check_Xy(X, y)                 # raises on NaN, infinity, bad shapes
+                value = self._net.train_step(X, y, update)
         if value < 0:
-            raise FloatingPointError(self._divergence_message(value, "this step", lr))
+            raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
+
+    def _default_optimizer(self) -> Optimizer:
+        """SGD(lr=0.01), the default of train_step, one per model (it is stateless)."""
+        if self._default_sgd is None:
+            self._default_sgd = SGD(lr=0.01)
+        return self._default_sgd
 
     @staticmethod
     def _divergence_message(code: float, where: str, lr: float) -> str:
@@ -326,15 +333,15 @@ class Sequential:
         else:
             every = check_positive_int(verbose, "verbose")
         rng = check_seed(seed, "seed")
-        lr = optimizer.lr
         history = History()
         with self._lock:
+            update = optimizer._update_for(self)
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
                 order = rng.permutation(n_samples) if shuffle else None
-                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, lr)
+                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update)
                 if mean_loss < 0:
-                    raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", lr))
+                    raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
                 history.loss.append(mean_loss)
                 history.epoch_time.append(time.perf_counter() - start)
                 if every and (epoch % every == 0 or epoch in (1, epochs)):
@@ -353,6 +360,7 @@ class Sequential:
 
     def __setstate__(self, state):
         self._lock = threading.Lock()
+        self._default_sgd = None
         self._build(state["layers"], np.dtype(state["dtype"]))
         self._params[...] = state["params"]
         self._grads[...] = state["grads"]

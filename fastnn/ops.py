@@ -34,6 +34,8 @@ __all__ = [
     "mse_loss",
     "mse_grad",
     "sgd_update",
+    "sgd_momentum_update",
+    "adam_update",
 ]
 
 
@@ -190,3 +192,91 @@ def sgd_update(param, grad, lr) -> None:
             work = work.copy()
         _kernels.sgd_update(work.reshape(-1), grad.reshape(-1), lr)
         param[...] = work
+
+
+def _check_param(param, name: str = "param") -> np.ndarray:
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
+    if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64 (it is updated in place), got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError(f"{name} must be writable (it is updated in place), got a read-only array")
+    return param
+
+
+def _in_place_update(kind, param, grad, states, **hyper) -> None:
+    """Validate, run the compiled rule on contiguous copies where needed, write back."""
+    _check_param(param)
+    dtype = np.dtype(param.dtype.name)
+    for name, state in states.items():
+        _check_param(state, name)
+        if state.shape != param.shape:
+            raise ValueError(f"{name} must have the shape of param, {param.shape}, got {state.shape}")
+        if state.dtype != param.dtype:
+            raise TypeError(f"{name} must have the dtype of param, {param.dtype}, got {state.dtype}")
+    grad = check_array(grad, "grad", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
+    if grad.shape != param.shape:
+        raise ValueError(f"grad must have the shape of param, {param.shape}, got {grad.shape}")
+    targets = {"param": param, **states}
+    work = {}
+    for name, array in targets.items():
+        contiguous = check_array(array, name, ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
+        if contiguous is not array or np.shares_memory(contiguous, grad):
+            contiguous = np.array(contiguous, dtype=dtype, order="C", copy=True)
+        work[name] = contiguous
+    empty = np.empty(0, dtype=dtype)
+    names = list(states)
+    buf1 = work[names[0]].reshape(-1) if len(names) > 0 else empty
+    buf2 = work[names[1]].reshape(-1) if len(names) > 1 else empty
+    ok = _kernels.optimizer_update(kind, work["param"].reshape(-1), grad.reshape(-1), buf1, buf2, **hyper)
+    if not ok:
+        raise FloatingPointError("the update would make a value non-finite; nothing was changed "
+                                 f"(try a smaller learning rate than lr={hyper['lr']})")
+    for name, array in targets.items():
+        if work[name] is not array:
+            array[...] = work[name]
+
+
+def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=False, weight_decay=0.0) -> None:
+    """SGD with momentum, as ``torch.optim.SGD`` (dampening 0), in place.
+
+    ``g = grad + weight_decay * param``; ``momentum_buffer = momentum *
+    momentum_buffer + g``; ``g = g + momentum * momentum_buffer`` (Nesterov)
+    or ``g = momentum_buffer``; ``param -= lr * g``. ``param`` and
+    ``momentum_buffer`` (start at zeros) are writable float arrays of one
+    dtype and shape. Raises FloatingPointError, changing nothing, when a new
+    value would not be finite.
+    """
+    from fastnn.optimizers import SGD
+
+    checked = SGD(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    _in_place_update("sgd", param, grad, {"momentum_buffer": momentum_buffer}, lr=checked.lr,
+                     momentum=checked.momentum, nesterov=checked.nesterov, weight_decay=checked.weight_decay,
+                     beta1=0.9, beta2=0.999, eps=1e-8, step=0)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, decoupled=False) -> None:
+    """One Adam (or, with ``decoupled=True``, AdamW) step, as ``torch.optim``, in place.
+
+    ``step`` is the number of this update, t >= 1. ``exp_avg`` and
+    ``exp_avg_sq`` (start at zeros) are updated in place with ``param``.
+    Adam adds ``weight_decay * param`` to the gradient; AdamW first
+    multiplies ``param`` by ``1 - lr * weight_decay``. Raises
+    FloatingPointError, changing nothing, when a new value would not be finite.
+    """
+    from fastnn.optimizers import _check_number
+    from fastnn.validation import check_positive_int
+
+    step = check_positive_int(step, "step")
+    lr = check_learning_rate(lr, "lr")
+    beta1 = _check_number(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+    beta2 = _check_number(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+    eps = _check_number(eps, "eps", low=0.0, low_open=True)
+    weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
+    if not isinstance(decoupled, (bool, np.bool_)):
+        raise TypeError(f"decoupled must be True or False, got {type(decoupled).__name__}")
+    _in_place_update("adamw" if decoupled else "adam", param, grad,
+                     {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}, lr=lr, momentum=0.0,
+                     nesterov=False, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps,
+                     step=step - 1)

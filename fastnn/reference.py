@@ -31,6 +31,8 @@ __all__ = [
     "mse_loss",
     "mse_grad",
     "sgd_update",
+    "sgd_momentum_update",
+    "adam_update",
     "ReferenceMLP",
 ]
 
@@ -78,6 +80,31 @@ def mse_grad(yhat, y):
 def sgd_update(param, grad, lr):
     """``param -= lr * grad``, in place. Returns None."""
     param -= lr * grad
+
+
+def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=False, weight_decay=0.0):
+    """``torch.optim.SGD`` with momentum (dampening 0), in place on param and momentum_buffer."""
+    g = grad + weight_decay * param if weight_decay else np.array(grad, dtype=param.dtype)
+    if momentum:                      # PyTorch keeps no buffer without momentum
+        momentum_buffer *= momentum
+        momentum_buffer += g
+        g = g + momentum * momentum_buffer if nesterov else momentum_buffer
+    param -= lr * g
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, decoupled=False):
+    """One ``torch.optim.Adam`` (or AdamW, ``decoupled``) step number ``step`` (t >= 1), in place."""
+    if decoupled:
+        param *= 1 - lr * weight_decay
+    elif weight_decay:
+        grad = grad + weight_decay * param
+    exp_avg += (1 - beta1) * (grad - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * (grad * grad)
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(exp_avg_sq) / np.sqrt(1 - beta2 ** step) + eps
+    param -= step_size * (exp_avg / denom)
 
 
 class ReferenceMLP:

@@ -228,8 +228,9 @@ def relayout(args, layout, names):
 
 def test_ops_and_reference_have_the_same_names_and_signatures():
     """Every public op has a reference twin with the same signature."""
-    assert sorted(ops.__all__) == sorted(OP_NAMES)
-    for name in OP_NAMES:
+    assert set(OP_NAMES) <= set(ops.__all__)
+    assert set(ops.__all__) <= set(reference.__all__)
+    for name in ops.__all__:
         assert inspect.signature(getattr(ops, name)).parameters.keys() == \
             inspect.signature(getattr(reference, name)).parameters.keys(), name
 

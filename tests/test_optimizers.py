@@ -1,0 +1,266 @@
+"""SGD with momentum/Nesterov/weight decay, Adam and AdamW: held to the reference's
+written-out formulas (which are PyTorch's), in the kernels and in whole training steps."""
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+from conftest import TOLERANCE
+
+import fastnn
+from fastnn import ops, reference
+from fastnn.reference import ReferenceMLP
+
+SGD_CASES = [dict(momentum=0.9), dict(momentum=0.5, nesterov=True), dict(momentum=0.9, weight_decay=0.01),
+             dict(weight_decay=0.1), dict(momentum=0.8, nesterov=True, weight_decay=0.05)]
+ADAM_CASES = [dict(), dict(beta1=0.8, beta2=0.99, eps=1e-6), dict(weight_decay=0.1),
+              dict(weight_decay=0.1, decoupled=True), dict(beta1=0.0, beta2=0.5, decoupled=True, weight_decay=0.01)]
+
+
+def tolerance(dtype, factor=10):
+    tol = TOLERANCE[np.dtype(dtype)]
+    return dict(rtol=tol["rtol"] * factor, atol=tol["atol"] * factor)
+
+
+# -- the kernels, five steps against the reference -------------------------------------------------
+
+@pytest.mark.parametrize("case", SGD_CASES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (4, 3), (33, 5)])
+def test_sgd_momentum_update_matches_reference(case, shape, dtype, rng):
+    param = rng.normal(size=shape).astype(dtype)
+    buffer = np.zeros_like(param)
+    expected, expected_buffer = param.copy(), buffer.copy()
+    for _ in range(5):
+        grad = rng.normal(size=shape).astype(dtype)
+        kwargs = {"momentum": 0.0, **case}
+        assert ops.sgd_momentum_update(param, grad, buffer, 0.1, **kwargs) is None
+        reference.sgd_momentum_update(expected, grad, expected_buffer, 0.1, case.get("momentum", 0.0),
+                                      case.get("nesterov", False), case.get("weight_decay", 0.0))
+    np.testing.assert_allclose(param, expected, **tolerance(dtype))
+    np.testing.assert_allclose(buffer, expected_buffer, **tolerance(dtype))
+    assert param.dtype == dtype and buffer.dtype == dtype
+
+
+@pytest.mark.parametrize("case", ADAM_CASES)
+@pytest.mark.parametrize("shape", [(1,), (6,), (5, 4)])
+def test_adam_update_matches_reference(case, shape, dtype, rng):
+    param = rng.normal(size=shape).astype(dtype)
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    expected, em, ev = param.copy(), m.copy(), v.copy()
+    for step in range(1, 6):
+        grad = rng.normal(size=shape).astype(dtype)
+        ops.adam_update(param, grad, m, v, step, 0.01, **case)
+        reference.adam_update(expected, grad, em, ev, step, 0.01, **case)
+    for mine, theirs in ((param, expected), (m, em), (v, ev)):
+        np.testing.assert_allclose(mine, theirs, **tolerance(dtype))
+
+
+def test_adam_written_out_first_step():
+    # After one step from zero moments, m = (1 - b1) g, v = (1 - b2) g^2, and the
+    # bias corrections make the step lr * g / (|g| + eps'), i.e. about lr * sign(g).
+    param = np.array([1.0, -2.0, 3.0])
+    grad = np.array([0.5, -0.25, 2.0])
+    m, v = np.zeros(3), np.zeros(3)
+    ops.adam_update(param, grad, m, v, 1, 0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    np.testing.assert_allclose(m, 0.1 * grad, rtol=1e-15)
+    np.testing.assert_allclose(v, 0.001 * grad**2, rtol=1e-15)
+    denom = np.sqrt(v) / np.sqrt(0.001) + 1e-8
+    np.testing.assert_allclose(param, [1.0, -2.0, 3.0] - (0.1 / 0.1) * (m / denom), rtol=1e-15)
+    np.testing.assert_allclose(param, [0.9, -1.9, 2.9], rtol=1e-7)
+
+
+def test_sgd_momentum_written_out():
+    param, buffer = np.array([1.0]), np.zeros(1)
+    for grad in (1.0, 1.0, 1.0):
+        ops.sgd_momentum_update(param, np.array([grad]), buffer, 0.1, 0.5)
+    # buffers 1, 1.5, 1.75; param 1 - 0.1 * (1 + 1.5 + 1.75)
+    np.testing.assert_allclose(buffer, [1.75], rtol=1e-15)
+    np.testing.assert_allclose(param, [1 - 0.425], rtol=1e-15)
+
+
+def test_update_layouts_and_failures(rng):
+    base = rng.normal(size=(6, 4))
+    param = np.asfortranarray(base.copy())
+    m = np.zeros((6, 4))
+    v = np.zeros((6, 4))[::-1]
+    grad = rng.normal(size=(6, 4)).astype(np.float32)
+    expected, em, ev = base.copy(), np.zeros((6, 4)), np.zeros((6, 4))
+    ops.adam_update(param, grad, m, v, 1, 0.01)
+    reference.adam_update(expected, grad.astype(np.float64), em, ev, 1, 0.01)
+    np.testing.assert_allclose(param, expected, rtol=1e-12)
+    np.testing.assert_allclose(v, ev, rtol=1e-12)
+    before = param.copy(), m.copy(), v.copy()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        ops.adam_update(param, np.full((6, 4), 1e300), m, v, 2, 1e300)
+    for now, then in zip((param, m, v), before):
+        np.testing.assert_array_equal(now, then)
+    with pytest.raises(ValueError, match="exp_avg"):
+        ops.adam_update(param, grad, np.zeros(3), v, 2, 0.01)
+    with pytest.raises(TypeError, match="exp_avg_sq"):
+        ops.adam_update(param, grad, m, np.zeros((6, 4), dtype=np.float32), 2, 0.01)
+    with pytest.raises(ValueError, match="step"):
+        ops.adam_update(param, grad, m, v, 0, 0.01)
+    with pytest.raises(ValueError, match="beta1"):
+        ops.adam_update(param, grad, m, v, 2, 0.01, beta1=1.0)
+    with pytest.raises(ValueError, match="momentum"):
+        ops.sgd_momentum_update(param, grad, m, 0.1, -0.5)
+    with pytest.raises(ValueError, match="momentum_buffer"):
+        ops.sgd_momentum_update(param, grad, m[:2], 0.1, 0.5)
+
+
+# -- whole training steps against the reference --------------------------------------------------
+
+def make_model(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return fastnn.Sequential([fastnn.Dense(3, 6, seed=rng), fastnn.ReLU(), fastnn.Dense(6, 2, seed=rng)], dtype=dtype)
+
+
+def flat_grads(grads):
+    return np.concatenate([np.concatenate([g[0].ravel(), g[1]]) for g in grads if g is not None])
+
+
+def reference_trajectory(model, X, y, rule, steps):
+    """Parameters after `steps` steps of `rule` (a function of (params, grads, state, t))."""
+    ref = ReferenceMLP.from_model(model)
+    params = model.get_parameters().copy()
+    state = {}
+    for t in range(1, steps + 1):
+        ref.layers = rebuild(ref.layers, params)
+        _, grads = ref.gradients(X, y)
+        rule(params, flat_grads(grads), state, t)
+    return params
+
+
+def rebuild(layers, params):
+    out, offset = [], 0
+    for layer in layers:
+        if layer[0] == "dense":
+            W, b = layer[1], layer[2]
+            W = params[offset:offset + W.size].reshape(W.shape).copy()
+            offset += W.size
+            b = params[offset:offset + b.size].copy()
+            offset += b.size
+            out.append(("dense", W, b))
+        else:
+            out.append(layer)
+    return out
+
+
+OPTIMIZERS = {
+    "sgd-momentum": (lambda: fastnn.SGD(0.05, momentum=0.9),
+                     lambda p, g, s, t: reference.sgd_momentum_update(p, g, s.setdefault("b", np.zeros_like(p)), 0.05, 0.9)),
+    "nesterov-wd": (lambda: fastnn.SGD(0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+                    lambda p, g, s, t: reference.sgd_momentum_update(p, g, s.setdefault("b", np.zeros_like(p)), 0.05, 0.8, True, 0.01)),
+    "sgd-wd": (lambda: fastnn.SGD(0.05, weight_decay=0.1),
+               lambda p, g, s, t: reference.sgd_momentum_update(p, g, s.setdefault("b", np.zeros_like(p)), 0.05, 0.0, False, 0.1)),
+    "adam": (lambda: fastnn.Adam(0.01),
+             lambda p, g, s, t: reference.adam_update(p, g, s.setdefault("m", np.zeros_like(p)), s.setdefault("v", np.zeros_like(p)), t, 0.01)),
+    "adam-l2": (lambda: fastnn.Adam(0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                lambda p, g, s, t: reference.adam_update(p, g, s.setdefault("m", np.zeros_like(p)), s.setdefault("v", np.zeros_like(p)), t, 0.01, 0.8, 0.99, 1e-6, 0.1)),
+    "adamw": (lambda: fastnn.AdamW(0.01),
+              lambda p, g, s, t: reference.adam_update(p, g, s.setdefault("m", np.zeros_like(p)), s.setdefault("v", np.zeros_like(p)), t, 0.01, weight_decay=0.01, decoupled=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_train_step_trajectory_matches_reference(name, dtype, rng):
+    make, rule = OPTIMIZERS[name]
+    model = make_model(dtype)
+    X = rng.normal(size=(17, 3)).astype(dtype)
+    y = rng.normal(size=(17, 2)).astype(dtype)
+    expected = reference_trajectory(model, X, y, rule, 5)
+    optimizer = make()
+    for _ in range(5):
+        model.train_step(X, y, fastnn.MSELoss(), optimizer)
+    np.testing.assert_allclose(model.get_parameters(), expected, **tolerance(dtype, 100))
+    assert optimizer.state_dict()["step"] == 5
+
+
+@pytest.mark.parametrize("name", ["adam", "nesterov-wd"])
+def test_fit_keeps_optimizer_state_between_calls(name, rng):
+    make, _ = OPTIMIZERS[name]
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    once, twice = make_model(np.float64), make_model(np.float64)
+    once.fit(X, y, optimizer=make(), epochs=4, batch_size=8, shuffle=False)
+    optimizer = make()
+    twice.fit(X, y, optimizer=optimizer, epochs=2, batch_size=8, shuffle=False)
+    twice.fit(X, y, optimizer=optimizer, epochs=2, batch_size=8, shuffle=False)
+    np.testing.assert_array_equal(once.get_parameters(), twice.get_parameters())
+    assert optimizer.state_dict()["step"] == 16
+
+
+def test_state_dict_round_trip_and_pickle(rng):
+    X, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    a, b = make_model(np.float64), make_model(np.float64)
+    opt_a = fastnn.Adam(0.01)
+    for _ in range(3):
+        a.train_step(X, y, fastnn.MSELoss(), opt_a)
+    b.set_parameters(a.get_parameters())
+    opt_b = fastnn.Adam(0.01)
+    opt_b.load_state_dict(opt_a.state_dict())
+    opt_c = pickle.loads(pickle.dumps(opt_a))
+    c = copy.deepcopy(a)
+    for _ in range(3):
+        a.train_step(X, y, fastnn.MSELoss(), opt_a)
+        b.train_step(X, y, fastnn.MSELoss(), opt_b)
+        c.train_step(X, y, fastnn.MSELoss(), opt_c)
+    np.testing.assert_array_equal(a.get_parameters(), b.get_parameters())
+    np.testing.assert_array_equal(a.get_parameters(), c.get_parameters())
+    state = opt_a.state_dict()
+    assert state["step"] == 6 and set(state) == {"step", "exp_avg", "exp_avg_sq"}
+    with pytest.raises(ValueError, match="exp_avg"):
+        fresh = fastnn.Adam()
+        fresh.load_state_dict({"step": 1, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)})
+        make_model(np.float64).train_step(X, y, fastnn.MSELoss(), fresh)
+
+
+def test_one_optimizer_per_model(rng):
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    optimizer = fastnn.Adam()
+    first = make_model(np.float64)
+    first.train_step(X, y, fastnn.MSELoss(), optimizer)
+    other = make_model(np.float64, seed=1)
+    before = other.get_parameters()
+    with pytest.raises(ValueError, match="another model"):
+        other.train_step(X, y, fastnn.MSELoss(), optimizer)
+    np.testing.assert_array_equal(other.get_parameters(), before)
+
+
+def test_divergence_leaves_parameters_and_state_unchanged(rng):
+    model = make_model(np.float64)
+    X, y = rng.normal(size=(5, 3)) * 1e150, rng.normal(size=(5, 2))
+    optimizer = fastnn.SGD(1e100, momentum=0.9)
+    before = model.get_parameters().tobytes(), optimizer.state_dict()
+    with pytest.raises(FloatingPointError):
+        model.train_step(X, y, fastnn.MSELoss(), optimizer)
+    assert model.get_parameters().tobytes() == before[0]
+    after = optimizer.state_dict()
+    assert after["step"] == 0 and not after["momentum_buffer"].any()
+
+
+@pytest.mark.parametrize("make,exc,name", [
+    (lambda: fastnn.SGD(0.1, momentum=-0.1), ValueError, "momentum"),
+    (lambda: fastnn.SGD(0.1, momentum=1.0), ValueError, "momentum"),
+    (lambda: fastnn.SGD(0.1, momentum="a"), TypeError, "momentum"),
+    (lambda: fastnn.SGD(0.1, nesterov=True), ValueError, "nesterov"),
+    (lambda: fastnn.SGD(0.1, momentum=0.5, nesterov=1), TypeError, "nesterov"),
+    (lambda: fastnn.SGD(0.1, weight_decay=-1), ValueError, "weight_decay"),
+    (lambda: fastnn.SGD(0.1, weight_decay=float("nan")), ValueError, "weight_decay"),
+    (lambda: fastnn.Adam(lr=0), ValueError, "lr"),
+    (lambda: fastnn.Adam(betas=(1.0, 0.9)), ValueError, r"betas\[0\]"),
+    (lambda: fastnn.Adam(betas=(0.9, -0.1)), ValueError, r"betas\[1\]"),
+    (lambda: fastnn.Adam(betas=0.9), TypeError, "betas"),
+    (lambda: fastnn.Adam(eps=0), ValueError, "eps"),
+    (lambda: fastnn.AdamW(weight_decay=-0.01), ValueError, "weight_decay"),
+])
+def test_optimizers_reject_bad_hyperparameters(make, exc, name):
+    with pytest.raises(exc, match=name):
+        make()
+
+
+def test_defaults_and_repr():
+    assert fastnn.Adam().lr == 0.001 and fastnn.Adam().betas == (0.9, 0.999) and fastnn.Adam().eps == 1e-8
+    assert fastnn.Adam().weight_decay == 0.0 and fastnn.AdamW().weight_decay == 0.01
+    assert repr(fastnn.SGD(0.1, momentum=0.9, nesterov=True)) == "SGD(lr=0.1, momentum=0.9, nesterov=True)"
+    assert repr(fastnn.AdamW()).startswith("AdamW(lr=0.001")
