@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from fastnn import datasets, ops, reference  # noqa: E402
-from fastnn.layers import Dense, Layer, ReLU  # noqa: E402
+from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
 from fastnn.losses import Loss, MSELoss  # noqa: E402
 from fastnn.model import History, Sequential  # noqa: E402
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
@@ -32,6 +32,11 @@ __all__ = [
     "Dense",
     "Layer",
     "ReLU",
+    "Activation",
+    "Identity",
+    "LeakyReLU",
+    "Tanh",
+    "Sigmoid",
     "Loss",
     "MSELoss",
     "Optimizer",

@@ -262,3 +262,32 @@ def optimizer_update(
     with nogil:
         ok = update_kernel(&opt, &param[0], &grad[0], b1, b2, n)
     return ok
+
+
+#: Activation codes of activation_forward/activation_backward.
+FN_CODES = {"identity": FN_IDENTITY, "relu": FN_RELU, "leaky_relu": FN_LEAKY_RELU,
+            "tanh": FN_TANH, "sigmoid": FN_SIGMOID}
+
+
+def activation_forward(int fn, double param, const floating[::1] Z, floating[::1] out):
+    """Write f(Z) into ``out`` for the activation code ``fn`` (flat views of one size)."""
+    _check_same_size(out.shape[0], Z.shape[0], "out vs Z")
+    if fn not in (FN_IDENTITY, FN_RELU, FN_LEAKY_RELU, FN_TANH, FN_SIGMOID):
+        raise ValueError(f"unknown activation code {fn}")
+    if Z.shape[0] == 0:
+        return
+    with nogil:
+        act_forward_kernel(fn, param, &Z[0], &out[0], Z.shape[0])
+
+
+def activation_backward(int fn, double param, const floating[::1] A, const floating[::1] dA,
+                        floating[::1] out):
+    """Write dA * f'(Z) into ``out``, from the activation's output A = f(Z)."""
+    _check_same_size(dA.shape[0], A.shape[0], "dA vs A")
+    _check_same_size(out.shape[0], A.shape[0], "out vs A")
+    if fn not in (FN_IDENTITY, FN_RELU, FN_LEAKY_RELU, FN_TANH, FN_SIGMOID):
+        raise ValueError(f"unknown activation code {fn}")
+    if A.shape[0] == 0:
+        return
+    with nogil:
+        act_backward_kernel(fn, param, &A[0], &dA[0], &out[0], A.shape[0])

@@ -18,7 +18,7 @@
 
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport exp, expf, pow, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
@@ -386,3 +386,88 @@ cdef bint update_kernel(
     _update_pass(opt, p, g, buf1, buf2, n, True)
     opt.step += 1
     return True
+
+
+
+# ---------------------------------------------------------------------------
+# Activations, by code: each backward pass needs only the activation's
+# OUTPUT A (so a network stores one array per layer): ReLU' = A > 0,
+# LeakyReLU' = 1 if A > 0 else slope (slope >= 0), tanh' = 1 - A^2,
+# sigmoid' = A (1 - A).
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    FN_IDENTITY = 0
+    FN_RELU = 1
+    FN_LEAKY_RELU = 2
+    FN_TANH = 3
+    FN_SIGMOID = 4
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef void act_forward_kernel(
+    int fn, double param, const floating* Z, floating* A, Py_ssize_t size,
+) noexcept nogil:
+    """A = f(Z) elementwise for the activation ``fn`` (``param``: LeakyReLU's slope).
+
+    A may be Z itself. The sigmoid is 1 / (1 + exp(-z)) for z >= 0 and
+    exp(z) / (1 + exp(z)) below, so that exp never overflows: it is exact to
+    rounding for any finite z.
+    """
+    cdef Py_ssize_t i
+    cdef floating z, e, zero = 0, one = 1, slope = <floating>param
+    if fn == FN_RELU:
+        relu_forward_kernel(Z, A, size)
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            z = Z[i]
+            A[i] = z if z > zero else z * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            A[i] = _tanh(Z[i])
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            z = Z[i]
+            if z >= zero:
+                A[i] = one / (one + _exp(-z))
+            else:
+                e = _exp(z)
+                A[i] = e / (one + e)
+    elif A != Z:
+        memcpy(A, Z, size * sizeof(floating))
+
+
+cdef void act_backward_kernel(
+    int fn, double param, const floating* A, const floating* dA, floating* dZ, Py_ssize_t size,
+) noexcept nogil:
+    """dZ = dA * f'(Z), with f' written in terms of the output A = f(Z). dZ may be dA."""
+    cdef Py_ssize_t i
+    cdef floating a, one = 1, zero = 0, slope = <floating>param
+    if fn == FN_RELU:
+        relu_backward_kernel(A, dA, dZ, size)
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            dZ[i] = dA[i] if A[i] > zero else dA[i] * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            a = A[i]
+            dZ[i] = dA[i] * (one - a * a)
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            a = A[i]
+            dZ[i] = dA[i] * (a * (one - a))
+    elif dZ != dA:
+        memcpy(dZ, dA, size * sizeof(floating))

@@ -10,7 +10,7 @@ Design
 ``fastnn.model.Sequential`` compiles its layers into a *plan*: a small
 C-contiguous integer array with one row of ``N_FIELDS`` plain fields per
 Dense layer or stand-alone ReLU (see ``PLAN_FIELDS``); a ReLU that follows a
-Dense is folded into it (``relu`` flag), so its output is computed in the
+Dense is folded into it (``fn`` field; other activations likewise), so its output is computed in the
 Dense's output pass and only the activation is stored (``A > 0`` exactly
 where ``Z > 0``, which is all the backward pass needs). All parameters live
 in one flat buffer, their gradients in a second with the same layout, and
@@ -60,16 +60,19 @@ cdef enum:
     W_OFF = 3       # offset of W (in x out, row-major) in params; -1 for ReLU
     B_OFF = 4       # offset of b (out,) in params; -1 for ReLU
     ACT = 5         # per-sample offset of this row's output in the activations
-    RELU = 6        # 1 when a ReLU is folded into this Dense
+    FN = 6          # activation (FN_* code) applied to this row's output; a Dense's folded one
     N_FIELDS = 7
 
 cdef enum:
     KIND_DENSE_ = 0
-    KIND_RELU_ = 1
+    KIND_ACT_ = 1
 
-PLAN_FIELDS = ("kind", "in", "out", "w_offset", "b_offset", "act_offset", "relu")
+PLAN_FIELDS = ("kind", "in", "out", "w_offset", "b_offset", "act_offset", "fn")
 KIND_DENSE = KIND_DENSE_
-KIND_RELU = KIND_RELU_
+KIND_ACT = KIND_ACT_
+#: Activation codes of the plan's ``fn`` field.
+FN_CODES = {"identity": FN_IDENTITY, "relu": FN_RELU, "leaky_relu": FN_LEAKY_RELU,
+            "tanh": FN_TANH, "sigmoid": FN_SIGMOID}
 
 cdef enum:
     SLOW_ = -1
@@ -91,6 +94,7 @@ PREDICT_CHUNK = 1024
 
 cdef struct NetC:
     const Py_ssize_t* plan
+    const double* fn_params    # per row: the activation's parameter (LeakyReLU's slope)
     Py_ssize_t n_rows          # rows of the plan
     Py_ssize_t n_params
     Py_ssize_t n_in, n_out
@@ -255,10 +259,13 @@ cdef void _forward(
         rec = net.plan + l * N_FIELDS
         out = acts + n * rec[ACT]
         if rec[KIND] == KIND_DENSE_:
+            # A folded ReLU rides on the product's last pass; other activations follow it.
             _dense_forward(net, inp, params + rec[W_OFF], params + rec[B_OFF], out,
-                           n, rec[IN], rec[OUT], rec[RELU] != 0)
+                           n, rec[IN], rec[OUT], rec[FN] == FN_RELU)
+            if rec[FN] != FN_RELU and rec[FN] != FN_IDENTITY:
+                act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, n * rec[OUT])
         else:
-            relu_forward_kernel(inp, out, n * rec[IN])
+            act_forward_kernel(<int>rec[FN], net.fn_params[l], inp, out, n * rec[IN])
         inp = out
 
 
@@ -303,9 +310,10 @@ cdef void _backward(
         rec = net.plan + l * N_FIELDS
         inp = XT if l == 0 else acts + n * net.plan[(l - 1) * N_FIELDS + ACT]
         if rec[KIND] == KIND_DENSE_:
-            if rec[RELU]:
-                # The folded ReLU: its output A is this row's output, and A > 0 iff Z > 0.
-                relu_backward_kernel(acts + n * rec[ACT], g_cur, g_next, n * rec[OUT])
+            if rec[FN] != FN_IDENTITY:
+                # The folded activation, through its output A (this row's output).
+                act_backward_kernel(<int>rec[FN], net.fn_params[l], acts + n * rec[ACT],
+                                    g_cur, g_next, n * rec[OUT])
                 swap = g_cur
                 g_cur = g_next
                 g_next = swap
@@ -316,7 +324,8 @@ cdef void _backward(
             g_cur = g_next
             g_next = swap
         elif l > 0:
-            relu_backward_kernel(inp, g_cur, g_next, n * rec[IN])
+            act_backward_kernel(<int>rec[FN], net.fn_params[l], acts + n * rec[ACT],
+                                g_cur, g_next, n * rec[IN])
             swap = g_cur
             g_cur = g_next
             g_next = swap
@@ -481,7 +490,7 @@ cdef class Network:
     """
 
     cdef NetC net
-    cdef readonly object plan, params, grads
+    cdef readonly object plan, params, grads, fn_params
     cdef object work
     cdef Py_ssize_t work_size
     cdef readonly bint is_double
@@ -489,9 +498,12 @@ cdef class Network:
     cdef readonly str blas_source
 
     def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
-                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0):
+                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0, fn_params=None):
         cdef Py_ssize_t l, n_in, n_out, acts_width = 0, max_width = 0
         cdef const Py_ssize_t[:, ::1] rows = plan
+        fn_params = np.zeros(rows.shape[0]) if fn_params is None else np.array(fn_params, dtype=np.float64)
+        if fn_params.shape != (rows.shape[0],) or not np.all(np.isfinite(fn_params)):
+            raise ValueError("fn_params must hold one finite number per plan row")
         params_dtype = np.dtype(params.dtype)
         if params_dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"params must be float32 or float64, got {params_dtype}")
@@ -515,20 +527,26 @@ cdef class Network:
                 if (rows[l, W_OFF] < 0 or rows[l, W_OFF] + n_in * n_out > params.shape[0]
                         or rows[l, B_OFF] < 0 or rows[l, B_OFF] + n_out > params.shape[0]):
                     raise ValueError(f"plan row {l}: parameter offsets out of range")
-            elif rows[l, KIND] == KIND_RELU_:
-                if n_in != n_out or rows[l, RELU] != 0:
-                    raise ValueError(f"plan row {l}: a ReLU keeps its width")
+            elif rows[l, KIND] == KIND_ACT_:
+                if n_in != n_out:
+                    raise ValueError(f"plan row {l}: an activation keeps its width")
             else:
                 raise ValueError(f"plan row {l}: unknown kind {rows[l, KIND]}")
+            if rows[l, FN] not in (FN_IDENTITY, FN_RELU, FN_LEAKY_RELU, FN_TANH, FN_SIGMOID):
+                raise ValueError(f"plan row {l}: unknown activation {rows[l, FN]}")
+            if rows[l, FN] == FN_LEAKY_RELU and fn_params[l] < 0:
+                raise ValueError(f"plan row {l}: LeakyReLU's slope must be >= 0")
             acts_width += n_out
             max_width = max(max_width, n_out)
         self.plan = np.array(plan, dtype=np.intp, order="C")   # a private copy
+        self.fn_params = fn_params
         self.plan.setflags(write=False)
         self.params = params
         self.grads = grads
         self.is_double = params_dtype == np.dtype(np.float64)
         self.typenum = params_dtype.num
         self.net.plan = <const Py_ssize_t*>cnp.PyArray_DATA(self.plan)
+        self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]

@@ -21,7 +21,7 @@ import numpy as np
 from fastnn import ops
 from fastnn.validation import check_array, check_positive_int, check_seed
 
-__all__ = ["Layer", "Dense", "ReLU"]
+__all__ = ["Layer", "Dense", "Activation", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
 
 _INITS = ("uniform", "he", "xavier")
 
@@ -189,8 +189,56 @@ class Dense(Layer):
         return f"Dense(in_features={self.in_features}, out_features={self.out_features})"
 
 
-class ReLU(Layer):
-    """Rectified linear unit, ``max(x, 0)`` elementwise; no parameters."""
+class Activation(Layer):
+    """Base class of the elementwise activations; no parameters.
+
+    ``forward(X)`` returns f(X); ``backward(X, dY)`` returns dY * f'(X) for
+    the layer's input X. In a model, an activation right after a Dense layer
+    is computed in that layer's output pass.
+    """
+
+    #: activation code of the compiled kernels (fastnn._kernels.FN_CODES)
+    _fn = "identity"
+
+    @property
+    def _fn_param(self) -> float:
+        return 0.0
+
+    def forward(self, X) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - each subclass defines it
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self._fn_param == other._fn_param
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._fn_param))
+
+
+class Identity(Activation):
+    """The identity, ``f(x) = x``: a no-op, usable anywhere an activation is."""
+
+    _fn = "identity"
+
+    def forward(self, X) -> np.ndarray:
+        """Return X as a float array (checked like every input)."""
+        return check_array(X, "X", ndim=tuple(range(1, 33)))
+
+    def backward(self, X, dY) -> np.ndarray:
+        """Return dY (checked against X's shape)."""
+        X = check_array(X, "X", ndim=tuple(range(1, 33)))
+        dY = check_array(dY, "dY", ndim=X.ndim)
+        if dY.shape != X.shape:
+            raise ValueError(f"dY must have the shape of X, {X.shape}, got {dY.shape}")
+        return dY
+
+
+class ReLU(Activation):
+    """Rectified linear unit, ``max(x, 0)`` elementwise."""
+
+    _fn = "relu"
 
     def forward(self, X) -> np.ndarray:
         """Return ``max(X, 0)``."""
@@ -200,5 +248,58 @@ class ReLU(Layer):
         """Return ``dY * (X > 0)`` for the layer's input X."""
         return ops.relu_backward(X, dY)
 
+
+class LeakyReLU(Activation):
+    """``x if x > 0 else negative_slope * x``, as ``torch.nn.LeakyReLU``.
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        Slope for negative inputs, a finite number >= 0 (fastnn's backward
+        pass reads the sign of the input off the output, which a negative
+        slope would flip).
+    """
+
+    _fn = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01):
+        from fastnn.optimizers import _check_number
+
+        self.negative_slope = _check_number(negative_slope, "negative_slope", low=0.0)
+
+    @property
+    def _fn_param(self) -> float:
+        return self.negative_slope
+
+    def forward(self, X) -> np.ndarray:
+        return ops.leaky_relu_forward(X, self.negative_slope)
+
+    def backward(self, X, dY) -> np.ndarray:
+        return ops.leaky_relu_backward(X, dY, self.negative_slope)
+
     def __repr__(self) -> str:
-        return "ReLU()"
+        return f"LeakyReLU(negative_slope={self.negative_slope!r})"
+
+
+class Tanh(Activation):
+    """Hyperbolic tangent, elementwise."""
+
+    _fn = "tanh"
+
+    def forward(self, X) -> np.ndarray:
+        return ops.tanh_forward(X)
+
+    def backward(self, X, dY) -> np.ndarray:
+        return ops.tanh_backward(X, dY)
+
+
+class Sigmoid(Activation):
+    """Logistic sigmoid, ``1 / (1 + exp(-x))``, stable for large |x|."""
+
+    _fn = "sigmoid"
+
+    def forward(self, X) -> np.ndarray:
+        return ops.sigmoid_forward(X)
+
+    def backward(self, X, dY) -> np.ndarray:
+        return ops.sigmoid_backward(X, dY)

@@ -24,7 +24,7 @@ import numpy as np
 
 from fastnn import _network
 from fastnn._blas import find_blas
-from fastnn.layers import Dense, Layer, ReLU
+from fastnn.layers import Activation, Dense, Layer
 from fastnn.losses import Loss, MSELoss
 from fastnn.optimizers import SGD, Optimizer
 from fastnn.validation import (
@@ -37,7 +37,6 @@ from fastnn.validation import (
 
 __all__ = ["Sequential", "History"]
 
-_PLAN_KINDS = {Dense: _network.KIND_DENSE, ReLU: _network.KIND_RELU}
 
 #: A Dense layer's products run on BLAS when in_features * out_features
 #: reaches BLAS_MIN_WEIGHTS and both sizes reach BLAS_MIN_WIDTH, at any batch
@@ -105,8 +104,9 @@ class Sequential:
         if not layers:
             raise ValueError("layers must hold at least one layer, got an empty list")
         for i, layer in enumerate(layers):
-            if type(layer) not in _PLAN_KINDS:
-                raise TypeError(f"layers[{i}] must be a fastnn.Dense or fastnn.ReLU, got {type(layer).__name__}")
+            if not isinstance(layer, (Dense, Activation)):
+                raise TypeError(f"layers[{i}] must be a fastnn layer (Dense, ReLU, LeakyReLU, Tanh, Sigmoid "
+                                f"or Identity), got {type(layer).__name__}")
             if isinstance(layer, Dense) and layer._owned_by_other(self):
                 raise ValueError(
                     f"layers[{i}] already belongs to another Sequential; pass copy.deepcopy(layer) to use a copy")
@@ -127,7 +127,7 @@ class Sequential:
         n_params = sum(layer.n_parameters for layer in layers if isinstance(layer, Dense))
         params = np.empty(n_params, dtype=dtype)
         grads = np.zeros(n_params, dtype=dtype)
-        rows = []
+        rows, fn_params = [], []
         offset = act = 0
         for layer in layers:
             if isinstance(layer, Dense):
@@ -136,13 +136,18 @@ class Sequential:
                 params[offset:offset + n_in * n_out] = layer.W.ravel()
                 params[offset + n_in * n_out:stop] = layer.b
                 layer._attach(params[offset:stop], grads[offset:stop], owner=self)
-                rows.append([_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act, 0])
+                rows.append([_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act,
+                             _network.FN_CODES["identity"]])
+                fn_params.append(0.0)
                 offset = stop
-            elif rows and rows[-1][0] == _network.KIND_DENSE and not rows[-1][6]:
-                rows[-1][6] = 1        # a ReLU after a Dense is computed in the Dense's output pass
+            elif rows and rows[-1][0] == _network.KIND_DENSE and rows[-1][6] == _network.FN_CODES["identity"]:
+                # An activation right after a Dense is computed in the Dense's output pass.
+                rows[-1][6] = _network.FN_CODES[layer._fn]
+                fn_params[-1] = layer._fn_param
                 continue
             else:
-                rows.append([_network.KIND_RELU, width, width, -1, -1, act, 0])
+                rows.append([_network.KIND_ACT, width, width, -1, -1, act, _network.FN_CODES[layer._fn]])
+                fn_params.append(layer._fn_param)
             act += rows[-1][2]
             width = rows[-1][2]
         self._layers = layers
@@ -151,7 +156,8 @@ class Sequential:
         self._grads = grads
         self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
                                      blas=find_blas(), blas_min_work=0,
-                                     blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH)
+                                     blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH,
+                                     fn_params=fn_params)
 
     # -- description ---------------------------------------------------------------
 

@@ -31,6 +31,12 @@ __all__ = [
     "dense_backward",
     "relu_forward",
     "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
     "mse_loss",
     "mse_grad",
     "sgd_update",
@@ -126,6 +132,63 @@ def relu_backward(Z, dA) -> np.ndarray:
     out = np.empty_like(Z)
     _kernels.relu_backward(Z.reshape(-1), dA.reshape(-1), out.reshape(-1))
     return out
+
+
+def _activation(name: str, Z, param: float = 0.0) -> np.ndarray:
+    dtype = _common_dtype(Z=Z)
+    Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
+    out = np.empty_like(Z)
+    _kernels.activation_forward(_kernels.FN_CODES[name], param, Z.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _activation_grad(name: str, Z, dA, param: float = 0.0) -> np.ndarray:
+    dtype = _common_dtype(Z=Z, dA=dA)
+    Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
+    dA = check_array(dA, "dA", ndim=Z.ndim, dtype=dtype, shape_hint=str(Z.shape))
+    if dA.shape != Z.shape:
+        raise ValueError(f"dA must have the shape of Z, {Z.shape}, got {dA.shape}")
+    code = _kernels.FN_CODES[name]
+    out = np.empty_like(Z)
+    _kernels.activation_forward(code, param, Z.reshape(-1), out.reshape(-1))      # A = f(Z)
+    _kernels.activation_backward(code, param, out.reshape(-1), dA.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _check_slope(negative_slope) -> float:
+    from fastnn.optimizers import _check_number
+
+    return _check_number(negative_slope, "negative_slope", low=0.0)
+
+
+def leaky_relu_forward(Z, negative_slope=0.01) -> np.ndarray:
+    """LeakyReLU, ``Z if Z > 0 else negative_slope * Z`` (``negative_slope >= 0``)."""
+    return _activation("leaky_relu", Z, _check_slope(negative_slope))
+
+
+def leaky_relu_backward(Z, dA, negative_slope=0.01) -> np.ndarray:
+    """Gradient of LeakyReLU: ``dA if Z > 0 else negative_slope * dA``."""
+    return _activation_grad("leaky_relu", Z, dA, _check_slope(negative_slope))
+
+
+def tanh_forward(Z) -> np.ndarray:
+    """``tanh(Z)`` elementwise."""
+    return _activation("tanh", Z)
+
+
+def tanh_backward(Z, dA) -> np.ndarray:
+    """Gradient of tanh: ``dA * (1 - tanh(Z) ** 2)``."""
+    return _activation_grad("tanh", Z, dA)
+
+
+def sigmoid_forward(Z) -> np.ndarray:
+    """The logistic sigmoid ``1 / (1 + exp(-Z))``, computed without overflow for any Z."""
+    return _activation("sigmoid", Z)
+
+
+def sigmoid_backward(Z, dA) -> np.ndarray:
+    """Gradient of the sigmoid: ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
+    return _activation_grad("sigmoid", Z, dA)
 
 
 def _check_pair(yhat, y):

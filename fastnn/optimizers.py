@@ -35,7 +35,10 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 def _check_number(value, name: str, *, low: float, high: float = np.inf, low_open=False, high_open=False) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:               # an int too large for a float
+        value = np.inf
     ok = np.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         left = "(" if low_open else "["

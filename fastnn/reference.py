@@ -28,6 +28,12 @@ __all__ = [
     "dense_backward",
     "relu_forward",
     "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
     "mse_loss",
     "mse_grad",
     "sgd_update",
@@ -55,6 +61,40 @@ def relu_forward(Z):
 def relu_backward(Z, dA):
     """Return ``dA * (Z > 0)``: the gradient passes where the input was positive."""
     return dA * (Z > 0)
+
+
+def leaky_relu_forward(Z, negative_slope=0.01):
+    """Return ``Z if Z > 0 else negative_slope * Z`` elementwise."""
+    return np.where(Z > 0, Z, Z * negative_slope)
+
+
+def leaky_relu_backward(Z, dA, negative_slope=0.01):
+    """Return ``dA if Z > 0 else negative_slope * dA``."""
+    return np.where(Z > 0, dA, dA * negative_slope)
+
+
+def tanh_forward(Z):
+    """Return ``tanh(Z)``."""
+    return np.tanh(Z)
+
+
+def tanh_backward(Z, dA):
+    """Return ``dA * (1 - tanh(Z) ** 2)``."""
+    A = np.tanh(Z)
+    return dA * (1 - A * A)
+
+
+def sigmoid_forward(Z):
+    """Return ``1 / (1 + exp(-Z))``, as ``exp(Z) / (1 + exp(Z))`` for negative Z (no overflow)."""
+    Z = np.asarray(Z)
+    e = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_backward(Z, dA):
+    """Return ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
+    A = sigmoid_forward(Z)
+    return dA * (A * (1 - A))
 
 
 def _paired(yhat, y):
@@ -107,14 +147,25 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.9
     param -= step_size * (exp_avg / denom)
 
 
+_ACTIVATIONS = {
+    "identity": (lambda Z: Z, lambda Z, dA: dA),
+    "relu": (relu_forward, relu_backward),
+    "leaky_relu": (leaky_relu_forward, leaky_relu_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+}
+
+
 class ReferenceMLP:
     """A Dense/ReLU network trained with MSE and SGD, in plain NumPy.
 
     Parameters
     ----------
-    layers : list of ``("dense", W, b)`` or ``("relu",)`` tuples
-        ``W`` is (in_features, out_features), ``b`` (out_features,). The
-        arrays are copied, in ``dtype``.
+    layers : list of ``("dense", W, b)`` or activation tuples
+        ``("relu",)``, ``("leaky_relu", slope)``, ``("tanh",)``,
+        ``("sigmoid",)``, ``("identity",)``. ``W`` is (in_features,
+        out_features), ``b`` (out_features,). The arrays are copied, in
+        ``dtype``.
     dtype : float32 or float64
     """
 
@@ -126,22 +177,22 @@ class ReferenceMLP:
                 W = np.array(layer[1], dtype=self.dtype)
                 b = np.array(layer[2], dtype=self.dtype)
                 self.layers.append(("dense", W, b))
-            elif layer[0] == "relu":
-                self.layers.append(("relu",))
+            elif layer[0] in _ACTIVATIONS:
+                self.layers.append(tuple(layer))
             else:
                 raise ValueError(f"unknown layer kind {layer[0]!r}")
 
     @classmethod
     def from_model(cls, model):
         """A copy of a :class:`fastnn.Sequential`'s layers and parameters."""
-        from fastnn.layers import Dense, ReLU
+        from fastnn.layers import Activation, Dense
 
         layers = []
         for layer in model.layers:
             if isinstance(layer, Dense):
                 layers.append(("dense", layer.W, layer.b))
-            elif isinstance(layer, ReLU):
-                layers.append(("relu",))
+            elif isinstance(layer, Activation):
+                layers.append((layer._fn, layer._fn_param) if layer._fn == "leaky_relu" else (layer._fn,))
             else:
                 raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
         return cls(layers, dtype=model.dtype)
@@ -155,7 +206,7 @@ class ReferenceMLP:
             if layer[0] == "dense":
                 out = dense_forward(out, layer[1], layer[2])
             else:
-                out = relu_forward(out)
+                out = _ACTIVATIONS[layer[0]][0](out, *layer[1:])
         return out, inputs
 
     def predict(self, X):
@@ -176,7 +227,7 @@ class ReferenceMLP:
                 grad, dW, db = dense_backward(inputs[i], layer[1], grad)
                 grads[i] = (dW, db)
             else:
-                grad = relu_backward(inputs[i], grad)
+                grad = _ACTIVATIONS[layer[0]][1](inputs[i], grad, *layer[1:])
         return loss, grads
 
     def train_step(self, X, y, lr):

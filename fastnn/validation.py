@@ -153,7 +153,10 @@ def check_learning_rate(value, name: str = "lr") -> float:
     """Return ``value`` as a finite float > 0."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a finite positive number, got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:               # an int too large for a float
+        raise ValueError(f"{name} must be a finite positive number, got {_describe(value)}") from None
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite positive number, got {value}")
     return value
