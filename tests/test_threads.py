@@ -1,0 +1,249 @@
+"""fastnn under Python threads: the steps run without the GIL, so threads really overlap.
+
+* Models trained in separate threads end exactly (bit for bit) as they do
+  when trained one after the other: nothing is shared between models.
+* Threads sharing ONE model are serialised by the model's lock. The check
+  that an update was not torn: SGD steps on one fixed batch are a fixed map
+  ``p -> step(p)``, so however two threads' calls interleave, 2N serialised
+  steps give exactly ``step^(2N)(p0)``, each call returns exactly one of the
+  serial run's losses, and every state anyone observes between calls is one
+  of the serial run's intermediate states. An unserialised (torn) update
+  mixes two steps and breaks all three.
+"""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn
+
+TIMEOUT = 60
+
+
+def make_model(sizes, dtype, seed, relu_out=False):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(fastnn.Dense(n_in, n_out, seed=rng))
+        if i < len(sizes) - 2 or relu_out:
+            layers.append(fastnn.ReLU())
+    return fastnn.Sequential(layers, dtype=dtype)
+
+
+def make_data(n_samples, n_in, n_out, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n_samples, n_in)).astype(dtype),
+            rng.normal(size=(n_samples, n_out)).astype(dtype))
+
+
+def run_threads(targets):
+    """Start one thread per callable, all released at once; re-raise the first error."""
+    barrier = threading.Barrier(len(targets))
+    errors = []
+
+    def wrap(target):
+        def run():
+            try:
+                barrier.wait(TIMEOUT)
+                target()
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                errors.append(exc)
+        return run
+
+    threads = [threading.Thread(target=wrap(target), daemon=True) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish (deadlock?)"
+    if errors:
+        raise errors[0]
+
+
+# -- independent models ---------------------------------------------------------------------
+
+#: (sizes, dtype, relu on the output, n_samples, batch_size): small (own loops)
+#: and wide (BLAS) networks, both dtypes.
+JOBS = [
+    ((1, 16, 1), np.float64, False, 256, 16),
+    ((8, 32, 32, 1), np.float32, False, 512, 32),
+    ((64, 128, 8, 1), np.float64, True, 256, 64),
+    ((5, 7, 3), np.float32, True, 301, 7),
+]
+
+
+def train_job(index):
+    """Build job ``index``'s model and data; return (model, a callable that trains it, results)."""
+    sizes, dtype, relu_out, n_samples, batch_size = JOBS[index]
+    model = make_model(sizes, dtype, seed=index, relu_out=relu_out)
+    X, y = make_data(n_samples, sizes[0], sizes[-1], dtype, seed=100 + index)
+    results = {}
+
+    def train():
+        results["fit"] = model.fit(X, y, optimizer=fastnn.SGD(lr=0.01), epochs=30, batch_size=batch_size,
+                                   seed=index).loss
+        results["steps"] = [model.train_step(X[:batch_size], y[:batch_size], fastnn.MSELoss(),
+                                             fastnn.SGD(lr=0.01)) for _ in range(100)]
+        results["predict"] = model.predict(X)
+        results["params"] = model.get_parameters()
+
+    return model, train, results
+
+
+def test_independent_models_in_threads_match_serial_training_exactly():
+    serial = []
+    for index in range(len(JOBS)):
+        _, train, results = train_job(index)
+        train()
+        serial.append(results)
+    for _ in range(3):
+        jobs = [train_job(index) for index in range(len(JOBS))]
+        run_threads([train for _, train, _ in jobs])
+        for index, ((_, _, threaded), expected) in enumerate(zip(jobs, serial)):
+            for key in ("fit", "steps", "predict", "params"):
+                np.testing.assert_array_equal(threaded[key], expected[key], err_msg=f"job {index}, {key}")
+
+
+def test_copies_of_one_model_train_in_threads_like_the_original():
+    import copy
+
+    original = make_model((64, 128, 8, 1), np.float64, seed=7)
+    X, y = make_data(128, 64, 1, np.float64, seed=8)
+    copies = [copy.deepcopy(original) for _ in range(3)]
+
+    def train(model):
+        return lambda: model.fit(X, y, optimizer=fastnn.SGD(lr=0.01), epochs=20, batch_size=32, seed=0)
+
+    run_threads([train(model) for model in copies])
+    train(original)()
+    for model in copies:
+        np.testing.assert_array_equal(model.get_parameters(), original.get_parameters())
+
+
+# -- one model, several threads ----------------------------------------------------------------
+
+N_STEPS = 100
+SHARED = ((64, 128, 8, 1), 64)    # sizes, batch: BLAS and loops in one step, a long nogil section
+
+
+def shared_setup(dtype):
+    sizes, n_samples = SHARED
+    model = make_model(sizes, dtype, seed=3)
+    X, y = make_data(n_samples, sizes[0], sizes[-1], dtype, seed=4)
+    return model, X, y
+
+
+def serial_trajectory(dtype, n_steps):
+    """Parameters and predictions after 0..n_steps steps on the fixed batch, and the losses."""
+    model, X, y = shared_setup(dtype)
+    params, outputs, losses = [model.get_parameters()], [model.predict(X)], []
+    for _ in range(n_steps):
+        losses.append(model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.01)))
+        params.append(model.get_parameters())
+        outputs.append(model.predict(X))
+    return params, outputs, losses
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_two_threads_training_one_model_do_not_tear_updates(dtype):
+    params, _, losses = serial_trajectory(dtype, 2 * N_STEPS)
+    model, X, y = shared_setup(dtype)
+    got = [[], []]
+
+    def steps(i):
+        def run():
+            for _ in range(N_STEPS):
+                got[i].append(model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.01)))
+        return run
+
+    run_threads([steps(0), steps(1)])
+    np.testing.assert_array_equal(model.get_parameters(), params[-1])
+    # Each call saw a whole state of the serial run, and no two calls saw the same one.
+    assert sorted(got[0] + got[1]) == sorted(losses)
+    assert len(set(losses)) == len(losses)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_fit_steps_and_predict_on_one_model_from_three_threads(dtype):
+    """fit (full batch, in order: one step per epoch), train_step and predict, concurrently."""
+    params, outputs, _ = serial_trajectory(dtype, 2 * N_STEPS)
+    known_outputs = {out.tobytes(): k for k, out in enumerate(outputs)}
+    model, X, y = shared_setup(dtype)
+    seen = []
+    done = threading.Event()
+
+    def fitting():
+        model.fit(X, y, optimizer=fastnn.SGD(lr=0.01), epochs=N_STEPS, shuffle=False)
+
+    def stepping():
+        for _ in range(N_STEPS):
+            model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.01))
+
+    def predicting():
+        while not done.is_set():
+            seen.append(model.predict(X).tobytes())
+            time.sleep(0)       # hand the GIL back to the training threads at once
+
+    def training():
+        try:
+            run_threads([fitting, stepping])
+        finally:
+            done.set()
+
+    run_threads([training, predicting])
+    np.testing.assert_array_equal(model.get_parameters(), params[-1])
+    torn = [i for i, out in enumerate(seen) if out not in known_outputs]
+    assert not torn, f"{len(torn)} of {len(seen)} predictions match no state of the serial run"
+
+
+#: Reading parameters from another thread: a wide network on one-row batches,
+#: so that the SGD update (a pass over every parameter) is a large part of each step.
+READ_SIZES, READ_STEPS = (128, 256, 64, 1), 500
+
+
+def _whole_states_test(dtype, read):
+    """Train READ_STEPS steps in one thread while another calls ``read(model)`` in a loop;
+    every value read must be the parameters of one state of the serial run."""
+    model = make_model(READ_SIZES, dtype, seed=5)
+    X, y = make_data(1, READ_SIZES[0], READ_SIZES[-1], dtype, seed=6)
+    known = {hash(model.get_parameters().tobytes())}
+    for _ in range(READ_STEPS):
+        model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.001))
+        known.add(hash(model.get_parameters().tobytes()))
+    final = model.get_parameters()
+    model = make_model(READ_SIZES, dtype, seed=5)
+    seen = []
+    done = threading.Event()
+
+    def stepping():
+        try:
+            for _ in range(READ_STEPS):
+                model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.001))
+        finally:
+            done.set()
+
+    def reading():
+        while not done.is_set():
+            seen.append(hash(read(model).tobytes()))
+            time.sleep(0)       # hand the GIL back to the training thread at once
+
+    run_threads([stepping, reading])
+    np.testing.assert_array_equal(model.get_parameters(), final)
+    torn = sum(snapshot not in known for snapshot in seen)
+    assert torn == 0, f"{torn} of {len(seen)} snapshots read during training match no state of the serial run"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_get_parameters_during_training_returns_whole_states(dtype):
+    _whole_states_test(dtype, lambda model: model.get_parameters())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_copies_made_during_training_hold_whole_states(dtype):
+    import copy
+    import pickle
+
+    _whole_states_test(dtype, lambda model: copy.deepcopy(model).get_parameters())
+    _whole_states_test(dtype, lambda model: pickle.loads(pickle.dumps(model)).get_parameters())
