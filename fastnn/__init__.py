@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 from fastnn import datasets, ops, reference  # noqa: E402
+from fastnn._config import show_config  # noqa: E402
 from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
 from fastnn.losses import Loss, MSELoss  # noqa: E402
 from fastnn.model import History, Sequential  # noqa: E402
@@ -48,4 +49,5 @@ __all__ = [
     "datasets",
     "ops",
     "reference",
+    "show_config",
 ]

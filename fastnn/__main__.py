@@ -1,16 +1,20 @@
-"""``python -m fastnn demo``: the tutorial, run.
+"""``python -m fastnn demo``: the tutorial, run; ``python -m fastnn info``: how fastnn was built.
 
-First rebuilds the tutorial's hand-made network and checks it reproduces
+``demo`` first rebuilds the tutorial's hand-made network and checks it reproduces
 the curve exactly; then trains a fresh 1-16-1 ReLU network on noisy
 samples of the curve with mini-batch SGD, printing the loss as it falls,
 and reports the final MSE against the true curve.
+
+``info`` prints :func:`fastnn.show_config` (``--json`` for the same facts as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     demo.add_argument("--every", type=_positive_int, default=50, help="print the loss every N epochs (default 50)")
     demo.add_argument("--plot", metavar="FILE.png", help="save the data, target and model curves (needs fastnn[plot])")
+    info = commands.add_parser("info", help="how this fastnn was built and what it runs on (fastnn.show_config())")
+    info.add_argument("--json", action="store_true", help="print the facts as JSON")
     return parser
 
 
-def demo(args) -> int:
+def demo(args: argparse.Namespace) -> int:
     dtype = np.dtype(args.dtype)
     grid = np.linspace(*TUTORIAL_X_RANGE, 1001).reshape(-1, 1)
     truth = tutorial_curve(grid)
@@ -97,10 +103,20 @@ def demo(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def info(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(fastnn.show_config(mode="dicts"), indent=2))
+    else:
+        fastnn.show_config()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "info":
+        return info(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 

@@ -1,0 +1,227 @@
+"""``fastnn.show_config()`` and ``python -m fastnn info``: how this fastnn was built, and what it runs on.
+
+The build facts (Cython version, compiler, flags, directives, whether it is
+the bounds-checked build) are the ones ``setup.py``'s ``build_ext`` recorded
+in ``fastnn/_build_info.py`` when it compiled the extensions; the tests hold
+them to the compiled modules themselves (``fastnn._kernels.DEBUG_BUILD``, the
+Cython runtime the extensions carry, which walker builds exist). The runtime
+facts are looked up when asked: which build of the network walker this CPU
+got (``fastnn._network.ISA``), which BLAS fastnn calls for large layers
+(``fastnn._blas.find_blas()``) and with how many threads (from
+``threadpoolctl``, when it is installed).
+
+Nothing here is imported by ``import fastnn`` beyond this module itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any, Literal, overload
+
+__all__ = ["show_config"]
+
+
+def _build_info() -> dict[str, Any] | None:
+    """What ``setup.py`` recorded (``fastnn/_build_info.py``), or None for a build made without it."""
+    try:
+        module = importlib.import_module("fastnn._build_info")
+    except ImportError:
+        return None
+    info: dict[str, Any] = dict(module.INFO)
+    return info
+
+
+def _cython_runtime() -> str | None:
+    """The Cython version the compiled extensions carry (their shared ``_cython_X_Y_Z`` types)."""
+    from fastnn import _kernels
+
+    module = type(_kernels.cpu_has_avx2).__module__
+    prefix = "_cython_"
+    return module[len(prefix):].replace("_", ".") if module.startswith(prefix) else None
+
+
+def _blas_threads(library: str | None, kind: int) -> dict[str, Any]:
+    """Threads of the BLAS at ``library``, as threadpoolctl reports them (if installed)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return {"num_threads": None, "note": "threadpoolctl is not installed"}
+    from fastnn import _blas
+
+    entries = [entry for entry in threadpoolctl.threadpool_info() if entry.get("user_api") == "blas"]
+    wanted = os.path.realpath(library) if library else None
+    match = [entry for entry in entries if wanted and os.path.realpath(entry["filepath"]) == wanted]
+    if not match and kind == _blas.KIND_FORTRAN32:
+        # scipy.linalg.cython_blas is a wrapper: the BLAS itself is SciPy's
+        # bundled OpenBLAS, in scipy.libs/ (Linux, Windows) or scipy/.dylibs/.
+        import scipy
+
+        root = os.path.dirname(os.path.dirname(os.path.realpath(scipy.__file__)))
+        places = (os.path.join(root, "scipy.libs"), os.path.join(root, "scipy", ".dylibs"))
+        match = [entry for entry in entries if os.path.realpath(entry["filepath"]).startswith(places)]
+    if not match:
+        return {"num_threads": None, "note": f"threadpoolctl does not list {library}"}
+    entry = match[0]
+    return {
+        "num_threads": entry.get("num_threads"),
+        "note": "{} {}, {} threading".format(
+            entry.get("internal_api"), entry.get("version"), entry.get("threading_layer")
+        ),
+    }
+
+
+def _facts() -> dict[str, Any]:
+    """Everything :func:`show_config` prints, as nested dicts."""
+    import platform
+
+    import numpy
+
+    import fastnn
+    from fastnn import _blas, _kernels, _network
+
+    build = _build_info()
+    blas = _blas.find_blas()
+    threads = _blas_threads(blas.library, blas.kind) if blas.kind else {"num_threads": None, "note": "no BLAS"}
+    model = sys.modules.get("fastnn.model")
+    thresholds = {
+        name.lower(): getattr(model, name) for name in ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH") if hasattr(model, name)
+    }
+    ops_thresholds = {
+        name.lower(): getattr(_kernels, name) for name in ("OPS_BLAS_MIN_WORK", "OPS_BLAS_MIN_WEIGHTS")
+        if hasattr(_kernels, name)
+    }
+    return {
+        "fastnn": {
+            "version": fastnn.__version__,
+            "location": os.path.dirname(os.path.abspath(fastnn.__file__)),
+        },
+        "build": {
+            "recorded": build is not None,
+            "debug_build": bool(_kernels.DEBUG_BUILD),
+            "cython_runtime": _cython_runtime(),
+            **(build or {}),
+        },
+        "runtime": {
+            "python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.platform})",
+            "machine": platform.machine(),
+            "numpy": numpy.__version__,
+            "walker": {
+                "isa": _network.ISA,
+                "module": _network.Network.__module__,
+                "cpu_has_avx2": bool(_kernels.cpu_has_avx2()),
+                "FASTNN_ISA": os.environ.get("FASTNN_ISA", "auto"),
+            },
+            "blas": {
+                "source": blas.source,
+                "library": blas.library,
+                "FASTNN_BLAS": os.environ.get("FASTNN_BLAS", "auto"),
+                "model_thresholds": thresholds,
+                "ops_thresholds": ops_thresholds,
+                **threads,
+            },
+        },
+    }
+
+
+def _yes_no(value: object) -> str:
+    return "yes" if value else "no"
+
+
+def _format(facts: dict[str, Any]) -> str:
+    build, runtime = facts["build"], facts["runtime"]
+    walker, blas = runtime["walker"], runtime["blas"]
+    lines = [
+        f"fastnn {facts['fastnn']['version']}",
+        f"  location: {facts['fastnn']['location']}",
+        "",
+        "Build:",
+        f"  bounds-checked build (FASTNN_DEBUG=1): {_yes_no(build['debug_build'])}",
+    ]
+    if not build["recorded"]:
+        lines += [
+            "  (no fastnn/_build_info.py: these extensions were not built by fastnn's setup.py build_ext,",
+            "   so their Cython version and flags were not recorded)",
+            f"  Cython runtime in the extensions: {build['cython_runtime']}",
+        ]
+    else:
+        disagree = [
+            ("bounds-checked build", build["debug"], build["debug_build"]),
+            ("version", build["version"], facts["fastnn"]["version"]),
+            ("Cython", build["cython_version"], build["cython_runtime"]),
+        ]
+        for what, recorded, compiled in disagree:
+            if recorded != compiled:
+                lines.append(f"  WARNING: fastnn/_build_info.py records {what} {recorded!r} but the compiled "
+                             f"extensions say {compiled!r}: it is stale, rebuild fastnn")
+        directives = ", ".join(f"{key}={value}" for key, value in build["cython_directives"].items())
+        lines += [
+            f"  Cython: {build['cython_version']}",
+            f"  Cython directives: {directives}",
+            f"  NumPy headers: {build['numpy_version']}",
+            f"  built on: Python {build['python_version']}, {build['platform']} ({build['machine']})",
+            f"  compiler: {build['compiler'] or build['compiler_type']}",
+            f"  compiler command: {' '.join(build['compiler_command'])}",
+            "  extensions (extra flags, macros):",
+        ]
+        for name, ext in build["extensions"].items():
+            macros = " ".join(f"-D{key}={value}" for key, value in ext["define_macros"])
+            lines.append(f"    {name}: {' '.join(ext['extra_compile_args'])}  {macros}")
+    threads = blas["num_threads"] if blas["num_threads"] is not None else "unknown"
+    used_for = []
+    if blas["model_thresholds"]:
+        weights = blas["model_thresholds"].get("blas_min_weights")
+        width = blas["model_thresholds"].get("blas_min_width")
+        used_for.append(f"Sequential: Dense layers with in*out >= {weights} and min(in, out) >= {width}")
+    if blas["ops_thresholds"]:
+        work = blas["ops_thresholds"].get("ops_blas_min_work")
+        weights = blas["ops_thresholds"].get("ops_blas_min_weights")
+        used_for.append(f"fastnn.ops: n_samples*in*out >= {work} and in*out >= {weights}")
+    lines += [
+        "",
+        "Runtime:",
+        f"  Python: {runtime['python']}, {runtime['machine']}",
+        f"  NumPy: {runtime['numpy']}",
+        f"  network walker: {walker['isa']} build ({walker['module']}); CPU has AVX2: "
+        f"{_yes_no(walker['cpu_has_avx2'])}; FASTNN_ISA={walker['FASTNN_ISA']}",
+        f"  BLAS for large layers: {blas['source']}; FASTNN_BLAS={blas['FASTNN_BLAS']}",
+    ]
+    if blas["library"]:
+        lines += [f"    used by {text}" for text in used_for]
+    if blas["library"]:
+        lines.append(f"    library: {blas['library']}")
+    lines.append(f"    threads: {threads} ({blas['note']})")
+    lines.append("  fastnn's own loops: one thread per call, without the GIL")
+    return "\n".join(lines)
+
+
+@overload
+def show_config(mode: Literal["stdout"] = ...) -> None: ...
+@overload
+def show_config(mode: Literal["dicts"]) -> dict[str, Any]: ...
+
+
+def show_config(mode: str = "stdout") -> dict[str, Any] | None:
+    """Print how this fastnn was built and what it runs on, like ``numpy.show_config()``.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, default "stdout"
+        ``"stdout"`` prints the report; ``"dicts"`` returns it as nested
+        dicts instead (``"fastnn"``, ``"build"``, ``"runtime"``).
+
+    The build facts are those ``setup.py`` recorded when it compiled the
+    extensions: the Cython version and directives, the compiler and its
+    flags, and whether this is the bounds-checked build (``FASTNN_DEBUG=1``).
+    The runtime facts: the network walker's build this CPU runs (baseline
+    or AVX2), the BLAS fastnn calls for large layers and its thread count
+    (from ``threadpoolctl`` when installed, else "unknown").
+    """
+    if mode not in ("stdout", "dicts"):
+        raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
+    facts = _facts()
+    if mode == "dicts":
+        return facts
+    print(_format(facts))
+    return None

@@ -1,0 +1,55 @@
+"""Type stub of ``fastnn._kernels``, compiled from ``fastnn/_kernels.pyx``.
+
+Keep it in step with the ``.pyx``: tests/test_packaging.py checks that both
+define the same public names. The array arguments are typed memoryviews in
+the ``.pyx``: C-contiguous float32 or float64 arrays, one dtype per call,
+inputs ``const`` (read-only arrays are accepted), outputs written in place.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastnn._blas import BlasInfo
+
+# A C-contiguous float32 or float64 array (every array of one call in one dtype).
+_Floats = npt.NDArray[np.floating[Any]]
+
+#: True when the extension was compiled with bounds checking (FASTNN_DEBUG=1).
+DEBUG_BUILD: bool
+OPS_BLAS_MIN_WORK: int
+OPS_BLAS_MIN_WEIGHTS: int
+#: Activation name -> its code in the kernels.
+FN_CODES: dict[str, int]
+#: Loss name -> its code in the kernels.
+LOSS_CODES: dict[str, int]
+
+def cpu_has_avx2() -> bool: ...
+def set_blas(info: BlasInfo | None) -> None: ...
+def dense_forward(X: _Floats, W: _Floats, b: _Floats, out: _Floats) -> None: ...
+def dense_backward(X: _Floats, W: _Floats, dY: _Floats, dX: _Floats, dW: _Floats, db: _Floats) -> None: ...
+def relu_forward(Z: _Floats, out: _Floats) -> None: ...
+def relu_backward(Z: _Floats, dA: _Floats, out: _Floats) -> None: ...
+def mse_loss(yhat: _Floats, y: _Floats) -> float: ...
+def mse_grad(yhat: _Floats, y: _Floats, out: _Floats) -> float: ...
+def sgd_update(param: _Floats, grad: _Floats, lr: float) -> None: ...
+def all_finite(x: _Floats) -> bool: ...
+def optimizer_update(
+    kind: str,
+    param: _Floats,
+    grad: _Floats,
+    buf1: _Floats,
+    buf2: _Floats,
+    lr: float,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+) -> bool: ...
+def activation_forward(fn: int, param: float, Z: _Floats, out: _Floats) -> None: ...
+def activation_backward(fn: int, param: float, A: _Floats, dA: _Floats, out: _Floats) -> None: ...
+def loss_and_grad(kind: int, param: float, yhat: _Floats, y: _Floats, w: _Floats, grad: _Floats) -> float: ...

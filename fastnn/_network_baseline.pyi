@@ -1,0 +1,122 @@
+"""Type stub of the compiled network walker, ``fastnn/_network.pxi``.
+
+The walker is compiled twice, as ``fastnn._network_baseline`` and
+``fastnn._network_avx2`` (``fastnn._network`` picks one at import); the
+AVX2 build's stub re-exports this one's names. Keep it in step with the
+``.pxi``: tests/test_packaging.py checks that the compiled modules define
+the same public names as the stubs.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fastnn._blas import BlasInfo
+
+# A C-contiguous float32 or float64 array: the network's dtype.
+_Floats = npt.NDArray[np.floating[Any]]
+
+#: The columns of a plan row.
+PLAN_FIELDS: tuple[str, ...]
+KIND_DENSE: int
+KIND_ACT: int
+#: Activation name -> its code in a plan row.
+FN_CODES: dict[str, int]
+#: Loss name -> its code.
+LOSS_CODES: dict[str, int]
+#: Optimizer rule name -> its code.
+OPTIMIZER_KINDS: dict[str, int]
+#: Negative codes a step returns instead of a loss.
+SLOW: float
+BAD_INPUT: float
+BAD_LOSS: float
+BAD_UPDATE: float
+#: Rows predicted per pass through the workspace.
+PREDICT_CHUNK: int
+
+class Update:
+    """An optimizer's rule, hyperparameters and state for one network (``Network.make_update``)."""
+
+    lr: float
+    step: int
+    @property
+    def kind(self) -> int: ...
+    @property
+    def buf1(self) -> _Floats | None: ...
+    @property
+    def buf2(self) -> _Floats | None: ...
+
+class Network:
+    """A compiled plan with its parameter, gradient and work buffers."""
+
+    blas_min_work: int
+    blas_min_weights: int
+    blas_min_width: int
+    def __init__(
+        self,
+        plan: npt.NDArray[np.intp],
+        params: _Floats,
+        grads: _Floats,
+        blas: BlasInfo | None = None,
+        blas_min_work: int = ...,
+        blas_min_weights: int = 0,
+        blas_min_width: int = 0,
+        fn_params: npt.ArrayLike | None = None,
+    ) -> None: ...
+    @property
+    def plan(self) -> npt.NDArray[np.intp]: ...
+    @property
+    def params(self) -> _Floats: ...
+    @property
+    def grads(self) -> _Floats: ...
+    @property
+    def fn_params(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def is_double(self) -> bool: ...
+    @property
+    def blas_source(self) -> str: ...
+    @property
+    def n_in(self) -> int: ...
+    @property
+    def n_out(self) -> int: ...
+    @property
+    def workspace_per_sample(self) -> int: ...
+    @property
+    def uses_blas(self) -> bool: ...
+    def predict(self, X: Any) -> _Floats | float | None:
+        """The output for X; None when X must be validated first; BAD_INPUT when it is not finite."""
+    def make_update(
+        self,
+        kind: str,
+        lr: float,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        buf1: _Floats | None = None,
+        buf2: _Floats | None = None,
+        step: int = 0,
+    ) -> Update: ...
+    def train_step(
+        self,
+        X: Any,
+        y: Any,
+        u: Update,
+        loss: str = "mse",
+        loss_param: float = 0.0,
+        sample_weight: Any = None,
+    ) -> float: ...
+    def train_epoch(
+        self,
+        X: Any,
+        y: Any,
+        order: npt.NDArray[np.intp] | None,
+        batch_size: int,
+        u: Update,
+        loss: str = "mse",
+        loss_param: float = 0.0,
+        sample_weight: Any = None,
+    ) -> tuple[float, int]: ...
