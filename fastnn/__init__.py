@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 from fastnn import datasets, ops, reference  # noqa: E402
 from fastnn._config import show_config  # noqa: E402
 from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
-from fastnn.losses import Loss, MSELoss  # noqa: E402
+from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss  # noqa: E402
 from fastnn.model import History, Sequential  # noqa: E402
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
 
@@ -40,6 +40,10 @@ __all__ = [
     "Sigmoid",
     "Loss",
     "MSELoss",
+    "MAELoss",
+    "HuberLoss",
+    "CrossEntropyLoss",
+    "BCEWithLogitsLoss",
     "Optimizer",
     "SGD",
     "Adam",

@@ -291,3 +291,41 @@ def activation_backward(int fn, double param, const floating[::1] A, const float
         return
     with nogil:
         act_backward_kernel(fn, param, &A[0], &dA[0], &out[0], A.shape[0])
+
+
+#: Loss codes of loss_and_grad.
+LOSS_CODES = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER,
+              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS}
+
+
+def loss_and_grad(
+    int kind, double param,
+    const floating[:, ::1] yhat,    # IN  (n_samples, n_outputs)
+    const floating[::1] y,          # IN  yhat's elements' targets, flat; or n_samples labels
+    const floating[::1] w,          # IN  n_samples weights, or empty
+    floating[:, ::1] grad,          # OUT yhat's shape, or (0, n_outputs) for no gradient
+):
+    """The (weighted) loss of the code ``kind`` as a float; its gradient into ``grad``."""
+    cdef Py_ssize_t n = yhat.shape[0], C = yhat.shape[1], i
+    cdef double loss, wsum
+    cdef const floating* wp = NULL
+    cdef floating* gp = NULL
+    if kind not in (LOSS_MSE, LOSS_MAE, LOSS_HUBER, LOSS_CROSS_ENTROPY, LOSS_BCE_WITH_LOGITS):
+        raise ValueError(f"unknown loss code {kind}")
+    if n == 0 or C == 0:
+        raise ValueError("a loss of an empty array is undefined")
+    _check_same_size(y.shape[0], n if kind == LOSS_CROSS_ENTROPY else n * C, "y vs yhat")
+    if kind == LOSS_CROSS_ENTROPY:
+        for i in range(n):
+            if not (0 <= y[i] < C and y[i] == <Py_ssize_t>y[i]):
+                raise ValueError(f"label {y[i]} is not a class index in [0, {C})")
+    if w.shape[0] > 0:
+        _check_same_size(w.shape[0], n, "w vs yhat rows")
+        wp = &w[0]
+    if grad.shape[0] > 0:
+        _check_same_size(grad.shape[0], n, "grad rows vs yhat rows")
+        _check_same_size(grad.shape[1], C, "grad columns vs yhat columns")
+        gp = &grad[0, 0]
+    with nogil:
+        loss = loss_grad_kernel(kind, param, &yhat[0, 0], &y[0], wp, gp, n, C, C, 1, &wsum)
+    return loss

@@ -18,7 +18,7 @@
 
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.math cimport exp, expf, pow, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport exp, expf, log, log1p, log1pf, logf, pow, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
@@ -471,3 +471,120 @@ cdef void act_backward_kernel(
             dZ[i] = dA[i] * (a * (one - a))
     elif dZ != dA:
         memcpy(dZ, dA, size * sizeof(floating))
+
+
+# ---------------------------------------------------------------------------
+# Losses, by code, with optional sample weights: the loss is
+# sum_i w_i * l_i / sum_i w_i, where l_i is sample i's loss (the mean of its
+# elements' losses, or its cross-entropy); without weights, w_i = 1. The
+# gradient is taken with respect to yhat. Strides make one kernel serve
+# sample-major arrays (fastnn.ops: element (i, j) at i * C + j) and the
+# network's feature-major activations (at j * n + i).
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    LOSS_MSE = 0
+    LOSS_MAE = 1
+    LOSS_HUBER = 2
+    LOSS_CROSS_ENTROPY = 3
+    LOSS_BCE_WITH_LOGITS = 4
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef double loss_grad_kernel(
+    int kind, double param, const floating* yhat, const floating* y, const floating* w,
+    floating* grad, Py_ssize_t n, Py_ssize_t C, Py_ssize_t s_i, Py_ssize_t s_j,
+    double* weight_sum,
+) noexcept nogil:
+    """The loss of n samples of C outputs (element (i, j) at i * s_i + j * s_j),
+    and its gradient into ``grad`` (same layout) unless NULL.
+
+    ``y`` has yhat's layout, except for cross-entropy, where it holds n class
+    labels (as numbers, checked integral and in range by the caller). ``w``
+    holds n non-negative weights, or is NULL. ``weight_sum`` receives
+    sum(w) (n without weights). With a zero weight sum the loss and the
+    gradient are zero. ``param`` is Huber's delta.
+    """
+    cdef Py_ssize_t i, j, at, label
+    cdef double total = 0.0, wsum = 0.0, sample
+    cdef floating d, a, e, z, zmax, scale, wi = 1, one = 1, zero = 0, two = 2, half = 0.5
+    cdef floating delta = <floating>param
+    cdef double lse
+    if w != NULL:
+        for i in range(n):
+            wsum += w[i]
+    else:
+        wsum = n
+    weight_sum[0] = wsum
+    if wsum == 0:
+        if grad != NULL:
+            for i in range(n):
+                for j in range(C):
+                    grad[i * s_i + j * s_j] = 0
+        return 0.0
+    if kind == LOSS_CROSS_ENTROPY:
+        for i in range(n):
+            if w != NULL:
+                wi = w[i]
+            label = <Py_ssize_t>y[i]
+            zmax = yhat[i * s_i]
+            for j in range(1, C):
+                z = yhat[i * s_i + j * s_j]
+                if z > zmax:
+                    zmax = z
+            lse = 0.0
+            for j in range(C):
+                lse += _exp(yhat[i * s_i + j * s_j] - zmax)
+            sample = zmax + log(lse) - yhat[i * s_i + label * s_j]   # log-sum-exp - z[label]
+            total += wi * sample
+            if grad != NULL:
+                scale = <floating>(wi / wsum)
+                for j in range(C):
+                    at = i * s_i + j * s_j
+                    e = <floating>(_exp(yhat[at] - zmax) / lse)          # softmax
+                    grad[at] = scale * (e - one) if j == label else scale * e
+        return total / wsum
+    scale = <floating>(1.0 / (C * wsum))
+    for i in range(n):
+        if w != NULL:
+            wi = w[i]
+        sample = 0.0
+        for j in range(C):
+            at = i * s_i + j * s_j
+            d = yhat[at] - y[at]
+            if kind == LOSS_MSE:
+                sample += <double>d * <double>d
+                if grad != NULL:
+                    grad[at] = (two * scale * wi) * d
+            elif kind == LOSS_MAE:
+                a = d if d >= zero else -d
+                sample += a
+                if grad != NULL:
+                    grad[at] = scale * wi * (one if d > zero else (-one if d < zero else zero))
+            elif kind == LOSS_HUBER:
+                a = d if d >= zero else -d
+                sample += half * d * d if a < delta else delta * (a - half * delta)
+                if grad != NULL:
+                    grad[at] = scale * wi * (d if a < delta else (delta if d > zero else -delta))
+            else:   # BCE with logits: max(z, 0) - z * y + log(1 + exp(-|z|))
+                z = yhat[at]
+                a = z if z >= zero else -z
+                sample += (z if z > zero else zero) - z * y[at] + _log1p(_exp(-a))
+                if grad != NULL:
+                    e = one / (one + _exp(-z)) if z >= zero else _exp(z) / (one + _exp(z))
+                    grad[at] = scale * wi * (e - y[at])
+        total += wi * sample
+    return total / (C * wsum)

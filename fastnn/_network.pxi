@@ -103,6 +103,7 @@ cdef struct NetC:
     Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this,
     Py_ssize_t blas_min_weights   # in * out >= this
     Py_ssize_t blas_min_width     # and min(in, out) >= this
+    void* grad_backup             # n_params values: the gradients before the current step
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
@@ -332,63 +333,96 @@ cdef void _backward(
 
 
 cdef inline Py_ssize_t _work_per_sample(const NetC* net) noexcept nogil:
-    return net.n_in + net.n_out + net.acts_width + 2 * net.max_width
+    # XT, yT (the targets, or the labels), w (sample weights), activations, two gradient blocks
+    return net.n_in + net.n_out + 1 + net.acts_width + 2 * net.max_width
+
+
+cdef struct LossC:
+    int kind            # LOSS_* code
+    double param        # Huber's delta
+    bint weighted       # sample weights in the workspace
+
+
+cdef inline Py_ssize_t _y_width(const NetC* net, const LossC* loss) noexcept nogil:
+    """Targets per sample: one class label for cross-entropy, else one per output."""
+    return 1 if loss.kind == LOSS_CROSS_ENTROPY else net.n_out
 
 
 cdef double _train_step(
     const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n,
-    Opt* opt, floating* buf1, floating* buf2,
+    Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, double* weight_sum,
 ) noexcept nogil:
-    """One forward + MSE + backward + optimizer update on the batch already in
-    the workspace (XT and yT, feature-major); the loss, or a negative code."""
+    """One forward + loss + backward + optimizer update on the batch already in
+    the workspace (XT, yT and w, feature-major); the loss, or a negative code."""
     cdef floating* XT = work
     cdef floating* yT = XT + n * net.n_in
-    cdef floating* acts = yT + n * net.n_out
+    cdef floating* w = yT + n * net.n_out
+    cdef floating* acts = w + n
     cdef floating* g_a = acts + n * net.acts_width
     cdef floating* g_b = g_a + n * net.max_width
     cdef double loss
     _forward(net, params, XT, acts, n)
-    loss = mse_loss_grad_kernel(acts + n * _last_act(net), yT, g_a, n * net.n_out)
+    loss = loss_grad_kernel(lossc.kind, lossc.param, acts + n * _last_act(net), yT,
+                            w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
     if not isfinite(loss):
         return BAD_LOSS_
+    # The gradients of the last good step are kept aside, so that a step whose
+    # update is refused leaves the gradients (layer.dW, layer.db) as they were too.
+    memcpy(<floating*>net.grad_backup, grads, net.n_params * sizeof(floating))
     _backward(net, params, grads, XT, acts, n, g_a, g_b)
     if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
+        memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
         return BAD_UPDATE_
     return loss
 
 
+cdef void _load_batch(
+    const NetC* net, const LossC* lossc, const floating* X, const floating* y, const floating* w,
+    const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb, floating* work,
+) noexcept nogil:
+    """Lay rows start..start+nb (through ``order`` if not NULL) out feature-major in the workspace."""
+    cdef Py_ssize_t yw = _y_width(net, lossc)
+    cdef floating* XT = work
+    cdef floating* yT = XT + nb * net.n_in
+    cdef floating* wT = yT + nb * net.n_out
+    if order != NULL:
+        _gather_transpose(X, net.n_in, order + start, nb, XT)
+        _gather_transpose(y, yw, order + start, nb, yT)
+        if lossc.weighted:
+            _gather_transpose(w, 1, order + start, nb, wT)
+    else:
+        _transpose(X + start * net.n_in, XT, nb, net.n_in)
+        _transpose(y + start * yw, yT, nb, yw)
+        if lossc.weighted:
+            memcpy(wT, w + start, nb * sizeof(floating))
+
+
 cdef double _train_epoch(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
-    Py_ssize_t n, const Py_ssize_t* order, Py_ssize_t batch_size, floating* work,
-    Opt* opt, floating* buf1, floating* buf2, Py_ssize_t* done,
+    const floating* w, Py_ssize_t n, const Py_ssize_t* order, Py_ssize_t batch_size,
+    floating* work, Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, Py_ssize_t* done,
 ) noexcept nogil:
-    """One epoch of mini-batch SGD over the rows in ``order`` (NULL: in order).
+    """One epoch of mini-batch training over the rows in ``order`` (NULL: in order).
 
-    Returns the mean over samples of each batch's loss before its update, or
-    the first negative code (then ``done`` holds the samples already used).
+    Returns the weighted mean over the samples of each batch's loss before
+    its update (sum over batches of loss * weight sum, over the total weight),
+    or the first negative code (then ``done`` holds the samples already used).
     """
     cdef Py_ssize_t start = 0, stop, nb
-    cdef double loss, total = 0.0
-    cdef floating* XT = work
-    cdef floating* yT
+    cdef double loss, wsum, total = 0.0, total_weight = 0.0
     while start < n:
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
-        yT = XT + nb * net.n_in
-        if order != NULL:
-            _gather_transpose(X, net.n_in, order + start, nb, XT)
-            _gather_transpose(y, net.n_out, order + start, nb, yT)
-        else:
-            _transpose(X + start * net.n_in, XT, nb, net.n_in)
-            _transpose(y + start * net.n_out, yT, nb, net.n_out)
-        loss = _train_step(net, params, grads, work, nb, opt, buf1, buf2)
+        _load_batch(net, lossc, X, y, w, order, start, nb, work)
+        loss = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum)
         if loss < 0:
             done[0] = start
             return loss
-        total += loss * nb
+        total += loss * wsum
+        total_weight += wsum
         start = stop
     done[0] = n
-    return total / n
+    return total / total_weight if total_weight > 0 else 0.0
 
 
 cdef void _predict_chunk(
@@ -397,22 +431,48 @@ cdef void _predict_chunk(
 ) noexcept nogil:
     """out (n, n_out) = the network on X (n, n_in), through the feature-major workspace."""
     cdef floating* XT = work
-    cdef floating* acts = XT + n * net.n_in + n * net.n_out
+    cdef floating* acts = XT + n * net.n_in + n * net.n_out + n
     _transpose(X, XT, n, net.n_in)
     _forward(net, params, XT, acts, n)
     _transpose(acts + n * _last_act(net), out, net.n_out, n)
 
 
+cdef bint _valid_targets(const NetC* net, const LossC* lossc, const floating* y,
+                         const floating* w, Py_ssize_t n) noexcept nogil:
+    """Finite targets (integral labels in range, for cross-entropy) and weights (>= 0, sum > 0)."""
+    cdef Py_ssize_t i
+    cdef floating label
+    if lossc.kind == LOSS_CROSS_ENTROPY:
+        for i in range(n):
+            label = y[i]
+            if not (label >= 0 and label < net.n_out and label == <Py_ssize_t>label):
+                return False
+    elif not all_finite_kernel(y, n * net.n_out):
+        return False
+    cdef double total = 0.0
+    if lossc.weighted:
+        if not all_finite_kernel(w, n):
+            return False
+        for i in range(n):
+            if w[i] < 0:
+                return False
+            total += w[i]
+        if not total > 0:
+            return False
+    return True
+
+
 cdef double _step_on(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
-    floating* work, Py_ssize_t n, Opt* opt, floating* buf1, floating* buf2,
+    const floating* w, floating* work, Py_ssize_t n, Opt* opt, floating* buf1, floating* buf2,
+    const LossC* lossc,
 ) noexcept nogil:
-    """Check X and y finite, lay them out feature-major, and take one step."""
-    if not all_finite_kernel(X, n * net.n_in) or not all_finite_kernel(y, n * net.n_out):
+    """Check X, y and w, lay them out feature-major, and take one step."""
+    cdef double wsum
+    if not all_finite_kernel(X, n * net.n_in) or not _valid_targets(net, lossc, y, w, n):
         return BAD_INPUT_
-    _transpose(X, work, n, net.n_in)
-    _transpose(y, work + n * net.n_in, n, net.n_out)
-    return _train_step(net, params, grads, work, n, opt, buf1, buf2)
+    _load_batch(net, lossc, X, y, w, NULL, 0, n, work)
+    return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum)
 
 
 # ---------------------------------------------------------------------------
@@ -467,6 +527,9 @@ cdef class Update:
 
 
 OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW}
+#: Loss codes of train_step/train_epoch.
+LOSS_CODES = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER,
+              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS}
 
 
 cdef inline Py_ssize_t _dim(object a, int axis) noexcept:
@@ -491,7 +554,7 @@ cdef class Network:
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
-    cdef object work
+    cdef object work, grad_backup
     cdef Py_ssize_t work_size
     cdef readonly bint is_double
     cdef int typenum
@@ -547,6 +610,8 @@ cdef class Network:
         self.typenum = params_dtype.num
         self.net.plan = <const Py_ssize_t*>cnp.PyArray_DATA(self.plan)
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
+        self.grad_backup = np.empty(max(params.shape[0], 1), dtype=params_dtype)
+        self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]
@@ -704,48 +769,75 @@ cdef class Network:
             raise ValueError("this optimizer state was made for another network")
         return 0
 
-    def train_step(self, X, y, Update u):
-        """One optimizer step on the MSE of one batch: the loss before the update, or a negative code."""
+    cdef bint _fits_targets(self, object y, object w, Py_ssize_t n, const LossC* lossc) noexcept:
+        """y (and w) fit this batch: labels (n,) for cross-entropy, else (n, n_out) or (n,)."""
+        if lossc.kind == LOSS_CROSS_ENTROPY:
+            if not (_fits(y, self.typenum, 1) and _dim(y, 0) == n):
+                return False
+        elif not self._fits_y(y, n):
+            return False
+        return w is None or (_fits(w, self.typenum, 1) and _dim(w, 0) == n)
+
+    cdef int _set_loss(self, LossC* lossc, str loss, double loss_param, object w) except -1:
+        if loss not in LOSS_CODES:
+            raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
+        lossc.kind = LOSS_CODES[loss]
+        lossc.param = loss_param
+        lossc.weighted = w is not None
+        return 0
+
+    def train_step(self, X, y, Update u, str loss="mse", double loss_param=0.0, sample_weight=None):
+        """One optimizer step on the loss of one batch: the loss before the
+        update, or a negative code (``SLOW``: validate X, y and sample_weight first)."""
         cdef Py_ssize_t n
+        cdef LossC lossc
         cdef char* work
         cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
         cdef char* gp = <char*>cnp.PyArray_DATA(self.grads)
         cdef char* xp
         cdef char* yp
-        cdef double loss
+        cdef char* wp = NULL
+        cdef double value
         cdef char* b1 = NULL
         cdef char* b2 = NULL
         self._check_update(u)
+        self._set_loss(&lossc, loss, loss_param, sample_weight)
         if not self._fits_X(X):
             return SLOW
         n = _dim(X, 0)
-        if not self._fits_y(y, n):
+        if not self._fits_targets(y, sample_weight, n, &lossc):
             return SLOW
         if u.buf1 is not None:
             b1 = <char*>cnp.PyArray_DATA(u.buf1)
         if u.buf2 is not None:
             b2 = <char*>cnp.PyArray_DATA(u.buf2)
+        if sample_weight is not None:
+            wp = <char*>cnp.PyArray_DATA(sample_weight)
         work = self._workspace(n)
         xp = <char*>cnp.PyArray_DATA(X)
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
-                loss = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                <const double*>yp, <double*>work, n, &u.opt, <double*>b1, <double*>b2)
+                value = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
+                                 <const double*>yp, <const double*>wp, <double*>work, n, &u.opt,
+                                 <double*>b1, <double*>b2, &lossc)
             else:
-                loss = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                <const float*>yp, <float*>work, n, &u.opt, <float*>b1, <float*>b2)
-        return loss
+                value = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
+                                 <const float*>yp, <const float*>wp, <float*>work, n, &u.opt,
+                                 <float*>b1, <float*>b2, &lossc)
+        return value
 
-    def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u):
+    def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u, str loss="mse",
+                    double loss_param=0.0, sample_weight=None):
         """One epoch of mini-batch training in one nogil call.
 
-        ``X`` and ``y`` must already be valid and finite (this only checks
-        that they fit); ``order`` is a permutation of the rows (intp), or
-        None to visit them in order. The last batch may be shorter.
+        ``X``, ``y`` and ``sample_weight`` must already be valid (this only
+        checks that they fit); ``order`` is a permutation of the rows (intp),
+        or None to visit them in order. The last batch may be shorter.
         Returns ``(mean loss or negative code, samples done)``.
         """
         cdef Py_ssize_t n, i, done = 0
+        cdef LossC lossc
         cdef const Py_ssize_t[::1] rows
         cdef const Py_ssize_t* order_p = NULL
         cdef char* work
@@ -753,10 +845,12 @@ cdef class Network:
         cdef char* gp = <char*>cnp.PyArray_DATA(self.grads)
         cdef char* xp
         cdef char* yp
-        cdef double loss
+        cdef char* wp = NULL
+        cdef double value
         cdef char* b1 = NULL
         cdef char* b2 = NULL
         self._check_update(u)
+        self._set_loss(&lossc, loss, loss_param, sample_weight)
         if u.buf1 is not None:
             b1 = <char*>cnp.PyArray_DATA(u.buf1)
         if u.buf2 is not None:
@@ -764,8 +858,8 @@ cdef class Network:
         if not self._fits_X(X):
             raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
         n = _dim(X, 0)
-        if not self._fits_y(y, n):
-            raise ValueError("y must be a C-contiguous array matching X and the network's outputs")
+        if not self._fits_targets(y, sample_weight, n, &lossc):
+            raise ValueError("y and sample_weight must be C-contiguous arrays matching X and the network")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if order is not None:
@@ -776,16 +870,18 @@ cdef class Network:
                 if rows[i] < 0 or rows[i] >= n:
                     raise ValueError("order holds a row index out of range")
             order_p = &rows[0]
+        if sample_weight is not None:
+            wp = <char*>cnp.PyArray_DATA(sample_weight)
         work = self._workspace(min(batch_size, n))
         xp = <char*>cnp.PyArray_DATA(X)
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
-                loss = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                    <const double*>yp, n, order_p, batch_size, <double*>work,
-                                    &u.opt, <double*>b1, <double*>b2, &done)
+                value = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
+                                     <const double*>yp, <const double*>wp, n, order_p, batch_size,
+                                     <double*>work, &u.opt, <double*>b1, <double*>b2, &lossc, &done)
             else:
-                loss = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                    <const float*>yp, n, order_p, batch_size, <float*>work,
-                                    &u.opt, <float*>b1, <float*>b2, &done)
-        return loss, done
+                value = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
+                                     <const float*>yp, <const float*>wp, n, order_p, batch_size,
+                                     <float*>work, &u.opt, <float*>b1, <float*>b2, &lossc, &done)
+        return value, done

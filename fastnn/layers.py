@@ -78,7 +78,15 @@ class Dense(Layer):
         self.init = init
         self.seed = seed if isinstance(seed, (int, np.integer)) or seed is None else None
         rng = check_seed(seed, "seed")
-        W, b = self._draw(rng)
+        n_parameters = self.in_features * self.out_features + self.out_features
+        if n_parameters * 8 > np.iinfo(np.intp).max:
+            raise ValueError(f"in_features * out_features is too large: a Dense({self.in_features}, "
+                             f"{self.out_features}) would hold {n_parameters} parameters")
+        try:
+            W, b = self._draw(rng)
+        except MemoryError:
+            raise ValueError(f"in_features * out_features is too large: the {n_parameters} parameters of "
+                             f"Dense({self.in_features}, {self.out_features}) do not fit in memory") from None
         self._owner = None
         self._attach(np.concatenate([W.ravel(), b]), np.zeros(self.n_parameters))
 
@@ -119,7 +127,8 @@ class Dense(Layer):
         return owner is not None and owner is not model
 
     def _set_param(self, name: str, target: np.ndarray, value) -> None:
-        array = check_array(value, name, ndim=target.ndim, shape_hint=str(target.shape))
+        # Converted to the parameters' dtype first: a value too large for it is refused.
+        array = check_array(value, name, ndim=target.ndim, dtype=target.dtype, shape_hint=str(target.shape))
         if array.shape != target.shape:
             raise ValueError(f"{name} must have shape {target.shape}, got {array.shape}")
         target[...] = array

@@ -1,5 +1,12 @@
-"""Losses. Each is a description the model's compiled step knows how to run,
-and callable on its own through the validated kernels of :mod:`fastnn.ops`."""
+"""Losses, as in PyTorch: each is the mean over the batch, takes ``sample_weight``,
+and is a description the model's compiled step knows how to run (by its
+code) as well as callable on its own through :mod:`fastnn.ops`.
+
+With ``sample_weight`` w (one non-negative weight per sample), a loss is
+``sum(w_i * l_i) / sum(w_i)``, where ``l_i`` is sample i's loss (the mean of
+its elements' losses, or its cross-entropy); a weight of zero removes a
+sample exactly.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,26 @@ import numpy as np
 
 from fastnn import ops
 
-__all__ = ["Loss", "MSELoss"]
+__all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWithLogitsLoss"]
 
 
 class Loss:
     """Base class of fastnn's losses: ``loss(yhat, y) -> float`` and ``.grad(yhat, y)``."""
 
-    def __call__(self, yhat, y) -> float:
-        return self.loss(yhat, y)
+    #: the compiled step's code for this loss (fastnn._kernels.LOSS_CODES)
+    _kind = ""
 
-    def loss(self, yhat, y) -> float:  # pragma: no cover - abstract
+    @property
+    def _param(self) -> float:
+        return 0.0
+
+    def __call__(self, yhat, y, sample_weight=None) -> float:
+        return self.loss(yhat, y, sample_weight)
+
+    def loss(self, yhat, y, sample_weight=None) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def grad(self, yhat, y) -> np.ndarray:  # pragma: no cover - abstract
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __eq__(self, other) -> bool:
@@ -27,6 +41,9 @@ class Loss:
 
     def __hash__(self) -> int:
         return hash((type(self), tuple(sorted(vars(self).items()))))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 class MSELoss(Loss):
@@ -36,13 +53,85 @@ class MSELoss(Loss):
     A 1-D ``y`` pairs with a one-column ``yhat``.
     """
 
-    def loss(self, yhat, y) -> float:
-        """Return the mean squared error as a float."""
-        return ops.mse_loss(yhat, y)
+    _kind = "mse"
 
-    def grad(self, yhat, y) -> np.ndarray:
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        """Return the (weighted) mean squared error as a float."""
+        return ops.mse_loss(yhat, y, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
         """Return the gradient of the loss with respect to ``yhat``."""
-        return ops.mse_grad(yhat, y)
+        return ops.mse_grad(yhat, y, sample_weight)
+
+
+class MAELoss(Loss):
+    """Mean absolute error, ``mean(|yhat - y|)`` (``torch.nn.L1Loss``); gradient ``sign(yhat - y) / size``."""
+
+    _kind = "mae"
+
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        return ops.mae_loss(yhat, y, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
+        return ops.mae_grad(yhat, y, sample_weight)
+
+
+class HuberLoss(Loss):
+    """Huber loss, as ``torch.nn.HuberLoss``: quadratic within ``delta`` of the target, linear beyond.
+
+    Parameters
+    ----------
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, > 0.
+    """
+
+    _kind = "huber"
+
+    def __init__(self, delta: float = 1.0):
+        from fastnn.optimizers import _check_number
+
+        self.delta = _check_number(delta, "delta", low=0.0, low_open=True)
+
+    @property
+    def _param(self) -> float:
+        return self.delta
+
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        return ops.huber_loss(yhat, y, self.delta, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
+        return ops.huber_grad(yhat, y, self.delta, sample_weight)
 
     def __repr__(self) -> str:
-        return "MSELoss()"
+        return f"HuberLoss(delta={self.delta!r})"
+
+
+class CrossEntropyLoss(Loss):
+    """Softmax cross-entropy on logits, as ``torch.nn.CrossEntropyLoss``.
+
+    ``yhat`` holds logits (n_samples, n_classes), ``y`` integer class labels
+    (n_samples,). The softmax is fused with the loss and computed through
+    log-sum-exp, so logits of any size are safe. Use
+    :meth:`fastnn.Sequential.predict_proba` for probabilities.
+    """
+
+    _kind = "cross_entropy"
+
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        return ops.cross_entropy_loss(yhat, y, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
+        return ops.cross_entropy_grad(yhat, y, sample_weight)
+
+
+class BCEWithLogitsLoss(Loss):
+    """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``: stable for any logits;
+    ``y`` holds targets in [0, 1] of ``yhat``'s shape."""
+
+    _kind = "bce_with_logits"
+
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        return ops.bce_with_logits_loss(yhat, y, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
+        return ops.bce_with_logits_grad(yhat, y, sample_weight)

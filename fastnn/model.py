@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastnn import _network
+from fastnn import _network, ops
 from fastnn._blas import find_blas
 from fastnn.layers import Activation, Dense, Layer
-from fastnn.losses import Loss, MSELoss
+from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.optimizers import SGD, Optimizer
+from fastnn.ops import check_labels, check_sample_weight
 from fastnn.validation import (
     check_array,
     check_float_dtype,
@@ -36,6 +38,8 @@ from fastnn.validation import (
 )
 
 __all__ = ["Sequential", "History"]
+
+_MSE = MSELoss()
 
 
 #: A Dense layer's products run on BLAS when in_features * out_features
@@ -90,6 +94,7 @@ class Sequential:
     def __init__(self, layers, *, dtype=np.float64):
         self._lock = threading.Lock()
         self._default_sgd = None
+        self._stateless_updates = weakref.WeakKeyDictionary()   # plain SGD objects -> compiled updates
         self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
 
     # -- construction -------------------------------------------------------------
@@ -211,14 +216,24 @@ class Sequential:
             raise ValueError(f"{name} must have {self.in_features} features (columns) for this model, got shape {X.shape}")
         return X
 
-    def _check_Xy(self, X, y):
+    def _check_Xyw(self, X, y, sample_weight, loss: Loss):
         X = self._check_X(X)
-        return X, check_target(y, "y", X.shape[0], self.out_features, self._dtype)
+        n_samples = X.shape[0]
+        if loss._kind == "cross_entropy":
+            y = check_labels(y, "y", n_samples, self.out_features, self._dtype)
+        else:
+            y = check_target(y, "y", n_samples, self.out_features, self._dtype)
+        return X, y, check_sample_weight(sample_weight, n_samples, self._dtype)
 
-    @staticmethod
-    def _check_loss(loss) -> Loss:
-        if not isinstance(loss, MSELoss):
-            raise TypeError(f"loss must be a fastnn loss such as fastnn.MSELoss(), got {type(loss).__name__}")
+    def _check_loss(self, loss) -> Loss:
+        if loss is None:
+            return _MSE
+        if not isinstance(loss, Loss) or not loss._kind:
+            raise TypeError(f"loss must be a fastnn loss such as fastnn.MSELoss() or "
+                            f"fastnn.CrossEntropyLoss(), got {type(loss).__name__}")
+        if isinstance(loss, CrossEntropyLoss) and self.out_features < 2:
+            raise ValueError(f"loss CrossEntropyLoss() needs a network with at least 2 outputs (one logit "
+                             f"per class), this one has {self.out_features}")
         return loss
 
     @staticmethod
@@ -241,15 +256,33 @@ class Sequential:
     def __call__(self, X) -> np.ndarray:
         return self.predict(X)
 
-    def train_step(self, X, y, loss=None, optimizer=None) -> float:
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities from the network's logits, shape (n_samples, out_features).
+
+        The softmax of the outputs (for a model trained with
+        CrossEntropyLoss); with a single output, its sigmoid (for
+        BCEWithLogitsLoss). Computed without overflow for logits of any size.
+        """
+        logits = self.predict(X)
+        if logits.shape[1] == 1:
+            return ops.sigmoid_forward(logits)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        np.exp(shifted, out=shifted)
+        shifted /= shifted.sum(axis=1, keepdims=True)
+        return shifted
+
+    def train_step(self, X, y, loss=None, optimizer=None, sample_weight=None) -> float:
         """One forward pass, backward pass and update on one batch.
 
         Parameters
         ----------
         X : array-like, shape (n_samples, in_features)
-        y : array-like, shape (n_samples, out_features), or (n_samples,) for one output
+        y : array-like, shape (n_samples, out_features), or (n_samples,) for one
+            output; integer class labels (n_samples,) for CrossEntropyLoss
         loss : Loss, default MSELoss()
         optimizer : Optimizer, default SGD(lr=0.01)
+        sample_weight : array-like (n_samples,), optional
+            Non-negative weights: the loss is ``sum(w_i * l_i) / sum(w_i)``.
 
         Returns
         -------
@@ -262,18 +295,20 @@ class Sequential:
             If the loss or an updated parameter would not be finite; the model
             is then left as it was.
         """
-        if loss is not None and type(loss) is not MSELoss:
-            self._check_loss(loss)
+        loss = self._check_loss(loss)
         if optimizer is None:
             optimizer = self._default_optimizer()
         else:
             self._check_optimizer(optimizer)
+        kind, param = loss._kind, loss._param
         with self._lock:
             update = optimizer._update_for(self)
-            value = self._net.train_step(X, y, update)      # fast path: X and y already right
+            # Fast path: X, y and sample_weight already right (checked finite in the kernel).
+            value = self._net.train_step(X, y, update, kind, param, sample_weight)
             if value == _network.SLOW or value == _network.BAD_INPUT:
-                X, y = self._check_Xy(X, y)                 # raises on NaN, infinity, bad shapes
-                value = self._net.train_step(X, y, update)
+                # Raises on NaN, infinity, bad shapes, bad labels or weights.
+                X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+                value = self._net.train_step(X, y, update, kind, param, w)
         if value < 0:
             raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
@@ -294,7 +329,7 @@ class Sequential:
                 f"before that step; try a smaller learning rate than lr={lr}.")
 
     def fit(self, X, y, *, loss=None, optimizer=None, epochs: int = 1, batch_size=None,
-            shuffle: bool = True, seed=None, verbose=False) -> History:
+            shuffle: bool = True, seed=None, verbose=False, sample_weight=None) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -311,6 +346,9 @@ class Sequential:
             Visit the samples in a new random order each epoch.
         seed : int, numpy.random.Generator or None
             Seed of the shuffling, for reproducible runs.
+        sample_weight : array-like (n_samples,), optional
+            Non-negative weights with a positive sum: each mini-batch's loss
+            is ``sum(w_i * l_i) / sum(w_i)`` over its samples.
         verbose : bool or int, default False
             Print the epoch and its loss every ``verbose`` epochs (True: every
             epoch), after the first and after the last one.
@@ -318,7 +356,8 @@ class Sequential:
         Returns
         -------
         History
-            ``History.loss[i]`` is the mean loss of epoch i.
+            ``History.loss[i]`` is the mean loss of epoch i (weighted by
+            sample_weight when given).
 
         Raises
         ------
@@ -326,10 +365,10 @@ class Sequential:
             If training diverges (a loss or parameter stops being finite). The
             parameters are those from before the step that diverged.
         """
-        self._check_loss(MSELoss() if loss is None else loss)
+        loss = self._check_loss(loss)
         optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
         epochs = check_positive_int(epochs, "epochs")
-        X, y = self._check_Xy(X, y)
+        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
         n_samples = X.shape[0]
         batch_size = n_samples if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n_samples)
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -345,7 +384,8 @@ class Sequential:
             for epoch in range(1, epochs + 1):
                 start = time.perf_counter()
                 order = rng.permutation(n_samples) if shuffle else None
-                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update)
+                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update,
+                                                     loss._kind, loss._param, w)
                 if mean_loss < 0:
                     raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
                 history.loss.append(mean_loss)
@@ -367,6 +407,7 @@ class Sequential:
     def __setstate__(self, state):
         self._lock = threading.Lock()
         self._default_sgd = None
+        self._stateless_updates = weakref.WeakKeyDictionary()
         self._build(state["layers"], np.dtype(state["dtype"]))
         self._params[...] = state["params"]
         self._grads[...] = state["grads"]

@@ -39,6 +39,14 @@ __all__ = [
     "sigmoid_backward",
     "mse_loss",
     "mse_grad",
+    "mae_loss",
+    "mae_grad",
+    "huber_loss",
+    "huber_grad",
+    "cross_entropy_loss",
+    "cross_entropy_grad",
+    "bce_with_logits_loss",
+    "bce_with_logits_grad",
     "sgd_update",
     "sgd_momentum_update",
     "adam_update",
@@ -203,23 +211,132 @@ def _check_pair(yhat, y):
     return yhat, y
 
 
-def mse_loss(yhat, y) -> float:
-    """Mean squared error over all elements, ``mean((yhat - y) ** 2)``.
+def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+    """None, or ``sample_weight`` as a C-contiguous (n_samples,) array of dtype:
+    finite, non-negative, with a positive sum."""
+    if sample_weight is None:
+        return None
+    w = check_array(sample_weight, "sample_weight", ndim=1, dtype=dtype, shape_hint="(n_samples,)")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have one weight per sample, ({n_samples},), got {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("sample_weight must be non-negative, got a negative weight")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    return w
 
-    ``yhat`` and ``y`` have the same shape, 1-D or 2-D; a 1-D ``y`` of
-    length n_samples also pairs with a (n_samples, 1) ``yhat``. The sum is
-    accumulated in double precision.
+
+def check_labels(labels, name: str, n_samples: int, n_classes: int, dtype) -> np.ndarray:
+    """Class labels as a C-contiguous (n_samples,) array of ``dtype``: integers in [0, n_classes)."""
+    array = _as_numeric_array(labels, name)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, shape (n_samples,), got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"{name} must have one label per sample, ({n_samples},), got {array.shape}")
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integer class indices, got dtype bool")
+    if array.dtype.kind == "f" and not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
+        raise ValueError(f"{name} must hold integer class indices, got non-integral values")
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        raise ValueError(f"{name} must hold class indices in [0, {n_classes}), got values in "
+                         f"[{array.min()}, {array.max()}]")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False):
+    yhat, y = _check_pair(yhat, y)
+    shape = yhat.shape
+    yhat2 = yhat.reshape(shape[0], -1)
+    w = check_sample_weight(sample_weight, shape[0], yhat.dtype)
+    empty = np.empty(0, dtype=yhat.dtype)
+    grad = np.empty_like(yhat2) if want_grad else np.empty((0, yhat2.shape[1]), dtype=yhat.dtype)
+    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES[kind], param, yhat2, y.reshape(-1),
+                                  empty if w is None else w, grad)
+    return grad.reshape(shape) if want_grad else loss
+
+
+def _check_delta(delta) -> float:
+    from fastnn.optimizers import _check_number
+
+    return _check_number(delta, "delta", low=0.0, low_open=True)
+
+
+def mse_loss(yhat, y, sample_weight=None) -> float:
+    """Mean squared error, ``mean((yhat - y) ** 2)`` (weighted by sample).
+
+    ``yhat`` and ``y`` have the same shape, 1-D or 2-D (rows are samples); a
+    1-D ``y`` of length n_samples also pairs with a (n_samples, 1) ``yhat``.
+    With ``sample_weight`` (n_samples,), the loss is ``sum(w_i * l_i) /
+    sum(w_i)`` with ``l_i`` the mean over sample i's outputs. Summed in
+    double precision.
     """
-    yhat, y = _check_pair(yhat, y)
-    return _kernels.mse_loss(yhat.reshape(-1), y.reshape(-1))
+    return _elementwise_loss("mse", yhat, y, sample_weight)
 
 
-def mse_grad(yhat, y) -> np.ndarray:
-    """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size``."""
-    yhat, y = _check_pair(yhat, y)
-    out = np.empty_like(yhat)
-    _kernels.mse_grad(yhat.reshape(-1), y.reshape(-1), out.reshape(-1))
-    return out
+def mse_grad(yhat, y, sample_weight=None) -> np.ndarray:
+    """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
+    return _elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
+
+
+def mae_loss(yhat, y, sample_weight=None) -> float:
+    """Mean absolute error, ``mean(|yhat - y|)`` (shapes and weights as :func:`mse_loss`)."""
+    return _elementwise_loss("mae", yhat, y, sample_weight)
+
+
+def mae_grad(yhat, y, sample_weight=None) -> np.ndarray:
+    """Gradient of :func:`mae_loss`: ``sign(yhat - y) / yhat.size`` unweighted (0 where equal)."""
+    return _elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
+
+
+def huber_loss(yhat, y, delta=1.0, sample_weight=None) -> float:
+    """Huber loss, as ``torch.nn.HuberLoss``: ``0.5 d**2`` where ``|d| < delta``, else
+    ``delta * (|d| - 0.5 * delta)``, with ``d = yhat - y``, averaged."""
+    return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta))
+
+
+def huber_grad(yhat, y, delta=1.0, sample_weight=None) -> np.ndarray:
+    """Gradient of :func:`huber_loss`: ``clip(d, -delta, delta) / yhat.size`` unweighted."""
+    return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta), want_grad=True)
+
+
+def bce_with_logits_loss(logits, y, sample_weight=None) -> float:
+    """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``:
+    ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits."""
+    return _elementwise_loss("bce_with_logits", logits, y, sample_weight)
+
+
+def bce_with_logits_grad(logits, y, sample_weight=None) -> np.ndarray:
+    """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted."""
+    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True)
+
+
+def _cross_entropy(logits, labels, sample_weight, want_grad):
+    dtype = _common_dtype(logits=logits)
+    logits = check_array(logits, "logits", ndim=2, dtype=dtype, shape_hint="(n_samples, n_classes)")
+    labels = check_labels(labels, "labels", logits.shape[0], logits.shape[1], dtype)
+    w = check_sample_weight(sample_weight, logits.shape[0], dtype)
+    empty = np.empty(0, dtype=dtype)
+    grad = np.empty_like(logits) if want_grad else np.empty((0, logits.shape[1]), dtype=dtype)
+    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES["cross_entropy"], 0.0, logits, labels,
+                                  empty if w is None else w, grad)
+    return grad if want_grad else loss
+
+
+def cross_entropy_loss(logits, labels, sample_weight=None) -> float:
+    """Softmax cross-entropy, as ``torch.nn.CrossEntropyLoss``: the mean over samples of
+    ``logsumexp(logits[i]) - logits[i, labels[i]]``, stable for logits of any size.
+
+    ``logits`` is (n_samples, n_classes); ``labels`` holds integer class
+    indices in [0, n_classes), shape (n_samples,).
+    """
+    return _cross_entropy(logits, labels, sample_weight, False)
+
+
+def cross_entropy_grad(logits, labels, sample_weight=None) -> np.ndarray:
+    """Gradient of :func:`cross_entropy_loss`: ``(softmax(logits) - onehot(labels)) / n_samples`` unweighted."""
+    return _cross_entropy(logits, labels, sample_weight, True)
 
 
 def sgd_update(param, grad, lr) -> None:
@@ -246,6 +363,10 @@ def sgd_update(param, grad, lr) -> None:
     grad = check_array(grad, "grad", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
     if grad.shape != param.shape:
         raise ValueError(f"grad must have the shape of param, {param.shape}, got {grad.shape}")
+    if np.may_share_memory(grad, param):
+        # grad overlaps param (a shifted view of the same buffer): take it as it
+        # was before the call, as NumPy's ``param -= lr * grad`` does.
+        grad = grad.copy()
     if work is param:
         _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
     else:

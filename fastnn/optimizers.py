@@ -5,7 +5,8 @@ estimates, step count) as flat buffers laid out like the model's parameter
 buffer, so that a model's compiled step applies it in one fused loop over
 all parameters. An optimizer binds to the first model it trains and keeps
 its state across ``train_step`` and ``fit`` calls (a warm start); use one
-optimizer per model, as in PyTorch. ``state_dict()`` and
+optimizer per model, as in PyTorch (plain SGD, which has no state, may be
+shared by any number of models). ``state_dict()`` and
 ``load_state_dict()`` read and restore the state.
 
 The rules, with g the gradient and p a parameter (PyTorch's, with
@@ -75,8 +76,18 @@ class Optimizer:
     def _hyper(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _stateless(self) -> bool:
+        """True for a rule without state (plain SGD), which any number of models may share."""
+        return False
+
     def _update_for(self, model):
         """The compiled update for ``model``, binding this optimizer to it on first use."""
+        if self._stateless():
+            updates = model._stateless_updates       # kept by the model, keyed by optimizer
+            update = updates.get(self)
+            if update is None or update.lr != self._lr:
+                update = updates[self] = model._net.make_update(self._kind, self._lr, **self._hyper())
+            return update
         bound = self._model() if self._model is not None else None
         if bound is model:
             return self._update
@@ -184,6 +195,9 @@ class SGD(Optimizer):
 
     def _hyper(self) -> dict:
         return {"momentum": self._momentum, "nesterov": self._nesterov, "weight_decay": self._weight_decay}
+
+    def _stateless(self) -> bool:
+        return self._momentum == 0
 
     def update(self, param, grad) -> None:
         """Apply plain ``param -= lr * grad`` to one array (no momentum or weight decay)."""

@@ -36,6 +36,15 @@ __all__ = [
     "sigmoid_backward",
     "mse_loss",
     "mse_grad",
+    "mae_loss",
+    "mae_grad",
+    "huber_loss",
+    "huber_grad",
+    "cross_entropy_loss",
+    "cross_entropy_grad",
+    "bce_with_logits_loss",
+    "bce_with_logits_grad",
+    "softmax",
     "sgd_update",
     "sgd_momentum_update",
     "adam_update",
@@ -105,16 +114,118 @@ def _paired(yhat, y):
     return yhat, y
 
 
-def mse_loss(yhat, y):
-    """Return ``mean((yhat - y) ** 2)`` as a Python float."""
+def _weighted(elements, grad_elements, sample_weight):
+    """(loss, grad) from elementwise losses and their derivatives, (n_samples, ...) arrays:
+    sum(w_i * mean_j e_ij) / sum(w_i), and its gradient (w_i = 1 without weights)."""
+    n = elements.shape[0]
+    per_element = elements.reshape(n, -1)
+    n_outputs = per_element.shape[1]
+    if sample_weight is None:
+        return float(np.mean(elements)), grad_elements / elements.size
+    w = np.asarray(sample_weight)
+    loss = float(np.sum(w * per_element.mean(axis=1)) / np.sum(w))
+    scale = (w / (n_outputs * np.sum(w))).reshape((n,) + (1,) * (elements.ndim - 1))
+    return loss, grad_elements * scale
+
+
+def mse_loss(yhat, y, sample_weight=None):
+    """Return ``mean((yhat - y) ** 2)`` as a Python float (weighted by sample)."""
     yhat, y = _paired(yhat, y)
-    return float(np.mean((yhat - y) ** 2))
+    if sample_weight is None:
+        return float(np.mean((yhat - y) ** 2))
+    return _weighted((yhat - y) ** 2, 2 * (yhat - y), sample_weight)[0]
 
 
-def mse_grad(yhat, y):
+def mse_grad(yhat, y, sample_weight=None):
     """Return ``2 * (yhat - y) / yhat.size``, the gradient of :func:`mse_loss`."""
     yhat, y = _paired(yhat, y)
-    return 2 * (yhat - y) / yhat.size
+    if sample_weight is None:
+        return 2 * (yhat - y) / yhat.size
+    return _weighted((yhat - y) ** 2, 2 * (yhat - y), sample_weight)[1]
+
+
+def mae_loss(yhat, y, sample_weight=None):
+    """Return ``mean(|yhat - y|)``."""
+    yhat, y = _paired(yhat, y)
+    return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[0]
+
+
+def mae_grad(yhat, y, sample_weight=None):
+    """Return ``sign(yhat - y) / yhat.size`` (0 where equal), the gradient of :func:`mae_loss`."""
+    yhat, y = _paired(yhat, y)
+    return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[1]
+
+
+def _huber(yhat, y, delta):
+    d = yhat - y
+    small = np.abs(d) < delta
+    return np.where(small, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta)), np.where(small, d, delta * np.sign(d))
+
+
+def huber_loss(yhat, y, delta=1.0, sample_weight=None):
+    """Return the mean Huber loss: ``0.5 d**2`` if ``|d| < delta`` else ``delta (|d| - delta / 2)``."""
+    yhat, y = _paired(yhat, y)
+    return _weighted(*_huber(yhat, y, delta), sample_weight)[0]
+
+
+def huber_grad(yhat, y, delta=1.0, sample_weight=None):
+    """Return ``clip(yhat - y, -delta, delta) / yhat.size``, the gradient of :func:`huber_loss`."""
+    yhat, y = _paired(yhat, y)
+    return _weighted(*_huber(yhat, y, delta), sample_weight)[1]
+
+
+def _bce(logits, y):
+    z = logits
+    return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), sigmoid_forward(z) - y
+
+
+def bce_with_logits_loss(logits, y, sample_weight=None):
+    """Return ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))`` for logits z."""
+    logits, y = _paired(logits, y)
+    return _weighted(*_bce(logits, y), sample_weight)[0]
+
+
+def bce_with_logits_grad(logits, y, sample_weight=None):
+    """Return ``(sigmoid(z) - y) / z.size``, the gradient of :func:`bce_with_logits_loss`."""
+    logits, y = _paired(logits, y)
+    return _weighted(*_bce(logits, y), sample_weight)[1]
+
+
+def softmax(logits):
+    """Return ``exp(z - max z) / sum(exp(z - max z))`` along the last axis."""
+    z = np.asarray(logits)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _cross_entropy(logits, labels):
+    z = np.asarray(logits)
+    labels = np.asarray(labels).astype(np.intp).reshape(-1)
+    rows = np.arange(z.shape[0])
+    zmax = z.max(axis=1)
+    lse = zmax + np.log(np.exp(z - zmax[:, None]).sum(axis=1))
+    per_sample = lse - z[rows, labels]
+    grad = softmax(z)
+    grad[rows, labels] -= 1
+    return per_sample, grad
+
+
+def cross_entropy_loss(logits, labels, sample_weight=None):
+    """Return the mean over samples of ``logsumexp(logits[i]) - logits[i, labels[i]]``."""
+    per_sample, _ = _cross_entropy(logits, labels)
+    if sample_weight is None:
+        return float(np.mean(per_sample))
+    w = np.asarray(sample_weight)
+    return float(np.sum(w * per_sample) / np.sum(w))
+
+
+def cross_entropy_grad(logits, labels, sample_weight=None):
+    """Return ``(softmax(logits) - onehot(labels)) / n_samples``, or weighted by ``w_i / sum(w)``."""
+    per_sample, grad = _cross_entropy(logits, labels)
+    if sample_weight is None:
+        return grad / per_sample.shape[0]
+    w = np.asarray(sample_weight)
+    return grad * (w / np.sum(w))[:, None]
 
 
 def sgd_update(param, grad, lr):
@@ -213,13 +324,24 @@ class ReferenceMLP:
         """Return the network's output for X, (n_samples, out_features)."""
         return self.forward(np.asarray(X, dtype=self.dtype))[0]
 
-    def gradients(self, X, y):
-        """Return ``(loss, [(dW, db) or None per layer])`` for one batch."""
+    def gradients(self, X, y, loss="mse", sample_weight=None, delta=1.0):
+        """Return ``(loss, [(dW, db) or None per layer])`` for one batch.
+
+        ``loss`` is "mse", "mae", "huber" (with ``delta``), "cross_entropy"
+        (y: class labels) or "bce_with_logits".
+        """
         X = np.asarray(X, dtype=self.dtype)
         yhat, inputs = self.forward(X)
-        y = np.asarray(y, dtype=self.dtype).reshape(yhat.shape)
-        loss = mse_loss(yhat, y)
-        grad = mse_grad(yhat, y)
+        if loss == "cross_entropy":
+            y = np.asarray(y).reshape(-1)
+            value = cross_entropy_loss(yhat, y, sample_weight)
+            grad = cross_entropy_grad(yhat, y, sample_weight).astype(self.dtype)
+        else:
+            y = np.asarray(y, dtype=self.dtype).reshape(yhat.shape)
+            extra = (delta,) if loss == "huber" else ()
+            value = globals()[f"{loss}_loss"](yhat, y, *extra, sample_weight=sample_weight)
+            grad = globals()[f"{loss}_grad"](yhat, y, *extra, sample_weight=sample_weight).astype(self.dtype)
+        loss = value
         grads = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -230,9 +352,9 @@ class ReferenceMLP:
                 grad = _ACTIVATIONS[layer[0]][1](inputs[i], grad, *layer[1:])
         return loss, grads
 
-    def train_step(self, X, y, lr):
+    def train_step(self, X, y, lr, loss="mse", sample_weight=None):
         """One forward + backward + SGD update; returns the loss before it."""
-        loss, grads = self.gradients(X, y)
+        loss, grads = self.gradients(X, y, loss, sample_weight)
         for layer, grad in zip(self.layers, grads):
             if grad is not None:
                 sgd_update(layer[1], grad[0], lr)

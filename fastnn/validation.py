@@ -118,7 +118,10 @@ def check_array(
     if not allow_empty and array.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {array.shape}")
     target = result_float_dtype(array) if dtype is None else np.dtype(dtype)
-    array = np.asarray(array, dtype=target, order="C")
+    with np.errstate(over="ignore", invalid="ignore"):   # values beyond float32 become inf: rejected below
+        array = np.asarray(array, dtype=target, order="C")
+    if not array.flags.aligned:     # the compiled loops read whole, aligned elements
+        array = array.copy()
     if finite and not _kernels.all_finite(array.reshape(-1)):
         raise ValueError(f"{name} must contain only finite values, got NaN or infinity")
     return array

@@ -105,8 +105,9 @@ def make_args(name, shape, dtype, seed=0):
 
 
 def array_names(name):
-    """The array arguments of ``ops.<name>``, in order."""
-    return [p for p in inspect.signature(getattr(ops, name)).parameters if p != "lr"]
+    """The (required) array arguments of ``ops.<name>``, in order."""
+    parameters = inspect.signature(getattr(ops, name)).parameters.values()
+    return [p.name for p in parameters if p.name != "lr" and p.default is inspect.Parameter.empty]
 
 
 def call(module, name, args):
