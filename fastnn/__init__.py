@@ -25,7 +25,7 @@ from fastnn import datasets, ops, reference  # noqa: E402
 from fastnn._config import show_config  # noqa: E402
 from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
 from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss  # noqa: E402
-from fastnn.model import History, Sequential  # noqa: E402
+from fastnn.model import Callback, History, Sequential  # noqa: E402
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "AdamW",
     "Sequential",
     "History",
+    "Callback",
     "datasets",
     "ops",
     "reference",

@@ -37,7 +37,7 @@ from fastnn.validation import (
     check_target,
 )
 
-__all__ = ["Sequential", "History"]
+__all__ = ["Sequential", "History", "Callback"]
 
 _MSE = MSELoss()
 
@@ -57,14 +57,24 @@ class History:
     Attributes
     ----------
     loss : list of float
-        Mean training loss of each epoch: the mean over samples of each
-        mini-batch's loss before its update.
+        Mean training loss of each epoch: the (weighted) mean over samples of
+        each mini-batch's loss before its update.
+    val_loss : list of float
+        Loss on the validation data after each epoch (empty without one).
     epoch_time : list of float
-        Wall-clock seconds each epoch took.
+        Wall-clock seconds each epoch took (training only).
+    best_epoch : int or None
+        With early stopping: the epoch (1-based) whose parameters were kept.
+    stopped_epoch : int or None
+        The epoch after which training stopped early (a callback or early
+        stopping), or None if it ran all its epochs.
     """
 
     loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
     epoch_time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_epoch: int | None = None
 
     @property
     def epochs(self) -> int:
@@ -73,7 +83,30 @@ class History:
 
     def __repr__(self) -> str:
         last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        if self.val_loss:
+            last += f", last val_loss {self.val_loss[-1]:.6g}"
         return f"History(epochs={self.epochs}{last})"
+
+
+class Callback:
+    """The callback protocol of :meth:`Sequential.fit` (any object with ``on_epoch_end`` will do).
+
+    ``on_epoch_end(epoch, logs)`` is called after every epoch with the epoch
+    number (1-based) and a dict holding ``loss``, ``epoch_time`` and, with
+    validation data, ``val_loss``; returning ``False`` stops training.
+    """
+
+    def on_epoch_end(self, epoch: int, logs: dict):  # pragma: no cover - protocol
+        return None
+
+
+def _progress_bar(total: int):
+    """A tqdm bar if tqdm is installed (imported only now), else None."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch", leave=True)
 
 
 class Sequential:
@@ -329,15 +362,20 @@ class Sequential:
                 f"before that step; try a smaller learning rate than lr={lr}.")
 
     def fit(self, X, y, *, loss=None, optimizer=None, epochs: int = 1, batch_size=None,
-            shuffle: bool = True, seed=None, verbose=False, sample_weight=None) -> History:
-        """Train with mini-batch gradient descent.
+            shuffle: bool = True, seed=None, verbose=False, sample_weight=None,
+            validation_data=None, validation_split=None, early_stopping: bool = False,
+            patience: int = 10, min_delta: float = 0.0, callbacks=None) -> History:
+        """Train with mini-batch gradient descent, one compiled call per epoch.
 
         Parameters
         ----------
         X : array-like, shape (n_samples, in_features)
-        y : array-like, shape (n_samples, out_features), or (n_samples,) for one output
+        y : array-like, shape (n_samples, out_features), or (n_samples,) for one
+            output; integer class labels (n_samples,) for CrossEntropyLoss
         loss : Loss, default MSELoss()
         optimizer : Optimizer, default SGD(lr=0.01)
+            Its state (momentum, moments) carries over between ``fit`` calls
+            with the same optimizer: a warm start.
         epochs : int, default 1
         batch_size : int or None, default None
             Samples per step; None (or a size larger than the data) means
@@ -346,18 +384,35 @@ class Sequential:
             Visit the samples in a new random order each epoch.
         seed : int, numpy.random.Generator or None
             Seed of the shuffling, for reproducible runs.
+        verbose : bool or int, default False
+            True: a progress bar with the running loss (tqdm, if installed;
+            else a line per epoch). An int k: a line every k epochs, after
+            the first and after the last. False: nothing is printed.
         sample_weight : array-like (n_samples,), optional
             Non-negative weights with a positive sum: each mini-batch's loss
             is ``sum(w_i * l_i) / sum(w_i)`` over its samples.
-        verbose : bool or int, default False
-            Print the epoch and its loss every ``verbose`` epochs (True: every
-            epoch), after the first and after the last one.
+        validation_data : (X_val, y_val), optional
+            Data on which the loss is measured after each epoch (``val_loss``).
+        validation_split : float in (0, 1), optional
+            Hold out this fraction of the rows, the last ones (before any
+            shuffling), as validation data instead.
+        early_stopping : bool, default False
+            Stop when the monitored loss (``val_loss`` if there is validation
+            data, else the training loss) has not improved by more than
+            ``min_delta`` for ``patience`` epochs, and restore the parameters
+            of the best epoch.
+        patience : int, default 10
+        min_delta : float, default 0.0
+        callbacks : list, optional
+            Objects with ``on_epoch_end(epoch, logs)`` (see :class:`Callback`);
+            one returning False stops training.
 
         Returns
         -------
         History
             ``History.loss[i]`` is the mean loss of epoch i (weighted by
-            sample_weight when given).
+            sample_weight when given); ``val_loss`` likewise on the
+            validation data.
 
         Raises
         ------
@@ -369,6 +424,40 @@ class Sequential:
         optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
         epochs = check_positive_int(epochs, "epochs")
         X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+        if validation_data is not None and validation_split is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        X_val = y_val = None
+        if validation_split is not None:
+            from fastnn.optimizers import _check_number
+
+            fraction = _check_number(validation_split, "validation_split", low=0.0, high=1.0,
+                                     low_open=True, high_open=True)
+            n_val = int(round(X.shape[0] * fraction))
+            if not 1 <= n_val < X.shape[0]:
+                raise ValueError(f"validation_split={fraction} leaves {X.shape[0] - n_val} training and "
+                                 f"{n_val} validation rows of {X.shape[0]}; both need at least one")
+            X, X_val = X[:-n_val], X[-n_val:]
+            y, y_val = y[:-n_val], y[-n_val:]
+            w = None if w is None else check_sample_weight(w[:-n_val], X.shape[0], self._dtype)
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
+            X_val = self._check_X(validation_data[0], "validation_data[0]")
+            try:
+                _, y_val, _ = self._check_Xyw(X_val, validation_data[1], None, loss)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"validation_data[1]: {exc}") from None
+        if not isinstance(early_stopping, (bool, np.bool_)):
+            raise TypeError(f"early_stopping must be True or False, got {type(early_stopping).__name__}")
+        patience = check_positive_int(patience, "patience")
+        from fastnn.optimizers import _check_number
+
+        min_delta = _check_number(min_delta, "min_delta", low=0.0)
+        callbacks = list(callbacks) if callbacks is not None else []
+        for i, callback in enumerate(callbacks):
+            if not callable(getattr(callback, "on_epoch_end", None)):
+                raise TypeError(f"callbacks[{i}] must have an on_epoch_end(epoch, logs) method, "
+                                f"got {type(callback).__name__}")
         n_samples = X.shape[0]
         batch_size = n_samples if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n_samples)
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -379,19 +468,50 @@ class Sequential:
             every = check_positive_int(verbose, "verbose")
         rng = check_seed(seed, "seed")
         history = History()
-        with self._lock:
-            update = optimizer._update_for(self)
-            for epoch in range(1, epochs + 1):
-                start = time.perf_counter()
-                order = rng.permutation(n_samples) if shuffle else None
-                mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update,
-                                                     loss._kind, loss._param, w)
-                if mean_loss < 0:
-                    raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
-                history.loss.append(mean_loss)
-                history.epoch_time.append(time.perf_counter() - start)
-                if every and (epoch % every == 0 or epoch in (1, epochs)):
-                    print(f"epoch {epoch}/{epochs}  loss {mean_loss:.6g}", flush=True)
+        bar = _progress_bar(epochs) if verbose is True else None
+        best, best_params, waited = np.inf, None, 0
+        try:
+            with self._lock:
+                update = optimizer._update_for(self)
+                for epoch in range(1, epochs + 1):
+                    start = time.perf_counter()
+                    order = rng.permutation(n_samples) if shuffle else None
+                    mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update,
+                                                         loss._kind, loss._param, w)
+                    if mean_loss < 0:
+                        raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
+                    history.loss.append(mean_loss)
+                    history.epoch_time.append(time.perf_counter() - start)
+                    logs = {"loss": mean_loss, "epoch_time": history.epoch_time[-1]}
+                    if X_val is not None:
+                        logs["val_loss"] = loss.loss(self._net.predict(X_val), y_val)
+                        history.val_loss.append(logs["val_loss"])
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch_time"})
+                    elif every and (epoch % every == 0 or epoch in (1, epochs)):
+                        extra = f"  val_loss {logs['val_loss']:.6g}" if "val_loss" in logs else ""
+                        print(f"epoch {epoch}/{epochs}  loss {mean_loss:.6g}{extra}", flush=True)
+                    stop = False
+                    if early_stopping:
+                        monitored = logs.get("val_loss", mean_loss)
+                        if monitored < best - min_delta:
+                            best, best_params, waited = monitored, self._params.copy(), 0
+                            history.best_epoch = epoch
+                        else:
+                            waited += 1
+                            stop = waited >= patience
+                    for callback in callbacks:
+                        if callback.on_epoch_end(epoch, dict(logs)) is False:
+                            stop = True
+                    if stop and epoch < epochs:
+                        history.stopped_epoch = epoch
+                        break
+                if early_stopping and best_params is not None:
+                    self._params[...] = best_params
+        finally:
+            if bar is not None:
+                bar.close()
         return history
 
     # -- copying and pickling -----------------------------------------------------
