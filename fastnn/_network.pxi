@@ -9,38 +9,42 @@ Design
 ------
 ``fastnn.model.Sequential`` compiles its layers into a *plan*: a small
 C-contiguous integer array with one row of ``N_FIELDS`` plain fields per
-Dense layer or stand-alone ReLU (see ``PLAN_FIELDS``); a ReLU that follows a
-Dense is folded into it (``fn`` field; other activations likewise), so its output is computed in the
-Dense's output pass and only the activation is stored (``A > 0`` exactly
-where ``Z > 0``, which is all the backward pass needs). All parameters live
-in one flat buffer, their gradients in a second with the same layout, and
-every activation and activation-gradient in one workspace, so a forward
-pass, a training step or a whole epoch is one loop over the plan with no
-Python object in sight.
+Dense layer or stand-alone activation (see ``PLAN_FIELDS``). An activation
+that follows a Dense is folded into its row (the ``fn`` field), so it is
+computed in the Dense's output pass and only its output A is stored: every
+activation's derivative is written in terms of A (ReLU: A > 0, exactly
+where Z > 0; tanh: 1 - A^2; ...). All parameters live in one flat buffer,
+their gradients in a second with the same layout, the optimizer's state in
+more, and every activation and activation-gradient in one workspace, so a
+forward pass, a training step or a whole epoch is one loop over the plan
+with no Python object in sight.
 
 :class:`Network` owns the plan, the buffers and the workspace. Its methods
 take a fast path for input that is already right (an exact ``ndarray`` of
 the network's dtype, C-contiguous, aligned, native byte order, of the right
 shape); anything else returns ``SLOW`` and the Python layer validates and
-converts it, then calls again. Finiteness of X and y is checked inside the
-step's first pass.
+converts it, then calls again. Finiteness of X, y and the sample weights
+(and the labels' range) is checked inside the step's first pass.
 
 Dense layers multiply with fastnn's own loops when they are small and with
 a BLAS ``gemm`` (see ``fastnn._blas``) when the layer is large enough (see
 ``_use_blas`` and ``benchmarks/crossover.py``); both run without the GIL.
 
-Workspace layout for a batch of ``n`` samples (``acts_width`` is the sum of
-the rows' output widths, ``max_width`` the largest)::
+Inside a step everything is feature-major, ``(width, n)``. Workspace layout
+for a batch of ``n`` samples (``acts_width`` is the sum of the rows' output
+widths, ``max_width`` the largest)::
 
-    [ activations: n * acts_width | grad A: n * max_width | grad B: n * max_width ]
+    [ XT: n * n_in | yT: n * n_out | w: n | activations: n * acts_width
+      | grad A: n * max_width | grad B: n * max_width ]
 
-Row ``l`` writes its output at ``n * plan[l, ACT]``; the backward pass
-ping-pongs between the two gradient blocks.
+Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
+the backward pass ping-pongs between the two gradient blocks.
 
 A training step returns its loss (>= 0), or a negative code: ``SLOW``,
-``BAD_INPUT`` (NaN or infinity in X or y), ``BAD_LOSS`` (the loss is not
-finite) or ``BAD_UPDATE`` (the update would make a parameter non-finite).
-After a negative code the parameters are exactly as they were.
+``BAD_INPUT`` (NaN or infinity in X, y or the weights, or a bad label),
+``BAD_LOSS`` (the loss is not finite) or ``BAD_UPDATE`` (the update would
+make a parameter or optimizer state non-finite). After a negative code the
+parameters, gradients and optimizer state are exactly as they were.
 """
 
 cimport numpy as cnp
