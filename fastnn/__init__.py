@@ -1,8 +1,8 @@
 """fastnn: small dense neural networks trained on the CPU, fast.
 
-Dense layers, ReLU, the MSE loss and the SGD update are typed Cython loops
-over memoryviews that run without the GIL; :class:`Sequential` walks a
-whole network in one compiled call per step (and per epoch).
+Dense layers, activations, losses and optimizer updates are typed Cython
+loops over memoryviews that run without the GIL; :class:`Sequential` walks
+a whole network in one compiled call per step (and per epoch).
 
 >>> import numpy as np, fastnn
 >>> model = fastnn.Sequential([fastnn.Dense(1, 16, seed=0), fastnn.ReLU(), fastnn.Dense(16, 1, seed=1)])

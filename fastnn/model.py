@@ -3,7 +3,8 @@
 A model keeps
 
 * one flat parameter buffer in its dtype, of which every Dense layer's ``W``
-  and ``b`` are views (and one gradient buffer with the same layout);
+  and ``b`` are views (and one gradient buffer with the same layout; an
+  optimizer keeps its state in buffers of that layout too);
 * a compiled *plan*, one row of plain integers per layer, that
   :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
   ``train_step`` or training epoch is one compiled call;
@@ -115,7 +116,7 @@ class Sequential:
     Parameters
     ----------
     layers : sequence of Layer
-        Dense and ReLU layers; consecutive Dense sizes must chain (the
+        Dense layers and activations; consecutive Dense sizes must chain (the
         ``in_features`` of each Dense equals the ``out_features`` of the one
         before). At least one Dense layer. A layer belongs to one model at a
         time: its ``W`` and ``b`` become views into this model's buffer.

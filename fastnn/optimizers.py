@@ -202,8 +202,8 @@ class SGD(Optimizer):
     def update(self, param, grad) -> None:
         """Apply plain ``param -= lr * grad`` to one array (no momentum or weight decay)."""
         if self._momentum or self._weight_decay:
-            raise ValueError("SGD.update applies plain SGD only; use fastnn.ops.optimizer_update for momentum "
-                             "or weight decay")
+            raise ValueError("SGD.update applies plain SGD only; use fastnn.ops.sgd_momentum_update for "
+                             "momentum or weight decay")
         ops.sgd_update(param, grad, self._lr)
 
     def __repr__(self) -> str:
