@@ -29,8 +29,12 @@ unset FASTNN_DEBUG FASTNN_ISA FASTNN_BLAS PYTHONPATH
 PYTHONS=${FASTNN_WHEEL_PYTHONS:-"/root/.pyenv/versions/3.10.13/bin/python /root/.pyenv/versions/3.13.0/bin/python"}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastnn-wheels.XXXXXX")
 # FASTNN_WHEELS_KEEP=1 keeps the folder (sdist, wheels, venvs) for a look afterwards.
-if [ "${FASTNN_WHEELS_KEEP:-0}" = 1 ]; then echo "keeping $WORK"; else trap 'rm -rf "$WORK"' EXIT; fi
 START=$SECONDS
+if [ "${FASTNN_WHEELS_KEEP:-0}" = 1 ]; then
+    echo "keeping $WORK"
+else
+    trap 'rm -rf "$WORK"; echo "== [wheels $((SECONDS - START))s] removed $WORK"' EXIT
+fi
 step() { echo "== [wheels $((SECONDS - START))s] $*"; }
 # pip, without this machine's notes about missing local index folders.
 pip_install() { "$1" -m pip install -q "${@:2}" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }; }
