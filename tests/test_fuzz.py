@@ -87,6 +87,10 @@ settings.register_profile("ci", max_examples=200, derandomize=True, deadline=Non
                           database=None, print_blob=True, suppress_health_check=_HEALTH)
 settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True,
                           suppress_health_check=_HEALTH)
+#: The same seeded search, shorter: CI's second and third passes over the suite
+#: (baseline walker build, bounds-checked build) use it.
+settings.register_profile("smoke", max_examples=30, derandomize=True, deadline=None,
+                          database=None, print_blob=True, suppress_health_check=_HEALTH)
 #: Applied to each test of this module only (loading it globally would change
 #: the settings of the other test modules' property tests).
 FUZZ = settings.get_profile(os.environ.get("FASTNN_FUZZ_PROFILE", "ci"))
