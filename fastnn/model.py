@@ -17,6 +17,7 @@ until it has passed, so a call that raises leaves the model as it was.
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 import weakref
@@ -388,7 +389,7 @@ class Sequential:
         verbose : bool or int, default False
             True: a progress bar with the running loss (tqdm, if installed;
             else a line per epoch). An int k: a line every k epochs, after
-            the first and after the last. False: nothing is printed.
+            the first and after the last. False or 0: nothing is printed.
         sample_weight : array-like (n_samples,), optional
             Non-negative weights with a positive sum: each mini-batch's loss
             is ``sum(w_i * l_i) / sum(w_i)`` over its samples.
@@ -465,6 +466,8 @@ class Sequential:
             raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} {shuffle!r}")
         if isinstance(verbose, (bool, np.bool_)):
             every = 1 if verbose else 0
+        elif isinstance(verbose, numbers.Integral) and verbose == 0:
+            every = 0                    # verbose=0: silent, as in scikit-learn and Keras
         else:
             every = check_positive_int(verbose, "verbose")
         rng = check_seed(seed, "seed")

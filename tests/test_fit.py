@@ -101,6 +101,7 @@ def test_fit_rejects_bad_loop_arguments_and_changes_nothing(kwargs, exc, name):
 def test_verbose_output(capsys):
     model, X, y = model_and_data()
     model.fit(X, y, epochs=3)
+    model.fit(X, y, epochs=3, verbose=0)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     model.fit(X, y, epochs=4, verbose=2, validation_split=0.1)

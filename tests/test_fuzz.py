@@ -54,6 +54,9 @@ long, random profile (5000 examples per test, failures stored in
 
     FASTNN_FUZZ_PROFILE=long python -X faulthandler -m pytest tests/test_fuzz.py
 
+(``FASTNN_FUZZ_PROFILE=smoke``, 30 examples per test, is the short seeded
+run CI uses for its second and third passes over the suite.)
+
 A failure prints the drawn specs (``ArraySpec``...) and notes with the exact
 arrays (dtype, shape, strides, flags) that were passed.
 """
