@@ -25,6 +25,9 @@ cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The builds and runs here are the release ones, whatever the caller's switches.
 unset FASTNN_DEBUG FASTNN_ISA FASTNN_BLAS PYTHONPATH
+# Like .ci/run's repeat passes: the fuzz tests with their short seeded
+# profile (the in-tree run has the full one).
+export FASTNN_FUZZ_PROFILE=smoke
 
 PYTHONS=${FASTNN_WHEEL_PYTHONS:-"/root/.pyenv/versions/3.10.13/bin/python /root/.pyenv/versions/3.13.0/bin/python"}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastnn-wheels.XXXXXX")
