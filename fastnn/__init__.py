@@ -55,4 +55,15 @@ __all__ = [
     "ops",
     "reference",
     "show_config",
+    "MLPRegressor",
+    "MLPClassifier",
 ]
+
+
+def __getattr__(name):
+    # The scikit-learn estimators import scikit-learn (optional): load them on first use only.
+    if name in ("MLPRegressor", "MLPClassifier"):
+        from fastnn import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

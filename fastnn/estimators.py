@@ -1,0 +1,793 @@
+"""scikit-learn estimators on fastnn: :class:`MLPRegressor` and :class:`MLPClassifier`.
+
+They take scikit-learn's parameter names where they mean the same thing,
+train a :class:`fastnn.Sequential` with fastnn's compiled step, and work
+wherever a scikit-learn estimator does (``Pipeline``, ``cross_val_score``,
+``GridSearchCV``, ``clone``, pickling, ``check_estimator``). This is the only
+module of fastnn that imports scikit-learn, an optional dependency:
+``fastnn.MLPRegressor`` and ``fastnn.MLPClassifier`` import it on first use,
+so ``import fastnn`` stays light.
+
+How they map onto fastnn
+------------------------
+The network is ``Dense -> activation`` for each of ``hidden_layer_sizes``,
+then a linear ``Dense`` output: one output per target (regressor, trained
+with :class:`fastnn.MSELoss`) or one logit per class (classifier, trained
+with :class:`fastnn.CrossEntropyLoss` on the indices of ``classes_``; a
+binary problem has two logits and a softmax, where scikit-learn has one
+logistic output: the same models, parametrised differently).
+
+The weights start as scikit-learn's do: Glorot-uniform ``W`` *and* ``b``,
+bound ``sqrt(6 / (fan_in + fan_out))`` (``sqrt(2 / ...)`` for "logistic"),
+drawn in the same order from ``check_random_state(random_state)``; the
+samples are shuffled each epoch with the same random state, as
+scikit-learn's ``MLPClassifier``/``MLPRegressor`` do, and cut into the same
+mini-batches. With the same ``random_state`` a regressor or a multiclass
+classifier starts from the same weights and visits the same batches as
+scikit-learn's, and ``early_stopping`` holds out the same validation rows
+(except for a multiclass classifier, whose split fastnn stratifies by class
+and scikit-learn does not).
+
+scikit-learn minimises, per mini-batch with weights ``w_i`` (all 1 without
+``sample_weight``), ``sum_i w_i l_i / S + alpha/2 * ||W||^2 / S`` with
+``S = sum_i w_i``, where ``l_i`` is sample i's cross-entropy (classifier) or
+half its *summed* squared error over the outputs (regressor); fastnn's
+``MSELoss`` is the squared error *averaged* over the outputs, so
+scikit-learn's gradient is ``c`` times fastnn's, with ``c = n_outputs / 2``
+for the regressor and ``c = 1`` for the classifier. The estimators choose
+fastnn's hyperparameters so that each update equals scikit-learn's:
+
+* ``solver="sgd"``: ``fastnn.SGD(lr=c * learning_rate_init,
+  momentum=momentum, nesterov=nesterovs_momentum)``. PyTorch's momentum
+  rule is scikit-learn's velocity rule rewritten (its buffer is the
+  velocity divided by ``-lr``); ``learning_rate="invscaling"`` and
+  ``"adaptive"`` change ``lr`` between epochs as scikit-learn does, and
+  rescale the buffer with it so that the velocity carries over as in
+  scikit-learn;
+* ``solver="adam"``: ``fastnn.Adam(lr=learning_rate_init, betas=(beta_1,
+  beta_2), eps=epsilon / c)``;
+* ``alpha`` becomes ``weight_decay = alpha / (c * batch_size * mean(w))``:
+  ``alpha / S`` for every full batch, the L2 term of scikit-learn's
+  gradient.
+
+What differs, honestly: fastnn's ``weight_decay`` acts on every parameter,
+so the intercepts are decayed too (scikit-learn penalises ``coefs_`` only);
+the last, shorter batch of an epoch gets the decay of a full one
+(scikit-learn divides by its own, smaller ``S``); and Adam adds ``eps`` to
+``sqrt(v)`` after the bias correction (PyTorch) rather than before
+(scikit-learn), so scikit-learn's ``epsilon`` acts as ``epsilon / sqrt(1 -
+beta_2**t)``, larger in the first steps. Where a gradient is near zero that
+shows: with the default ``epsilon=1e-8`` the loss curves part in the 4th
+digit after some epochs, with a negligible ``epsilon`` they agree to
+rounding. ``solver="lbfgs"`` is not offered.
+
+``loss_curve_`` is on scikit-learn's scale, so that ``tol`` means the same:
+each entry is the epoch's mean training loss as fastnn reports it
+(``History.loss``), **halved for the regressor** (scikit-learn's
+squared_error is half the mean squared error: ``loss_curve_[i] =
+MSE_i / 2``), plus scikit-learn's penalty ``alpha/2 * ||W||^2 *
+n_batches / sum(w)`` computed with the coefficients at the end of the epoch
+(scikit-learn adds it batch by batch, with the coefficients before each
+update). With ``sample_weight``, an epoch's loss weighs each batch by its
+sum of weights (scikit-learn: by its number of samples).
+
+Warm starts keep the optimizer's state: with ``warm_start=True`` a new
+``fit``, and every ``partial_fit``, continues from the current parameters
+*and* Adam's moments or SGD's momentum (scikit-learn starts ``fit`` with a
+fresh optimizer).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, column_or_1d
+except ImportError as exc:  # pragma: no cover - only without scikit-learn
+    raise ImportError(
+        "fastnn.MLPRegressor and fastnn.MLPClassifier need scikit-learn, an optional dependency: "
+        f"pip install scikit-learn. Original error: {exc}"
+    ) from exc
+
+try:
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - scikit-learn < 1.6
+
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+
+from fastnn.layers import Dense, Identity, ReLU, Sigmoid, Tanh
+from fastnn.losses import CrossEntropyLoss, MSELoss
+from fastnn.model import Sequential
+from fastnn.optimizers import SGD, Adam
+from fastnn.validation import check_float_dtype
+
+__all__ = ["MLPRegressor", "MLPClassifier"]
+
+_ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
+_SOLVERS = ("sgd", "adam")
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+# -- parameter checks (in fit, never in __init__, as scikit-learn asks) -------------------
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _check_bool(value, name: str) -> bool:
+    if not _is_bool(value):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_int(value, name: str, low: int) -> int:
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {low}, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_real(value, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False) -> float:
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    ok = (math.isfinite(value) and (value > low if low_open else value >= low)
+          and (value < high if high_open else value <= high))
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def _check_option(value, name: str, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def _check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+    """None, or the weights as a (n_samples,) array of ``dtype``: finite, >= 0, some > 0."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.ndim == 0:
+        weights = np.full(n_samples, weights)
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
+    if weights.ndim != 1 or weights.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per sample, "
+                         f"got shape {weights.shape}")
+    weights = weights.astype(dtype)
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight must be finite, got NaN or infinity")
+    if np.any(weights < 0):
+        raise ValueError("sample_weight must be non-negative, got a negative weight")
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight must contain at least one non-zero weight, got all zero weights")
+    return weights
+
+
+class _BaseMLP(BaseEstimator):
+    """What the regressor and the classifier share: parameters, the network, the training loop."""
+
+    #: fastnn's loss of the subclass
+    _loss = MSELoss()
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        dtype=np.float64,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def _check_params(self) -> dict:
+        """The parameters, checked, as the training loop uses them."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral) and not _is_bool(sizes):
+            sizes = (sizes,)
+        try:
+            sizes = tuple(sizes)
+        except TypeError:
+            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
+                            f"{type(self.hidden_layer_sizes).__name__} {self.hidden_layer_sizes!r}") from None
+        sizes = tuple(_check_int(size, f"hidden_layer_sizes[{i}]", 1) for i, size in enumerate(sizes))
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not offered by fastnn's estimators; use 'adam' or 'sgd'")
+        batch_size = self.batch_size
+        if not (isinstance(batch_size, str) and batch_size == "auto"):
+            if _is_bool(batch_size) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+                raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
+            batch_size = int(batch_size)
+        n_iter_no_change = self.n_iter_no_change
+        if not (isinstance(n_iter_no_change, numbers.Real) and n_iter_no_change == math.inf):
+            if (_is_bool(n_iter_no_change) or not isinstance(n_iter_no_change, numbers.Integral)
+                    or n_iter_no_change < 1):
+                raise ValueError(f"n_iter_no_change must be an integer >= 1 or numpy.inf, got {n_iter_no_change!r}")
+            n_iter_no_change = int(n_iter_no_change)
+        verbose = self.verbose
+        if not (_is_bool(verbose) or isinstance(verbose, numbers.Integral)):
+            raise TypeError(f"verbose must be a bool or an int, got {type(verbose).__name__} {verbose!r}")
+        return dict(
+            hidden_layer_sizes=sizes,
+            activation=_check_option(self.activation, "activation", tuple(_ACTIVATIONS)),
+            solver=_check_option(self.solver, "solver", _SOLVERS),
+            alpha=_check_real(self.alpha, "alpha", 0.0),
+            batch_size=batch_size,
+            learning_rate=_check_option(self.learning_rate, "learning_rate", _LEARNING_RATES),
+            learning_rate_init=_check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
+            power_t=_check_real(self.power_t, "power_t", 0.0),
+            max_iter=_check_int(self.max_iter, "max_iter", 1),
+            shuffle=_check_bool(self.shuffle, "shuffle"),
+            tol=_check_real(self.tol, "tol", 0.0),
+            verbose=int(verbose),
+            warm_start=_check_bool(self.warm_start, "warm_start"),
+            # fastnn's SGD takes momentum in [0, 1): a momentum of 1 never forgets a gradient.
+            momentum=_check_real(self.momentum, "momentum", 0.0, 1.0, high_open=True),
+            nesterovs_momentum=_check_bool(self.nesterovs_momentum, "nesterovs_momentum"),
+            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
+            validation_fraction=_check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0,
+                                            high_open=True),
+            beta_1=_check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
+            beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
+            epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
+            n_iter_no_change=n_iter_no_change,
+            dtype=check_float_dtype(self.dtype, "dtype"),
+        )
+
+    # -- fitted network -----------------------------------------------------------------------
+
+    @property
+    def coefs_(self) -> list:
+        """The weight matrices ``W`` (n_in, n_out) of the layers: live views into ``model_``."""
+        return [layer.W for layer in self.model_.layers if isinstance(layer, Dense)]
+
+    @property
+    def intercepts_(self) -> list:
+        """The bias vectors ``b`` of the layers: live views into ``model_``."""
+        return [layer.b for layer in self.model_.layers if isinstance(layer, Dense)]
+
+    def _architecture(self, params: dict, n_features: int, n_outputs: int) -> tuple:
+        return (n_features, params["hidden_layer_sizes"], n_outputs, params["activation"], params["dtype"])
+
+    def _initialize(self, params: dict, n_features: int, n_outputs: int, random_state) -> None:
+        """A new network with scikit-learn's initial weights, and fresh bookkeeping."""
+        units = [n_features, *params["hidden_layer_sizes"], n_outputs]
+        layers = []
+        for i in range(len(units) - 1):
+            layers.append(Dense(units[i], units[i + 1], seed=0))    # replaced just below
+            if i < len(units) - 2:
+                layers.append(_ACTIVATIONS[params["activation"]]())
+        model = Sequential(layers, dtype=params["dtype"])
+        # scikit-learn's _init_coef: Glorot uniform for W and b, coefficients then intercepts,
+        # layer by layer, from the same random state.
+        factor = 2.0 if params["activation"] == "logistic" else 6.0
+        for layer in model.layers:
+            if isinstance(layer, Dense):
+                bound = math.sqrt(factor / (layer.in_features + layer.out_features))
+                layer.W[...] = random_state.uniform(-bound, bound, (layer.in_features, layer.out_features))
+                layer.b[...] = random_state.uniform(-bound, bound, layer.out_features)
+        self.model_ = model
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(units)
+        self.out_activation_ = self._out_activation
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self._optimizer = None
+        self._optimizer_spec = None
+        self._architecture_ = self._architecture(params, n_features, n_outputs)
+        self._best_params = model.get_parameters()
+        if params["early_stopping"]:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _make_optimizer(self, params: dict, weight_decay: float):
+        """fastnn's optimizer for scikit-learn's update (module docstring); it keeps the state
+        of the previous one (a warm start) when the rule is the same."""
+        scale = self._gradient_scale()
+        if params["solver"] == "sgd":
+            momentum = params["momentum"]
+            spec = ("sgd", momentum, params["nesterovs_momentum"] and momentum > 0, weight_decay)
+        else:
+            spec = ("adam", params["beta_1"], params["beta_2"], params["epsilon"] / scale, weight_decay)
+        old, optimizer = self._optimizer, None
+        if old is not None and spec == self._optimizer_spec:
+            optimizer = old
+        else:
+            keep = old is not None and self._optimizer_spec[0] == spec[0]
+            lr = old.lr if keep else self._fastnn_rate(spec[0])
+            if spec[0] == "sgd":
+                optimizer = SGD(lr=lr, momentum=spec[1], nesterov=spec[2], weight_decay=weight_decay)
+            else:
+                optimizer = Adam(lr=lr, betas=(spec[1], spec[2]), eps=spec[3], weight_decay=weight_decay)
+            if keep:
+                state = old.state_dict()
+                if spec[0] == "sgd" and spec[1] == 0:
+                    state.pop("momentum_buffer", None)
+                optimizer.load_state_dict(state)
+        self._optimizer, self._optimizer_spec = optimizer, spec
+        self._set_rate(optimizer)
+        return optimizer
+
+    def _fastnn_rate(self, kind: str) -> float:
+        # SGD's step is proportional to the gradient, so its rate takes the gradient's scale;
+        # Adam's step is not.
+        return self._gradient_scale() * self._learning_rate if kind == "sgd" else self._learning_rate
+
+    def _set_rate(self, optimizer) -> None:
+        """Give ``optimizer`` the rate of ``self._learning_rate`` (a schedule changes it).
+
+        scikit-learn's momentum holds rate-scaled gradients (``v = momentum * v - lr * g``),
+        PyTorch's the gradients (``buf = momentum * buf + g``, step ``lr * buf``): when the
+        rate changes, the buffer is rescaled by old/new so that the velocity carries over, as
+        in scikit-learn.
+        """
+        rate = self._fastnn_rate(optimizer._kind)
+        if rate == optimizer.lr:
+            return
+        if optimizer._kind == "sgd" and optimizer.momentum > 0:
+            state = optimizer.state_dict()
+            if "momentum_buffer" in state:
+                state["momentum_buffer"] = state["momentum_buffer"] * (optimizer.lr / rate)
+                optimizer.load_state_dict(state)
+        optimizer.lr = rate
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+        params = self._check_params()
+        if params["early_stopping"] and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "model_") or (not params["warm_start"] and not incremental)
+        X, y, classes = self._validate_input(X, y, params["dtype"], reset=first_pass, incremental=incremental,
+                                             classes=classes)
+        X = np.ascontiguousarray(X)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], params["dtype"])
+        if classes is not None:     # the input is good: now the classifier takes its classes
+            self.classes_ = classes
+        n_outputs = self._n_outputs(y)
+        random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(params, X.shape[1], n_outputs, random_state)
+            self._learning_rate = params["learning_rate_init"]
+        else:
+            architecture = self._architecture(params, X.shape[1], n_outputs)
+            if architecture != self._architecture_:
+                raise ValueError(
+                    f"{'partial_fit' if incremental else 'fit with warm_start=True'} continues the fitted "
+                    f"network, whose (n_features, hidden_layer_sizes, n_outputs, activation, dtype) are "
+                    f"{self._architecture_}; these data and parameters ask for {architecture}")
+            if not incremental or not hasattr(self, "_learning_rate"):
+                self._learning_rate = params["learning_rate_init"]
+            if params["early_stopping"] and self.validation_scores_ is None:
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            if not params["early_stopping"] and self.best_loss_ is None:
+                self.best_loss_ = np.inf
+        self._fit_stochastic(params, X, y, sample_weight, random_state, incremental)
+        return self
+
+    def _fit_stochastic(self, params, X, y, sample_weight, random_state, incremental) -> None:
+        early_stopping = params["early_stopping"]
+        if early_stopping:
+            X, X_val, y, y_val, sample_weight, w_val = self._split(X, y, sample_weight, params, random_state)
+            if sample_weight is not None and not sample_weight.sum() > 0:
+                raise ValueError("the training part of the data has only zero sample weights; "
+                                 "change random_state or validation_fraction")
+        else:
+            X_val = y_val = w_val = None
+        n_samples = X.shape[0]
+        if params["batch_size"] == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if params["batch_size"] > n_samples:
+                warnings.warn(f"batch_size={params['batch_size']} is larger than the {n_samples} training "
+                              "samples; it is clipped to their number", UserWarning, stacklevel=3)
+            batch_size = min(params["batch_size"], n_samples)
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        scale = self._gradient_scale()
+        # scikit-learn's alpha * W / S for a full batch, S = its sum of weights (module docstring).
+        weight_decay = params["alpha"] / (scale * batch_size * mean_weight)
+        optimizer = self._make_optimizer(params, weight_decay)
+        n_batches = -(-n_samples // batch_size)
+        penalty = 0.5 * params["alpha"] * n_batches / (n_samples * mean_weight)
+        loss_factor = self._loss_curve_factor
+        model = self.model_
+        coefs = self.coefs_
+        order = np.arange(n_samples)
+        verbose = params["verbose"]
+        self.n_iter_ = 0
+        for _ in range(params["max_iter"]):
+            if params["shuffle"]:
+                # scikit-learn's sklearn.utils.shuffle(order, random_state=random_state), which
+                # draws this permutation of the previous epoch's order; without its overhead.
+                order = order[random_state.permutation(n_samples)]
+                X_epoch, y_epoch = X[order], y[order]
+                w_epoch = None if sample_weight is None else sample_weight[order]
+            else:
+                X_epoch, y_epoch, w_epoch = X, y, sample_weight
+            try:
+                history = model.fit(X_epoch, y_epoch, loss=self._loss, optimizer=optimizer, epochs=1,
+                                    batch_size=batch_size, shuffle=False, sample_weight=w_epoch)
+            except FloatingPointError as exc:
+                raise ValueError(
+                    f"training diverged in epoch {self.n_iter_ + 1}: {exc} The input data may contain large "
+                    "values and need to be preprocessed (for example with StandardScaler), or "
+                    "learning_rate_init may be too large.") from exc
+            squared_norm = sum(float(np.vdot(W, W)) for W in coefs)
+            self.loss_ = loss_factor * history.loss[0] + penalty * squared_norm
+            self.loss_curve_.append(self.loss_)
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            if verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
+            self._update_no_improvement_count(params, X_val, y_val, w_val)
+            if params["solver"] == "sgd" and params["learning_rate"] == "invscaling":
+                self._learning_rate = params["learning_rate_init"] / (self.t_ + 1) ** params["power_t"]
+                self._set_rate(optimizer)
+            if self._no_improvement_count > params["n_iter_no_change"]:
+                what = "Validation score" if early_stopping else "Training loss"
+                message = (f"{what} did not improve more than tol={params['tol']:f} for "
+                           f"{params['n_iter_no_change']} consecutive epochs.")
+                if (params["solver"] == "sgd" and params["learning_rate"] == "adaptive"
+                        and self._learning_rate > 1e-6):
+                    self._learning_rate /= 5.0
+                    self._set_rate(optimizer)
+                    self._no_improvement_count = 0
+                    if verbose:
+                        print(f"{message} Setting learning rate to {self._learning_rate:f}", flush=True)
+                else:
+                    if verbose:
+                        print(f"{message} Stopping.", flush=True)
+                    break
+            if incremental:
+                break
+            if self.n_iter_ == params["max_iter"]:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({params['max_iter']}) reached and "
+                              "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        if early_stopping:
+            model.set_parameters(self._best_params)
+
+    def _split(self, X, y, sample_weight, params, random_state):
+        """scikit-learn's validation split: train_test_split with the estimator's random state
+        (stratified for a classifier when every class can be)."""
+        stratify = self._stratify(y, params["validation_fraction"])
+        arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
+        parts = train_test_split(*arrays, random_state=random_state,
+                                 test_size=params["validation_fraction"], stratify=stratify)
+        if parts[1].shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
+                             "of your dataset.")
+        if sample_weight is None:
+            parts += [None, None]
+        return parts
+
+    def _stratify(self, y, fraction):
+        return None
+
+    def _update_no_improvement_count(self, params, X_val, y_val, w_val) -> None:
+        """scikit-learn's convergence bookkeeping, after each epoch."""
+        tol = params["tol"]
+        if params["early_stopping"]:
+            score = self._validation_score(X_val, y_val, w_val)
+            self.validation_scores_.append(score)
+            if params["verbose"]:
+                print(f"Validation score: {score:f}", flush=True)
+            if score < self.best_validation_score_ + tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_params = self.model_.get_parameters()
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    # -- the scikit-learn API -----------------------------------------------------------------
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to ``X`` and ``y``: up to ``max_iter`` epochs of mini-batch training.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets (regressor) or class labels (classifier).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; a zero weight removes a sample from the loss.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight)
+
+    def _predict_raw(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        return self.model_.predict(X)
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor on fastnn, with scikit-learn's ``MLPRegressor`` API.
+
+    Trains a :class:`fastnn.Sequential` (``hidden_layer_sizes`` Dense layers with
+    ``activation``, then a linear output per target) with :class:`fastnn.MSELoss`.
+    How each parameter maps onto fastnn, and what differs from scikit-learn, is
+    in the docstring of :mod:`fastnn.estimators`.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+        The hidden layers' activation.
+    solver : {"adam", "sgd"}, default="adam"
+    alpha : float, default=1e-4
+        L2 penalty, as scikit-learn's; fastnn's ``weight_decay`` is
+        ``alpha / (n_outputs / 2 * batch_size * mean(sample_weight))``.
+    batch_size : int or "auto", default="auto"
+        ``"auto"`` is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of the SGD step (ignored by Adam), as scikit-learn's.
+    learning_rate_init : float, default=1e-3
+    power_t : float, default=0.5
+        Exponent of "invscaling".
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+    random_state : int, RandomState or None, default=None
+        Initial weights, shuffling and the validation split.
+    tol : float, default=1e-4
+        Training stops when ``loss_curve_`` (or the validation score, with
+        ``early_stopping``) has not improved by ``tol`` for more than
+        ``n_iter_no_change`` consecutive epochs.
+    verbose : bool or int, default=False
+    warm_start : bool, default=False
+        Continue from the fitted network and optimizer state.
+    momentum : float in [0, 1), default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop on its R^2
+        score and restore the parameters of the best epoch.
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        Adam's.
+    n_iter_no_change : int or numpy.inf, default=10
+    dtype : numpy.float64 or numpy.float32, default=numpy.float64
+        The dtype the network stores its parameters and computes in.
+
+    Attributes
+    ----------
+    model_ : fastnn.Sequential
+        The fitted network.
+    loss_ : float
+        ``loss_curve_[-1]``.
+    loss_curve_ : list of float
+        One entry per epoch on scikit-learn's scale: half the mean squared
+        error, plus the L2 penalty (module docstring).
+    best_loss_ : float or None
+        The smallest ``loss_curve_`` entry (None with ``early_stopping``).
+    validation_scores_ : list of float or None
+        R^2 on the validation data after each epoch (with ``early_stopping``).
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run by the last ``fit`` (1 after ``partial_fit``).
+    t_ : int
+        Training samples seen, over all calls.
+    coefs_, intercepts_ : list of ndarray
+        Each layer's ``W`` and ``b`` (live views into ``model_``).
+    n_features_in_, n_outputs_, n_layers_, out_activation_
+    """
+
+    _loss = MSELoss()
+    _out_activation = "identity"
+    #: scikit-learn's squared_error is half the mean squared error
+    _loss_curve_factor = 0.5
+
+    def _gradient_scale(self) -> float:
+        return self.n_outputs_ / 2.0
+
+    def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
+        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, np.ascontiguousarray(y, dtype=dtype), None
+
+    @staticmethod
+    def _n_outputs(y) -> int:
+        return 1 if y.ndim == 1 else y.shape[1]
+
+    def _validation_score(self, X, y, sample_weight) -> float:
+        if sample_weight is not None and not sample_weight.sum() > 0:
+            sample_weight = None
+        prediction = self.model_.predict(X)
+        if not np.all(np.isfinite(prediction)):
+            return np.nan
+        return r2_score(y, prediction.ravel() if y.ndim == 1 else prediction, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``X`` and ``y``, continuing from the current network (or a new one)."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs), in ``dtype``."""
+        prediction = self._predict_raw(X)
+        return prediction.ravel() if self.n_outputs_ == 1 else prediction
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _more_tags(self):  # pragma: no cover - scikit-learn < 1.6
+        return {"multioutput": True}
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier on fastnn, with scikit-learn's ``MLPClassifier`` API.
+
+    Trains a :class:`fastnn.Sequential` (``hidden_layer_sizes`` Dense layers with
+    ``activation``, then one logit per class) with :class:`fastnn.CrossEntropyLoss`
+    on the indices of ``classes_`` (two logits for a binary problem).
+    Parameters are :class:`MLPRegressor`'s; ``alpha`` maps onto
+    ``weight_decay = alpha / (batch_size * mean(sample_weight))``, and
+    ``early_stopping`` watches the accuracy on a stratified validation split.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted; logit j is class ``classes_[j]``.
+    loss_curve_ : list of float
+        The mean cross-entropy of each epoch plus the L2 penalty (as
+        scikit-learn's).
+    model_, loss_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_,
+    coefs_, intercepts_, n_features_in_, n_outputs_, n_layers_, out_activation_
+        As :class:`MLPRegressor`'s (``validation_scores_`` are accuracies;
+        ``n_outputs_`` is the number of classes).
+    """
+
+    _loss = CrossEntropyLoss()
+    _out_activation = "softmax"
+    _loss_curve_factor = 1.0
+
+    def _gradient_scale(self) -> float:
+        return 1.0
+
+    def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
+        """X, y as the indices of the classes, and the classes (set on self by the caller)."""
+        X, y = _validate_data(self, X, y, dtype=dtype, reset=reset)
+        check_classification_targets(y)
+        fitted = getattr(self, "classes_", None)
+        if incremental and fitted is None:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            fitted = np.unique(np.asarray(classes))
+        elif incremental and classes is not None:
+            if not np.array_equal(np.unique(np.asarray(classes)), fitted):
+                raise ValueError(f"classes={classes!r} is not the same as on the first call to partial_fit, "
+                                 f"which was {fitted!r}")
+        elif reset:
+            fitted = np.unique(y)
+        elif self.warm_start and not incremental and not np.array_equal(np.unique(y), fitted):
+            raise ValueError(f"warm_start can only be used where y has the same classes as in the previous "
+                             f"call to fit. Previously got {fitted}, y has {np.unique(y)}")
+        if len(fitted) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes to train, y holds "
+                             f"only one class: {fitted[0]!r}")
+        codes = np.minimum(np.searchsorted(fitted, y), len(fitted) - 1)
+        unknown = fitted[codes] != y
+        if np.any(unknown):
+            raise ValueError(f"y has classes not in classes_ ({fitted!r}): {np.unique(np.asarray(y)[unknown])!r}")
+        return X, codes.astype(np.intp), fitted
+
+    def _n_outputs(self, y) -> int:
+        return len(self.classes_)
+
+    def _stratify(self, y, fraction):
+        # Stratify when train_test_split can: every class twice, and a place for each on both sides.
+        counts = np.bincount(y, minlength=len(self.classes_))
+        n_val = math.ceil(fraction * y.shape[0])
+        if counts.min() >= 2 and n_val >= len(counts) and y.shape[0] - n_val >= len(counts):
+            return y
+        return None
+
+    def _validation_score(self, X, y, sample_weight) -> float:
+        hits = (self.model_.predict(X).argmax(axis=1) == y).astype(np.float64)
+        if sample_weight is None or not sample_weight.sum() > 0:
+            return float(hits.mean())
+        return float(np.average(hits, weights=sample_weight))
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``X`` and ``y``, continuing from the current network (or a new one).
+
+        ``classes`` (all the labels there will be) is required on the first call.
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class labels, shape (n_samples,)."""
+        logits = self._predict_raw(X)
+        return self.classes_[logits.argmax(axis=1)]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (the softmax of the logits), shape (n_samples, n_classes),
+        columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        return self.model_.predict_proba(X)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """The logarithm of :meth:`predict_proba`."""
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)
