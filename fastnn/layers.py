@@ -29,8 +29,10 @@ _INITS = ("uniform", "he", "xavier")
 class Layer:
     """Base class of fastnn's layers."""
 
-    #: number of trainable values (W and b) of the layer
-    n_parameters: int = 0
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable values (W and b) of the layer."""
+        return 0
 
     def forward(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,7 +89,7 @@ class Dense(Layer):
         except MemoryError:
             raise ValueError(f"in_features * out_features is too large: the {n_parameters} parameters of "
                              f"Dense({self.in_features}, {self.out_features}) do not fit in memory") from None
-        self._owner = None
+        self._owner: weakref.ReferenceType | None = None
         self._attach(np.concatenate([W.ravel(), b]), np.zeros(self.n_parameters))
 
     @property

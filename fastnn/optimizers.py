@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numbers
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class Optimizer:
         """The state as plain arrays and numbers: ``step`` and the rule's buffers (copies)."""
         if self._update is None:
             return dict(self._pending or {"step": 0})
-        state = {"step": int(self._update.step)}
+        state: dict[str, Any] = {"step": int(self._update.step)}
         for name, buf in zip(self._state_names, (self._update.buf1, self._update.buf2)):
             if buf is not None:
                 state[name] = np.array(buf)

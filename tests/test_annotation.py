@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-SOURCE = pathlib.Path(__file__).resolve().parent.parent / "fastnn"
+import fastnn
+
+# The .pyx/.pxi sources ship with the package (in the wheel too).
+SOURCE = pathlib.Path(fastnn.__file__).resolve().parent
 
 
 def flattened(path: pathlib.Path) -> str:
