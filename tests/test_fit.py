@@ -119,3 +119,16 @@ def test_verbose_without_tqdm_prints_lines(capsys, monkeypatch):
     model, X, y = model_and_data()
     model.fit(X, y, epochs=2, verbose=True)
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["1/2", "2/2"]
+
+
+def test_callbacks_may_use_the_model():
+    model, X, y = model_and_data()
+    seen = []
+
+    class Peek:
+        def on_epoch_end(self, epoch, logs):
+            seen.append((model.predict(X[:2]).copy(), model.get_parameters().copy()))
+
+    model.fit(X, y, epochs=2, callbacks=[Peek()])
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[-1][1], model.get_parameters())
