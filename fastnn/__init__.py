@@ -27,6 +27,7 @@ from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, S
 from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss  # noqa: E402
 from fastnn.model import Callback, History, Sequential  # noqa: E402
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
+from fastnn.io import load, save  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -55,6 +56,8 @@ __all__ = [
     "ops",
     "reference",
     "show_config",
+    "save",
+    "load",
     "MLPRegressor",
     "MLPClassifier",
 ]

@@ -535,3 +535,8 @@ class Sequential:
         self._build(state["layers"], np.dtype(state["dtype"]))
         self._params[...] = state["params"]
         self._grads[...] = state["grads"]
+
+    def save(self, path, optimizer=None) -> None:
+        """Write the model (and ``optimizer``'s state) to ``path`` atomically: :func:`fastnn.io.save`."""
+        from fastnn.io import save
+        save(self, path, optimizer)
