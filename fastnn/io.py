@@ -77,7 +77,8 @@ directory (named ``.<name>.<random>.tmp``), is flushed and fsynced, and
 replaces the target with ``os.replace``; the directory is then fsynced
 where the platform allows. A failure at any point (an exception, a full
 disk, ``KeyboardInterrupt``) leaves a previous file at ``path`` intact and
-removes the temporary file. A replaced file keeps its permission bits; a
+removes the temporary file (a process killed outright may leave that hidden
+temporary file behind, never a partial file at ``path``). A replaced file keeps its permission bits; a
 new one gets those of ``open(path, "w")`` (0o666 less the umask). If
 ``path`` is a symbolic link, the file it points to is replaced.
 
