@@ -127,7 +127,7 @@ class Sequential:
     """
 
     def __init__(self, layers, *, dtype=np.float64):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._default_sgd = None
         self._stateless_updates = weakref.WeakKeyDictionary()   # plain SGD objects -> compiled updates
         self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
@@ -286,6 +286,7 @@ class Sequential:
             out = self._net.predict(X)          # fast path: X already right
             if out is None or isinstance(out, float):
                 out = self._net.predict(self._check_X(X))
+        assert isinstance(out, np.ndarray)      # a checked X is always taken
         return out
 
     def __call__(self, X) -> np.ndarray:
@@ -529,7 +530,7 @@ class Sequential:
         return {"layers": self._layers, "dtype": self._dtype.name, "params": params, "grads": grads}
 
     def __setstate__(self, state):
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._default_sgd = None
         self._stateless_updates = weakref.WeakKeyDictionary()
         self._build(state["layers"], np.dtype(state["dtype"]))

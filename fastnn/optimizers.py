@@ -92,6 +92,10 @@ class Optimizer:
         bound = self._model() if self._model is not None else None
         if bound is model:
             return self._update
+        if bound is None and self._update is not None:
+            # The model it trained is gone: its state carries over to the next
+            # model (it must have the same number of parameters), as after a load.
+            self._pending, self._update, self._model = self.state_dict(), None, None
         if bound is not None:
             raise ValueError("optimizer is already training another model; use one optimizer per model "
                              "(as in PyTorch), e.g. a new fastnn." + type(self).__name__ + "(...)")

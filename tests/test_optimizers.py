@@ -276,3 +276,25 @@ def test_defaults_and_repr():
     assert fastnn.Adam().weight_decay == 0.0 and fastnn.AdamW().weight_decay == 0.01
     assert repr(fastnn.SGD(0.1, momentum=0.9, nesterov=True)) == "SGD(lr=0.1, momentum=0.9, nesterov=True)"
     assert repr(fastnn.AdamW()).startswith("AdamW(lr=0.001")
+
+
+def test_state_carries_over_when_the_model_is_gone(rng):
+    import gc
+
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    optimizer = fastnn.Adam(0.01)
+    first = make_model(np.float64)
+    for _ in range(3):
+        first.train_step(X, y, fastnn.MSELoss(), optimizer)
+    state = optimizer.state_dict()
+    twin = make_model(np.float64)
+    twin.set_parameters(first.get_parameters())
+    del first
+    gc.collect()
+    reference_opt = fastnn.Adam(0.01)
+    reference_opt.load_state_dict(state)
+    copy_model = copy.deepcopy(twin)
+    twin.train_step(X, y, fastnn.MSELoss(), optimizer)
+    copy_model.train_step(X, y, fastnn.MSELoss(), reference_opt)
+    assert optimizer.state_dict()["step"] == 4
+    np.testing.assert_array_equal(twin.get_parameters(), copy_model.get_parameters())
