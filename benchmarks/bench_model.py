@@ -2,21 +2,29 @@
 
 ``fastnn.Sequential`` against ``fastnn.reference.ReferenceMLP`` (the same
 network, layer by layer in NumPy), parameterised over (config, dtype, impl);
-``impl`` is last, so asv prints the two side by side. ``Agreement`` tracks
-how far fastnn's results are from the reference's, and fails when they are
-further apart than ``common.TOLERANCE`` allows.
+``impl`` is last, so asv prints the two side by side. Each config brings its
+loss and optimizer (``common.make_loss``, ``common.make_optimizer``): MSE and
+plain SGD, MSE and Adam ("tiny-adam"), cross-entropy on integer labels and
+Adam ("digits"); the reference trains with ``common.ReferenceTrainer``.
+``Agreement`` tracks how far fastnn's results are from the reference's, and
+fails when they are further apart than ``common.TOLERANCE`` allows.
 """
 
 import numpy as np
 
-from fastnn import MSELoss, SGD, ops, reference
+from fastnn import ops, reference
 
 from .common import (
+    ADAM_BETAS,
+    ADAM_EPS,
     CONFIG_NAMES,
     CONFIGS,
     DTYPE_NAMES,
+    ReferenceTrainer,
     make_data,
+    make_loss,
     make_model,
+    make_optimizer,
     make_reference,
     max_abs_diff,
     parameters_of,
@@ -38,8 +46,9 @@ class _NetworkSuite:
         n = self.config.batch_size
         self.X_batch, self.y_batch = self.X[:n], self.y[:n]
         self.net = model if impl == "fastnn" else make_reference(model)
-        self.loss = MSELoss()
-        self.optimizer = SGD(lr=self.config.lr)
+        self.trainer = None if impl == "fastnn" else ReferenceTrainer(self.net, self.config)
+        self.loss = make_loss(self.config)
+        self.optimizer = make_optimizer(self.config)
         self.rng = np.random.default_rng(0)
 
 
@@ -54,13 +63,15 @@ class Predict(_NetworkSuite):
 
 
 class TrainStep(_NetworkSuite):
-    """One ``train_step`` (forward, MSE, backward, SGD update) on one batch."""
+    """One ``train_step`` (forward, loss, backward, SGD or Adam update) on one batch."""
 
     def _step(self):
-        if self.net.__class__ is reference.ReferenceMLP:
+        if self.trainer is None:
+            self.net.train_step(self.X_batch, self.y_batch, self.loss, self.optimizer)
+        elif self.trainer.plain:
             self.net.train_step(self.X_batch, self.y_batch, self.config.lr)
         else:
-            self.net.train_step(self.X_batch, self.y_batch, self.loss, self.optimizer)
+            self.trainer.train_step(self.X_batch, self.y_batch)
 
     def time_train_step(self, *params):
         self._step()
@@ -70,12 +81,13 @@ class TrainStep(_NetworkSuite):
 
 
 class FitEpoch(_NetworkSuite):
-    """One shuffled epoch of mini-batch SGD over the config's ``n_samples`` rows."""
+    """One shuffled epoch of mini-batch training (the config's loss and optimizer)
+    over the config's ``n_samples`` rows."""
 
     def _epoch(self):
-        if self.net.__class__ is reference.ReferenceMLP:
+        if self.trainer is not None:
             order = self.rng.permutation(self.config.n_samples)
-            self.net.fit_epoch(self.X, self.y, self.config.lr, self.config.batch_size, order)
+            self.trainer.fit_epoch(self.X, self.y, order)   # ReferenceMLP.fit_epoch for MSE and SGD
         else:
             self.net.fit(self.X, self.y, loss=self.loss, optimizer=self.optimizer, epochs=1,
                          batch_size=self.config.batch_size, shuffle=True, seed=0)
@@ -112,9 +124,10 @@ class Agreement:
         return model, make_reference(model)
 
     def track_kernels(self, *params):
-        """Every kernel of ``fastnn.ops`` on one step's arguments."""
+        """Every kernel of ``fastnn.ops`` on one step's arguments (the config's loss and update)."""
         model, ref = self._pair()
-        step = trace(ref, self.X_batch, self.y_batch)
+        loss = self.config.loss
+        step = trace(ref, self.X_batch, self.y_batch, loss)
         got, expected = [], []
 
         def both(name, *args):
@@ -129,14 +142,27 @@ class Agreement:
         for Z, dA in step["relu"]:
             both("relu_forward", Z)
             both("relu_backward", Z, dA)
-        both("mse_loss", *step["loss"])
-        both("mse_grad", *step["loss"])
+        both(f"{loss}_loss", *step["loss"])
+        both(f"{loss}_grad", *step["loss"])
         for param, grad in step["update"]:
-            mine, theirs = param.copy(), param.copy()
-            ops.sgd_update(mine, grad, self.config.lr)
-            reference.sgd_update(theirs, grad, self.config.lr)
-            got.append(mine)
-            expected.append(theirs)
+            if self.config.optimizer == "adam":
+                # Two steps from zero moments (the second with bias correction at t = 2),
+                # comparing the parameter and both moments after them.
+                states = []
+                for kernels in (ops, reference):
+                    state = [param.copy(), np.zeros_like(param), np.zeros_like(param)]
+                    for t in (1, 2):
+                        kernels.adam_update(state[0], grad, state[1], state[2], t, self.config.lr,
+                                            ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS)
+                    states.append(state)
+                got += states[0]
+                expected += states[1]
+            else:
+                mine, theirs = param.copy(), param.copy()
+                ops.sgd_update(mine, grad, self.config.lr)
+                reference.sgd_update(theirs, grad, self.config.lr)
+                got.append(mine)
+                expected.append(theirs)
         return max_abs_diff(got, expected, self.dtype, "the kernels")
 
     def track_predict(self, *params):
@@ -146,17 +172,18 @@ class Agreement:
     def track_train_step(self, *params):
         """Three steps on one batch: the losses and the parameters after them."""
         model, ref = self._pair()
-        sgd, lr = SGD(lr=self.config.lr), self.config.lr
-        losses = [model.train_step(self.X_batch, self.y_batch, MSELoss(), sgd) for _ in range(3)]
-        expected = [ref.train_step(self.X_batch, self.y_batch, lr) for _ in range(3)]
+        trainer = ReferenceTrainer(ref, self.config)
+        loss, optimizer = make_loss(self.config), make_optimizer(self.config)
+        losses = [model.train_step(self.X_batch, self.y_batch, loss, optimizer) for _ in range(3)]
+        expected = [trainer.train_step(self.X_batch, self.y_batch) for _ in range(3)]
         return max_abs_diff([losses] + parameters_of(model), [expected] + parameters_of(ref),
                             self.dtype, "train_step")
 
     def track_fit_epoch(self, *params):
         """One epoch in order (no shuffling): the mean loss and the parameters after it."""
         model, ref = self._pair()
-        history = model.fit(self.X, self.y, optimizer=SGD(lr=self.config.lr), epochs=1,
-                            batch_size=self.config.batch_size, shuffle=False)
-        expected = ref.fit_epoch(self.X, self.y, self.config.lr, self.config.batch_size)
+        history = model.fit(self.X, self.y, loss=make_loss(self.config), optimizer=make_optimizer(self.config),
+                            epochs=1, batch_size=self.config.batch_size, shuffle=False)
+        expected = ReferenceTrainer(ref, self.config).fit_epoch(self.X, self.y)
         return max_abs_diff([history.loss] + parameters_of(model), [[expected]] + parameters_of(ref),
                             self.dtype, "a fit epoch")

@@ -5,14 +5,35 @@ last parameter, so asv prints ``fastnn`` and ``reference`` as two columns
 side by side. A kernel runs on the arguments it sees during one training
 step of the config's network (``common.trace``): ``dense_forward`` and
 ``dense_backward`` once per Dense layer, the ReLU kernels once per ReLU, the
-MSE kernels on the output, ``sgd_update`` once per W and b.
+config's loss kernels on the output (MSE, or cross-entropy on the logits and
+integer labels; a loss suite runs on the configs trained with its loss),
+``sgd_update`` and ``adam_update`` once per W and b. ``tanh_forward`` and
+``sigmoid_forward`` run on the inputs of the ReLUs (the hidden layers'
+pre-activations), as they would in a network built with Tanh or Sigmoid.
 """
+
+import numpy as np
 
 from fastnn import ops, reference
 
-from .common import CONFIG_NAMES, CONFIGS, DTYPE_NAMES, make_data, make_model, make_reference, trace
+from .common import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    CONFIG_NAMES,
+    CONFIGS,
+    DTYPE_NAMES,
+    make_data,
+    make_model,
+    make_reference,
+    trace,
+)
 
 IMPLS = {"fastnn": ops, "reference": reference}
+
+
+def _trained_with(loss: str) -> list:
+    """The names of the configs trained with ``loss`` (a loss suite's configs)."""
+    return [name for name in CONFIG_NAMES if CONFIGS[name].loss == loss]
 
 
 class _KernelSuite:
@@ -21,11 +42,12 @@ class _KernelSuite:
     timeout = 300
 
     def setup(self, config, dtype, impl):
+        self.config = CONFIGS[config]
         model = make_model(config, dtype)
         X, y = make_data(config, dtype)
-        n = CONFIGS[config].batch_size
+        n = self.config.batch_size
         self.kernels = IMPLS[impl]
-        self.step = trace(make_reference(model), X[:n], y[:n])
+        self.step = trace(make_reference(model), X[:n], y[:n], self.config.loss)
 
 
 class Dense(_KernelSuite):
@@ -68,8 +90,22 @@ class ReLU(_KernelSuite):
             self.kernels.relu_backward(Z, dA)
 
 
+class Activations(_KernelSuite):
+    """``tanh_forward`` and ``sigmoid_forward`` on the inputs of every ReLU."""
+
+    def time_tanh_forward(self, *params):
+        for Z, _ in self.step["relu"]:
+            self.kernels.tanh_forward(Z)
+
+    def time_sigmoid_forward(self, *params):
+        for Z, _ in self.step["relu"]:
+            self.kernels.sigmoid_forward(Z)
+
+
 class MSE(_KernelSuite):
-    """``mse_loss`` and ``mse_grad`` on the network's output."""
+    """``mse_loss`` and ``mse_grad`` on the network's output (the MSE configs)."""
+
+    params = (_trained_with("mse"), DTYPE_NAMES, list(IMPLS))
 
     def time_loss(self, *params):
         self.kernels.mse_loss(*self.step["loss"])
@@ -84,6 +120,25 @@ class MSE(_KernelSuite):
         self.kernels.mse_grad(*self.step["loss"])
 
 
+class CrossEntropy(_KernelSuite):
+    """``cross_entropy_loss`` and ``cross_entropy_grad`` on the logits and integer labels
+    (the classification configs)."""
+
+    params = (_trained_with("cross_entropy"), DTYPE_NAMES, list(IMPLS))
+
+    def time_loss(self, *params):
+        self.kernels.cross_entropy_loss(*self.step["loss"])
+
+    def peakmem_loss(self, *params):
+        self.kernels.cross_entropy_loss(*self.step["loss"])
+
+    def time_grad(self, *params):
+        self.kernels.cross_entropy_grad(*self.step["loss"])
+
+    def peakmem_grad(self, *params):
+        self.kernels.cross_entropy_grad(*self.step["loss"])
+
+
 class SGD(_KernelSuite):
     """``sgd_update`` of every W and b (in place, on copies owned by the benchmark)."""
 
@@ -96,3 +151,25 @@ class SGD(_KernelSuite):
     def peakmem_update(self, *params):
         for param, grad in self.step["update"]:
             self.kernels.sgd_update(param, grad, self.lr)
+
+
+class Adam(_KernelSuite):
+    """``adam_update`` of every W and b, with its two moments (in place, on copies
+    owned by the benchmark); the step number counts up as in training."""
+
+    lr = 1e-6   # the same gradient is applied again and again: keep the drift small
+
+    def setup(self, config, dtype, impl):
+        super().setup(config, dtype, impl)
+        self.states = [(param, grad, np.zeros_like(param), np.zeros_like(param))
+                       for param, grad in self.step["update"]]
+        self.t = 0
+
+    def _update(self):
+        self.t += 1
+        for param, grad, exp_avg, exp_avg_sq in self.states:
+            self.kernels.adam_update(param, grad, exp_avg, exp_avg_sq, self.t, self.lr,
+                                     ADAM_BETAS[0], ADAM_BETAS[1], ADAM_EPS)
+
+    def time_update(self, *params):     # no peakmem_: it allocates what sgd_update does, a few temporaries
+        self._update()

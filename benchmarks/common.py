@@ -8,12 +8,21 @@ work.
 A configuration is a network (the sizes of its Dense layers, ReLU between
 them, and optionally on the output), a batch size, a data set of
 ``n_samples`` rows (a ``fit`` epoch visits all of them; a step uses the
-first ``batch_size``) and a learning rate. Everything is drawn from fixed
-seeds: two processes build bit-identical models and data.
+first ``batch_size``), a loss (MSE, or cross-entropy on integer class
+labels), an optimizer (plain SGD, or Adam) and a learning rate. Everything
+is drawn from fixed seeds: two processes build bit-identical models and
+data. Nothing is downloaded: the "digits" classification config draws
+synthetic data of the shape of scikit-learn's ``load_digits`` (64 features,
+10 classes) rather than loading it, so that the numbers do not depend on
+whether scikit-learn is installed.
 
 Only fastnn's public API is used (``Sequential``, ``Dense``, ``ReLU``,
-``SGD``, ``MSELoss``, ``fastnn.ops``, ``fastnn.reference``), so the
-benchmarks keep working while the internals change.
+``SGD``, ``Adam``, ``MSELoss``, ``CrossEntropyLoss``, ``fastnn.ops``,
+``fastnn.reference``), so the benchmarks keep working while the internals
+change. The NumPy side of a training step is :class:`ReferenceTrainer`:
+``ReferenceMLP.gradients`` and the reference update of every W and b
+(``sgd_update``, or ``adam_update`` with the moments that
+:class:`ReferenceAdam` keeps per parameter).
 """
 
 from __future__ import annotations
@@ -29,9 +38,15 @@ __all__ = [
     "DTYPES",
     "DTYPE_NAMES",
     "TOLERANCE",
+    "ADAM_BETAS",
+    "ADAM_EPS",
     "make_data",
     "make_model",
+    "make_loss",
+    "make_optimizer",
     "make_reference",
+    "ReferenceAdam",
+    "ReferenceTrainer",
     "trace",
     "max_abs_diff",
     "parameters_of",
@@ -57,11 +72,14 @@ class Config:
     relu_output : bool
         A ReLU after the last Dense layer too (the tutorial's network).
     lr : float
-        SGD learning rate.
-    data : {"tutorial", "random"}
+        Learning rate of the optimizer.
+    data : {"tutorial", "random", "classes"}
         ``"tutorial"``: X uniform on [0, 3], y the tutorial's curve plus
         noise. ``"random"``: X standard normal, y a fixed smooth function of
         X (``tanh`` of a random projection), one column per output.
+        ``"classes"``: ``out_features`` classes, each a Gaussian cluster
+        around its own random centre; y holds the integer labels (int64,
+        shape (n_samples,)).
     weights : {"uniform", "tutorial"}
         ``"uniform"``: fastnn's default initialisation, seeded.
         ``"tutorial"``: the tutorial's hand-set weights (sizes 1-3-1 only).
@@ -70,6 +88,12 @@ class Config:
         batch, or ``fit_epochs`` epochs of ``fit`` over the data set.
     fit_epochs : int
         Epochs of a ``fit`` measurement in ``compare.py``.
+    loss : {"mse", "cross_entropy"}
+        ``fastnn.MSELoss()``, or ``fastnn.CrossEntropyLoss()`` on the
+        network's logits (one output per class, integer labels).
+    optimizer : {"sgd", "adam"}
+        ``fastnn.SGD(lr)`` (no momentum), or ``fastnn.Adam(lr)`` with
+        :data:`ADAM_BETAS` and :data:`ADAM_EPS` (PyTorch's defaults).
     title : str
         Human-readable description for tables.
     """
@@ -85,6 +109,8 @@ class Config:
     weights: str = "uniform"
     measure: str = "step"
     fit_epochs: int = 1
+    loss: str = "mse"
+    optimizer: str = "sgd"
 
     @property
     def in_features(self) -> int:
@@ -97,6 +123,11 @@ class Config:
     @property
     def hidden(self) -> tuple:
         return tuple(self.sizes[1:-1])
+
+    @property
+    def classification(self) -> bool:
+        """True when y holds class labels (cross-entropy on logits)."""
+        return self.loss == "cross_entropy"
 
     @property
     def shape(self) -> str:
@@ -119,6 +150,14 @@ CONFIGS = {
                title="large 784-512-512-10, batch 256"),
         Config("demo-fit", (1, 16, 1), batch_size=16, n_samples=256, lr=0.1, data="tutorial",
                measure="fit", fit_epochs=20, title="demo fit 1-16-1, 256 points, batch 16, 20 epochs"),
+        # tiny's network and data, trained with Adam: tiny-adam against tiny is the optimizer's cost.
+        Config("tiny-adam", (8, 32, 32, 1), batch_size=32, n_samples=1024, lr=1e-3, optimizer="adam",
+               title="tiny 8-32-32-1, batch 32, Adam"),
+        # A classification step the size of scikit-learn's digits (1797 images of 8x8 pixels,
+        # 10 classes); synthetic, never downloaded.
+        Config("digits", (64, 32, 10), batch_size=64, n_samples=1792, lr=1e-3, data="classes",
+               loss="cross_entropy", optimizer="adam",
+               title="digits 64-32-10, batch 64, cross-entropy, Adam"),
     )
 }
 
@@ -132,6 +171,11 @@ DTYPE_NAMES = list(DTYPES)
 #: enough for a different order of summation (loops against BLAS), tight
 #: enough that a wrong formula fails by orders of magnitude.
 TOLERANCE = {"float32": 1e-3, "float64": 1e-9}
+
+#: Adam's hyperparameters besides the learning rate, in every implementation
+#: (PyTorch's and scikit-learn's defaults too).
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 
 # The tutorial's hand-set 1-3-1 network: Yhat = R(R(X) - R(2X - 2) + R(2X - 4)).
 _TUTORIAL_WEIGHTS = (
@@ -150,7 +194,9 @@ def _dtype(dtype) -> np.dtype:
 
 def make_data(config, dtype, seed: int = 0):
     """Return ``(X, y)``: C-contiguous arrays of ``dtype``, shapes
-    ``(n_samples, in_features)`` and ``(n_samples, out_features)``."""
+    ``(n_samples, in_features)`` and ``(n_samples, out_features)``; for a
+    classification config y is instead the integer labels, int64 of shape
+    ``(n_samples,)`` (as a user, PyTorch and scikit-learn would pass them)."""
     config, dtype = _config(config), _dtype(dtype)
     rng = np.random.default_rng(seed)
     n_samples = config.n_samples
@@ -163,6 +209,14 @@ def make_data(config, dtype, seed: int = 0):
         X = rng.standard_normal((n_samples, config.in_features))
         projection = rng.standard_normal((config.in_features, config.out_features)) / np.sqrt(config.in_features)
         y = np.tanh(X @ projection)
+    elif config.data == "classes":
+        n_classes = config.out_features
+        centres = rng.standard_normal((n_classes, config.in_features))
+        labels = rng.integers(0, n_classes, size=n_samples)
+        # Per feature, noise of twice the centres' spread (the classes still separate well over
+        # 64 features), scaled so that every feature has unit variance.
+        X = (centres[labels] + 2.0 * rng.standard_normal((n_samples, config.in_features))) / np.sqrt(5.0)
+        return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(labels, dtype=np.int64)
     else:  # pragma: no cover - a typo in CONFIGS
         raise ValueError(f"unknown data kind {config.data!r}")
     return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(y, dtype=dtype)
@@ -191,6 +245,30 @@ def make_model(config, dtype, seed: int = 0):
     return model
 
 
+def make_loss(config):
+    """The config's fastnn loss: ``MSELoss()`` or ``CrossEntropyLoss()``."""
+    import fastnn
+
+    config = _config(config)
+    if config.loss == "mse":
+        return fastnn.MSELoss()
+    if config.loss == "cross_entropy":
+        return fastnn.CrossEntropyLoss()
+    raise ValueError(f"unknown loss {config.loss!r}")  # pragma: no cover - a typo in CONFIGS
+
+
+def make_optimizer(config):
+    """A fresh fastnn optimizer for the config: ``SGD(lr)`` or ``Adam(lr)`` (one per model)."""
+    import fastnn
+
+    config = _config(config)
+    if config.optimizer == "sgd":
+        return fastnn.SGD(lr=config.lr)
+    if config.optimizer == "adam":
+        return fastnn.Adam(lr=config.lr, betas=ADAM_BETAS, eps=ADAM_EPS)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")  # pragma: no cover - a typo in CONFIGS
+
+
 def make_reference(model):
     """The plain-NumPy twin (``fastnn.reference.ReferenceMLP``) of a model, same weights."""
     from fastnn.reference import ReferenceMLP
@@ -207,18 +285,117 @@ def parameters_of(model) -> list:
     return [array for layer in model.layers if hasattr(layer, "W") for array in (layer.W, layer.b)]
 
 
-def trace(reference, X, y) -> dict:
+class ReferenceAdam:
+    """``torch.optim.Adam`` over a list of NumPy arrays, with ``fastnn.reference.adam_update``.
+
+    Keeps the two moment estimates of every parameter (zeros at first) and
+    the step count; :meth:`step` applies one update to every parameter in
+    place. :meth:`state_dict` and :meth:`load_state_dict` copy the state out
+    and back (``compare.py`` restores it between timed blocks).
+    """
+
+    def __init__(self, params, lr: float, betas=ADAM_BETAS, eps: float = ADAM_EPS):
+        self.params = list(params)
+        self.lr = lr
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.steps = 0
+        self.exp_avg = [np.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [np.zeros_like(p) for p in self.params]
+
+    def step(self, grads) -> None:
+        """One Adam update of every parameter; ``grads`` in the order of ``params``."""
+        from fastnn.reference import adam_update
+
+        self.steps += 1
+        for param, grad, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+            adam_update(param, grad, m, v, self.steps, self.lr, self.beta1, self.beta2, self.eps)
+
+    def state_dict(self) -> dict:
+        return {"step": self.steps, "exp_avg": [m.copy() for m in self.exp_avg],
+                "exp_avg_sq": [v.copy() for v in self.exp_avg_sq]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = state["step"]
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True):
+            mine[...] = saved
+
+
+class ReferenceTrainer:
+    """The NumPy training loop of a config: a :class:`fastnn.reference.ReferenceMLP`,
+    the config's loss, and its optimizer.
+
+    A step is ``ReferenceMLP.gradients`` followed by the reference update of
+    every W and b: ``sgd_update``, or ``adam_update`` through a
+    :class:`ReferenceAdam`. The configs with MSE and plain SGD go straight
+    to ``ReferenceMLP.train_step`` and ``fit_epoch``, as they always have.
+    """
+
+    def __init__(self, reference, config):
+        self.ref = reference
+        self.config = _config(config)
+        self.params = parameters_of(reference)
+        self.adam = ReferenceAdam(self.params, self.config.lr) if self.config.optimizer == "adam" else None
+        #: MSE and plain SGD: ReferenceMLP's own train_step and fit_epoch
+        self.plain = self.adam is None and self.config.loss == "mse"
+
+    def predict(self, X):
+        return self.ref.predict(X)
+
+    def train_step(self, X, y) -> float:
+        """One forward, loss, backward and update on the batch; the loss before the update."""
+        if self.plain:
+            return self.ref.train_step(X, y, self.config.lr)
+        from fastnn.reference import sgd_update
+
+        loss, grads = self.ref.gradients(X, y, self.config.loss)
+        flat = [array for pair in grads if pair is not None for array in pair]  # dW1, db1, dW2, ...
+        if self.adam is None:
+            for param, grad in zip(self.params, flat, strict=True):
+                sgd_update(param, grad, self.config.lr)
+        else:
+            self.adam.step(flat)
+        return loss
+
+    def fit_epoch(self, X, y, order=None) -> float:
+        """One epoch of mini-batches of ``batch_size`` over the rows in ``order``
+        (None: in order); the mean loss, as ``ReferenceMLP.fit_epoch``."""
+        batch_size = self.config.batch_size
+        if self.plain:
+            return self.ref.fit_epoch(X, y, self.config.lr, batch_size, order)
+        X = np.asarray(X, dtype=self.ref.dtype)
+        y = np.asarray(y)
+        n_samples = X.shape[0]
+        if order is None:
+            order = np.arange(n_samples)
+        total = 0.0
+        for start in range(0, n_samples, batch_size):
+            rows = order[start:start + batch_size]
+            total += self.train_step(X[rows], y[rows]) * len(rows)
+        return total / n_samples
+
+    def state_dict(self):
+        """The optimizer's state (None for plain SGD, which has none)."""
+        return None if self.adam is None else self.adam.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        if self.adam is not None:
+            self.adam.load_state_dict(state)
+
+
+def trace(reference, X, y, loss: str = "mse") -> dict:
     """The arguments every kernel sees during one training step of ``reference``.
 
     Runs one forward and backward pass with the NumPy reference functions
-    (no update) and returns, for the step's batch:
+    (no update), with ``loss`` "mse" or "cross_entropy" (y: labels), and
+    returns, for the step's batch:
 
     ``dense``
         one ``(X_in, W, b, dY)`` per Dense layer;
     ``relu``
         one ``(Z, dA)`` per ReLU;
     ``loss``
-        ``(yhat, y)``;
+        ``(yhat, y)`` (for cross-entropy: the logits and the labels);
     ``update``
         one ``(param, grad)`` per W and b (the params are copies, free to
         be updated in place).
@@ -226,8 +403,14 @@ def trace(reference, X, y) -> dict:
     from fastnn import reference as ref
 
     yhat, inputs = reference.forward(X)
-    y = np.asarray(y, dtype=reference.dtype).reshape(yhat.shape)
-    grad = ref.mse_grad(yhat, y)
+    if loss == "cross_entropy":
+        y = np.asarray(y).reshape(-1)
+        grad = ref.cross_entropy_grad(yhat, y).astype(reference.dtype)
+    elif loss == "mse":
+        y = np.asarray(y, dtype=reference.dtype).reshape(yhat.shape)
+        grad = ref.mse_grad(yhat, y)
+    else:  # pragma: no cover - a typo in CONFIGS
+        raise ValueError(f"unknown loss {loss!r}")
     dense, relu, update = [], [], []
     for i in range(len(reference.layers) - 1, -1, -1):
         layer = reference.layers[i]
