@@ -142,7 +142,9 @@ def test_python_m_fastnn_info_in_a_fresh_process(info):
     assert "network walker: baseline build (fastnn._network_baseline)" in out
     assert f"BLAS for large layers: {_blas.BlasInfo().source}; FASTNN_BLAS=none" in out
     assert f"Cython: {info['cython_version']}" in out
-    facts = json.loads(run_info("--json"))
+    # The same switches as this process, so the fresh one picks the same walker and BLAS.
+    same = {key: os.environ[key] for key in ("FASTNN_ISA", "FASTNN_BLAS") if key in os.environ}
+    facts = json.loads(run_info("--json", **same))
     assert facts["build"]["debug_build"] is wanted_debug()
     assert facts["runtime"]["walker"]["isa"] == _network.ISA
     assert facts["runtime"]["blas"]["source"] == _blas.find_blas().source
