@@ -318,57 +318,70 @@ cdef bint _update_pass(
 
     ``buf1`` is SGD's momentum buffer or Adam's first moment (exp_avg),
     ``buf2`` Adam's second moment (exp_avg_sq); unused ones may be NULL.
+    One loop per rule, with no branch inside but the store, and the
+    finiteness counted in an integer (x * 0 is NaN exactly when x is not
+    finite, and NaN != NaN), so that the compiler vectorises them.
     """
-    cdef Py_ssize_t i
-    cdef int kind = opt.kind
+    cdef Py_ssize_t i, bad = 0
     cdef floating lr = <floating>opt.lr, wd = <floating>opt.weight_decay
-    cdef floating mom = <floating>opt.momentum, pi, gi, m, v, denom
+    cdef floating mom = <floating>opt.momentum, pi, gi, m, v, d, denom, chk, zero = 0
     cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
     cdef floating one_minus_b2 = <floating>(1.0 - opt.beta2), eps = <floating>opt.eps
     cdef floating decay = <floating>(1.0 - opt.lr * opt.weight_decay)
+    cdef floating l2 = wd
     cdef double t = <double>(opt.step + 1)
-    cdef floating step_size = 0, bc2_sqrt = 1
-    cdef bint has_wd = opt.weight_decay != 0, has_mom = opt.momentum != 0, nesterov = opt.nesterov
-    cdef floating acc = 0
-    if kind != OPT_SGD:
-        # PyTorch: step_size = lr / (1 - beta1**t); denom = sqrt(v) / sqrt(1 - beta2**t) + eps
-        step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
-        bc2_sqrt = <floating>sqrt(1.0 - pow(opt.beta2, t))
-    if kind == OPT_SGD:
+    cdef floating step_size, bc2_sqrt
+    if opt.kind == OPT_SGD and opt.momentum == 0:
+        # PyTorch adds weight_decay * p only when weight_decay != 0; adding 0 * p changes no value.
         for i in range(n):
-            pi = p[i]
-            gi = g[i]
-            if has_wd:
-                gi = gi + wd * pi
-            if has_mom:
-                m = mom * buf1[i] + gi          # first step: 0 * mom + g == g, as PyTorch's clone
-                gi = gi + mom * m if nesterov else m
-                if store:
-                    buf1[i] = m
-                acc += m * 0
-            pi = pi - lr * gi
-            acc += pi * 0
+            pi = p[i] - lr * (g[i] + wd * p[i])
+            chk = pi * zero
+            bad += chk != chk
             if store:
                 p[i] = pi
-    else:
+    elif opt.kind == OPT_SGD and not opt.nesterov:
         for i in range(n):
-            pi = p[i]
-            gi = g[i]
-            if kind == OPT_ADAMW:
-                pi = pi * decay                 # decoupled: param.mul_(1 - lr * weight_decay)
-            elif has_wd:
-                gi = gi + wd * pi               # Adam: L2 added to the gradient
+            m = mom * buf1[i] + (g[i] + wd * p[i])   # first step: 0 * mom + g == g, as PyTorch's clone
+            pi = p[i] - lr * m
+            chk = (pi + m) * zero
+            bad += chk != chk
+            if store:
+                buf1[i] = m
+                p[i] = pi
+    elif opt.kind == OPT_SGD:
+        for i in range(n):
+            gi = g[i] + wd * p[i]
+            m = mom * buf1[i] + gi
+            pi = p[i] - lr * (gi + mom * m)           # Nesterov
+            chk = (pi + m) * zero
+            bad += chk != chk
+            if store:
+                buf1[i] = m
+                p[i] = pi
+    else:
+        # PyTorch: step_size = lr / (1 - beta1**t); denom = sqrt(v) / sqrt(1 - beta2**t) + eps.
+        # AdamW first decays p (decay = 1 - lr * weight_decay); Adam adds the L2 term to g.
+        step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
+        bc2_sqrt = <floating>sqrt(1.0 - pow(opt.beta2, t))
+        if opt.kind == OPT_ADAMW:
+            l2 = 0
+        else:
+            decay = 1
+        for i in range(n):
+            pi = p[i] * decay                          # param.mul_(1 - lr * weight_decay)
+            gi = g[i] + l2 * p[i]
             m = buf1[i]
-            m = m + one_minus_b1 * (gi - m)     # exp_avg.lerp_(grad, 1 - beta1)
+            m = m + one_minus_b1 * (gi - m)            # exp_avg.lerp_(grad, 1 - beta1)
             v = buf2[i] * b2 + one_minus_b2 * (gi * gi)
             denom = _sqrt(v) / bc2_sqrt + eps
             pi = pi - step_size * (m / denom)
-            acc += (pi + m + v) * 0
+            chk = (pi + m + v) * zero
+            bad += chk != chk
             if store:
                 buf1[i] = m
                 buf2[i] = v
                 p[i] = pi
-    return acc == 0
+    return bad == 0
 
 
 cdef bint update_kernel(
