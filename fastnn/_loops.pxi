@@ -206,23 +206,17 @@ cdef void sgd_update_kernel(
 cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
     """True when no element of x is NaN or infinite.
 
-    x * 0 is 0 for every finite x and NaN for NaN and +-inf, so the sum is 0
-    exactly when all are finite: a branch-free loop the compiler vectorises.
+    x * 0 is 0 for every finite x and NaN for NaN and +-inf, and NaN is the
+    one value unequal to itself: the count of such elements is an integer
+    sum, which the compiler vectorises (a floating-point sum it may not
+    reorder).
     """
-    cdef Py_ssize_t i = 0
-    cdef floating a0 = 0, a1 = 0, a2 = 0, a3 = 0
-    # Four partial sums: the compiler may not reorder one floating-point sum,
-    # and a single chain waits on the adder's latency at every element.
-    while i + 4 <= size:
-        a0 += x[i] * 0
-        a1 += x[i + 1] * 0
-        a2 += x[i + 2] * 0
-        a3 += x[i + 3] * 0
-        i += 4
-    while i < size:
-        a0 += x[i] * 0
-        i += 1
-    return (a0 + a1) + (a2 + a3) == 0
+    cdef Py_ssize_t i, bad = 0
+    cdef floating chk, zero = 0
+    for i in range(size):
+        chk = x[i] * zero
+        bad += chk != chk
+    return bad == 0
 
 
 # ---------------------------------------------------------------------------
