@@ -85,14 +85,16 @@ import warnings
 
 import numpy as np
 
+# scikit-learn ships neither inline types (no py.typed) nor a stub package: its imports are
+# untyped, hence the targeted ignores below.
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin  # type: ignore[import-untyped]
+    from sklearn.exceptions import ConvergenceWarning  # type: ignore[import-untyped]
+    from sklearn.metrics import r2_score  # type: ignore[import-untyped]
+    from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
+    from sklearn.utils import check_random_state  # type: ignore[import-untyped]
+    from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
+    from sklearn.utils.validation import check_is_fitted, column_or_1d  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - only without scikit-learn
     raise ImportError(
         "fastnn.MLPRegressor and fastnn.MLPClassifier need scikit-learn, an optional dependency: "
@@ -107,10 +109,10 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6
         return estimator._validate_data(*args, **kwargs)
 
 
-from fastnn.layers import Dense, Identity, ReLU, Sigmoid, Tanh
-from fastnn.losses import CrossEntropyLoss, MSELoss
+from fastnn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
+from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.model import Sequential
-from fastnn.optimizers import SGD, Adam
+from fastnn.optimizers import SGD, Adam, Optimizer
 from fastnn.validation import check_float_dtype
 
 __all__ = ["MLPRegressor", "MLPClassifier"]
@@ -185,7 +187,7 @@ class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, the network, the training loop."""
 
     #: fastnn's loss of the subclass
-    _loss = MSELoss()
+    _loss: Loss = MSELoss()
 
     def __init__(
         self,
@@ -312,7 +314,7 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, params: dict, n_features: int, n_outputs: int, random_state) -> None:
         """A new network with scikit-learn's initial weights, and fresh bookkeeping."""
         units = [n_features, *params["hidden_layer_sizes"], n_outputs]
-        layers = []
+        layers: list[Layer] = []
         for i in range(len(units) - 1):
             layers.append(Dense(units[i], units[i + 1], seed=0))    # replaced just below
             if i < len(units) - 2:
@@ -332,16 +334,16 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = self._out_activation
         self.n_iter_ = 0
         self.t_ = 0
-        self.loss_curve_ = []
+        self.loss_curve_: list[float] = []
         self._no_improvement_count = 0
-        self._optimizer = None
-        self._optimizer_spec = None
+        self._optimizer: Optimizer | None = None
+        self._optimizer_spec: tuple | None = None
         self._architecture_ = self._architecture(params, n_features, n_outputs)
         self._best_params = model.get_parameters()
         if params["early_stopping"]:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
+            self.validation_scores_: list[float] | None = []
+            self.best_validation_score_: float | None = -np.inf
+            self.best_loss_: float | None = None
         else:
             self.best_loss_ = np.inf
             self.validation_scores_ = None
@@ -351,23 +353,26 @@ class _BaseMLP(BaseEstimator):
         """fastnn's optimizer for scikit-learn's update (module docstring); it keeps the state
         of the previous one (a warm start) when the rule is the same."""
         scale = self._gradient_scale()
+        spec: tuple
         if params["solver"] == "sgd":
             momentum = params["momentum"]
             spec = ("sgd", momentum, params["nesterovs_momentum"] and momentum > 0, weight_decay)
         else:
             spec = ("adam", params["beta_1"], params["beta_2"], params["epsilon"] / scale, weight_decay)
-        old, optimizer = self._optimizer, None
-        if old is not None and spec == self._optimizer_spec:
+        old, old_spec = self._optimizer, self._optimizer_spec
+        optimizer: Optimizer
+        if old is not None and spec == old_spec:
             optimizer = old
         else:
-            keep = old is not None and self._optimizer_spec[0] == spec[0]
-            lr = old.lr if keep else self._fastnn_rate(spec[0])
+            # The previous optimizer, if it follows the same rule (its state carries over).
+            kept = old if old is not None and old_spec is not None and old_spec[0] == spec[0] else None
+            lr = kept.lr if kept is not None else self._fastnn_rate(spec[0])
             if spec[0] == "sgd":
                 optimizer = SGD(lr=lr, momentum=spec[1], nesterov=spec[2], weight_decay=weight_decay)
             else:
                 optimizer = Adam(lr=lr, betas=(spec[1], spec[2]), eps=spec[3], weight_decay=weight_decay)
-            if keep:
-                state = old.state_dict()
+            if kept is not None:
+                state = kept.state_dict()
                 if spec[0] == "sgd" and spec[1] == 0:
                     state.pop("momentum_buffer", None)
                 optimizer.load_state_dict(state)
@@ -535,6 +540,8 @@ class _BaseMLP(BaseEstimator):
         tol = params["tol"]
         if params["early_stopping"]:
             score = self._validation_score(X_val, y_val, w_val)
+            # Set by _initialize, or by _fit when early_stopping was switched on for a warm start.
+            assert self.validation_scores_ is not None and self.best_validation_score_ is not None
             self.validation_scores_.append(score)
             if params["verbose"]:
                 print(f"Validation score: {score:f}", flush=True)
@@ -546,6 +553,7 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = score
                 self._best_params = self.model_.get_parameters()
         else:
+            assert self.best_loss_ is not None      # set by _initialize or _fit without early_stopping
             if self.loss_curve_[-1] > self.best_loss_ - tol:
                 self._no_improvement_count += 1
             else:

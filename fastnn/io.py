@@ -96,11 +96,12 @@ import ctypes
 import math
 import os
 import stat
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from fastnn._version import __version__
-from fastnn.layers import Activation, Dense, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from fastnn.layers import Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnn.model import Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer
 
@@ -192,7 +193,7 @@ def save(model, path, optimizer=None) -> None:
     with model._lock:
         entries["parameters"] = model._params.copy()
         state = optimizer.state_dict() if optimizer is not None else None
-    if optimizer is not None:
+    if optimizer is not None and state is not None:
         entries.update(_optimizer_arrays(optimizer, state, model))
     _write_atomically(path, entries)
 
@@ -211,10 +212,10 @@ def _check_path(path) -> str:
 def _describe_layer(layer, i: int) -> dict:
     if type(layer) is Dense:
         return {"type": "Dense", "in_features": int(layer.in_features), "out_features": int(layer.out_features)}
+    if type(layer) is LeakyReLU:
+        return {"type": "LeakyReLU", "negative_slope": float(layer.negative_slope)}
     for name, cls in _ACTIVATIONS.items():
         if type(layer) is cls:
-            if cls is LeakyReLU:
-                return {"type": name, "negative_slope": float(layer.negative_slope)}
             return {"type": name}
     raise TypeError(f"layers[{i}] is a {type(layer).__name__}, which a fastnn file cannot describe; it holds "
                     f"the layers Dense, {', '.join(_ACTIVATIONS)} (not subclasses of them)")
@@ -402,7 +403,7 @@ def _read(archive, where: str, file_size: int):
         optimizer = _read_optimizer(archive, names, where, dtype, n_parameters)
 
     # Everything is checked: build.
-    layers = []
+    layers: list[Layer] = []
     for spec in specs:
         if spec["type"] == "Dense":
             layers.append(Dense(spec["in_features"], spec["out_features"], seed=0))
@@ -468,11 +469,11 @@ def _read_json(archive, name: str, where: str):
         raise ValueError(f"{where}: entry {name!r} is not valid JSON: {exc}") from None
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -566,26 +567,28 @@ def _read_optimizer(archive, names: set, where: str, dtype: np.dtype, n_paramete
         if not ok:
             expected = "true or false" if key == "nesterov" else "a number"
             raise ValueError(f"{where}: the optimizer's {key} must be {expected}, got {value!r:.60}")
+    optimizer: Optimizer
     try:
         if kind == "SGD":
             optimizer = SGD(lr=hyper["lr"], momentum=hyper["momentum"], nesterov=hyper["nesterov"],
                             weight_decay=hyper["weight_decay"])
         else:
-            optimizer = _OPTIMIZERS[kind](lr=hyper["lr"], betas=(hyper["beta1"], hyper["beta2"]),
-                                          eps=hyper["eps"], weight_decay=hyper["weight_decay"])
+            adam: type[Adam] = AdamW if kind == "AdamW" else Adam      # kind is "Adam" or "AdamW" here
+            optimizer = adam(lr=hyper["lr"], betas=(hyper["beta1"], hyper["beta2"]),
+                             eps=hyper["eps"], weight_decay=hyper["weight_decay"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: the optimizer's hyperparameters are invalid: {exc}") from None
 
     if "optimizer.step" not in names:
         raise ValueError(f"{where}: missing entry 'optimizer.step'")
-    step = _read_array(archive, "optimizer.step", where, _HEADER_BYTES)
-    if step.ndim != 0 or step.dtype.kind not in "iu":
+    step_array = _read_array(archive, "optimizer.step", where, _HEADER_BYTES)
+    if step_array.ndim != 0 or step_array.dtype.kind not in "iu":
         raise ValueError(f"{where}: entry 'optimizer.step' must be a 0-d integer array, "
-                         f"got dtype {step.dtype} and shape {step.shape}")
-    step = int(step[()])
+                         f"got dtype {step_array.dtype} and shape {step_array.shape}")
+    step = int(step_array[()])
     if not 0 <= step <= _MAX_STEP:
         raise ValueError(f"{where}: entry 'optimizer.step' must be in [0, {_MAX_STEP}], got {step}")
-    state = {"step": step}
+    state: dict[str, Any] = {"step": step}
     buffers = () if optimizer._stateless() else optimizer._state_names
     for name in sorted(n[len("optimizer."):] for n in names if n.startswith("optimizer.") and n != "optimizer.step"):
         if name not in buffers:

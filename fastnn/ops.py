@@ -13,6 +13,7 @@ arrays are accepted and give the same result as contiguous ones.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from fastnn import _kernels
 from fastnn._blas import find_blas
@@ -57,7 +58,7 @@ def _common_dtype(**arrays) -> np.dtype:
     return result_float_dtype(*(_as_numeric_array(v, k) for k, v in arrays.items()))
 
 
-def _check_dense(X, W, dtype):
+def _check_dense(X: ArrayLike, W: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     X = check_array(X, "X", ndim=2, dtype=dtype, shape_hint="(n_samples, in_features)")
     W = check_array(W, "W", ndim=2, dtype=dtype, shape_hint="(in_features, out_features)")
     if X.shape[1] != W.shape[0]:
@@ -67,7 +68,7 @@ def _check_dense(X, W, dtype):
     return X, W
 
 
-def dense_forward(X, W, b) -> np.ndarray:
+def dense_forward(X: ArrayLike, W: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Dense layer forward pass, ``Y = X @ W + b``.
 
     Parameters
@@ -90,7 +91,7 @@ def dense_forward(X, W, b) -> np.ndarray:
     return out
 
 
-def dense_backward(X, W, dY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_backward(X: ArrayLike, W: ArrayLike, dY: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense layer backward pass.
 
     Parameters
@@ -121,7 +122,7 @@ def dense_backward(X, W, dY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return dX, dW, db
 
 
-def relu_forward(Z) -> np.ndarray:
+def relu_forward(Z: ArrayLike) -> np.ndarray:
     """ReLU, ``max(Z, 0)`` elementwise, for an array of any shape (1-D or more)."""
     dtype = _common_dtype(Z=Z)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
@@ -130,7 +131,7 @@ def relu_forward(Z) -> np.ndarray:
     return out
 
 
-def relu_backward(Z, dA) -> np.ndarray:
+def relu_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     """Gradient of ReLU: ``dA * (Z > 0)``, where ``Z`` is the ReLU's input."""
     dtype = _common_dtype(Z=Z, dA=dA)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
@@ -169,32 +170,32 @@ def _check_slope(negative_slope) -> float:
     return _check_number(negative_slope, "negative_slope", low=0.0)
 
 
-def leaky_relu_forward(Z, negative_slope=0.01) -> np.ndarray:
+def leaky_relu_forward(Z: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
     """LeakyReLU, ``Z if Z > 0 else negative_slope * Z`` (``negative_slope >= 0``)."""
     return _activation("leaky_relu", Z, _check_slope(negative_slope))
 
 
-def leaky_relu_backward(Z, dA, negative_slope=0.01) -> np.ndarray:
+def leaky_relu_backward(Z: ArrayLike, dA: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
     """Gradient of LeakyReLU: ``dA if Z > 0 else negative_slope * dA``."""
     return _activation_grad("leaky_relu", Z, dA, _check_slope(negative_slope))
 
 
-def tanh_forward(Z) -> np.ndarray:
+def tanh_forward(Z: ArrayLike) -> np.ndarray:
     """``tanh(Z)`` elementwise."""
     return _activation("tanh", Z)
 
 
-def tanh_backward(Z, dA) -> np.ndarray:
+def tanh_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     """Gradient of tanh: ``dA * (1 - tanh(Z) ** 2)``."""
     return _activation_grad("tanh", Z, dA)
 
 
-def sigmoid_forward(Z) -> np.ndarray:
+def sigmoid_forward(Z: ArrayLike) -> np.ndarray:
     """The logistic sigmoid ``1 / (1 + exp(-Z))``, computed without overflow for any Z."""
     return _activation("sigmoid", Z)
 
 
-def sigmoid_backward(Z, dA) -> np.ndarray:
+def sigmoid_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     """Gradient of the sigmoid: ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
     return _activation_grad("sigmoid", Z, dA)
 
@@ -211,7 +212,7 @@ def _check_pair(yhat, y):
     return yhat, y
 
 
-def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: DTypeLike) -> np.ndarray | None:
     """None, or ``sample_weight`` as a C-contiguous (n_samples,) array of dtype:
     finite, non-negative, with a positive sum."""
     if sample_weight is None:
@@ -226,7 +227,7 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | No
     return w
 
 
-def check_labels(labels, name: str, n_samples: int, n_classes: int, dtype) -> np.ndarray:
+def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, dtype: DTypeLike) -> np.ndarray:
     """Class labels as a C-contiguous (n_samples,) array of ``dtype``: integers in [0, n_classes)."""
     array = _as_numeric_array(labels, name)
     if array.ndim == 2 and array.shape[1] == 1:
@@ -263,7 +264,7 @@ def _check_delta(delta) -> float:
     return _check_number(delta, "delta", low=0.0, low_open=True)
 
 
-def mse_loss(yhat, y, sample_weight=None) -> float:
+def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean squared error, ``mean((yhat - y) ** 2)`` (weighted by sample).
 
     ``yhat`` and ``y`` have the same shape, 1-D or 2-D (rows are samples); a
@@ -275,39 +276,39 @@ def mse_loss(yhat, y, sample_weight=None) -> float:
     return _elementwise_loss("mse", yhat, y, sample_weight)
 
 
-def mse_grad(yhat, y, sample_weight=None) -> np.ndarray:
+def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
     return _elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
 
 
-def mae_loss(yhat, y, sample_weight=None) -> float:
+def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean absolute error, ``mean(|yhat - y|)`` (shapes and weights as :func:`mse_loss`)."""
     return _elementwise_loss("mae", yhat, y, sample_weight)
 
 
-def mae_grad(yhat, y, sample_weight=None) -> np.ndarray:
+def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mae_loss`: ``sign(yhat - y) / yhat.size`` unweighted (0 where equal)."""
     return _elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
 
 
-def huber_loss(yhat, y, delta=1.0, sample_weight=None) -> float:
+def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> float:
     """Huber loss, as ``torch.nn.HuberLoss``: ``0.5 d**2`` where ``|d| < delta``, else
     ``delta * (|d| - 0.5 * delta)``, with ``d = yhat - y``, averaged."""
     return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta))
 
 
-def huber_grad(yhat, y, delta=1.0, sample_weight=None) -> np.ndarray:
+def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`huber_loss`: ``clip(d, -delta, delta) / yhat.size`` unweighted."""
     return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta), want_grad=True)
 
 
-def bce_with_logits_loss(logits, y, sample_weight=None) -> float:
+def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``:
     ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits."""
     return _elementwise_loss("bce_with_logits", logits, y, sample_weight)
 
 
-def bce_with_logits_grad(logits, y, sample_weight=None) -> np.ndarray:
+def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted."""
     return _elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True)
 
@@ -324,7 +325,7 @@ def _cross_entropy(logits, labels, sample_weight, want_grad):
     return grad if want_grad else loss
 
 
-def cross_entropy_loss(logits, labels, sample_weight=None) -> float:
+def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Softmax cross-entropy, as ``torch.nn.CrossEntropyLoss``: the mean over samples of
     ``logsumexp(logits[i]) - logits[i, labels[i]]``, stable for logits of any size.
 
@@ -334,12 +335,12 @@ def cross_entropy_loss(logits, labels, sample_weight=None) -> float:
     return _cross_entropy(logits, labels, sample_weight, False)
 
 
-def cross_entropy_grad(logits, labels, sample_weight=None) -> np.ndarray:
+def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`cross_entropy_loss`: ``(softmax(logits) - onehot(labels)) / n_samples`` unweighted."""
     return _cross_entropy(logits, labels, sample_weight, True)
 
 
-def sgd_update(param, grad, lr) -> None:
+def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     """Plain SGD, ``param -= lr * grad``, in place.
 
     Parameters
@@ -367,14 +368,16 @@ def sgd_update(param, grad, lr) -> None:
         # grad overlaps param (a shifted view of the same buffer): take it as it
         # was before the call, as NumPy's ``param -= lr * grad`` does.
         grad = grad.copy()
+    # The ignores below: mypy types ``grad.copy()`` above from grad's declared ArrayLike rather than
+    # its narrowed ndarray (check_array's result), so grad is an ndarray here whatever mypy says.
     if work is param:
-        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)
+        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
     else:
         # Strided, Fortran-ordered or byte-swapped: update a contiguous copy,
         # then write it back through the caller's view.
         if np.shares_memory(work, param):
             work = work.copy()
-        _kernels.sgd_update(work.reshape(-1), grad.reshape(-1), lr)
+        _kernels.sgd_update(work.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
         param[...] = work
 
 
@@ -421,7 +424,8 @@ def _in_place_update(kind, param, grad, states, **hyper) -> None:
             array[...] = work[name]
 
 
-def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=False, weight_decay=0.0) -> None:
+def sgd_momentum_update(param: np.ndarray, grad: ArrayLike, momentum_buffer: np.ndarray, lr: float, momentum: float,
+                        nesterov: bool = False, weight_decay: float = 0.0) -> None:
     """SGD with momentum, as ``torch.optim.SGD`` (dampening 0), in place.
 
     ``g = grad + weight_decay * param``; ``momentum_buffer = momentum *
@@ -439,8 +443,9 @@ def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=Fal
                      beta1=0.9, beta2=0.999, eps=1e-8, step=0)
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, decoupled=False) -> None:
+def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int, lr: float,
+                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                decoupled: bool = False) -> None:
     """One Adam (or, with ``decoupled=True``, AdamW) step, as ``torch.optim``, in place.
 
     ``step`` is the number of this update, t >= 1. ``exp_avg`` and

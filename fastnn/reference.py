@@ -21,7 +21,14 @@ baseline of the benchmarks and the oracle of the model tests.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+if TYPE_CHECKING:
+    from fastnn.model import Sequential
 
 __all__ = [
     "dense_forward",
@@ -52,61 +59,61 @@ __all__ = [
 ]
 
 
-def dense_forward(X, W, b):
+def dense_forward(X: np.ndarray, W: np.ndarray, b: ArrayLike) -> np.ndarray:
     """Return ``X @ W + b``: (n_samples, in_features) -> (n_samples, out_features)."""
     return X @ W + b
 
 
-def dense_backward(X, W, dY):
+def dense_backward(X: np.ndarray, W: np.ndarray, dY: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return ``(dX, dW, db) = (dY @ W.T, X.T @ dY, dY.sum(axis=0))``."""
     return dY @ W.T, X.T @ dY, dY.sum(axis=0)
 
 
-def relu_forward(Z):
+def relu_forward(Z: ArrayLike) -> np.ndarray:
     """Return ``max(Z, 0)`` elementwise."""
     return np.maximum(Z, 0)
 
 
-def relu_backward(Z, dA):
+def relu_backward(Z: np.ndarray, dA: np.ndarray) -> np.ndarray:
     """Return ``dA * (Z > 0)``: the gradient passes where the input was positive."""
     return dA * (Z > 0)
 
 
-def leaky_relu_forward(Z, negative_slope=0.01):
+def leaky_relu_forward(Z: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """Return ``Z if Z > 0 else negative_slope * Z`` elementwise."""
     return np.where(Z > 0, Z, Z * negative_slope)
 
 
-def leaky_relu_backward(Z, dA, negative_slope=0.01):
+def leaky_relu_backward(Z: np.ndarray, dA: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """Return ``dA if Z > 0 else negative_slope * dA``."""
     return np.where(Z > 0, dA, dA * negative_slope)
 
 
-def tanh_forward(Z):
+def tanh_forward(Z: ArrayLike) -> np.ndarray:
     """Return ``tanh(Z)``."""
     return np.tanh(Z)
 
 
-def tanh_backward(Z, dA):
+def tanh_backward(Z: ArrayLike, dA: np.ndarray) -> np.ndarray:
     """Return ``dA * (1 - tanh(Z) ** 2)``."""
     A = np.tanh(Z)
     return dA * (1 - A * A)
 
 
-def sigmoid_forward(Z):
+def sigmoid_forward(Z: ArrayLike) -> np.ndarray:
     """Return ``1 / (1 + exp(-Z))``, as ``exp(Z) / (1 + exp(Z))`` for negative Z (no overflow)."""
     Z = np.asarray(Z)
     e = np.exp(-np.abs(Z))
     return np.where(Z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def sigmoid_backward(Z, dA):
+def sigmoid_backward(Z: ArrayLike, dA: np.ndarray) -> np.ndarray:
     """Return ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
     A = sigmoid_forward(Z)
     return dA * (A * (1 - A))
 
 
-def _paired(yhat, y):
+def _paired(yhat: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     yhat = np.asarray(yhat)
     y = np.asarray(y)
     if y.ndim == 1 and yhat.ndim == 2 and yhat.shape[1] == 1:
@@ -114,7 +121,8 @@ def _paired(yhat, y):
     return yhat, y
 
 
-def _weighted(elements, grad_elements, sample_weight):
+def _weighted(elements: np.ndarray, grad_elements: np.ndarray,
+              sample_weight: ArrayLike | None) -> tuple[float, np.ndarray]:
     """(loss, grad) from elementwise losses and their derivatives, (n_samples, ...) arrays:
     sum(w_i * mean_j e_ij) / sum(w_i), and its gradient (w_i = 1 without weights)."""
     n = elements.shape[0]
@@ -128,7 +136,7 @@ def _weighted(elements, grad_elements, sample_weight):
     return loss, grad_elements * scale
 
 
-def mse_loss(yhat, y, sample_weight=None):
+def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Return ``mean((yhat - y) ** 2)`` as a Python float (weighted by sample)."""
     yhat, y = _paired(yhat, y)
     if sample_weight is None:
@@ -136,7 +144,7 @@ def mse_loss(yhat, y, sample_weight=None):
     return _weighted((yhat - y) ** 2, 2 * (yhat - y), sample_weight)[0]
 
 
-def mse_grad(yhat, y, sample_weight=None):
+def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Return ``2 * (yhat - y) / yhat.size``, the gradient of :func:`mse_loss`."""
     yhat, y = _paired(yhat, y)
     if sample_weight is None:
@@ -144,61 +152,61 @@ def mse_grad(yhat, y, sample_weight=None):
     return _weighted((yhat - y) ** 2, 2 * (yhat - y), sample_weight)[1]
 
 
-def mae_loss(yhat, y, sample_weight=None):
+def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Return ``mean(|yhat - y|)``."""
     yhat, y = _paired(yhat, y)
     return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[0]
 
 
-def mae_grad(yhat, y, sample_weight=None):
+def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Return ``sign(yhat - y) / yhat.size`` (0 where equal), the gradient of :func:`mae_loss`."""
     yhat, y = _paired(yhat, y)
     return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[1]
 
 
-def _huber(yhat, y, delta):
+def _huber(yhat: np.ndarray, y: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     d = yhat - y
     small = np.abs(d) < delta
     return np.where(small, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta)), np.where(small, d, delta * np.sign(d))
 
 
-def huber_loss(yhat, y, delta=1.0, sample_weight=None):
+def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> float:
     """Return the mean Huber loss: ``0.5 d**2`` if ``|d| < delta`` else ``delta (|d| - delta / 2)``."""
     yhat, y = _paired(yhat, y)
     return _weighted(*_huber(yhat, y, delta), sample_weight)[0]
 
 
-def huber_grad(yhat, y, delta=1.0, sample_weight=None):
+def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Return ``clip(yhat - y, -delta, delta) / yhat.size``, the gradient of :func:`huber_loss`."""
     yhat, y = _paired(yhat, y)
     return _weighted(*_huber(yhat, y, delta), sample_weight)[1]
 
 
-def _bce(logits, y):
+def _bce(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     z = logits
     return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), sigmoid_forward(z) - y
 
 
-def bce_with_logits_loss(logits, y, sample_weight=None):
+def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Return ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))`` for logits z."""
     logits, y = _paired(logits, y)
     return _weighted(*_bce(logits, y), sample_weight)[0]
 
 
-def bce_with_logits_grad(logits, y, sample_weight=None):
+def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Return ``(sigmoid(z) - y) / z.size``, the gradient of :func:`bce_with_logits_loss`."""
     logits, y = _paired(logits, y)
     return _weighted(*_bce(logits, y), sample_weight)[1]
 
 
-def softmax(logits):
+def softmax(logits: ArrayLike) -> np.ndarray:
     """Return ``exp(z - max z) / sum(exp(z - max z))`` along the last axis."""
     z = np.asarray(logits)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _cross_entropy(logits, labels):
+def _cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     z = np.asarray(logits)
     labels = np.asarray(labels).astype(np.intp).reshape(-1)
     rows = np.arange(z.shape[0])
@@ -210,7 +218,7 @@ def _cross_entropy(logits, labels):
     return per_sample, grad
 
 
-def cross_entropy_loss(logits, labels, sample_weight=None):
+def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Return the mean over samples of ``logsumexp(logits[i]) - logits[i, labels[i]]``."""
     per_sample, _ = _cross_entropy(logits, labels)
     if sample_weight is None:
@@ -219,7 +227,7 @@ def cross_entropy_loss(logits, labels, sample_weight=None):
     return float(np.sum(w * per_sample) / np.sum(w))
 
 
-def cross_entropy_grad(logits, labels, sample_weight=None):
+def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Return ``(softmax(logits) - onehot(labels)) / n_samples``, or weighted by ``w_i / sum(w)``."""
     per_sample, grad = _cross_entropy(logits, labels)
     if sample_weight is None:
@@ -228,12 +236,13 @@ def cross_entropy_grad(logits, labels, sample_weight=None):
     return grad * (w / np.sum(w))[:, None]
 
 
-def sgd_update(param, grad, lr):
+def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
     """``param -= lr * grad``, in place. Returns None."""
     param -= lr * grad
 
 
-def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=False, weight_decay=0.0):
+def sgd_momentum_update(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray, lr: float, momentum: float,
+                        nesterov: bool = False, weight_decay: float = 0.0) -> None:
     """``torch.optim.SGD`` with momentum (dampening 0), in place on param and momentum_buffer."""
     g = grad + weight_decay * param if weight_decay else np.array(grad, dtype=param.dtype)
     if momentum:                      # PyTorch keeps no buffer without momentum
@@ -243,8 +252,9 @@ def sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov=Fal
     param -= lr * g
 
 
-def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0, decoupled=False):
+def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int, lr: float,
+                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
+                decoupled: bool = False) -> None:
     """One ``torch.optim.Adam`` (or AdamW, ``decoupled``) step number ``step`` (t >= 1), in place."""
     if decoupled:
         param *= 1 - lr * weight_decay
@@ -280,9 +290,9 @@ class ReferenceMLP:
     dtype : float32 or float64
     """
 
-    def __init__(self, layers, dtype=np.float64):
+    def __init__(self, layers: Iterable[Sequence[Any]], dtype: DTypeLike = np.float64) -> None:
         self.dtype = np.dtype(dtype)
-        self.layers = []
+        self.layers: list[tuple[Any, ...]] = []
         for layer in layers:
             if layer[0] == "dense":
                 W = np.array(layer[1], dtype=self.dtype)
@@ -294,11 +304,11 @@ class ReferenceMLP:
                 raise ValueError(f"unknown layer kind {layer[0]!r}")
 
     @classmethod
-    def from_model(cls, model):
+    def from_model(cls, model: Sequential) -> ReferenceMLP:
         """A copy of a :class:`fastnn.Sequential`'s layers and parameters."""
         from fastnn.layers import Activation, Dense
 
-        layers = []
+        layers: list[tuple[Any, ...]] = []
         for layer in model.layers:
             if isinstance(layer, Dense):
                 layers.append(("dense", layer.W, layer.b))
@@ -308,7 +318,7 @@ class ReferenceMLP:
                 raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
         return cls(layers, dtype=model.dtype)
 
-    def forward(self, X):
+    def forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Return the output and every layer's input (for the backward pass)."""
         inputs = []
         out = X
@@ -320,7 +330,7 @@ class ReferenceMLP:
                 out = _ACTIVATIONS[layer[0]][0](out, *layer[1:])
         return out, inputs
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Return the network's output for X, (n_samples, out_features)."""
         return self.forward(np.asarray(X, dtype=self.dtype))[0]
 
@@ -361,7 +371,8 @@ class ReferenceMLP:
                 sgd_update(layer[2], grad[1], lr)
         return loss
 
-    def fit_epoch(self, X, y, lr, batch_size, order=None):
+    def fit_epoch(self, X: ArrayLike, y: ArrayLike, lr: float, batch_size: int,
+                  order: np.ndarray | None = None) -> float:
         """One epoch of mini-batch SGD over the rows in ``order``; returns the mean loss."""
         X = np.asarray(X, dtype=self.dtype)
         y = np.asarray(y, dtype=self.dtype)
