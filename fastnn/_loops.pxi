@@ -564,10 +564,13 @@ cdef double loss_grad_kernel(
                     e = <floating>(_exp(yhat[at] - zmax) / lse)          # softmax
                     grad[at] = scale * (e - one) if j == label else scale * e
         return total / wsum
+    # Each sample's gradient scale w_i / (C * sum(w)) is formed in double as one
+    # ratio: 1 / sum(w) alone overflows when the weights are subnormal.
     scale = <floating>(1.0 / (C * wsum))
     for i in range(n):
         if w != NULL:
             wi = w[i]
+            scale = <floating>(<double>wi / (C * wsum))
         sample = 0.0
         for j in range(C):
             at = i * s_i + j * s_j
@@ -575,23 +578,23 @@ cdef double loss_grad_kernel(
             if kind == LOSS_MSE:
                 sample += <double>d * <double>d
                 if grad != NULL:
-                    grad[at] = (two * scale * wi) * d
+                    grad[at] = (two * scale) * d
             elif kind == LOSS_MAE:
                 a = d if d >= zero else -d
                 sample += a
                 if grad != NULL:
-                    grad[at] = scale * wi * (one if d > zero else (-one if d < zero else zero))
+                    grad[at] = scale * (one if d > zero else (-one if d < zero else zero))
             elif kind == LOSS_HUBER:
                 a = d if d >= zero else -d
                 sample += half * d * d if a < delta else delta * (a - half * delta)
                 if grad != NULL:
-                    grad[at] = scale * wi * (d if a < delta else (delta if d > zero else -delta))
+                    grad[at] = scale * (d if a < delta else (delta if d > zero else -delta))
             else:   # BCE with logits: max(z, 0) - z * y + log(1 + exp(-|z|))
                 z = yhat[at]
                 a = z if z >= zero else -z
                 sample += (z if z > zero else zero) - z * y[at] + _log1p(_exp(-a))
                 if grad != NULL:
                     e = one / (one + _exp(-z)) if z >= zero else _exp(z) / (one + _exp(z))
-                    grad[at] = scale * wi * (e - y[at])
+                    grad[at] = scale * (e - y[at])
         total += wi * sample
     return total / (C * wsum)

@@ -40,11 +40,14 @@ widths, ``max_width`` the largest)::
 Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
 the backward pass ping-pongs between the two gradient blocks.
 
-A training step returns its loss (>= 0), or a negative code: ``SLOW``,
-``BAD_INPUT`` (NaN or infinity in X, y or the weights, or a bad label),
-``BAD_LOSS`` (the loss is not finite) or ``BAD_UPDATE`` (the update would
-make a parameter or optimizer state non-finite). After a negative code the
-parameters, gradients and optimizer state are exactly as they were.
+A training step returns its loss as a Python ``float``, or a status code
+as a Python ``int`` (a loss can be any finite number: BCE with targets
+outside [0, 1] is negative): ``SLOW``, ``BAD_INPUT`` (NaN or infinity in X,
+y or the weights, or a bad label), ``BAD_LOSS`` (the loss is not finite) or
+``BAD_UPDATE`` (the update would make a parameter or optimizer state
+non-finite). After a code the parameters, gradients and optimizer state are
+exactly as they were. Inside, the nogil functions return the status
+(0: done) and write the loss through a pointer.
 """
 
 cimport numpy as cnp
@@ -84,10 +87,11 @@ cdef enum:
     BAD_LOSS_ = -3
     BAD_UPDATE_ = -4
 
-SLOW = float(SLOW_)
-BAD_INPUT = float(BAD_INPUT_)
-BAD_LOSS = float(BAD_LOSS_)
-BAD_UPDATE = float(BAD_UPDATE_)
+#: Status codes (Python ints; a loss is always a float).
+SLOW = int(SLOW_)
+BAD_INPUT = int(BAD_INPUT_)
+BAD_LOSS = int(BAD_LOSS_)
+BAD_UPDATE = int(BAD_UPDATE_)
 
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
@@ -352,12 +356,14 @@ cdef inline Py_ssize_t _y_width(const NetC* net, const LossC* loss) noexcept nog
     return 1 if loss.kind == LOSS_CROSS_ENTROPY else net.n_out
 
 
-cdef double _train_step(
+cdef int _train_step(
     const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n,
     Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, double* weight_sum,
+    double* loss_out,
 ) noexcept nogil:
     """One forward + loss + backward + optimizer update on the batch already in
-    the workspace (XT, yT and w, feature-major); the loss, or a negative code."""
+    the workspace (XT, yT and w, feature-major): 0 with the loss in ``loss_out``,
+    or a negative code."""
     cdef floating* XT = work
     cdef floating* yT = XT + n * net.n_in
     cdef floating* w = yT + n * net.n_out
@@ -377,7 +383,8 @@ cdef double _train_step(
     if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
         memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
         return BAD_UPDATE_
-    return loss
+    loss_out[0] = loss
+    return 0
 
 
 cdef void _load_batch(
@@ -401,32 +408,36 @@ cdef void _load_batch(
             memcpy(wT, w + start, nb * sizeof(floating))
 
 
-cdef double _train_epoch(
+cdef int _train_epoch(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
     const floating* w, Py_ssize_t n, const Py_ssize_t* order, Py_ssize_t batch_size,
     floating* work, Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, Py_ssize_t* done,
+    double* mean_out,
 ) noexcept nogil:
     """One epoch of mini-batch training over the rows in ``order`` (NULL: in order).
 
-    Returns the weighted mean over the samples of each batch's loss before
-    its update (sum over batches of loss * weight sum, over the total weight),
-    or the first negative code (then ``done`` holds the samples already used).
+    Returns 0 and writes to ``mean_out`` the weighted mean over the samples
+    of each batch's loss before its update (sum over batches of loss * weight
+    sum, over the total weight); or returns the first negative code (then
+    ``done`` holds the samples already used).
     """
     cdef Py_ssize_t start = 0, stop, nb
-    cdef double loss, wsum, total = 0.0, total_weight = 0.0
+    cdef int status
+    cdef double loss = 0.0, wsum = 0.0, total = 0.0, total_weight = 0.0
     while start < n:
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
         _load_batch(net, lossc, X, y, w, order, start, nb, work)
-        loss = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum)
-        if loss < 0:
+        status = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum, &loss)
+        if status != 0:
             done[0] = start
-            return loss
+            return status
         total += loss * wsum
         total_weight += wsum
         start = stop
     done[0] = n
-    return total / total_weight if total_weight > 0 else 0.0
+    mean_out[0] = total / total_weight if total_weight > 0 else 0.0
+    return 0
 
 
 cdef void _predict_chunk(
@@ -466,17 +477,17 @@ cdef bint _valid_targets(const NetC* net, const LossC* lossc, const floating* y,
     return True
 
 
-cdef double _step_on(
+cdef int _step_on(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
     const floating* w, floating* work, Py_ssize_t n, Opt* opt, floating* buf1, floating* buf2,
-    const LossC* lossc,
+    const LossC* lossc, double* loss_out,
 ) noexcept nogil:
-    """Check X, y and w, lay them out feature-major, and take one step."""
+    """Check X, y and w, lay them out feature-major, and take one step (status as _train_step)."""
     cdef double wsum
     if not all_finite_kernel(X, n * net.n_in) or not _valid_targets(net, lossc, y, w, n):
         return BAD_INPUT_
     _load_batch(net, lossc, X, y, w, NULL, 0, n, work)
-    return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum)
+    return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum, loss_out)
 
 
 # ---------------------------------------------------------------------------
@@ -792,7 +803,8 @@ cdef class Network:
 
     def train_step(self, X, y, Update u, str loss="mse", double loss_param=0.0, sample_weight=None):
         """One optimizer step on the loss of one batch: the loss before the
-        update, or a negative code (``SLOW``: validate X, y and sample_weight first)."""
+        update (a float), or a status code (an int; ``SLOW``: validate X, y and
+        sample_weight first)."""
         cdef Py_ssize_t n
         cdef LossC lossc
         cdef char* work
@@ -801,7 +813,8 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef char* wp = NULL
-        cdef double value
+        cdef double value = 0.0
+        cdef int status
         cdef char* b1 = NULL
         cdef char* b2 = NULL
         self._check_update(u)
@@ -822,13 +835,15 @@ cdef class Network:
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
-                value = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                 <const double*>yp, <const double*>wp, <double*>work, n, &u.opt,
-                                 <double*>b1, <double*>b2, &lossc)
+                status = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
+                                  <const double*>yp, <const double*>wp, <double*>work, n, &u.opt,
+                                  <double*>b1, <double*>b2, &lossc, &value)
             else:
-                value = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                 <const float*>yp, <const float*>wp, <float*>work, n, &u.opt,
-                                 <float*>b1, <float*>b2, &lossc)
+                status = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
+                                  <const float*>yp, <const float*>wp, <float*>work, n, &u.opt,
+                                  <float*>b1, <float*>b2, &lossc, &value)
+        if status != 0:
+            return status
         return value
 
     def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u, str loss="mse",
@@ -838,7 +853,7 @@ cdef class Network:
         ``X``, ``y`` and ``sample_weight`` must already be valid (this only
         checks that they fit); ``order`` is a permutation of the rows (intp),
         or None to visit them in order. The last batch may be shorter.
-        Returns ``(mean loss or negative code, samples done)``.
+        Returns ``(mean loss (a float) or status code (an int), samples done)``.
         """
         cdef Py_ssize_t n, i, done = 0
         cdef LossC lossc
@@ -850,7 +865,8 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef char* wp = NULL
-        cdef double value
+        cdef double value = 0.0
+        cdef int status
         cdef char* b1 = NULL
         cdef char* b2 = NULL
         self._check_update(u)
@@ -881,11 +897,15 @@ cdef class Network:
         yp = <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
-                value = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                     <const double*>yp, <const double*>wp, n, order_p, batch_size,
-                                     <double*>work, &u.opt, <double*>b1, <double*>b2, &lossc, &done)
+                status = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
+                                      <const double*>yp, <const double*>wp, n, order_p, batch_size,
+                                      <double*>work, &u.opt, <double*>b1, <double*>b2, &lossc, &done,
+                                      &value)
             else:
-                value = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                     <const float*>yp, <const float*>wp, n, order_p, batch_size,
-                                     <float*>work, &u.opt, <float*>b1, <float*>b2, &lossc, &done)
+                status = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
+                                      <const float*>yp, <const float*>wp, n, order_p, batch_size,
+                                      <float*>work, &u.opt, <float*>b1, <float*>b2, &lossc, &done,
+                                      &value)
+        if status != 0:
+            return status, done
         return value, done

@@ -28,10 +28,10 @@ LOSS_CODES: dict[str, int]
 #: Optimizer rule name -> its code.
 OPTIMIZER_KINDS: dict[str, int]
 #: Negative codes a step returns instead of a loss.
-SLOW: float
-BAD_INPUT: float
-BAD_LOSS: float
-BAD_UPDATE: float
+SLOW: int
+BAD_INPUT: int
+BAD_LOSS: int
+BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
 
@@ -84,7 +84,7 @@ class Network:
     def workspace_per_sample(self) -> int: ...
     @property
     def uses_blas(self) -> bool: ...
-    def predict(self, X: Any) -> _Floats | float | None:
+    def predict(self, X: Any) -> _Floats | int | None:
         """The output for X; None when X must be validated first; BAD_INPUT when it is not finite."""
     def make_update(
         self,
@@ -108,7 +108,7 @@ class Network:
         loss: str = "mse",
         loss_param: float = 0.0,
         sample_weight: Any = None,
-    ) -> float: ...
+    ) -> float | int: ...
     def train_epoch(
         self,
         X: Any,
@@ -119,4 +119,4 @@ class Network:
         loss: str = "mse",
         loss_param: float = 0.0,
         sample_weight: Any = None,
-    ) -> tuple[float, int]: ...
+    ) -> tuple[float | int, int]: ...

@@ -284,7 +284,7 @@ class Sequential:
         """Return the network's output, shape (n_samples, out_features), in the model's dtype."""
         with self._lock:
             out = self._net.predict(X)          # fast path: X already right
-            if out is None or isinstance(out, float):
+            if not isinstance(out, np.ndarray):     # None or a status code
                 out = self._net.predict(self._check_X(X))
         assert isinstance(out, np.ndarray)      # a checked X is always taken
         return out
@@ -338,14 +338,21 @@ class Sequential:
             self._check_optimizer(optimizer)
         kind, param = loss._kind, loss._param
         with self._lock:
+            binding = optimizer._model, optimizer._update, optimizer._pending
             update = optimizer._update_for(self)
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
             value = self._net.train_step(X, y, update, kind, param, sample_weight)
-            if value == _network.SLOW or value == _network.BAD_INPUT:
-                # Raises on NaN, infinity, bad shapes, bad labels or weights.
-                X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+            if value.__class__ is int:              # SLOW or BAD_INPUT: a loss is a float
+                try:
+                    # Raises on NaN, infinity, bad shapes, bad labels or weights.
+                    X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+                except BaseException:
+                    # A refused call leaves the optimizer as it was: a fresh one
+                    # stays unbound, free to train another model.
+                    optimizer._model, optimizer._update, optimizer._pending = binding
+                    raise
                 value = self._net.train_step(X, y, update, kind, param, w)
-        if value < 0:
+        if value.__class__ is int:                  # BAD_LOSS or BAD_UPDATE
             raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
 
@@ -356,11 +363,11 @@ class Sequential:
         return self._default_sgd
 
     @staticmethod
-    def _divergence_message(code: float, where: str, lr: float) -> str:
+    def _divergence_message(code: int, where: str, lr: float) -> str:
         what = {
             _network.BAD_LOSS: "the loss is not finite",
             _network.BAD_UPDATE: "the update would make a parameter non-finite",
-        }[code]
+        }.get(code, f"status {code}")
         return (f"training diverged in {where}: {what}. The parameters were left as they were "
                 f"before that step; try a smaller learning rate than lr={lr}.")
 
@@ -483,7 +490,7 @@ class Sequential:
                     order = rng.permutation(n_samples) if shuffle else None
                     mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update,
                                                          loss._kind, loss._param, w)
-                    if mean_loss < 0:
+                    if mean_loss.__class__ is int:   # a status code; a loss is a float
                         raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
                     history.loss.append(mean_loss)
                     history.epoch_time.append(time.perf_counter() - start)

@@ -200,15 +200,16 @@ def sigmoid_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     return _activation_grad("sigmoid", Z, dA)
 
 
-def _check_pair(yhat, y):
-    dtype = _common_dtype(yhat=yhat, y=y)
-    yhat = check_array(yhat, "yhat", ndim=(1, 2), dtype=dtype)
+def _check_pair(yhat, y, name="yhat"):
+    """Check a prediction (called ``name`` in messages) and its target y."""
+    dtype = _common_dtype(**{name: yhat, "y": y})
+    yhat = check_array(yhat, name, ndim=(1, 2), dtype=dtype)
     y = check_array(y, "y", ndim=(1, 2), dtype=dtype)
     if y.shape != yhat.shape:
         if y.ndim == 1 and yhat.ndim == 2 and yhat.shape == (y.shape[0], 1):
             y = y.reshape(-1, 1)
         else:
-            raise ValueError(f"y must have the shape of yhat, {yhat.shape}, got {y.shape}")
+            raise ValueError(f"y must have the shape of {name}, {yhat.shape}, got {y.shape}")
     return yhat, y
 
 
@@ -246,8 +247,8 @@ def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, d
     return np.ascontiguousarray(array, dtype=dtype)
 
 
-def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False):
-    yhat, y = _check_pair(yhat, y)
+def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False, name="yhat"):
+    yhat, y = _check_pair(yhat, y, name)
     shape = yhat.shape
     yhat2 = yhat.reshape(shape[0], -1)
     w = check_sample_weight(sample_weight, shape[0], yhat.dtype)
@@ -305,12 +306,12 @@ def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight:
 def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``:
     ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits."""
-    return _elementwise_loss("bce_with_logits", logits, y, sample_weight)
+    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
 
 
 def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted."""
-    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True)
+    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
 
 
 def _cross_entropy(logits, labels, sample_weight, want_grad):
