@@ -372,8 +372,13 @@ cdef int _train_step(
     cdef floating* g_b = g_a + n * net.max_width
     cdef double loss
     _forward(net, params, XT, acts, n)
-    loss = loss_grad_kernel(lossc.kind, lossc.param, acts + n * _last_act(net), yT,
-                            w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
+    if lossc.kind == LOSS_MSE and not lossc.weighted:
+        # The common case: one flat, vectorised pass (the output block is contiguous).
+        loss = mse_loss_grad_kernel(acts + n * _last_act(net), yT, g_a, n * net.n_out)
+        weight_sum[0] = n
+    else:
+        loss = loss_grad_kernel(lossc.kind, lossc.param, acts + n * _last_act(net), yT,
+                                w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
     if not isfinite(loss):
         return BAD_LOSS_
     # The gradients of the last good step are kept aside, so that a step whose
