@@ -130,6 +130,7 @@ class Sequential:
         self._lock = threading.RLock()
         self._default_sgd = None
         self._stateless_updates = weakref.WeakKeyDictionary()   # plain SGD objects -> compiled updates
+        self._forget_update()
         self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
 
     # -- construction -------------------------------------------------------------
@@ -331,15 +332,21 @@ class Sequential:
             If the loss or an updated parameter would not be finite; the model
             is then left as it was.
         """
-        loss = self._check_loss(loss)
+        loss = _MSE if loss is None else self._check_loss(loss)
         if optimizer is None:
-            optimizer = self._default_optimizer()
-        else:
-            self._check_optimizer(optimizer)
+            optimizer = self._default_sgd or self._default_optimizer()
         kind, param = loss._kind, loss._param
         with self._lock:
-            binding = optimizer._model, optimizer._update, optimizer._pending
-            update = optimizer._update_for(self)
+            if optimizer is self._last_optimizer and optimizer._version == self._last_version:
+                # The optimizer of the last step, unchanged since (a step costs
+                # about a microsecond on a small network: this is worth it).
+                update = self._last_update
+                binding = None
+            else:
+                self._check_optimizer(optimizer)
+                binding = optimizer._model, optimizer._update, optimizer._pending
+                update = optimizer._update_for(self)
+                self._last_optimizer, self._last_version, self._last_update = optimizer, optimizer._version, update
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
             value = self._net.train_step(X, y, update, kind, param, sample_weight)
             if value.__class__ is int:              # SLOW or BAD_INPUT: a loss is a float
@@ -347,14 +354,22 @@ class Sequential:
                     # Raises on NaN, infinity, bad shapes, bad labels or weights.
                     X, y, w = self._check_Xyw(X, y, sample_weight, loss)
                 except BaseException:
-                    # A refused call leaves the optimizer as it was: a fresh one
-                    # stays unbound, free to train another model.
-                    optimizer._model, optimizer._update, optimizer._pending = binding
+                    if binding is not None:
+                        # A refused call leaves the optimizer as it was: a fresh
+                        # one stays unbound, free to train another model.
+                        optimizer._model, optimizer._update, optimizer._pending = binding
+                        self._forget_update()
                     raise
                 value = self._net.train_step(X, y, update, kind, param, w)
         if value.__class__ is int:                  # BAD_LOSS or BAD_UPDATE
             raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
+
+    def _forget_update(self) -> None:
+        """Drop train_step's cache of the last optimizer and its compiled update."""
+        self._last_optimizer: Optimizer | None = None
+        self._last_version = -1
+        self._last_update = None
 
     def _default_optimizer(self) -> Optimizer:
         """SGD(lr=0.01), the default of train_step, one per model (it is stateless)."""
@@ -540,6 +555,7 @@ class Sequential:
         self._lock = threading.RLock()
         self._default_sgd = None
         self._stateless_updates = weakref.WeakKeyDictionary()
+        self._forget_update()
         self._build(state["layers"], np.dtype(state["dtype"]))
         self._params[...] = state["params"]
         self._grads[...] = state["grads"]

@@ -62,6 +62,7 @@ class Optimizer:
         self._model = None        # weakref to the model this optimizer is bound to
         self._update = None       # the compiled rule and state for that model
         self._pending = None      # state loaded (or unpickled) before binding
+        self._version = 0         # bumped whenever lr or the binding changes (models cache on it)
 
     @property
     def lr(self) -> float:
@@ -71,6 +72,7 @@ class Optimizer:
     @lr.setter
     def lr(self, value) -> None:
         self._lr = check_learning_rate(value, "lr")
+        self._version += 1
         if self._update is not None:
             self._update.lr = self._lr
 
@@ -113,6 +115,7 @@ class Optimizer:
         self._update = update
         self._model = weakref.ref(model)
         self._pending = None
+        self._version += 1
         return update
 
     def state_dict(self) -> dict:
@@ -142,6 +145,7 @@ class Optimizer:
         unknown = set(state) - set(clean) - {"step"}
         if unknown:
             raise ValueError(f"state has keys this optimizer does not use: {sorted(unknown)}")
+        self._version += 1
         if self._update is not None:
             model = self._model()
             self._update = None
@@ -161,6 +165,7 @@ class Optimizer:
             setattr(self, "_" + key, value)
         self._model = self._update = None
         self._pending = data["state"]
+        self._version = 0
 
     def update(self, param, grad) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

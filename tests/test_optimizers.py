@@ -298,3 +298,31 @@ def test_state_carries_over_when_the_model_is_gone(rng):
     copy_model.train_step(X, y, fastnn.MSELoss(), reference_opt)
     assert optimizer.state_dict()["step"] == 4
     np.testing.assert_array_equal(twin.get_parameters(), copy_model.get_parameters())
+
+
+@pytest.mark.parametrize("make", [lambda: fastnn.SGD(0.1), lambda: fastnn.SGD(0.1, momentum=0.9),
+                                  lambda: fastnn.Adam(0.01)], ids=["sgd", "momentum", "adam"])
+def test_train_step_sees_every_change_to_its_optimizer(make, rng):
+    """train_step caches the last optimizer's compiled update: a new learning rate, a loaded
+    state or another optimizer between two steps must take effect all the same."""
+    X, y = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    model, twin = make_model(np.float64), make_model(np.float64)
+    opt, twin_opt = make(), make()
+    for lr in (0.1, 0.05, 0.05, 0.2):           # a schedule, changed between cached steps
+        opt.lr = twin_opt.lr = lr
+        model.train_step(X, y, fastnn.MSELoss(), opt)
+        twin.fit(X, y, optimizer=twin_opt, epochs=1, shuffle=False)     # fit takes no cache
+    np.testing.assert_array_equal(model.get_parameters(), twin.get_parameters())
+    saved, params = opt.state_dict(), model.get_parameters()
+    model.train_step(X, y, fastnn.MSELoss(), opt)
+    opt.load_state_dict(saved)                  # back to the state before that step
+    model.set_parameters(params)
+    model.train_step(X, y, fastnn.MSELoss(), opt)
+    twin.train_step(X, y, fastnn.MSELoss(), twin_opt)
+    np.testing.assert_array_equal(model.get_parameters(), twin.get_parameters())
+    other, twin_other = make(), make()          # another optimizer between two steps
+    other.lr = twin_other.lr = opt.lr
+    for model_opt, twin_opt_now in ((other, twin_other), (opt, twin_opt)):
+        model.train_step(X, y, fastnn.MSELoss(), model_opt)
+        twin.train_step(X, y, fastnn.MSELoss(), twin_opt_now)
+    np.testing.assert_array_equal(model.get_parameters(), twin.get_parameters())
