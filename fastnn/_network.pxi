@@ -35,10 +35,13 @@ for a batch of ``n`` samples (``acts_width`` is the sum of the rows' output
 widths, ``max_width`` the largest)::
 
     [ XT: n * n_in | yT: n * n_out | w: n | activations: n * acts_width
-      | grad A: n * max_width | grad B: n * max_width ]
+      | grad A: n * max_width | grad B: n * max_width | scratch: n * scratch_width ]
 
 Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
-the backward pass ping-pongs between the two gradient blocks.
+the backward pass ping-pongs between the two gradient blocks, and lays a
+gradient and a layer's input out sample-major in the scratch block (its
+width is ``max_width`` plus the larger of ``max_width`` and ``n_in``) to
+multiply them for dW.
 
 A training step returns its loss as a Python ``float``, or a status code
 as a Python ``int`` (a loss can be any finite number: BCE with targets
@@ -112,6 +115,8 @@ cdef struct NetC:
     Py_ssize_t blas_min_weights   # in * out >= this
     Py_ssize_t blas_min_width     # and min(in, out) >= this
     void* grad_backup             # n_params values: the gradients before the current step
+    void* w_scratch               # n_params values: a transposed W, for dX
+    Py_ssize_t scratch_width      # per-sample width of the workspace's scratch block
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
@@ -207,15 +212,123 @@ cdef void _gather_transpose(
             dst[c * n_rows + i] = row[c]
 
 
+cdef void _small_gemm(
+    const floating* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const floating* B, Py_ssize_t ldb,
+    floating* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+    const floating* bias, bint relu,
+) noexcept nogil:
+    """C (M, N) = A (M, K) @ B (K, N) [+ bias[:, None]] [then max(., 0)], for small sizes.
+
+    A's element (r, c) is at ``A[r * sa_r + c * sa_c]`` (so W serves as A or
+    as A.T without a copy); B's rows and C's rows are contiguous, ``ldb`` and
+    ``ldc`` apart. Register-blocked: a tile of 4 rows by 8 columns of C stays
+    in 32 accumulators (vector registers, once the compiler has unrolled the
+    fixed-size loops) while K streams past, so each loaded row of B feeds
+    four multiply-adds; leftover rows go one at a time, leftover columns
+    one by one. The bias and the ReLU ride on the tile's final store.
+
+    Keep A strided along K (``sa_c`` > 1), as every caller does: when A's
+    elements along K are adjacent, GCC vectorises the K loop instead, as an
+    in-order reduction (a chain of scalar additions, several times slower
+    than the register tile).
+    """
+    cdef Py_ssize_t r0 = 0, i0, kk, r, t, rows
+    # Four separate 8-element rows (not one 4 x 8 array): the compiler unrolls
+    # each fixed-size loop and keeps the rows in registers.
+    cdef floating acc0[8]
+    cdef floating acc1[8]
+    cdef floating acc2[8]
+    cdef floating acc3[8]
+    cdef floating a0, a1, a2, a3, zero = 0, v
+    cdef const floating* brow
+    cdef const floating* arow
+    cdef floating* crow
+    while r0 < M:
+        rows = 4 if r0 + 4 <= M else 1
+        arow = A + r0 * sa_r
+        i0 = 0
+        while i0 + 8 <= N:
+            if rows == 4:
+                a0 = bias[r0] if bias != NULL else zero
+                a1 = bias[r0 + 1] if bias != NULL else zero
+                a2 = bias[r0 + 2] if bias != NULL else zero
+                a3 = bias[r0 + 3] if bias != NULL else zero
+                for t in range(8):
+                    acc0[t] = a0
+                for t in range(8):
+                    acc1[t] = a1
+                for t in range(8):
+                    acc2[t] = a2
+                for t in range(8):
+                    acc3[t] = a3
+                for kk in range(K):
+                    brow = B + kk * ldb + i0
+                    a0 = arow[kk * sa_c]
+                    a1 = arow[sa_r + kk * sa_c]
+                    a2 = arow[2 * sa_r + kk * sa_c]
+                    a3 = arow[3 * sa_r + kk * sa_c]
+                    for t in range(8):
+                        acc0[t] += a0 * brow[t]
+                    for t in range(8):
+                        acc1[t] += a1 * brow[t]
+                    for t in range(8):
+                        acc2[t] += a2 * brow[t]
+                    for t in range(8):
+                        acc3[t] += a3 * brow[t]
+                crow = C + r0 * ldc + i0
+                if relu:
+                    for t in range(8):
+                        crow[t] = acc0[t] if acc0[t] > zero else zero
+                        crow[ldc + t] = acc1[t] if acc1[t] > zero else zero
+                        crow[2 * ldc + t] = acc2[t] if acc2[t] > zero else zero
+                        crow[3 * ldc + t] = acc3[t] if acc3[t] > zero else zero
+                else:
+                    for t in range(8):
+                        crow[t] = acc0[t]
+                        crow[ldc + t] = acc1[t]
+                        crow[2 * ldc + t] = acc2[t]
+                        crow[3 * ldc + t] = acc3[t]
+            else:
+                a0 = bias[r0] if bias != NULL else zero
+                for t in range(8):
+                    acc0[t] = a0
+                for kk in range(K):
+                    brow = B + kk * ldb + i0
+                    a0 = arow[kk * sa_c]
+                    for t in range(8):
+                        acc0[t] += a0 * brow[t]
+                crow = C + r0 * ldc + i0
+                for t in range(8):
+                    crow[t] = (acc0[t] if acc0[t] > zero else zero) if relu else acc0[t]
+            i0 += 8
+        while i0 < N:
+            for r in range(rows):
+                v = bias[r0 + r] if bias != NULL else zero
+                for kk in range(K):
+                    v += arow[r * sa_r + kk * sa_c] * B[kk * ldb + i0]
+                C[(r0 + r) * ldc + i0] = (v if v > zero else zero) if relu else v
+            i0 += 1
+        r0 += rows
+
+
+cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
+    """Whether the register-blocked product pays: a full tile of 4 rows and 8
+    columns, and a sum of two terms or more (one is a single fused pass)."""
+    return rows >= 4 and n >= 8 and depth >= 2
+
+
+
 cdef void _dense_forward(
     const NetC* net, const floating* XT, const floating* W, const floating* b,
     floating* YT, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
 ) noexcept nogil:
     """YT (m, n) = W.T @ XT + b[:, None], then max(., 0) when ``relu``.
 
-    Own loops: output row j is b[j] + sum over kk of W[kk, j] * XT[kk]. The
-    bias rides on the first input row's pass and the ReLU on the last one's,
-    so a one-input layer (the tutorial's first) is a single pass.
+    Own loops: the register-blocked product for a layer of four outputs or
+    more (W.T as A), else output row j is b[j] + sum over kk of W[kk, j] *
+    XT[kk], where the bias rides on the first input row's pass and the ReLU
+    on the last one's, so a one-input layer (the tutorial's first) is a
+    single pass.
     """
     cdef Py_ssize_t i, j, kk
     cdef floating* y
@@ -230,6 +343,9 @@ cdef void _dense_forward(
         gemm(&net.blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
         if relu:
             _relu_inplace(YT, m * n)
+        return
+    if _blocked(n, m, k):
+        _small_gemm(W, 1, m, XT, n, YT, n, m, n, k, b, relu)
         return
     for j in range(m):
         y = YT + j * n
@@ -281,11 +397,23 @@ cdef void _forward(
 cdef void _dense_backward(
     const NetC* net, const floating* XT, const floating* W, const floating* G,
     floating* dXT, floating* dW, floating* db, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
+    floating* scratch,
 ) noexcept nogil:
-    """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n))."""
+    """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n)).
+
+    Own loops (see ``_blocked``): with eight outputs and four inputs or more, dW is the
+    register-blocked product X @ G.T over the batch, from X and G laid out
+    sample-major in ``scratch``; else one eight-lane dot product per weight.
+    With four inputs or more and a batch of eight or more, dXT is the
+    register-blocked product W @ G, from W transposed into ``net.w_scratch``.
+    (The copies make A strided along K, as ``_small_gemm`` wants.)
+    """
     cdef Py_ssize_t kk, j, i
     cdef floating* dx
     cdef floating w
+    cdef floating* GT = scratch
+    cdef floating* Xs = scratch + n * net.max_width
+    cdef floating* WT = <floating*>net.w_scratch
     for j in range(m):
         db[j] = _sum(G + j * n, n)
     if _use_blas(net, n, k, m):
@@ -293,10 +421,18 @@ cdef void _dense_backward(
         if dXT != NULL:
             gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
         return
-    for kk in range(k):
-        for j in range(m):
-            dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
-    if dXT != NULL:
+    if _blocked(m, k, n):
+        _transpose(G, GT, m, n)                    # (n, m)
+        _transpose(XT, Xs, k, n)                   # (n, k)
+        _small_gemm(Xs, 1, k, GT, m, dW, m, k, m, n, NULL, False)
+    else:
+        for kk in range(k):
+            for j in range(m):
+                dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
+    if dXT != NULL and _blocked(n, k, m):
+        _transpose(W, WT, k, m)                    # (m, k)
+        _small_gemm(WT, 1, k, G, n, dXT, n, k, n, m, NULL, False)
+    elif dXT != NULL:
         for kk in range(k):
             dx = dXT + kk * n
             w = W[kk * m]
@@ -308,7 +444,7 @@ cdef void _dense_backward(
 
 cdef void _backward(
     const NetC* net, const floating* params, floating* grads, const floating* XT,
-    floating* acts, Py_ssize_t n, floating* g_cur, floating* g_next,
+    floating* acts, Py_ssize_t n, floating* g_cur, floating* g_next, floating* scratch,
 ) noexcept nogil:
     """Back-propagate g_cur (dL/d output of the last row, feature-major) into grads."""
     cdef Py_ssize_t l
@@ -328,7 +464,7 @@ cdef void _backward(
                 g_next = swap
             # The network's input needs no gradient: dX is skipped for l == 0.
             _dense_backward(net, inp, params + rec[W_OFF], g_cur, g_next if l > 0 else NULL,
-                            grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT])
+                            grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT], scratch)
             swap = g_cur
             g_cur = g_next
             g_next = swap
@@ -341,8 +477,9 @@ cdef void _backward(
 
 
 cdef inline Py_ssize_t _work_per_sample(const NetC* net) noexcept nogil:
-    # XT, yT (the targets, or the labels), w (sample weights), activations, two gradient blocks
-    return net.n_in + net.n_out + 1 + net.acts_width + 2 * net.max_width
+    # XT, yT (the targets, or the labels), w (sample weights), activations, two gradient
+    # blocks and the scratch block
+    return net.n_in + net.n_out + 1 + net.acts_width + 2 * net.max_width + net.scratch_width
 
 
 cdef struct LossC:
@@ -370,6 +507,7 @@ cdef int _train_step(
     cdef floating* acts = w + n
     cdef floating* g_a = acts + n * net.acts_width
     cdef floating* g_b = g_a + n * net.max_width
+    cdef floating* scratch = g_b + n * net.max_width
     cdef double loss
     _forward(net, params, XT, acts, n)
     if lossc.kind == LOSS_MSE and not lossc.weighted:
@@ -384,7 +522,7 @@ cdef int _train_step(
     # The gradients of the last good step are kept aside, so that a step whose
     # update is refused leaves the gradients (layer.dW, layer.db) as they were too.
     memcpy(<floating*>net.grad_backup, grads, net.n_params * sizeof(floating))
-    _backward(net, params, grads, XT, acts, n, g_a, g_b)
+    _backward(net, params, grads, XT, acts, n, g_a, g_b, scratch)
     if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
         memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
         return BAD_UPDATE_
@@ -574,7 +712,7 @@ cdef class Network:
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
-    cdef object work, grad_backup
+    cdef object work, grad_backup, w_scratch
     cdef Py_ssize_t work_size
     cdef readonly bint is_double
     cdef int typenum
@@ -632,12 +770,15 @@ cdef class Network:
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
         self.grad_backup = np.empty(max(params.shape[0], 1), dtype=params_dtype)
         self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
+        self.w_scratch = np.empty(max(params.shape[0], 1), dtype=params_dtype)
+        self.net.w_scratch = cnp.PyArray_DATA(self.w_scratch)
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]
         self.net.n_out = rows[rows.shape[0] - 1, OUT]
         self.net.acts_width = acts_width
         self.net.max_width = max_width
+        self.net.scratch_width = max_width + max(max_width, rows[0, IN])
         self.net.blas.kind = BLAS_NONE
         self.net.blas_min_work = blas_min_work
         self.net.blas_min_weights = blas_min_weights
