@@ -39,9 +39,11 @@ widths, ``max_width`` the largest)::
 
 Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
 the backward pass ping-pongs between the two gradient blocks, and lays a
-gradient and a layer's input out sample-major in the scratch block (its
-width is ``max_width`` plus the larger of ``max_width`` and ``n_in``) to
-multiply them for dW.
+gradient and a layer's input out sample-major in the scratch block to
+multiply them for dW on fastnn's own loops. The scratch block is as wide as
+the widest in + out of the Dense layers that may take that path (none, in a
+network whose every layer of 4 inputs and 8 outputs or more uses BLAS:
+its workspace is no larger than it needs).
 
 A training step returns its loss as a Python ``float``, or a status code
 as a Python ``int`` (a loss can be any finite number: BCE with targets
@@ -98,6 +100,9 @@ BAD_UPDATE = int(BAD_UPDATE_)
 
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
+#: Size of the buffer for a transposed W (own loops' dX): a layer with more
+#: weights than this takes the plain loops for dX (larger ones use BLAS anyway).
+W_SCRATCH_MAX = 16384
 
 # ---------------------------------------------------------------------------
 # The walk
@@ -115,8 +120,9 @@ cdef struct NetC:
     Py_ssize_t blas_min_weights   # in * out >= this
     Py_ssize_t blas_min_width     # and min(in, out) >= this
     void* grad_backup             # n_params values: the gradients before the current step
-    void* w_scratch               # n_params values: a transposed W, for dX
-    Py_ssize_t scratch_width      # per-sample width of the workspace's scratch block
+    void* w_scratch               # w_scratch_size values: a transposed W, for dX
+    Py_ssize_t w_scratch_size
+    Py_ssize_t scratch_width      # per-sample width of the workspace's scratch block (_scratch_width)
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
@@ -403,16 +409,18 @@ cdef void _dense_backward(
 
     Own loops (see ``_blocked``): with eight outputs and four inputs or more, dW is the
     register-blocked product X @ G.T over the batch, from X and G laid out
-    sample-major in ``scratch``; else one eight-lane dot product per weight.
+    sample-major in ``scratch`` (when they fit: ``_scratch_width``); else
+    one eight-lane dot product per weight.
     With four inputs or more and a batch of eight or more, dXT is the
-    register-blocked product W @ G, from W transposed into ``net.w_scratch``.
+    register-blocked product W @ G, from W transposed into ``net.w_scratch``
+    (when W fits: it holds at most ``W_SCRATCH_MAX`` values).
     (The copies make A strided along K, as ``_small_gemm`` wants.)
     """
     cdef Py_ssize_t kk, j, i
     cdef floating* dx
     cdef floating w
     cdef floating* GT = scratch
-    cdef floating* Xs = scratch + n * net.max_width
+    cdef floating* Xs = scratch + n * m
     cdef floating* WT = <floating*>net.w_scratch
     for j in range(m):
         db[j] = _sum(G + j * n, n)
@@ -421,7 +429,7 @@ cdef void _dense_backward(
         if dXT != NULL:
             gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
         return
-    if _blocked(m, k, n):
+    if _blocked(m, k, n) and k + m <= net.scratch_width:
         _transpose(G, GT, m, n)                    # (n, m)
         _transpose(XT, Xs, k, n)                   # (n, k)
         _small_gemm(Xs, 1, k, GT, m, dW, m, k, m, n, NULL, False)
@@ -429,7 +437,7 @@ cdef void _dense_backward(
         for kk in range(k):
             for j in range(m):
                 dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
-    if dXT != NULL and _blocked(n, k, m):
+    if dXT != NULL and _blocked(n, k, m) and k * m <= net.w_scratch_size:
         _transpose(W, WT, k, m)                    # (m, k)
         _small_gemm(WT, 1, k, G, n, dXT, n, k, n, m, NULL, False)
     elif dXT != NULL:
@@ -770,15 +778,16 @@ cdef class Network:
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
         self.grad_backup = np.empty(max(params.shape[0], 1), dtype=params_dtype)
         self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
-        self.w_scratch = np.empty(max(params.shape[0], 1), dtype=params_dtype)
+        self.w_scratch = np.empty(min(max(params.shape[0], 1), W_SCRATCH_MAX), dtype=params_dtype)
         self.net.w_scratch = cnp.PyArray_DATA(self.w_scratch)
+        self.net.w_scratch_size = self.w_scratch.shape[0]
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]
         self.net.n_out = rows[rows.shape[0] - 1, OUT]
         self.net.acts_width = acts_width
         self.net.max_width = max_width
-        self.net.scratch_width = max_width + max(max_width, rows[0, IN])
+        self.net.scratch_width = 0
         self.net.blas.kind = BLAS_NONE
         self.net.blas_min_work = blas_min_work
         self.net.blas_min_weights = blas_min_weights
@@ -789,6 +798,7 @@ cdef class Network:
             self.net.blas.dgemm = <void*><size_t>blas.dgemm
             self.net.blas.sgemm = <void*><size_t>blas.sgemm
             self.blas_source = blas.source
+        self._scratch_width()
         self.work = np.empty(0, dtype=params_dtype)
         self.work_size = 0
 
@@ -812,6 +822,7 @@ cdef class Network:
     @blas_min_work.setter
     def blas_min_work(self, Py_ssize_t value):
         self.net.blas_min_work = value
+        self._scratch_width()
 
     @property
     def blas_min_weights(self):
@@ -821,6 +832,7 @@ cdef class Network:
     @blas_min_weights.setter
     def blas_min_weights(self, Py_ssize_t value):
         self.net.blas_min_weights = value
+        self._scratch_width()
 
     @property
     def blas_min_width(self):
@@ -830,10 +842,28 @@ cdef class Network:
     @blas_min_width.setter
     def blas_min_width(self, Py_ssize_t value):
         self.net.blas_min_width = value
+        self._scratch_width()
 
     @property
     def uses_blas(self):
         return self.net.blas.kind != BLAS_NONE
+
+    cdef int _scratch_width(self) except -1:
+        """Size the scratch block for the Dense layers that may take the blocked dW
+        path on own loops: 4 inputs and 8 outputs or more, and not always on BLAS
+        (a layer on BLAS for one batch of a size may take own loops for a smaller one)."""
+        cdef Py_ssize_t l, k, m, width = 0
+        cdef const Py_ssize_t* rec
+        for l in range(self.net.n_rows):
+            rec = self.net.plan + l * N_FIELDS
+            k, m = rec[IN], rec[OUT]
+            if rec[KIND] != KIND_DENSE_ or k < 4 or m < 8:
+                continue
+            if self.net.blas_min_work <= 1 and _use_blas(&self.net, 1, k, m):
+                continue
+            width = max(width, k + m)
+        self.net.scratch_width = width
+        return 0
 
     cdef char* _workspace(self, Py_ssize_t n_samples) except NULL:
         cdef Py_ssize_t needed = n_samples * _work_per_sample(&self.net)

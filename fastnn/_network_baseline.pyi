@@ -34,6 +34,7 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
+W_SCRATCH_MAX: int
 
 class Update:
     """An optimizer's rule, hyperparameters and state for one network (``Network.make_update``)."""
