@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -125,6 +126,11 @@ class Sequential:
         The dtype the model stores its parameters and computes in; input of
         another dtype is converted once, at the boundary.
     """
+
+    # train_step's cache: the last optimizer, its version then, its compiled update
+    _last_optimizer: Any
+    _last_version: int
+    _last_update: Any
 
     def __init__(self, layers, *, dtype=np.float64):
         self._lock = threading.RLock()
@@ -367,7 +373,7 @@ class Sequential:
 
     def _forget_update(self) -> None:
         """Drop train_step's cache of the last optimizer and its compiled update."""
-        self._last_optimizer: Optimizer | None = None
+        self._last_optimizer = None
         self._last_version = -1
         self._last_update = None
 
