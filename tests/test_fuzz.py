@@ -429,6 +429,35 @@ def blame_nonfinite(blame: Blame, array, name: str, dtype) -> None:
         blame.add(ValueError, name)
 
 
+def draw_activation_args(data, shape, backward: bool) -> tuple:
+    """Draw Z (and dA for a backward pass) of ``shape``: (Z, dA, their buffers, a snapshot of them)."""
+    Z_arg = data.draw(array_args(shape), "Z")
+    dA_arg = data.draw(array_args(shape), "dA") if backward else None
+    (Z, Z_buf), (dA, dA_buf) = materialize(Z_arg), materialize(dA_arg)
+    note(f"Z: {describe(Z)}\ndA: {describe(dA)}")
+    return Z, dA, [Z_buf, dA_buf], snapshot([Z_buf, dA_buf])
+
+
+def blame_activation_args(blame: Blame, Z, dA, backward: bool) -> tuple:
+    """What an activation's forward(Z) or backward(Z, dA) must refuse: Z and dA
+    arrays of numbers of any number of dimensions, finite, dA shaped like Z.
+    Returns the arrays as inspect_array made them (None where refused) and the
+    dtype they compute in (None unless both are arrays)."""
+    ndims = tuple(range(1, 33))
+    dtype = None
+    arrays = [inspect_array(blame, Z, "Z", ndims)]
+    if backward:
+        arrays.append(inspect_array(blame, dA, "dA", ndims))
+    if all(a is not None for a in arrays):
+        dtype = computing_dtype(*arrays)
+        blame_nonfinite(blame, arrays[0], "Z", dtype)
+        if backward:
+            blame_nonfinite(blame, arrays[1], "dA", dtype)
+            if arrays[1].shape != arrays[0].shape:
+                blame.add(ValueError, "dA")
+    return arrays, dtype
+
+
 def blame_learning_rate(blame: Blame, lr, name: str = "lr") -> None:
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         blame.add(TypeError, name)
@@ -627,24 +656,11 @@ def any_shapes(draw):
 @given(shape=any_shapes(), data=st.data(), backward=st.booleans(), through_layer=st.booleans())
 def test_relu(shape, data, backward, through_layer):
     """ops.relu_forward/relu_backward and ReLU().forward/backward: exact, no arithmetic."""
-    Z_arg = data.draw(array_args(shape), "Z")
-    dA_arg = data.draw(array_args(shape), "dA") if backward else None
-    (Z, Z_buf), (dA, dA_buf) = materialize(Z_arg), materialize(dA_arg)
-    note(f"Z: {describe(Z)}\ndA: {describe(dA)}")
-    before = snapshot([Z_buf, dA_buf])
+    Z, dA, buffers, before = draw_activation_args(data, shape, backward)
+    Z_buf, dA_buf = buffers
 
     blame = Blame()
-    ndims = tuple(range(1, 33))
-    arrays = [inspect_array(blame, Z, "Z", ndims)]
-    if backward:
-        arrays.append(inspect_array(blame, dA, "dA", ndims))
-    if all(a is not None for a in arrays):
-        dtype = computing_dtype(*arrays)
-        blame_nonfinite(blame, arrays[0], "Z", dtype)
-        if backward:
-            blame_nonfinite(blame, arrays[1], "dA", dtype)
-            if arrays[1].shape != arrays[0].shape:
-                blame.add(ValueError, "dA")
+    arrays, dtype = blame_activation_args(blame, Z, dA, backward)
     note(repr(blame))
     layer = fastnn.ReLU()
     if backward:

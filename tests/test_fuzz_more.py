@@ -32,7 +32,7 @@ from test_fuzz import (F32, F64, FUZZ, GOOD_LRS, LRS, ODDBALLS, SIZES, ArraySpec
                        any_shapes, array_args, array_specs, assert_close, assert_unmodified, call, clean,
                        computing_dtype, describe, in_overflow_zone, inspect_array, loss_pairs, make_model,
                        make_values, materialize, model_specs, optimizer_state, parameters_bytes,
-                       gradients_bytes, blame_nonfinite, blame_learning_rate, snapshot)
+                       gradients_bytes, blame_activation_args, draw_activation_args, blame_nonfinite, blame_learning_rate, snapshot)
 
 # ---------------------------------------------------------------------------
 # Scalars
@@ -97,26 +97,13 @@ ACTIVATIONS = ["leaky_relu", "tanh", "sigmoid"]
 @given(shape=any_shapes(), name=st.sampled_from(ACTIVATIONS), backward=st.booleans(), slope=NONNEG,
        default_slope=st.booleans(), data=st.data())
 def test_activations(shape, name, backward, slope, default_slope, data):
-    Z_arg = data.draw(array_args(shape), "Z")
-    dA_arg = data.draw(array_args(shape), "dA") if backward else None
-    (Z, Z_buf), (dA, dA_buf) = materialize(Z_arg), materialize(dA_arg)
-    note(f"Z: {describe(Z)}\ndA: {describe(dA)}")
-    before = snapshot([Z_buf, dA_buf])
+    Z, dA, buffers, before = draw_activation_args(data, shape, backward)
+    Z_buf, dA_buf = buffers
     blame = Blame()
     slope_value = 0.01
     if name == "leaky_relu" and not default_slope:
         slope_value = blame_number(blame, slope, "negative_slope", low=0.0)
-    ndims = tuple(range(1, 33))
-    arrays = [inspect_array(blame, Z, "Z", ndims)]
-    if backward:
-        arrays.append(inspect_array(blame, dA, "dA", ndims))
-    if all(a is not None for a in arrays):
-        dtype = computing_dtype(*arrays)
-        blame_nonfinite(blame, arrays[0], "Z", dtype)
-        if backward:
-            blame_nonfinite(blame, arrays[1], "dA", dtype)
-            if arrays[1].shape != arrays[0].shape:
-                blame.add(ValueError, "dA")
+    arrays, dtype = blame_activation_args(blame, Z, dA, backward)
     note(repr(blame))
     function = getattr(ops, f"{name}_{'backward' if backward else 'forward'}")
     args = (Z, dA) if backward else (Z,)
