@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import importlib.util
 import os
 import platform
 import statistics
@@ -570,6 +571,9 @@ def main(argv=None) -> int:
     print("\n".join(out))
     if args.estimators:
         print()
+        if importlib.util.find_spec("sklearn") is None:
+            print("--estimators: scikit-learn is not installed (pip install scikit-learn); no estimator table.")
+            return 1
         print(_compare_estimators(args.repeat))
     return 0
 
@@ -612,8 +616,6 @@ def _compare_estimators(repeat: int) -> str:
 
 
 def _has_fastnn() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("fastnn") is not None
 
 
