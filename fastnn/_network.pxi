@@ -323,7 +323,6 @@ cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexc
     return rows >= 4 and n >= 8 and depth >= 2
 
 
-
 cdef void _dense_forward(
     const NetC* net, const floating* XT, const floating* W, const floating* b,
     floating* YT, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
@@ -407,11 +406,11 @@ cdef void _dense_backward(
 ) noexcept nogil:
     """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n)).
 
-    Own loops (see ``_blocked``): with eight outputs and four inputs or more, dW is the
-    register-blocked product X @ G.T over the batch, from X and G laid out
-    sample-major in ``scratch`` (when they fit: ``_scratch_width``); else
-    one eight-lane dot product per weight.
-    With four inputs or more and a batch of eight or more, dXT is the
+    Own loops (see ``_blocked``): with eight outputs and four inputs or
+    more, dW is the register-blocked product X @ G.T over the batch, from X
+    and G laid out sample-major in ``scratch`` (when they fit:
+    ``_scratch_width``); else one eight-lane dot product per weight. With
+    four inputs or more and a batch of eight or more, dXT is the
     register-blocked product W @ G, from W transposed into ``net.w_scratch``
     (when W fits: it holds at most ``W_SCRATCH_MAX`` values).
     (The copies make A strided along K, as ``_small_gemm`` wants.)
