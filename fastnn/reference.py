@@ -124,16 +124,22 @@ def _paired(yhat: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 def _weighted(elements: np.ndarray, grad_elements: np.ndarray,
               sample_weight: ArrayLike | None) -> tuple[float, np.ndarray]:
     """(loss, grad) from elementwise losses and their derivatives, (n_samples, ...) arrays:
-    sum(w_i * mean_j e_ij) / sum(w_i), and its gradient (w_i = 1 without weights)."""
+    sum(w_i * mean_j e_ij) / sum(w_i), and its gradient (w_i = 1 without weights).
+
+    With weights, the sums are taken in float64 and each sample's gradient
+    scale w_i / (n_outputs * sum(w)) is one float64 ratio, rounded to the
+    input's dtype: float32 products of tiny (subnormal) weights would lose
+    the precision that only the weights' ratios carry.
+    """
     n = elements.shape[0]
     per_element = elements.reshape(n, -1)
     n_outputs = per_element.shape[1]
     if sample_weight is None:
         return float(np.mean(elements)), grad_elements / elements.size
-    w = np.asarray(sample_weight)
-    loss = float(np.sum(w * per_element.mean(axis=1)) / np.sum(w))
-    scale = (w / (n_outputs * np.sum(w))).reshape((n,) + (1,) * (elements.ndim - 1))
-    return loss, grad_elements * scale
+    w = np.asarray(sample_weight, dtype=np.float64)
+    loss = float(np.sum(w * per_element.mean(axis=1, dtype=np.float64)) / np.sum(w))
+    scale = (w / (n_outputs * np.sum(w))).astype(grad_elements.dtype)
+    return loss, grad_elements * scale.reshape((n,) + (1,) * (elements.ndim - 1))
 
 
 def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
@@ -223,7 +229,7 @@ def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
     per_sample, _ = _cross_entropy(logits, labels)
     if sample_weight is None:
         return float(np.mean(per_sample))
-    w = np.asarray(sample_weight)
+    w = np.asarray(sample_weight, dtype=np.float64)       # in float64, as _weighted
     return float(np.sum(w * per_sample) / np.sum(w))
 
 
@@ -232,8 +238,8 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
     per_sample, grad = _cross_entropy(logits, labels)
     if sample_weight is None:
         return grad / per_sample.shape[0]
-    w = np.asarray(sample_weight)
-    return grad * (w / np.sum(w))[:, None]
+    w = np.asarray(sample_weight, dtype=np.float64)
+    return grad * (w / np.sum(w)).astype(grad.dtype)[:, None]
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:

@@ -776,6 +776,22 @@ def test_regression_subnormal_sample_weight(kind):
         getattr(reference, f"{kind}_loss")(yhat, y, sample_weight=w), rel=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["mae", "mse", "huber", "bce_with_logits"])
+def test_regression_subnormal_float32_sample_weight(kind):
+    """A float32 subnormal weight carries few bits, but only the weights' ratios count:
+    the loss of one sample is that sample's loss, in the kernel and in the reference.
+
+    Found (long fuzz profile): ops.mae_loss([0.625], [0], sample_weight=[3.84e-43]) in
+    float32 gave 0.625 and reference.mae_loss 0.62409 (it summed w * l in float32)."""
+    yhat, y = np.array([0.625], dtype=np.float32), np.array([0.0], dtype=np.float32)
+    w = np.array([3.84e-43], dtype=np.float32)
+    unweighted = getattr(reference, f"{kind}_loss")(yhat, y)
+    assert getattr(reference, f"{kind}_loss")(yhat, y, sample_weight=w) == pytest.approx(unweighted, rel=1e-6)
+    assert getattr(ops, f"{kind}_loss")(yhat, y, sample_weight=w) == pytest.approx(unweighted, rel=1e-6)
+    np.testing.assert_allclose(getattr(ops, f"{kind}_grad")(yhat, y, sample_weight=w),
+                               getattr(reference, f"{kind}_grad")(yhat, y), rtol=1e-6)
+
+
 @pytest.mark.parametrize("opt", ["Adam", "AdamW", "SGD momentum"])
 def test_regression_rejected_train_step_does_not_bind_the_optimizer(opt):
     """A train_step refused for its input leaves a fresh optimizer as it was, free to train another model.
