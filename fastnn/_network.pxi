@@ -541,19 +541,22 @@ cdef void _load_batch(
     const NetC* net, const LossC* lossc, const floating* X, const floating* y, const floating* w,
     const Py_ssize_t* order, Py_ssize_t start, Py_ssize_t nb, floating* work,
 ) noexcept nogil:
-    """Lay rows start..start+nb (through ``order`` if not NULL) out feature-major in the workspace."""
+    """Lay rows start..start+nb (through ``order`` if not NULL) out feature-major in the
+    workspace (the targets too, unless ``y`` is NULL)."""
     cdef Py_ssize_t yw = _y_width(net, lossc)
     cdef floating* XT = work
     cdef floating* yT = XT + nb * net.n_in
     cdef floating* wT = yT + nb * net.n_out
     if order != NULL:
         _gather_transpose(X, net.n_in, order + start, nb, XT)
-        _gather_transpose(y, yw, order + start, nb, yT)
+        if y != NULL:
+            _gather_transpose(y, yw, order + start, nb, yT)
         if lossc.weighted:
             _gather_transpose(w, 1, order + start, nb, wT)
     else:
         _transpose(X + start * net.n_in, XT, nb, net.n_in)
-        _transpose(y + start * yw, yT, nb, yw)
+        if y != NULL:
+            _transpose(y + start * yw, yT, nb, yw)
         if lossc.weighted:
             memcpy(wT, w + start, nb * sizeof(floating))
 
@@ -614,6 +617,12 @@ cdef bint _valid_targets(const NetC* net, const LossC* lossc, const floating* y,
                 return False
     elif not all_finite_kernel(y, n * net.n_out):
         return False
+    return _valid_weights(lossc, w, n)
+
+
+cdef bint _valid_weights(const LossC* lossc, const floating* w, Py_ssize_t n) noexcept nogil:
+    """No weights, or finite weights >= 0 with a positive sum."""
+    cdef Py_ssize_t i
     cdef double total = 0.0
     if lossc.weighted:
         if not all_finite_kernel(w, n):
@@ -629,14 +638,29 @@ cdef bint _valid_targets(const NetC* net, const LossC* lossc, const floating* y,
 
 cdef int _step_on(
     const NetC* net, floating* params, floating* grads, const floating* X, const floating* y,
-    const floating* w, floating* work, Py_ssize_t n, Opt* opt, floating* buf1, floating* buf2,
-    const LossC* lossc, double* loss_out,
+    const Py_ssize_t* labels, const floating* w, floating* work, Py_ssize_t n, Opt* opt,
+    floating* buf1, floating* buf2, const LossC* lossc, double* loss_out,
 ) noexcept nogil:
-    """Check X, y and w, lay them out feature-major, and take one step (status as _train_step)."""
+    """Check X, the targets and w, lay them out feature-major, and take one step
+    (status as _train_step). The targets are ``y``, or, for cross-entropy, integer
+    class ``labels`` (then ``y`` is NULL), converted to the dtype on the way in."""
     cdef double wsum
-    if not all_finite_kernel(X, n * net.n_in) or not _valid_targets(net, lossc, y, w, n):
+    cdef Py_ssize_t i
+    cdef floating* yT = work + n * net.n_in
+    if not all_finite_kernel(X, n * net.n_in):
+        return BAD_INPUT_
+    if labels != NULL:
+        for i in range(n):
+            if labels[i] < 0 or labels[i] >= net.n_out:
+                return BAD_INPUT_
+        if not _valid_weights(lossc, w, n):
+            return BAD_INPUT_
+    elif not _valid_targets(net, lossc, y, w, n):
         return BAD_INPUT_
     _load_batch(net, lossc, X, y, w, NULL, 0, n, work)
+    if labels != NULL:
+        for i in range(n):
+            yT[i] = <floating>labels[i]
     return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum, loss_out)
 
 
@@ -979,7 +1003,8 @@ cdef class Network:
     def train_step(self, X, y, Update u, str loss="mse", double loss_param=0.0, sample_weight=None):
         """One optimizer step on the loss of one batch: the loss before the
         update (a float), or a status code (an int; ``SLOW``: validate X, y and
-        sample_weight first)."""
+        sample_weight first). For cross-entropy, y may hold the class labels
+        as floats of the network's dtype or as intp integers."""
         cdef Py_ssize_t n
         cdef LossC lossc
         cdef char* work
@@ -988,6 +1013,7 @@ cdef class Network:
         cdef char* xp
         cdef char* yp
         cdef char* wp = NULL
+        cdef const Py_ssize_t* lp = NULL
         cdef double value = 0.0
         cdef int status
         cdef char* b1 = NULL
@@ -997,7 +1023,11 @@ cdef class Network:
         if not self._fits_X(X):
             return SLOW
         n = _dim(X, 0)
-        if not self._fits_targets(y, sample_weight, n, &lossc):
+        if (lossc.kind == LOSS_CROSS_ENTROPY and _fits(y, cnp.NPY_INTP, 1) and _dim(y, 0) == n
+                and (sample_weight is None or (_fits(sample_weight, self.typenum, 1)
+                                               and _dim(sample_weight, 0) == n))):
+            lp = <const Py_ssize_t*>cnp.PyArray_DATA(y)    # integer labels, the usual kind
+        elif not self._fits_targets(y, sample_weight, n, &lossc):
             return SLOW
         if u.buf1 is not None:
             b1 = <char*>cnp.PyArray_DATA(u.buf1)
@@ -1007,15 +1037,15 @@ cdef class Network:
             wp = <char*>cnp.PyArray_DATA(sample_weight)
         work = self._workspace(n)
         xp = <char*>cnp.PyArray_DATA(X)
-        yp = <char*>cnp.PyArray_DATA(y)
+        yp = NULL if lp != NULL else <char*>cnp.PyArray_DATA(y)
         with nogil:
             if self.is_double:
                 status = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                  <const double*>yp, <const double*>wp, <double*>work, n, &u.opt,
+                                  <const double*>yp, lp, <const double*>wp, <double*>work, n, &u.opt,
                                   <double*>b1, <double*>b2, &lossc, &value)
             else:
                 status = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                  <const float*>yp, <const float*>wp, <float*>work, n, &u.opt,
+                                  <const float*>yp, lp, <const float*>wp, <float*>work, n, &u.opt,
                                   <float*>b1, <float*>b2, &lossc, &value)
         if status != 0:
             return status

@@ -160,6 +160,29 @@ LOSSES = {
 }
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_integer_labels_take_the_step_float_labels_take(weighted, dtype, rng):
+    """Integer (intp) class labels go into the compiled step as they are, converted on
+    the way in; the step is bit for bit the one their float twins give."""
+    X = rng.normal(size=(9, 4)).astype(dtype)
+    labels = rng.integers(0, 3, size=9).astype(np.intp)
+    w = (rng.random(9) + 0.1).astype(dtype) if weighted else None
+    a = fastnn.Sequential([fastnn.Dense(4, 5, seed=1), fastnn.ReLU(), fastnn.Dense(5, 3, seed=2)], dtype=dtype)
+    b = fastnn.Sequential([fastnn.Dense(4, 5, seed=1), fastnn.ReLU(), fastnn.Dense(5, 3, seed=2)], dtype=dtype)
+    opt_a, opt_b, loss = fastnn.Adam(0.01), fastnn.Adam(0.01), fastnn.CrossEntropyLoss()
+    for _ in range(3):
+        assert a.train_step(X, labels, loss, opt_a, sample_weight=w) == \
+            b.train_step(X, labels.astype(dtype), loss, opt_b, sample_weight=w)
+    np.testing.assert_array_equal(a.get_parameters(), b.get_parameters())
+    # the integer labels took the fast path (a float loss, not a status code asking for validation)
+    assert isinstance(a._net.train_step(X, labels, opt_a._update_for(a), "cross_entropy", 0.0, w), float)
+    before = a.get_parameters().tobytes()
+    for bad in ([0, 3, 1], [0, -1, 1]):
+        with pytest.raises(ValueError, match=r"\by\b"):
+            a.train_step(X[:3], np.array(bad, dtype=np.intp), loss, opt_a)
+    assert a.get_parameters().tobytes() == before
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("weighted", [False, True])
 def test_training_steps_match_reference(name, weighted, dtype, rng):
