@@ -990,6 +990,10 @@ cdef class Network:
                 return False
         elif not self._fits_y(y, n):
             return False
+        return self._fits_weights(w, n)
+
+    cdef bint _fits_weights(self, object w, Py_ssize_t n) noexcept:
+        """No sample weights, or (n,) of the network's dtype."""
         return w is None or (_fits(w, self.typenum, 1) and _dim(w, 0) == n)
 
     cdef int _set_loss(self, LossC* lossc, str loss, double loss_param, object w) except -1:
@@ -1024,8 +1028,7 @@ cdef class Network:
             return SLOW
         n = _dim(X, 0)
         if (lossc.kind == LOSS_CROSS_ENTROPY and _fits(y, cnp.NPY_INTP, 1) and _dim(y, 0) == n
-                and (sample_weight is None or (_fits(sample_weight, self.typenum, 1)
-                                               and _dim(sample_weight, 0) == n))):
+                and self._fits_weights(sample_weight, n)):
             lp = <const Py_ssize_t*>cnp.PyArray_DATA(y)    # integer labels, the usual kind
         elif not self._fits_targets(y, sample_weight, n, &lossc):
             return SLOW
