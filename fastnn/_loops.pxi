@@ -570,7 +570,7 @@ cdef double loss_grad_kernel(
         return total / wsum
     # Each sample's gradient scale w_i / (C * sum(w)) is formed in double as one
     # ratio: 1 / sum(w) alone overflows when the weights are subnormal.
-    scale = <floating>(1.0 / (C * wsum))
+    scale = <floating>(1.0 / (C * wsum)) if w == NULL else zero    # weighted: set per sample
     for i in range(n):
         if w != NULL:
             wi = w[i]

@@ -34,6 +34,7 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
+#: Most values of W that own loops transpose for the register-blocked dX.
 W_SCRATCH_MAX: int
 
 class Update:
