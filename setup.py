@@ -52,6 +52,9 @@ else:
     # sqrt() need not set errno (fastnn never reads it): without this, every
     # sqrt carries a branch to the libm call, and loops with one do not vectorise.
     extra_compile_args.append("-fno-math-errno")
+    # No fused multiply-add (AVX-512 has it): a * b + c rounds twice in every
+    # build, so the walker's builds give the same bits.
+    extra_compile_args.append("-ffp-contract=off")
 
 define_macros = [
     ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
@@ -65,7 +68,8 @@ def extension(name, extra=()):
         [f"fastnn/{name}.pyx"],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args + list(extra),
-        depends=["fastnn/_loops.pxi", "fastnn/_network.pxi"],
+        depends=["fastnn/_loops.pxi", "fastnn/_network.pxi", "fastnn/_tile.h"],
+        include_dirs=["fastnn"],
     )
 
 
@@ -78,10 +82,16 @@ def _targets_x86_64_only():
 
 
 extensions = [extension("_kernels"), extension("_network_baseline")]
-# The walker again with AVX2 (not FMA: both builds give the same bits), for
-# CPUs that have it; fastnn/_network.py chooses at import. GCC/Clang on x86-64.
+# The walker again with AVX2 and with AVX-512, for CPUs that have them;
+# fastnn/_network.py chooses at import. FASTNN_TILE_BYTES is the width of
+# the register tile's rows in fastnn/_tile.h: two of the build's widest
+# vectors (the baseline's default is two SSE2 registers). GCC/Clang on x86-64.
 if os.name != "nt" and _targets_x86_64_only():
-    extensions.append(extension("_network_avx2", ["-mavx2"]))
+    extensions.append(extension("_network_avx2", ["-mavx2", "-DFASTNN_TILE_BYTES=64"]))
+    extensions.append(extension("_network_avx512", [
+        "-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512",
+        "-DFASTNN_TILE_BYTES=128",
+    ]))
 
 BUILD_INFO_MODULE = "_build_info.py"
 

@@ -88,6 +88,9 @@ def _facts() -> dict[str, Any]:
     thresholds = {
         name.lower(): getattr(model, name) for name in ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH") if hasattr(model, name)
     }
+    tiled = getattr(model, "BLAS_MIN_WEIGHTS_TILED", None)
+    if tiled is not None:
+        thresholds["blas_min_weights_tiled"] = tiled[_network.ISA]
     ops_thresholds = {
         name.lower(): getattr(_kernels, name) for name in ("OPS_BLAS_MIN_WORK", "OPS_BLAS_MIN_WEIGHTS")
         if hasattr(_kernels, name)
@@ -111,6 +114,7 @@ def _facts() -> dict[str, Any]:
                 "isa": _network.ISA,
                 "module": _network.Network.__module__,
                 "cpu_has_avx2": bool(_kernels.cpu_has_avx2()),
+                "cpu_has_avx512": bool(_kernels.cpu_has_avx512()),
                 "FASTNN_ISA": os.environ.get("FASTNN_ISA", "auto"),
             },
             "blas": {
@@ -173,7 +177,9 @@ def _format(facts: dict[str, Any]) -> str:
     if blas["model_thresholds"]:
         weights = blas["model_thresholds"].get("blas_min_weights")
         width = blas["model_thresholds"].get("blas_min_width")
-        used_for.append(f"Sequential: Dense layers with in*out >= {weights} and min(in, out) >= {width}")
+        tiled = blas["model_thresholds"].get("blas_min_weights_tiled")
+        used_for.append(f"Sequential: Dense layers with in*out >= {weights} and min(in, out) >= {width}, "
+                        f"and in*out >= {tiled} for a batch of 8 rows or more")
     if blas["ops_thresholds"]:
         work = blas["ops_thresholds"].get("ops_blas_min_work")
         weights = blas["ops_thresholds"].get("ops_blas_min_weights")
@@ -184,7 +190,8 @@ def _format(facts: dict[str, Any]) -> str:
         f"  Python: {runtime['python']}, {runtime['machine']}",
         f"  NumPy: {runtime['numpy']}",
         f"  network walker: {walker['isa']} build ({walker['module']}); CPU has AVX2: "
-        f"{_yes_no(walker['cpu_has_avx2'])}; FASTNN_ISA={walker['FASTNN_ISA']}",
+        f"{_yes_no(walker['cpu_has_avx2'])}, AVX-512: {_yes_no(walker['cpu_has_avx512'])}; "
+        f"FASTNN_ISA={walker['FASTNN_ISA']}",
         f"  BLAS for large layers: {blas['source']}; FASTNN_BLAS={blas['FASTNN_BLAS']}",
     ]
     if blas["library"]:

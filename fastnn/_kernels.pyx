@@ -30,12 +30,21 @@ cdef extern from *:
     #endif
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
     static int fastnn_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    /* What the AVX-512 walker is compiled for (setup.py): F, VL, DQ and BW. The
+       checks include the operating system's support for the registers. */
+    static int fastnn_cpu_has_avx512(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+    }
     #else
     static int fastnn_cpu_has_avx2(void) { return 0; }
+    static int fastnn_cpu_has_avx512(void) { return 0; }
     #endif
     """
     int FASTNN_DEBUG_BUILD
     int fastnn_cpu_has_avx2() noexcept nogil
+    int fastnn_cpu_has_avx512() noexcept nogil
 
 #: True when this extension was compiled with bounds checking (FASTNN_DEBUG=1).
 DEBUG_BUILD = bool(FASTNN_DEBUG_BUILD)
@@ -44,6 +53,12 @@ DEBUG_BUILD = bool(FASTNN_DEBUG_BUILD)
 def cpu_has_avx2():
     """True when this CPU runs AVX2 instructions (GCC/Clang on x86 only; else False)."""
     return bool(fastnn_cpu_has_avx2())
+
+
+def cpu_has_avx512():
+    """True when this CPU (and its operating system) runs AVX-512 F, VL, DQ and BW
+    instructions (GCC/Clang on x86 only; else False)."""
+    return bool(fastnn_cpu_has_avx512())
 
 
 include "_loops.pxi"

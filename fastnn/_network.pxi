@@ -1,9 +1,11 @@
 """Walk a whole network in one call without the GIL.
 
-This source is compiled twice (see setup.py): as fastnn._network_baseline
-for any x86-64 (or other) CPU, and as fastnn._network_avx2 with -mavx2 for
-CPUs that have AVX2; fastnn._network imports the one the CPU can run. No
--mfma: without contraction the two builds give the same bits.
+This source is compiled up to three times (see setup.py): as
+fastnn._network_baseline for any x86-64 (or other) CPU, and as
+fastnn._network_avx2 and fastnn._network_avx512 for CPUs that have AVX2 or
+AVX-512; fastnn._network imports the widest one the CPU can run. No fused
+multiply-add (-ffp-contract=off) and sums in a fixed order: every build
+gives the same bits.
 
 Design
 ------
@@ -39,9 +41,9 @@ widths, ``max_width`` the largest)::
 
 Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
 the backward pass ping-pongs between the two gradient blocks, and lays a
-gradient and a layer's input out sample-major in the scratch block to
-multiply them for dW on fastnn's own loops. The scratch block is as wide as
-the widest in + out of the Dense layers that may take that path (none, in a
+layer's output gradient out sample-major in the scratch block to multiply
+it for dW on fastnn's own loops. The scratch block is as wide as the widest
+output of the Dense layers that may take that path (none, in a
 network whose every layer of 4 inputs and 8 outputs or more uses BLAS:
 its workspace is no larger than it needs).
 
@@ -87,6 +89,11 @@ FN_CODES = {"identity": FN_IDENTITY, "relu": FN_RELU, "leaky_relu": FN_LEAKY_REL
             "tanh": FN_TANH, "sigmoid": FN_SIGMOID}
 
 cdef enum:
+    # From this batch size on, own loops' register tiles run (see _blocked),
+    # and BLAS must beat them (blas_min_weights_tiled).
+    TILE_MIN_BATCH = 8
+
+cdef enum:
     SLOW_ = -1
     BAD_INPUT_ = -2
     BAD_LOSS_ = -3
@@ -100,9 +107,6 @@ BAD_UPDATE = int(BAD_UPDATE_)
 
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
-#: Size of the buffer for a transposed W (own loops' dX): a layer with more
-#: weights than this takes the plain loops for dX (larger ones use BLAS anyway).
-W_SCRATCH_MAX = 16384
 
 # ---------------------------------------------------------------------------
 # The walk
@@ -118,16 +122,16 @@ cdef struct NetC:
     Blas blas
     Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this,
     Py_ssize_t blas_min_weights   # in * out >= this
-    Py_ssize_t blas_min_width     # and min(in, out) >= this
+    Py_ssize_t blas_min_width     # and min(in, out) >= this,
+    Py_ssize_t blas_min_weights_tiled  # and, for a batch of TILE_MIN_BATCH or more, in * out >= this
     void* grad_backup             # n_params values: the gradients before the current step
-    void* w_scratch               # w_scratch_size values: a transposed W, for dX
-    Py_ssize_t w_scratch_size
     Py_ssize_t scratch_width      # per-sample width of the workspace's scratch block (_scratch_width)
 
 
 cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
     if (net.blas.kind == BLAS_NONE or k * m < net.blas_min_weights or n * k * m < net.blas_min_work
-            or k < net.blas_min_width or m < net.blas_min_width):
+            or k < net.blas_min_width or m < net.blas_min_width
+            or (n >= TILE_MIN_BATCH and k * m < net.blas_min_weights_tiled)):
         return False
     # A BLAS with 32-bit integers takes no dimension (nor leading dimension) above INT_MAX.
     return net.blas.kind != BLAS_FORTRAN32 or (n <= INT_MAX and k <= INT_MAX and m <= INT_MAX)
@@ -151,40 +155,52 @@ cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n)
         y[i] += a * x[i]
 
 
+cdef inline floating _lanes_total(const floating* lane) noexcept nogil:
+    """The sum of the 8 (double) or 16 (float) lanes of _dot and _sum, as a fixed tree."""
+    if floating is float:
+        return ((((lane[0] + lane[8]) + (lane[4] + lane[12])) + ((lane[1] + lane[9]) + (lane[5] + lane[13])))
+                + (((lane[2] + lane[10]) + (lane[6] + lane[14])) + ((lane[3] + lane[11]) + (lane[7] + lane[15]))))
+    else:
+        return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
+
+
 cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
-    """sum(x * y), in eight lanes that the compiler keeps in vector registers.
+    """sum(x * y), in independent lanes that the compiler keeps in vector registers.
 
     A compiler may not reorder one floating-point sum, so a plain loop is a
-    single chain of dependent additions; independent lanes vectorise.
+    single chain of dependent additions; independent lanes vectorise. 64
+    bytes of lanes (8 doubles, 16 floats): with fewer floats than the
+    AVX-512 build's vectors hold, GCC vectorises two steps of the loop at
+    once and must then add their lanes in order, one by one.
     """
-    cdef floating lane[8]
-    cdef Py_ssize_t i = 0, t
-    for t in range(8):
+    cdef floating lane[16]
+    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    for t in range(lanes):
         lane[t] = 0
-    while i + 8 <= n:
-        for t in range(8):
+    while i + lanes <= n:
+        for t in range(lanes):
             lane[t] += x[i + t] * y[i + t]
-        i += 8
+        i += lanes
     while i < n:
         lane[0] += x[i] * y[i]
         i += 1
-    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
+    return _lanes_total(lane)
 
 
 cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
-    """sum(x), in eight vectorisable lanes."""
-    cdef floating lane[8]
-    cdef Py_ssize_t i = 0, t
-    for t in range(8):
+    """sum(x), in vectorisable lanes (as ``_dot``)."""
+    cdef floating lane[16]
+    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    for t in range(lanes):
         lane[t] = 0
-    while i + 8 <= n:
-        for t in range(8):
+    while i + lanes <= n:
+        for t in range(lanes):
             lane[t] += x[i + t]
-        i += 8
+        i += lanes
     while i < n:
         lane[0] += x[i]
         i += 1
-    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
+    return _lanes_total(lane)
 
 
 cdef inline void _relu_inplace(floating* x, Py_ssize_t n) noexcept nogil:
@@ -197,11 +213,23 @@ cdef inline void _relu_inplace(floating* x, Py_ssize_t n) noexcept nogil:
 
 cdef void _transpose(const floating* src, floating* dst, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
     """dst (cols, rows) = src (rows, cols).T"""
-    cdef Py_ssize_t r, c
+    cdef Py_ssize_t r, c, t, r0 = 0
+    cdef floating* d
+    cdef const floating* s
     if rows == 1 or cols == 1:
         memcpy(dst, src, rows * cols * sizeof(floating))
         return
-    for r in range(rows):
+    # Eight source rows at a time: each column of them is one contiguous
+    # 8-element store, where a row-by-row copy would store every element
+    # into another cache line.
+    while r0 + 8 <= rows:
+        s = src + r0 * cols
+        d = dst + r0
+        for c in range(cols):
+            for t in range(8):
+                d[c * rows + t] = s[t * cols + c]
+        r0 += 8
+    for r in range(r0, rows):
         for c in range(cols):
             dst[c * rows + r] = src[r * cols + c]
 
@@ -218,7 +246,17 @@ cdef void _gather_transpose(
             dst[c * n_rows + i] = row[c]
 
 
-cdef void _small_gemm(
+cdef extern from "_tile.h":
+    # The register-tiled product, one per dtype (see fastnn/_tile.h).
+    void fastnn_small_gemm_d(const double* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const double* B,
+                             Py_ssize_t ldb, double* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
+                             Py_ssize_t K, const double* bias, int relu) noexcept nogil
+    void fastnn_small_gemm_f(const float* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const float* B,
+                             Py_ssize_t ldb, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
+                             Py_ssize_t K, const float* bias, int relu) noexcept nogil
+
+
+cdef inline void _small_gemm(
     const floating* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const floating* B, Py_ssize_t ldb,
     floating* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     const floating* bias, bint relu,
@@ -227,94 +265,14 @@ cdef void _small_gemm(
 
     A's element (r, c) is at ``A[r * sa_r + c * sa_c]`` (so W serves as A or
     as A.T without a copy); B's rows and C's rows are contiguous, ``ldb`` and
-    ``ldc`` apart. Register-blocked: a tile of 4 rows by 8 columns of C stays
-    in 32 accumulators (vector registers, once the compiler has unrolled the
-    fixed-size loops) while K streams past, so each loaded row of B feeds
-    four multiply-adds; leftover rows go one at a time, leftover columns
-    one by one. The bias and the ReLU ride on the tile's final store.
-
-    Keep A strided along K (``sa_c`` > 1), as every caller does: when A's
-    elements along K are adjacent, GCC vectorises the K loop instead, as an
-    in-order reduction (a chain of scalar additions, several times slower
-    than the register tile).
+    ``ldc`` apart. Register-tiled in explicit vectors, 4 rows of C by two of
+    the build's widest vector registers (``fastnn/_tile.h``); every element
+    is one sum in the order of K, so every build gives the same bits.
     """
-    cdef Py_ssize_t r0 = 0, i0, kk, r, t, rows
-    # Four separate 8-element rows (not one 4 x 8 array): the compiler unrolls
-    # each fixed-size loop and keeps the rows in registers.
-    cdef floating acc0[8]
-    cdef floating acc1[8]
-    cdef floating acc2[8]
-    cdef floating acc3[8]
-    cdef floating a0, a1, a2, a3, zero = 0, v
-    cdef const floating* brow
-    cdef const floating* arow
-    cdef floating* crow
-    while r0 < M:
-        rows = 4 if r0 + 4 <= M else 1
-        arow = A + r0 * sa_r
-        i0 = 0
-        while i0 + 8 <= N:
-            if rows == 4:
-                a0 = bias[r0] if bias != NULL else zero
-                a1 = bias[r0 + 1] if bias != NULL else zero
-                a2 = bias[r0 + 2] if bias != NULL else zero
-                a3 = bias[r0 + 3] if bias != NULL else zero
-                for t in range(8):
-                    acc0[t] = a0
-                for t in range(8):
-                    acc1[t] = a1
-                for t in range(8):
-                    acc2[t] = a2
-                for t in range(8):
-                    acc3[t] = a3
-                for kk in range(K):
-                    brow = B + kk * ldb + i0
-                    a0 = arow[kk * sa_c]
-                    a1 = arow[sa_r + kk * sa_c]
-                    a2 = arow[2 * sa_r + kk * sa_c]
-                    a3 = arow[3 * sa_r + kk * sa_c]
-                    for t in range(8):
-                        acc0[t] += a0 * brow[t]
-                    for t in range(8):
-                        acc1[t] += a1 * brow[t]
-                    for t in range(8):
-                        acc2[t] += a2 * brow[t]
-                    for t in range(8):
-                        acc3[t] += a3 * brow[t]
-                crow = C + r0 * ldc + i0
-                if relu:
-                    for t in range(8):
-                        crow[t] = acc0[t] if acc0[t] > zero else zero
-                        crow[ldc + t] = acc1[t] if acc1[t] > zero else zero
-                        crow[2 * ldc + t] = acc2[t] if acc2[t] > zero else zero
-                        crow[3 * ldc + t] = acc3[t] if acc3[t] > zero else zero
-                else:
-                    for t in range(8):
-                        crow[t] = acc0[t]
-                        crow[ldc + t] = acc1[t]
-                        crow[2 * ldc + t] = acc2[t]
-                        crow[3 * ldc + t] = acc3[t]
-            else:
-                a0 = bias[r0] if bias != NULL else zero
-                for t in range(8):
-                    acc0[t] = a0
-                for kk in range(K):
-                    brow = B + kk * ldb + i0
-                    a0 = arow[kk * sa_c]
-                    for t in range(8):
-                        acc0[t] += a0 * brow[t]
-                crow = C + r0 * ldc + i0
-                for t in range(8):
-                    crow[t] = (acc0[t] if acc0[t] > zero else zero) if relu else acc0[t]
-            i0 += 8
-        while i0 < N:
-            for r in range(rows):
-                v = bias[r0 + r] if bias != NULL else zero
-                for kk in range(K):
-                    v += arow[r * sa_r + kk * sa_c] * B[kk * ldb + i0]
-                C[(r0 + r) * ldc + i0] = (v if v > zero else zero) if relu else v
-            i0 += 1
-        r0 += rows
+    if floating is double:
+        fastnn_small_gemm_d(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
+    else:
+        fastnn_small_gemm_f(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
 
 
 cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
@@ -407,20 +365,15 @@ cdef void _dense_backward(
     """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n)).
 
     Own loops (see ``_blocked``): with eight outputs and four inputs or
-    more, dW is the register-blocked product X @ G.T over the batch, from X
-    and G laid out sample-major in ``scratch`` (when they fit:
-    ``_scratch_width``); else one eight-lane dot product per weight. With
-    four inputs or more and a batch of eight or more, dXT is the
-    register-blocked product W @ G, from W transposed into ``net.w_scratch``
-    (when W fits: it holds at most ``W_SCRATCH_MAX`` values).
-    (The copies make A strided along K, as ``_small_gemm`` wants.)
+    more, dW is the register-tiled product X @ G.T over the batch, with G
+    laid out sample-major in ``scratch`` (when it fits: ``_scratch_width``);
+    else one eight-lane dot product per weight. With four inputs or more and
+    a batch of eight or more, dXT is the register-tiled product W @ G.
     """
     cdef Py_ssize_t kk, j, i
     cdef floating* dx
     cdef floating w
     cdef floating* GT = scratch
-    cdef floating* Xs = scratch + n * m
-    cdef floating* WT = <floating*>net.w_scratch
     for j in range(m):
         db[j] = _sum(G + j * n, n)
     if _use_blas(net, n, k, m):
@@ -428,17 +381,15 @@ cdef void _dense_backward(
         if dXT != NULL:
             gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
         return
-    if _blocked(m, k, n) and k + m <= net.scratch_width:
+    if _blocked(m, k, n) and m <= net.scratch_width:
         _transpose(G, GT, m, n)                    # (n, m)
-        _transpose(XT, Xs, k, n)                   # (n, k)
-        _small_gemm(Xs, 1, k, GT, m, dW, m, k, m, n, NULL, False)
+        _small_gemm(XT, n, 1, GT, m, dW, m, k, m, n, NULL, False)
     else:
         for kk in range(k):
             for j in range(m):
                 dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
-    if dXT != NULL and _blocked(n, k, m) and k * m <= net.w_scratch_size:
-        _transpose(W, WT, k, m)                    # (m, k)
-        _small_gemm(WT, 1, k, G, n, dXT, n, k, n, m, NULL, False)
+    if dXT != NULL and _blocked(n, k, m):
+        _small_gemm(W, m, 1, G, n, dXT, n, k, n, m, NULL, False)
     elif dXT != NULL:
         for kk in range(k):
             dx = dXT + kk * n
@@ -735,22 +686,25 @@ cdef class Network:
     params, grads : 1-D C-contiguous float32 or float64 arrays of one size
         Kept by reference: the network reads and updates them in place.
     blas : fastnn._blas.BlasInfo or None
-    blas_min_work, blas_min_weights, blas_min_width : int
+    blas_min_work, blas_min_weights, blas_min_width, blas_min_weights_tiled : int
         A Dense product uses BLAS when n_samples * in * out reaches
-        ``blas_min_work``, in * out reaches ``blas_min_weights`` and both in
-        and out reach ``blas_min_width``.
+        ``blas_min_work``, in * out reaches ``blas_min_weights``, both in
+        and out reach ``blas_min_width`` and, for a batch of 8 rows or more
+        (where own loops run their register tiles), in * out reaches
+        ``blas_min_weights_tiled``.
     """
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
-    cdef object work, grad_backup, w_scratch
+    cdef object work, grad_backup
     cdef Py_ssize_t work_size
     cdef readonly bint is_double
     cdef int typenum
     cdef readonly str blas_source
 
     def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
-                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0, fn_params=None):
+                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0, fn_params=None,
+                 Py_ssize_t blas_min_weights_tiled=0):
         cdef Py_ssize_t l, n_in, n_out, acts_width = 0, max_width = 0
         cdef const Py_ssize_t[:, ::1] rows = plan
         fn_params = np.zeros(rows.shape[0]) if fn_params is None else np.array(fn_params, dtype=np.float64)
@@ -801,9 +755,6 @@ cdef class Network:
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
         self.grad_backup = np.empty(max(params.shape[0], 1), dtype=params_dtype)
         self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
-        self.w_scratch = np.empty(min(max(params.shape[0], 1), W_SCRATCH_MAX), dtype=params_dtype)
-        self.net.w_scratch = cnp.PyArray_DATA(self.w_scratch)
-        self.net.w_scratch_size = self.w_scratch.shape[0]
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]
@@ -815,6 +766,7 @@ cdef class Network:
         self.net.blas_min_work = blas_min_work
         self.net.blas_min_weights = blas_min_weights
         self.net.blas_min_width = blas_min_width
+        self.net.blas_min_weights_tiled = blas_min_weights_tiled
         self.blas_source = "none"
         if blas is not None and blas.kind in (BLAS_CBLAS64, BLAS_FORTRAN32) and blas.dgemm and blas.sgemm:
             self.net.blas.kind = blas.kind
@@ -868,6 +820,16 @@ cdef class Network:
         self._scratch_width()
 
     @property
+    def blas_min_weights_tiled(self):
+        """... and, for a batch of 8 rows or more, in * out reaches this."""
+        return self.net.blas_min_weights_tiled
+
+    @blas_min_weights_tiled.setter
+    def blas_min_weights_tiled(self, Py_ssize_t value):
+        self.net.blas_min_weights_tiled = value
+        self._scratch_width()
+
+    @property
     def uses_blas(self):
         return self.net.blas.kind != BLAS_NONE
 
@@ -882,9 +844,10 @@ cdef class Network:
             k, m = rec[IN], rec[OUT]
             if rec[KIND] != KIND_DENSE_ or k < 4 or m < 8:
                 continue
-            if self.net.blas_min_work <= 1 and _use_blas(&self.net, 1, k, m):
+            if (self.net.blas_min_work <= 1 and _use_blas(&self.net, 1, k, m)
+                    and _use_blas(&self.net, TILE_MIN_BATCH, k, m)):
                 continue
-            width = max(width, k + m)
+            width = max(width, m)
         self.net.scratch_width = width
         return 0
 

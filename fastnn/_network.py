@@ -1,24 +1,44 @@
 """The compiled network walker, in the build this CPU runs best.
 
-The walker (``fastnn/_network.pxi``) is compiled twice: for the compiler's
-baseline instruction set (SSE2 on x86-64) and, on x86-64 with GCC or
-Clang, with AVX2, which makes its vectorised loops twice as wide. Both
-builds give bit-identical results (no fused multiply-add; every sum has a
-fixed order). ``FASTNN_ISA=baseline`` in the environment forces the
-baseline build.
+The walker (``fastnn/_network.pxi``) is compiled up to three times: for the
+compiler's baseline instruction set (SSE2 on x86-64) and, on x86-64 with
+GCC or Clang, with AVX2 and with AVX-512 (F, VL, DQ, BW), whose vectors are
+two and four times as wide. All builds give bit-identical results (no fused
+multiply-add; every sum has a fixed order, whatever the vector width).
+
+``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
+takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,
+``baseline`` the baseline build.
 """
 
 import os
+import warnings
 
 from fastnn import _kernels
 
-ISA = "baseline"
-if os.environ.get("FASTNN_ISA", "auto").strip().lower() != "baseline" and _kernels.cpu_has_avx2():
-    try:
-        from fastnn._network_avx2 import *  # noqa: F401,F403
+#: The builds, narrowest first: (name, whether this CPU runs it).
+_BUILDS = (("baseline", True), ("avx2", _kernels.cpu_has_avx2()), ("avx512", _kernels.cpu_has_avx512()))
+_NAMES = [name for name, _ in _BUILDS]
 
-        ISA = "avx2"
-    except ImportError:  # built without the AVX2 variant (not x86-64, or MSVC)
-        pass
+_wanted = os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto"
+if _wanted not in _NAMES and _wanted != "auto":
+    warnings.warn(f"FASTNN_ISA={_wanted!r} is not one of auto, {', '.join(_NAMES)}: using auto",
+                  RuntimeWarning, stacklevel=2)
+    _wanted = "auto"
+_limit = len(_NAMES) if _wanted == "auto" else _NAMES.index(_wanted) + 1
+
+ISA = "baseline"
+for _name, _runs in reversed(_BUILDS[1:_limit]):
+    if not _runs:
+        continue
+    try:
+        if _name == "avx512":
+            from fastnn._network_avx512 import *  # noqa: F401,F403
+        else:
+            from fastnn._network_avx2 import *  # noqa: F401,F403
+    except ImportError:  # built without this variant (not x86-64, or MSVC)
+        continue
+    ISA = _name
+    break
 if ISA == "baseline":
     from fastnn._network_baseline import *  # noqa: F401,F403

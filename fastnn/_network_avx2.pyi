@@ -18,6 +18,5 @@ from fastnn._network_baseline import OPTIMIZER_KINDS as OPTIMIZER_KINDS
 from fastnn._network_baseline import PLAN_FIELDS as PLAN_FIELDS
 from fastnn._network_baseline import PREDICT_CHUNK as PREDICT_CHUNK
 from fastnn._network_baseline import SLOW as SLOW
-from fastnn._network_baseline import W_SCRATCH_MAX as W_SCRATCH_MAX
 from fastnn._network_baseline import Network as Network
 from fastnn._network_baseline import Update as Update

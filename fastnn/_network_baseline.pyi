@@ -1,8 +1,8 @@
 """Type stub of the compiled network walker, ``fastnn/_network.pxi``.
 
-The walker is compiled twice, as ``fastnn._network_baseline`` and
-``fastnn._network_avx2`` (``fastnn._network`` picks one at import); the
-AVX2 build's stub re-exports this one's names. Keep it in step with the
+The walker is compiled up to three times, as ``fastnn._network_baseline``,
+``fastnn._network_avx2`` and ``fastnn._network_avx512`` (``fastnn._network``
+picks one at import); the other builds' stubs re-export this one's names. Keep it in step with the
 ``.pxi``: tests/test_packaging.py checks that the compiled modules define
 the same public names as the stubs.
 """
@@ -34,8 +34,6 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
-#: Most values of W that own loops transpose for the register-blocked dX.
-W_SCRATCH_MAX: int
 
 class Update:
     """An optimizer's rule, hyperparameters and state for one network (``Network.make_update``)."""
@@ -55,6 +53,7 @@ class Network:
     blas_min_work: int
     blas_min_weights: int
     blas_min_width: int
+    blas_min_weights_tiled: int
     def __init__(
         self,
         plan: npt.NDArray[np.intp],
@@ -65,6 +64,7 @@ class Network:
         blas_min_weights: int = 0,
         blas_min_width: int = 0,
         fn_params: npt.ArrayLike | None = None,
+        blas_min_weights_tiled: int = 0,
     ) -> None: ...
     @property
     def plan(self) -> npt.NDArray[np.intp]: ...

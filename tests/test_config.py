@@ -20,7 +20,7 @@ import pytest
 import fastnn
 from fastnn import _blas, _kernels, _network
 
-WALKERS = ("_network_baseline", "_network_avx2")
+WALKERS = ("_network_baseline", "_network_avx2", "_network_avx512")
 
 
 def wanted_debug():
@@ -78,7 +78,13 @@ def test_the_recorded_extensions_are_the_ones_that_exist(info):
         assert (name in info["extensions"]) is exists, name
     if "_network_avx2" in info["extensions"]:
         assert "-mavx2" in info["extensions"]["_network_avx2"]["extra_compile_args"]
-    assert "-mavx2" not in info["extensions"]["_network_baseline"]["extra_compile_args"]
+    if "_network_avx512" in info["extensions"]:
+        assert "-mavx512f" in info["extensions"]["_network_avx512"]["extra_compile_args"]
+    assert not any(flag.startswith(("-mavx", "-march")) for flag in info["extensions"]["_network_baseline"]["extra_compile_args"])
+    if os.name != "nt":
+        for name, ext in info["extensions"].items():
+            # Without it, the AVX-512 build would fuse multiply-adds and give other bits.
+            assert "-ffp-contract=off" in ext["extra_compile_args"], name
 
 
 def test_cython_version_is_the_one_the_extensions_carry(info):

@@ -21,7 +21,7 @@ import fastnn
 from fastnn import _blas
 
 PACKAGE = pathlib.Path(fastnn.__file__).resolve().parent
-COMPILED = ("_kernels", "_network_baseline", "_network_avx2")
+COMPILED = ("_kernels", "_network_baseline", "_network_avx2", "_network_avx512")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 #: Never imported by ``import fastnn``: plotting, SciPy, progress bars, the
@@ -98,8 +98,9 @@ def read_stub(name):
 
 @pytest.mark.parametrize("name", COMPILED)
 def test_stubs_name_what_the_compiled_modules_define(name):
-    # The AVX2 walker is the baseline one compiled with other flags; where
-    # it is not built (not x86-64, or MSVC), its stub must match the baseline.
+    # The AVX2 and AVX-512 walkers are the baseline one compiled with other
+    # flags; where they are not built (not x86-64, or MSVC), their stubs must
+    # match the baseline.
     built = importlib.util.find_spec(f"fastnn.{name}") is not None
     module = importlib.import_module(f"fastnn.{name}" if built else "fastnn._network_baseline")
     stub = read_stub(name)
@@ -107,7 +108,7 @@ def test_stubs_name_what_the_compiled_modules_define(name):
     classes = [node for node in stub.body if isinstance(node, ast.ClassDef)]
     for node in classes:
         assert stub_names(node) == runtime_names(getattr(module, node.name)), node.name
-    if name == "_network_avx2":
+    if name in ("_network_avx2", "_network_avx512"):
         # It re-exports the baseline stub's names, classes and all.
         assert stub_names(stub) == stub_names(read_stub("_network_baseline"))
         assert all(node.module == "fastnn._network_baseline" for node in stub.body if isinstance(node, ast.ImportFrom))

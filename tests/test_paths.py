@@ -11,7 +11,7 @@ Dense, stand-alone ReLUs (first in the network, or following a folded one),
 layers one unit wide, odd widths, and one wide enough that the automatic
 choice mixes BLAS and loops inside one step. Also: predictions longer than
 one ``PREDICT_CHUNK``, ``FASTNN_BLAS`` in a fresh process, the walker's
-builds (baseline, AVX2) bit for bit, and the reuse of the workspace.
+builds (baseline, AVX2, AVX-512) bit for bit, and the reuse of the workspace.
 """
 
 import gc
@@ -46,17 +46,18 @@ ARCHS = {
 BIG = "mixed-64-128-8-1"
 
 #: The thresholds a mode sets on the Network (a Dense product uses BLAS when
-#: n_samples * in * out >= blas_min_work, in * out >= blas_min_weights and
-#: min(in, out) >= blas_min_width); "auto" keeps the model's own.
+#: n_samples * in * out >= blas_min_work, in * out >= blas_min_weights,
+#: min(in, out) >= blas_min_width and, for a batch of 8 rows or more,
+#: in * out >= blas_min_weights_tiled); "auto" keeps the model's own.
 FORCE_LOOPS = dict(blas_min_work=2**62)
-FORCE_BLAS = dict(blas_min_work=0, blas_min_weights=0, blas_min_width=0)
+FORCE_BLAS = dict(blas_min_work=0, blas_min_weights=0, blas_min_width=0, blas_min_weights_tiled=0)
 #: BLAS for the products with at least 100 weights and 2048 multiply-adds
 #: (the 64x128 layer always, the 128x8 one unless the batch is a single
 #: row), loops for the rest: a mix inside one step, and across the batches
 #: of an epoch whose last batch is short.
-MIXED = dict(blas_min_work=2048, blas_min_weights=100, blas_min_width=0)
+MIXED = dict(blas_min_work=2048, blas_min_weights=100, blas_min_width=0, blas_min_weights_tiled=0)
 MODES = ["loops", "blas", "auto", "mixed", "scipy"]
-THRESHOLDS = ("blas_min_work", "blas_min_weights", "blas_min_width")
+THRESHOLDS = ("blas_min_work", "blas_min_weights", "blas_min_width", "blas_min_weights_tiled")
 
 
 def _layers(arch, seed):
@@ -143,7 +144,8 @@ def dense_uses_blas(net, n_samples):
     limits = dict.fromkeys(THRESHOLDS, 0) | thresholds_of(net)
     kinds, ins, outs = net.plan[:, 0], net.plan[:, 1], net.plan[:, 2]
     return [bool(net.uses_blas and n_samples * k * m >= limits["blas_min_work"]
-                 and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"])
+                 and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"]
+                 and (n_samples < 8 or k * m >= limits["blas_min_weights_tiled"]))
             for kind, k, m in zip(kinds, ins, outs) if kind == _network.KIND_DENSE]
 
 
@@ -155,9 +157,14 @@ def test_the_modes_take_the_paths_they_name():
     assert dense_uses_blas(make_model(BIG, np.float64, "blas")._net, n) == [True] * 3
     assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, n) == [True, True, False]
     assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, 1) == [True, False, False]
-    # The defaults a model is built with mix BLAS and loops on this network at batch 64.
-    auto = dense_uses_blas(make_model(BIG, np.float64, "auto")._net, n)
-    assert any(auto) and not all(auto), auto
+    # The defaults a model is built with mix BLAS and loops on this network for
+    # one row; from 8 rows on, the build's register tiles keep the layers
+    # below its BLAS_MIN_WEIGHTS_TILED.
+    auto = make_model(BIG, np.float64, "auto")._net
+    assert dense_uses_blas(auto, 1) == [True, True, False]
+    tiled = fastnn.model.BLAS_MIN_WEIGHTS_TILED[_network.ISA]
+    assert auto.blas_min_weights_tiled == tiled
+    assert dense_uses_blas(auto, n) == [64 * 128 >= tiled, 128 * 8 >= tiled, False]
     scipy_net = make_model(BIG, np.float32, "scipy")._net
     assert scipy_net.uses_blas and dense_uses_blas(scipy_net, 1) == [True] * 3
     assert _blas._scipy_blas().kind == _blas.KIND_FORTRAN32
@@ -251,7 +258,7 @@ def test_fit_epoch_in_order_equals_full_batch_steps_exactly(dtype):
         np.testing.assert_array_equal(fitted.get_parameters(), stepped.get_parameters(), err_msg=mode)
 
 
-# -- the walker's builds (baseline and AVX2) --------------------------------------------------
+# -- the walker's builds (baseline, AVX2, AVX-512) --------------------------------------------
 
 def _walker_builds():
     import importlib
@@ -259,11 +266,12 @@ def _walker_builds():
     from fastnn import _kernels
 
     builds = {"baseline": importlib.import_module("fastnn._network_baseline")}
-    if _kernels.cpu_has_avx2():
-        try:
-            builds["avx2"] = importlib.import_module("fastnn._network_avx2")
-        except ImportError:
-            pass
+    for name, runs in (("avx2", _kernels.cpu_has_avx2()), ("avx512", _kernels.cpu_has_avx512())):
+        if runs:
+            try:
+                builds[name] = importlib.import_module(f"fastnn._network_{name}")
+            except ImportError:
+                pass
     return builds
 
 
@@ -288,6 +296,44 @@ def test_walker_builds_are_bit_identical(arch, mode, dtype):
         np.testing.assert_array_equal(losses, results["baseline"][0], err_msg=name)
         np.testing.assert_array_equal(params, results["baseline"][1], err_msg=name)
         np.testing.assert_array_equal(out, results["baseline"][2], err_msg=name)
+
+
+#: (in, out) of a Dense layer and batch sizes that, on own loops, reach every
+#: case of the register tile (fastnn/_tile.h) in every build: blocks of 4
+#: rows and leftover rows, two-vector and one-vector column blocks, and a
+#: partly filled last vector of every length up to the widest one (16
+#: floats with AVX-512), in the forward product (columns: the batch), dW
+#: (columns: the outputs) and dX (columns: the batch).
+TILE_LAYERS = [(4, 8), (5, 9), (6, 13), (9, 35), (12, 19), (33, 47), (7, 64)]
+TILE_BATCHES = [8, 9, 11, 15, 16, 17, 23, 31, 33, 40, 47, 64]
+
+
+@pytest.mark.parametrize("k,m", TILE_LAYERS)
+def test_own_loop_tiles_match_the_reference_in_every_build(k, m, dtype):
+    builds = _walker_builds()
+    results = {}
+    for name, module in builds.items():
+        results[name] = []
+        for n in TILE_BATCHES:
+            rng = np.random.default_rng(n)
+            model = fastnn.Sequential([fastnn.Dense(k, m, seed=rng), fastnn.ReLU(), fastnn.Dense(m, 3, seed=rng)],
+                                      dtype=dtype)
+            _rebuild(model, _blas.find_blas(), network_class=module.Network, **FORCE_LOOPS)
+            assert dense_uses_blas(model._net, n) == [False, False]
+            ref = ReferenceMLP.from_model(model)
+            X, y = make_data(n, k, 3, dtype, seed=n)
+            for step in range(2):
+                loss = model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.05))
+                expected = ref.train_step(X, y, 0.05)
+                assert loss == pytest.approx(expected, rel=tol(dtype, 10)["rtol"], abs=tol(dtype, 10)["atol"]), \
+                    (name, n, step)
+            assert_params_match(model, ref, f"{name} build, batch {n}", **tol(dtype, 10))
+            np.testing.assert_allclose(model.predict(X), ref.predict(X), err_msg=f"{name} build, batch {n}",
+                                       **tol(dtype, 10))
+            results[name].append(model.get_parameters())
+    for name, params in results.items():
+        for n, got, expected in zip(TILE_BATCHES, params, results["baseline"]):
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name} build against baseline, batch {n}")
 
 
 # -- SciPy's Fortran BLAS against NumPy's OpenBLAS --------------------------------------------

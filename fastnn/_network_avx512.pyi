@@ -1,0 +1,22 @@
+"""Type stub of ``fastnn._network_avx512``: the network walker (``fastnn/_network.pxi``)
+compiled with AVX-512, the same source as ``fastnn._network_baseline``.
+
+Its public names are the baseline build's, with the same types, so this stub
+re-exports them (for a type checker the two builds' classes are one, as
+``fastnn._network`` uses them). tests/test_packaging.py checks that the
+compiled module defines exactly these names.
+"""
+
+from fastnn._network_baseline import BAD_INPUT as BAD_INPUT
+from fastnn._network_baseline import BAD_LOSS as BAD_LOSS
+from fastnn._network_baseline import BAD_UPDATE as BAD_UPDATE
+from fastnn._network_baseline import FN_CODES as FN_CODES
+from fastnn._network_baseline import KIND_ACT as KIND_ACT
+from fastnn._network_baseline import KIND_DENSE as KIND_DENSE
+from fastnn._network_baseline import LOSS_CODES as LOSS_CODES
+from fastnn._network_baseline import OPTIMIZER_KINDS as OPTIMIZER_KINDS
+from fastnn._network_baseline import PLAN_FIELDS as PLAN_FIELDS
+from fastnn._network_baseline import PREDICT_CHUNK as PREDICT_CHUNK
+from fastnn._network_baseline import SLOW as SLOW
+from fastnn._network_baseline import Network as Network
+from fastnn._network_baseline import Update as Update
