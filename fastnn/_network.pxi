@@ -52,8 +52,12 @@ as a Python ``int`` (a loss can be any finite number: BCE with targets
 outside [0, 1] is negative): ``SLOW``, ``BAD_INPUT`` (NaN or infinity in X,
 y or the weights, or a bad label), ``BAD_LOSS`` (the loss is not finite) or
 ``BAD_UPDATE`` (the update would make a parameter or optimizer state
-non-finite). After a code the parameters, gradients and optimizer state are
-exactly as they were. Inside, the nogil functions return the status
+non-finite). After a code from ``train_step`` the parameters, gradients and
+optimizer state are exactly as they were; after one from ``train_epoch``,
+the parameters and optimizer state are those from before the refused step,
+and the gradients are the refused step's (an epoch keeps no copy of the
+gradients: it would double the memory a step needs beyond the parameters).
+Inside, the nogil functions return the status
 (0: done) and write the loss through a pointer.
 """
 
@@ -454,11 +458,13 @@ cdef inline Py_ssize_t _y_width(const NetC* net, const LossC* loss) noexcept nog
 cdef int _train_step(
     const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n,
     Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, double* weight_sum,
-    double* loss_out,
+    double* loss_out, bint keep_grads,
 ) noexcept nogil:
     """One forward + loss + backward + optimizer update on the batch already in
     the workspace (XT, yT and w, feature-major): 0 with the loss in ``loss_out``,
-    or a negative code."""
+    or a negative code. With ``keep_grads``, a refused update also leaves the
+    gradients as they were (from ``net.grad_backup``); without, they are the
+    refused step's."""
     cdef floating* XT = work
     cdef floating* yT = XT + n * net.n_in
     cdef floating* w = yT + n * net.n_out
@@ -477,12 +483,14 @@ cdef int _train_step(
                                 w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
     if not isfinite(loss):
         return BAD_LOSS_
-    # The gradients of the last good step are kept aside, so that a step whose
-    # update is refused leaves the gradients (layer.dW, layer.db) as they were too.
-    memcpy(<floating*>net.grad_backup, grads, net.n_params * sizeof(floating))
+    if keep_grads:
+        # The gradients of the last good step are kept aside, so that a step whose
+        # update is refused leaves the gradients (layer.dW, layer.db) as they were too.
+        memcpy(<floating*>net.grad_backup, grads, net.n_params * sizeof(floating))
     _backward(net, params, grads, XT, acts, n, g_a, g_b, scratch)
     if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
-        memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
+        if keep_grads:
+            memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
         return BAD_UPDATE_
     loss_out[0] = loss
     return 0
@@ -532,7 +540,9 @@ cdef int _train_epoch(
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
         _load_batch(net, lossc, X, y, w, order, start, nb, work)
-        status = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum, &loss)
+        # No gradient backup in an epoch (fit documents it): a copy of every
+        # gradient per step, and as much memory again as the parameters.
+        status = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum, &loss, False)
         if status != 0:
             done[0] = start
             return status
@@ -612,7 +622,7 @@ cdef int _step_on(
     if labels != NULL:
         for i in range(n):
             yT[i] = <floating>labels[i]
-    return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum, loss_out)
+    return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum, loss_out, True)
 
 
 # ---------------------------------------------------------------------------
@@ -753,8 +763,9 @@ cdef class Network:
         self.typenum = params_dtype.num
         self.net.plan = <const Py_ssize_t*>cnp.PyArray_DATA(self.plan)
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
-        self.grad_backup = np.empty(max(params.shape[0], 1), dtype=params_dtype)
-        self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
+        # Made by the first train_step (a fit never needs it).
+        self.grad_backup = None
+        self.net.grad_backup = NULL
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
         self.net.n_in = rows[0, IN]
@@ -1002,6 +1013,9 @@ cdef class Network:
         if sample_weight is not None:
             wp = <char*>cnp.PyArray_DATA(sample_weight)
         work = self._workspace(n)
+        if self.grad_backup is None:
+            self.grad_backup = np.empty(max(self.params.shape[0], 1), dtype=self.params.dtype)
+            self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
         xp = <char*>cnp.PyArray_DATA(X)
         yp = NULL if lp != NULL else <char*>cnp.PyArray_DATA(y)
         with nogil:
@@ -1025,6 +1039,7 @@ cdef class Network:
         checks that they fit); ``order`` is a permutation of the rows (intp),
         or None to visit them in order. The last batch may be shorter.
         Returns ``(mean loss (a float) or status code (an int), samples done)``.
+        After a code, the gradients are those of the refused step.
         """
         cdef Py_ssize_t n, i, done = 0
         cdef LossC lossc

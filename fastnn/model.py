@@ -454,7 +454,12 @@ class Sequential:
         ------
         FloatingPointError
             If training diverges (a loss or parameter stops being finite). The
-            parameters are those from before the step that diverged.
+            parameters and the optimizer's state are those from before the
+            step that diverged; the gradients (``layer.dW``, ``layer.db``)
+            are that step's when its update was refused (unlike
+            :meth:`train_step`, which keeps a copy of the gradients to
+            restore, a fit keeps none: it would cost memory the size of the
+            parameters and a copy per step).
         """
         loss = self._check_loss(loss)
         optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)

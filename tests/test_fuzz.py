@@ -1903,6 +1903,27 @@ def test_regression_sgd_update_with_grad_overlapping_param():
     np.testing.assert_array_equal(buffer, [1.0, 1.0, 1.0, 1.0, 1.0, 6.0])
 
 
+def test_a_diverged_fit_keeps_the_parameters_and_the_refused_steps_gradients():
+    """fit keeps no copy of the gradients (train_step does): after an update it
+    refused, the parameters and the optimizer's state are those from before that
+    step, and dW and db hold the gradients the step computed."""
+    model = fastnn.Sequential([fastnn.ReLU(), fastnn.Dense(1, 1, seed=0)])
+    optimizer = fastnn.SGD(0.1, momentum=0.9)
+    model.fit(np.array([[1.0], [2.0]]), np.array([[0.5], [1.0]]), optimizer=optimizer, epochs=2)
+    optimizer.lr = 1e100
+    X, y = np.array([[6.4042265e150]]), np.array([[0.33043708]])
+    _, expected = reference.ReferenceMLP.from_model(model).gradients(X, y)
+    params, state = parameters_bytes(model), optimizer_state(optimizer)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        model.fit(X, y, optimizer=optimizer, epochs=1)
+    assert parameters_bytes(model) == params
+    assert optimizer_state(optimizer) == state
+    dense = model.layers[1]
+    assert np.all(np.isfinite(expected[1][0])) and np.any(expected[1][0] != 0)
+    np.testing.assert_allclose(dense.dW, expected[1][0], rtol=1e-12)
+    np.testing.assert_allclose(dense.db, expected[1][1], rtol=1e-12)
+
+
 def test_regression_diverged_train_step_keeps_the_gradients():
     """A train_step whose update would overflow raises FloatingPointError and
     leaves the gradients (not only the parameters) as they were.

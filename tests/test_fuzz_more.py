@@ -727,7 +727,9 @@ def test_sequential_with_losses_and_optimizers(model_spec, n_samples, loss_kind,
         value = quiet(function)
     except FloatingPointError:
         event("diverged")
-        assert parameters_bytes(model) == params and gradients_bytes(model) == grads
+        assert parameters_bytes(model) == params and optimizer_state(optimizer) == state
+        if entry == "train_step":   # fit keeps no copy of the gradients (Sequential.fit says so)
+            assert gradients_bytes(model) == grads
         return
     finally:
         assert_unmodified(before, [X_buf, y_buf, w_buf])
