@@ -3,11 +3,13 @@
 Times ``Sequential.train_step`` of a one-Dense-layer network (k inputs, m
 outputs, batch n) with every product forced onto fastnn's own loops, then
 forced onto BLAS, single-threaded, and prints the ratio loops/BLAS (above 1:
-BLAS is faster), for square layers and for narrow ones.
-fastnn.model.BLAS_MIN_WEIGHTS and BLAS_MIN_WIDTH are chosen from these
-tables::
+BLAS is faster), for square layers and for narrow ones, on the walker build
+this CPU runs (``FASTNN_ISA=avx2`` or ``baseline`` for a narrower one).
+fastnn.model.BLAS_MIN_WEIGHTS, BLAS_MIN_WIDTH and, per build,
+BLAS_MIN_WEIGHTS_TILED are chosen from these tables::
 
     python benchmarks/crossover.py [--dtype float64]
+    FASTNN_ISA=avx2 python benchmarks/crossover.py
 """
 
 import argparse
@@ -50,14 +52,16 @@ def main():
     except ImportError:
         print("(threadpoolctl is not installed: BLAS may use several threads)")
     dtype = np.dtype(args.dtype)
-    widths = [1, 3, 8, 16, 32, 64, 128]
+    widths = [1, 3, 8, 16, 32, 64, 128, 256, 512]
     batches = [1, 8, 32, 256]
     rng = np.random.default_rng(0)
     model = fastnn.Sequential([fastnn.Dense(1, 1)])
-    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._network.ISA}, BLAS: {model._net.blas_source}")
+    tiled = fastnn.model.BLAS_MIN_WEIGHTS_TILED[fastnn._network.ISA]
+    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._network.ISA} "
+          f"(BLAS_MIN_WEIGHTS_TILED {tiled}), BLAS: {model._net.blas_source}")
     print("train_step time, own loops / BLAS (> 1: BLAS is faster); rows Dense(k, m), columns batch n\n")
     shapes = [(width, width) for width in widths]
-    shapes += [(256, 1), (1, 256), (64, 1), (32, 4), (4, 32), (128, 2), (16, 8), (512, 10)]
+    shapes += [(256, 1), (1, 256), (64, 1), (32, 4), (4, 32), (128, 2), (16, 8), (512, 10), (64, 256), (784, 512)]
     print("| k, m | " + " | ".join(f"n={n}" for n in batches) + " |")
     print("|---:|" + "---:|" * len(batches))
     for k, m in shapes:
@@ -73,6 +77,7 @@ def loops_over_blas(k, m, n, dtype, rng):
     model._net.blas_min_work, model._net.blas_min_weights = 2**62, 2**62
     loops = median_step_time(model, X, y)
     model._net.blas_min_work, model._net.blas_min_weights, model._net.blas_min_width = 0, 0, 0
+    model._net.blas_min_weights_tiled = 0
     return loops / median_step_time(model, X, y)
 
 
