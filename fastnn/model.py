@@ -372,6 +372,11 @@ class Sequential:
                         self._forget_update()
                     raise
                 value = self._net.train_step(X, y, update, kind, param, w)
+            if value.__class__ is int and binding is not None:
+                # BAD_LOSS or BAD_UPDATE: no update was applied, so the
+                # optimizer too is left as it was (a fresh one unbound).
+                optimizer._model, optimizer._update, optimizer._pending = binding
+                self._forget_update()
         if value.__class__ is int:                  # BAD_LOSS or BAD_UPDATE
             raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
@@ -515,13 +520,19 @@ class Sequential:
         best, best_params, waited = np.inf, None, 0
         try:
             with self._lock:
+                binding = optimizer._model, optimizer._update, optimizer._pending
                 update = optimizer._update_for(self)
                 for epoch in range(1, epochs + 1):
                     start = time.perf_counter()
                     order = rng.permutation(n_samples) if shuffle else None
-                    mean_loss, _ = self._net.train_epoch(X, y, order, batch_size, update,
-                                                         loss._kind, loss._param, w)
+                    mean_loss, done = self._net.train_epoch(X, y, order, batch_size, update,
+                                                            loss._kind, loss._param, w)
                     if mean_loss.__class__ is int:   # a status code; a loss is a float
+                        if epoch == 1 and done == 0 and not optimizer._stateless():
+                            # Not one update applied: the optimizer is left as it
+                            # was (a fresh one unbound, free to train another model).
+                            optimizer._model, optimizer._update, optimizer._pending = binding
+                            self._forget_update()
                         raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
                     history.loss.append(mean_loss)
                     history.epoch_time.append(time.perf_counter() - start)

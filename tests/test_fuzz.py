@@ -1903,6 +1903,33 @@ def test_regression_sgd_update_with_grad_overlapping_param():
     np.testing.assert_array_equal(buffer, [1.0, 1.0, 1.0, 1.0, 1.0, 6.0])
 
 
+@pytest.mark.parametrize("entry", ["train_step", "fit"])
+@pytest.mark.parametrize("make_optimizer", [lambda: fastnn.Adam(1e-3), lambda: fastnn.SGD(1e-3, momentum=0.9)],
+                         ids=["adam", "sgd-momentum"])
+def test_regression_a_step_that_diverges_leaves_a_fresh_optimizer_unbound(entry, make_optimizer):
+    """Found by the fuzz (test_fuzz_more): a fresh stateful optimizer stayed bound
+    to a model (with zero buffers) after its first step diverged, though no
+    update was applied; it then refused to train any other model."""
+    model, optimizer = fastnn.Sequential([fastnn.Dense(1, 1, seed=0)]), make_optimizer()
+    state = optimizer_state(optimizer)
+    X, y = np.array([[1e300]]), np.array([[0.0]])
+    with pytest.raises(FloatingPointError, match="the loss is not finite"):
+        if entry == "fit":
+            model.fit(X, y, optimizer=optimizer, epochs=3)
+        else:
+            model.train_step(X, y, fastnn.MSELoss(), optimizer)
+    assert optimizer_state(optimizer) == state
+    other = fastnn.Sequential([fastnn.Dense(1, 1, seed=1)])
+    assert np.isfinite(other.train_step(np.ones((2, 1)), np.zeros((2, 1)), fastnn.MSELoss(), optimizer))
+    # After a good step, a diverging one leaves the optimizer bound, its state as it was.
+    state = optimizer_state(optimizer)
+    with pytest.raises(FloatingPointError):
+        other.train_step(X, y, fastnn.MSELoss(), optimizer)
+    assert optimizer_state(optimizer) == state
+    with pytest.raises(ValueError, match="already training another model"):
+        model.train_step(np.ones((2, 1)), np.zeros((2, 1)), fastnn.MSELoss(), optimizer)
+
+
 def test_a_diverged_fit_keeps_the_parameters_and_the_refused_steps_gradients():
     """fit keeps no copy of the gradients (train_step does): after an update it
     refused, the parameters and the optimizer's state are those from before that
