@@ -37,12 +37,13 @@ for a batch of ``n`` samples (``acts_width`` is the sum of the rows' output
 widths, ``max_width`` the largest)::
 
     [ XT: n * n_in | yT: n * n_out | w: n | activations: n * acts_width
-      | grad A: n * max_width | grad B: n * max_width | scratch: n * scratch_width ]
+      | gradient: n * max_width | scratch: n * scratch_width ]
 
 Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
-the backward pass ping-pongs between the two gradient blocks, and lays a
-layer's output gradient out sample-major in the scratch block to multiply
-it for dW on fastnn's own loops. The scratch block is as wide as the widest
+the backward pass writes each row's gradient through its activation over
+that row's output (see ``_backward``), puts dX in the gradient block, and
+lays a layer's output gradient out sample-major in the scratch block to
+multiply it for dW on fastnn's own loops. The scratch block is as wide as the widest
 output of the Dense layers that may take that path (none, in a
 network whose every layer of 4 inputs and 8 outputs or more uses BLAS:
 its workspace is no larger than it needs).
@@ -406,42 +407,49 @@ cdef void _dense_backward(
 
 cdef void _backward(
     const NetC* net, const floating* params, floating* grads, const floating* XT,
-    floating* acts, Py_ssize_t n, floating* g_cur, floating* g_next, floating* scratch,
+    floating* acts, Py_ssize_t n, floating* g_block, floating* scratch,
 ) noexcept nogil:
-    """Back-propagate g_cur (dL/d output of the last row, feature-major) into grads."""
+    """Back-propagate ``g_block`` (dL/d output of the last row, feature-major) into grads.
+
+    One gradient block is enough: each row writes the gradient through its
+    activation over its own output A in the activations (elementwise, each
+    A[i] read before it is overwritten; A is not needed after that), so that
+    a Dense row's dX can go to the gradient block while its G stays put.
+    """
     cdef Py_ssize_t l
     cdef const Py_ssize_t* rec
     cdef const floating* inp
-    cdef floating* swap
+    cdef floating* out
+    cdef floating* g_cur = g_block
+    cdef floating* G
     for l in range(net.n_rows - 1, -1, -1):
         rec = net.plan + l * N_FIELDS
         inp = XT if l == 0 else acts + n * net.plan[(l - 1) * N_FIELDS + ACT]
+        out = acts + n * rec[ACT]
         if rec[KIND] == KIND_DENSE_:
             if rec[FN] != FN_IDENTITY:
                 # The folded activation, through its output A (this row's output).
-                act_backward_kernel(<int>rec[FN], net.fn_params[l], acts + n * rec[ACT],
-                                    g_cur, g_next, n * rec[OUT])
-                swap = g_cur
-                g_cur = g_next
-                g_next = swap
+                act_backward_kernel(<int>rec[FN], net.fn_params[l], out, g_cur, out, n * rec[OUT])
+                G = out
+            elif g_cur == g_block and l > 0:
+                # dX goes to the gradient block: move G out of its way.
+                memcpy(out, g_cur, n * rec[OUT] * sizeof(floating))
+                G = out
+            else:
+                G = g_cur
             # The network's input needs no gradient: dX is skipped for l == 0.
-            _dense_backward(net, inp, params + rec[W_OFF], g_cur, g_next if l > 0 else NULL,
+            _dense_backward(net, inp, params + rec[W_OFF], G, g_block if l > 0 else NULL,
                             grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT], scratch)
-            swap = g_cur
-            g_cur = g_next
-            g_next = swap
+            g_cur = g_block
         elif l > 0:
-            act_backward_kernel(<int>rec[FN], net.fn_params[l], acts + n * rec[ACT],
-                                g_cur, g_next, n * rec[IN])
-            swap = g_cur
-            g_cur = g_next
-            g_next = swap
+            act_backward_kernel(<int>rec[FN], net.fn_params[l], out, g_cur, out, n * rec[IN])
+            g_cur = out
 
 
 cdef inline Py_ssize_t _work_per_sample(const NetC* net) noexcept nogil:
-    # XT, yT (the targets, or the labels), w (sample weights), activations, two gradient
-    # blocks and the scratch block
-    return net.n_in + net.n_out + 1 + net.acts_width + 2 * net.max_width + net.scratch_width
+    # XT, yT (the targets, or the labels), w (sample weights), activations, the gradient
+    # block and the scratch block
+    return net.n_in + net.n_out + 1 + net.acts_width + net.max_width + net.scratch_width
 
 
 cdef struct LossC:
@@ -470,8 +478,7 @@ cdef int _train_step(
     cdef floating* w = yT + n * net.n_out
     cdef floating* acts = w + n
     cdef floating* g_a = acts + n * net.acts_width
-    cdef floating* g_b = g_a + n * net.max_width
-    cdef floating* scratch = g_b + n * net.max_width
+    cdef floating* scratch = g_a + n * net.max_width
     cdef double loss
     _forward(net, params, XT, acts, n)
     if lossc.kind == LOSS_MSE and not lossc.weighted:
@@ -487,7 +494,7 @@ cdef int _train_step(
         # The gradients of the last good step are kept aside, so that a step whose
         # update is refused leaves the gradients (layer.dW, layer.db) as they were too.
         memcpy(<floating*>net.grad_backup, grads, net.n_params * sizeof(floating))
-    _backward(net, params, grads, XT, acts, n, g_a, g_b, scratch)
+    _backward(net, params, grads, XT, acts, n, g_a, scratch)
     if not update_kernel(opt, params, grads, buf1, buf2, net.n_params):
         if keep_grads:
             memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
