@@ -4,8 +4,8 @@ This source is compiled up to three times (see setup.py): as
 fastnn._network_baseline for any x86-64 (or other) CPU, and as
 fastnn._network_avx2 and fastnn._network_avx512 for CPUs that have AVX2 or
 AVX-512; fastnn._network imports the widest one the CPU can run. No fused
-multiply-add (-ffp-contract=off) and sums in a fixed order: every build
-gives the same bits.
+multiply-add (-ffp-contract=off) and sums in a fixed order: on the same
+path (BLAS or own loops for each layer), every build gives the same bits.
 
 Design
 ------
@@ -281,8 +281,9 @@ cdef inline void _small_gemm(
 
 
 cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
-    """Whether the register-blocked product pays: a full tile of 4 rows and 8
-    columns, and a sum of two terms or more (one is a single fused pass)."""
+    """Whether the register-tiled product pays: 4 rows and 8 columns or more
+    (TILE_MIN_BATCH columns when they are the batch), and a sum of two terms
+    or more (one is a single fused pass)."""
     return rows >= 4 and n >= 8 and depth >= 2
 
 
@@ -292,7 +293,7 @@ cdef void _dense_forward(
 ) noexcept nogil:
     """YT (m, n) = W.T @ XT + b[:, None], then max(., 0) when ``relu``.
 
-    Own loops: the register-blocked product for a layer of four outputs or
+    Own loops: the register-tiled product for a layer of four outputs or
     more (W.T as A), else output row j is b[j] + sum over kk of W[kk, j] *
     XT[kk], where the bias rides on the first input row's pass and the ReLU
     on the last one's, so a one-input layer (the tutorial's first) is a
@@ -372,8 +373,9 @@ cdef void _dense_backward(
     Own loops (see ``_blocked``): with eight outputs and four inputs or
     more, dW is the register-tiled product X @ G.T over the batch, with G
     laid out sample-major in ``scratch`` (when it fits: ``_scratch_width``);
-    else one eight-lane dot product per weight. With four inputs or more and
-    a batch of eight or more, dXT is the register-tiled product W @ G.
+    else one lane-parallel dot product (``_dot``) per weight. With four
+    inputs or more and a batch of eight or more, dXT is the register-tiled
+    product W @ G.
     """
     cdef Py_ssize_t kk, j, i
     cdef floating* dx

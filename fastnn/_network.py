@@ -3,8 +3,11 @@
 The walker (``fastnn/_network.pxi``) is compiled up to three times: for the
 compiler's baseline instruction set (SSE2 on x86-64) and, on x86-64 with
 GCC or Clang, with AVX2 and with AVX-512 (F, VL, DQ, BW), whose vectors are
-two and four times as wide. All builds give bit-identical results (no fused
-multiply-add; every sum has a fixed order, whatever the vector width).
+two and four times as wide. On the same path (each Dense layer on BLAS, or
+on fastnn's own loops) all builds give bit-identical results (no fused
+multiply-add; every sum has a fixed order, whatever the vector width); the
+point from which a layer takes BLAS depends on the build
+(``fastnn.model.BLAS_MIN_WEIGHTS_TILED``).
 
 ``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
 takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,

@@ -130,38 +130,33 @@ static void NAME##_tail(                                                        
     }                                                                                    \
 }                                                                                        \
                                                                                          \
+/* One block of `rows` rows of C (4, or 1), every column. */                             \
+FASTNN_ALWAYS_INLINE void NAME##_rows(                                                   \
+    int rows, const T* a, ptrdiff_t sa_r, ptrdiff_t sa_c, const T* B, ptrdiff_t ldb,     \
+    T* c, ptrdiff_t ldc, ptrdiff_t N, ptrdiff_t K, const T* bias, int relu)              \
+{                                                                                        \
+    const ptrdiff_t L = (ptrdiff_t)(sizeof(V) / sizeof(T));                              \
+    ptrdiff_t i0;                                                                        \
+    for (i0 = 0; i0 + 2 * L <= N; i0 += 2 * L)                                           \
+        NAME##_tile(rows, 2, a, sa_r, sa_c, B + i0, ldb, c + i0, ldc, K, bias, relu);    \
+    for (; i0 + L <= N; i0 += L)                                                         \
+        NAME##_tile(rows, 1, a, sa_r, sa_c, B + i0, ldb, c + i0, ldc, K, bias, relu);    \
+    if (i0 < N)                                                                          \
+        NAME##_tail(rows, N - i0, a, sa_r, sa_c, B + i0, ldb, c + i0, ldc, K, bias, relu); \
+}                                                                                        \
+                                                                                         \
 static void NAME(                                                                        \
     const T* A, ptrdiff_t sa_r, ptrdiff_t sa_c, const T* B, ptrdiff_t ldb, T* C,         \
     ptrdiff_t ldc, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const T* bias, int relu)       \
 {                                                                                        \
-    const ptrdiff_t L = (ptrdiff_t)(sizeof(V) / sizeof(T));                              \
-    ptrdiff_t r0 = 0, i0, rows;                                                          \
-    const T* a;                                                                          \
-    const T* bs;                                                                         \
-    while (r0 < M) {                                                                     \
-        rows = r0 + 4 <= M ? 4 : 1;                                                      \
-        a = A + r0 * sa_r;                                                               \
-        bs = bias ? bias + r0 : NULL;                                                    \
-        if (rows == 4) {                                                                 \
-            for (i0 = 0; i0 + 2 * L <= N; i0 += 2 * L)                                   \
-                NAME##_tile(4, 2, a, sa_r, sa_c, B + i0, ldb, C + r0 * ldc + i0, ldc,    \
-                            K, bs, relu);                                                \
-            for (; i0 + L <= N; i0 += L)                                                 \
-                NAME##_tile(4, 1, a, sa_r, sa_c, B + i0, ldb, C + r0 * ldc + i0, ldc,    \
-                            K, bs, relu);                                                \
-        } else {                                                                         \
-            for (i0 = 0; i0 + 2 * L <= N; i0 += 2 * L)                                   \
-                NAME##_tile(1, 2, a, sa_r, sa_c, B + i0, ldb, C + r0 * ldc + i0, ldc,    \
-                            K, bs, relu);                                                \
-            for (; i0 + L <= N; i0 += L)                                                 \
-                NAME##_tile(1, 1, a, sa_r, sa_c, B + i0, ldb, C + r0 * ldc + i0, ldc,    \
-                            K, bs, relu);                                                \
-        }                                                                                \
-        if (i0 < N)                                                                      \
-            NAME##_tail(rows, N - i0, a, sa_r, sa_c, B + i0, ldb, C + r0 * ldc + i0,     \
-                        ldc, K, bs, relu);                                               \
-        r0 += rows;                                                                      \
-    }                                                                                    \
+    ptrdiff_t r0;                                                                        \
+    /* Constant row counts, so that each inlined tile is fully unrolled. */              \
+    for (r0 = 0; r0 + 4 <= M; r0 += 4)                                                   \
+        NAME##_rows(4, A + r0 * sa_r, sa_r, sa_c, B, ldb, C + r0 * ldc, ldc, N, K,       \
+                    bias ? bias + r0 : NULL, relu);                                      \
+    for (; r0 < M; r0++)                                                                 \
+        NAME##_rows(1, A + r0 * sa_r, sa_r, sa_c, B, ldb, C + r0 * ldc, ldc, N, K,       \
+                    bias ? bias + r0 : NULL, relu);                                      \
 }
 
 FASTNN_DEFINE_SMALL_GEMM(fastnn_small_gemm_d, double, fastnn_vd, fastnn_vd_mask, fastnn_load_part_d)
