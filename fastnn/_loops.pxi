@@ -560,14 +560,14 @@ cdef double loss_grad_kernel(
             for j in range(C):
                 lse += _exp(yhat[i * s_i + j * s_j] - zmax)
             sample = zmax + log(lse) - yhat[i * s_i + label * s_j]   # log-sum-exp - z[label]
-            total += wi * sample
+            total += (wi / wsum) * sample if w != NULL else sample
             if grad != NULL:
                 scale = <floating>(wi / wsum)
                 for j in range(C):
                     at = i * s_i + j * s_j
                     e = <floating>(_exp(yhat[at] - zmax) / lse)          # softmax
                     grad[at] = scale * (e - one) if j == label else scale * e
-        return total / wsum
+        return total if w != NULL else total / wsum
     # Each sample's gradient scale w_i / (C * sum(w)) is formed in double as one
     # ratio: 1 / sum(w) alone overflows when the weights are subnormal.
     scale = <floating>(1.0 / (C * wsum)) if w == NULL else zero    # weighted: set per sample
@@ -600,5 +600,7 @@ cdef double loss_grad_kernel(
                 if grad != NULL:
                     e = one / (one + _exp(-z)) if z >= zero else _exp(z) / (one + _exp(z))
                     grad[at] = scale * (e - y[at])
-        total += wi * sample
-    return total / (C * wsum)
+        # Weighted: each sample's share w_i / sum(w) first, a ratio of normal
+        # size even when the weights are subnormal (w_i * sample would round).
+        total += (wi / wsum) * sample if w != NULL else sample
+    return total / C if w != NULL else total / (C * wsum)

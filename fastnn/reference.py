@@ -126,10 +126,11 @@ def _weighted(elements: np.ndarray, grad_elements: np.ndarray,
     """(loss, grad) from elementwise losses and their derivatives, (n_samples, ...) arrays:
     sum(w_i * mean_j e_ij) / sum(w_i), and its gradient (w_i = 1 without weights).
 
-    With weights, the sums are taken in float64 and each sample's gradient
-    scale w_i / (n_outputs * sum(w)) is one float64 ratio, rounded to the
-    input's dtype: float32 products of tiny (subnormal) weights would lose
-    the precision that only the weights' ratios carry.
+    With weights, the sums are taken in float64, each sample's loss is
+    weighted by its share w_i / sum(w) and each sample's gradient scale
+    w_i / (n_outputs * sum(w)) is one float64 ratio, rounded to the input's
+    dtype: products of tiny (subnormal) weights would lose the precision
+    that only the weights' ratios carry.
     """
     n = elements.shape[0]
     per_element = elements.reshape(n, -1)
@@ -137,7 +138,7 @@ def _weighted(elements: np.ndarray, grad_elements: np.ndarray,
     if sample_weight is None:
         return float(np.mean(elements)), grad_elements / elements.size
     w = np.asarray(sample_weight, dtype=np.float64)
-    loss = float(np.sum(w * per_element.mean(axis=1, dtype=np.float64)) / np.sum(w))
+    loss = float(np.sum((w / np.sum(w)) * per_element.mean(axis=1, dtype=np.float64)))
     scale = (w / (n_outputs * np.sum(w))).astype(grad_elements.dtype)
     return loss, grad_elements * scale.reshape((n,) + (1,) * (elements.ndim - 1))
 
@@ -230,7 +231,7 @@ def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
     if sample_weight is None:
         return float(np.mean(per_sample))
     w = np.asarray(sample_weight, dtype=np.float64)       # in float64, as _weighted
-    return float(np.sum(w * per_sample) / np.sum(w))
+    return float(np.sum((w / np.sum(w)) * per_sample))
 
 
 def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:

@@ -794,6 +794,25 @@ def test_regression_subnormal_float32_sample_weight(kind):
                                getattr(reference, f"{kind}_grad")(yhat, y), rtol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["mae", "mse", "huber", "bce_with_logits", "cross_entropy"])
+def test_regression_deep_subnormal_float64_sample_weight(kind):
+    """A weight of a few ulps of the smallest float64 is still valid, and the loss of
+    one sample is that sample's loss: each sample is weighted by its share w_i / sum(w).
+
+    Found (long fuzz profile): ops.mae_loss([[-1, -0.75, -1.875]], [[0, -0.75, -1.875]],
+    sample_weight=[1.354e-321]) gave 1/3 and reference.mae_loss 0.33212 (it formed
+    w * mean, a subnormal product with 8 significant bits); the kernel's w * sum kept
+    the bits here only because the sum was 1."""
+    w = np.array([1.354e-321])
+    if kind == "cross_entropy":
+        yhat, y = np.array([[0.3, -1.2, 0.1]]), np.array([2])
+    else:
+        yhat, y = np.array([[-1.0, -0.75, -1.875]]), np.array([[0.3, -0.75, -1.0]])
+    unweighted = getattr(reference, f"{kind}_loss")(yhat, y)
+    assert getattr(reference, f"{kind}_loss")(yhat, y, sample_weight=w) == pytest.approx(unweighted, rel=1e-14)
+    assert getattr(ops, f"{kind}_loss")(yhat, y, sample_weight=w) == pytest.approx(unweighted, rel=1e-14)
+
+
 @pytest.mark.parametrize("opt", ["Adam", "AdamW", "SGD momentum"])
 def test_regression_rejected_train_step_does_not_bind_the_optimizer(opt):
     """A train_step refused for its input leaves a fresh optimizer as it was, free to train another model.
