@@ -63,6 +63,7 @@ with tarfile.open(path) as archive:
     names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
 required = {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py", "PKG-INFO",
             "fastnn/_kernels.pyx", "fastnn/_network_baseline.pyx", "fastnn/_network_avx2.pyx",
+            "fastnn/_network_avx512.pyx", "fastnn/_tile.h",
             "fastnn/_loops.pxi", "fastnn/_network.pxi", "fastnn/py.typed", "fastnn/_kernels.pyi",
             "tests/conftest.py", "benchmarks/bench_ops.py", "asv.conf.json", ".ci/run"}
 missing = sorted((required | set(tracked)) - names)

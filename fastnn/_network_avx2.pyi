@@ -2,7 +2,7 @@
 compiled with AVX2, the same source as ``fastnn._network_baseline``.
 
 Its public names are the baseline build's, with the same types, so this stub
-re-exports them (for a type checker the two builds' classes are one, as
+re-exports them (for a type checker the builds' classes are one, as
 ``fastnn._network`` uses them). tests/test_packaging.py checks that the
 compiled module defines exactly these names.
 """
