@@ -8,8 +8,7 @@
  * K streams past: each step loads 2 vectors of one row of B and 4 values
  * of A, and does 8 vector multiplies and 8 adds. Leftover columns go one
  * vector at a time, then as one vector partly filled; leftover rows one at
- * a time. The bias
- * starts the sums and the ReLU rides on the final store.
+ * a time. The bias starts the sums and the ReLU rides on the final store.
  *
  * The vectors are GCC/Clang vector extensions, FASTNN_TILE_BYTES / 2 bytes
  * wide (setup.py sets it per build of the walker: the build's widest
