@@ -43,8 +43,8 @@ Row ``l`` writes its output at ``n * plan[l, ACT]`` within the activations;
 the backward pass writes each row's gradient through its activation over
 that row's output (see ``_backward``), puts dX in the gradient block, and
 lays a layer's output gradient out sample-major in the scratch block to
-multiply it for dW on fastnn's own loops. The scratch block is as wide as the widest
-output of the Dense layers that may take that path (none, in a
+multiply it for dW on fastnn's own loops. The scratch block is as wide as
+the widest output of the Dense layers that may take that path (none, in a
 network whose every layer of 4 inputs and 8 outputs or more uses BLAS:
 its workspace is no larger than it needs).
 
@@ -281,10 +281,9 @@ cdef inline void _small_gemm(
 
 
 cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
-    """Whether the register-tiled product pays: 4 rows and 8 columns or more
-    (TILE_MIN_BATCH columns when they are the batch), and a sum of two terms
-    or more (one is a single fused pass)."""
-    return rows >= 4 and n >= 8 and depth >= 2
+    """Whether the register-tiled product pays: 4 rows and TILE_MIN_BATCH (8)
+    columns or more, and a sum of two terms or more (one is a single fused pass)."""
+    return rows >= 4 and n >= TILE_MIN_BATCH and depth >= 2
 
 
 cdef void _dense_forward(
@@ -854,15 +853,15 @@ cdef class Network:
         return self.net.blas.kind != BLAS_NONE
 
     cdef int _scratch_width(self) except -1:
-        """Size the scratch block for the Dense layers that may take the blocked dW
-        path on own loops: 4 inputs and 8 outputs or more, and not always on BLAS
-        (a layer on BLAS for one batch of a size may take own loops for a smaller one)."""
+        """Size the scratch block for the Dense layers that may take the tiled dW
+        path on own loops (``_blocked`` for a batch of two rows or more), and are not
+        always on BLAS (a layer on BLAS for one batch size may take own loops for another)."""
         cdef Py_ssize_t l, k, m, width = 0
         cdef const Py_ssize_t* rec
         for l in range(self.net.n_rows):
             rec = self.net.plan + l * N_FIELDS
             k, m = rec[IN], rec[OUT]
-            if rec[KIND] != KIND_DENSE_ or k < 4 or m < 8:
+            if rec[KIND] != KIND_DENSE_ or not _blocked(m, k, 2):
                 continue
             if (self.net.blas_min_work <= 1 and _use_blas(&self.net, 1, k, m)
                     and _use_blas(&self.net, TILE_MIN_BATCH, k, m)):

@@ -366,20 +366,22 @@ class Sequential:
                     X, y, w = self._check_Xyw(X, y, sample_weight, loss)
                 except BaseException:
                     if binding is not None:
-                        # A refused call leaves the optimizer as it was: a fresh
-                        # one stays unbound, free to train another model.
-                        optimizer._model, optimizer._update, optimizer._pending = binding
-                        self._forget_update()
+                        self._unbind(optimizer, binding)
                     raise
                 value = self._net.train_step(X, y, update, kind, param, w)
             if value.__class__ is int and binding is not None:
-                # BAD_LOSS or BAD_UPDATE: no update was applied, so the
-                # optimizer too is left as it was (a fresh one unbound).
-                optimizer._model, optimizer._update, optimizer._pending = binding
-                self._forget_update()
+                self._unbind(optimizer, binding)    # BAD_LOSS or BAD_UPDATE: no update applied
         if value.__class__ is int:                  # BAD_LOSS or BAD_UPDATE
             raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
         return value
+
+    def _unbind(self, optimizer: Optimizer, binding: tuple) -> None:
+        """Put ``optimizer``'s binding back as it was before this call (``binding``:
+        its ``_model``, ``_update`` and ``_pending`` then). A call that is refused,
+        or that applies no update, leaves the optimizer as it was: a fresh one
+        stays unbound, free to train another model."""
+        optimizer._model, optimizer._update, optimizer._pending = binding
+        self._forget_update()
 
     def _forget_update(self) -> None:
         """Drop train_step's cache of the last optimizer and its compiled update."""
@@ -529,10 +531,7 @@ class Sequential:
                                                             loss._kind, loss._param, w)
                     if mean_loss.__class__ is int:   # a status code; a loss is a float
                         if epoch == 1 and done == 0 and not optimizer._stateless():
-                            # Not one update applied: the optimizer is left as it
-                            # was (a fresh one unbound, free to train another model).
-                            optimizer._model, optimizer._update, optimizer._pending = binding
-                            self._forget_update()
+                            self._unbind(optimizer, binding)     # not one update applied
                         raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
                     history.loss.append(mean_loss)
                     history.epoch_time.append(time.perf_counter() - start)
