@@ -22,6 +22,9 @@ __all__ = [
     "result_float_dtype",
     "check_array",
     "check_target",
+    "check_bool",
+    "check_option",
+    "check_int",
     "check_positive_int",
     "check_learning_rate",
     "check_seed",
@@ -144,6 +147,30 @@ def check_target(value, name: str, n_samples: int, n_outputs: int, dtype) -> np.
     if y.shape != (n_samples, n_outputs):
         raise ValueError(f"{name} must have shape ({n_samples}, {n_outputs}) to match X and the network's outputs, got {y.shape}")
     return y
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool; only ``True``, ``False`` and NumPy booleans are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def check_option(value, name: str, options) -> str:
+    """Return ``value`` if it is one of the strings ``options``, else raise ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value
+
+
+def check_int(value, name: str, *, low: int) -> int:
+    """Return ``value`` as an int >= ``low``; booleans and floats are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {low}, got {_describe(value)}")
+    value = operator.index(value)
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
 
 
 def check_positive_int(value, name: str) -> int:
