@@ -12,6 +12,7 @@ import numbers
 import operator
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from fastnn import _kernels
 
@@ -24,6 +25,9 @@ __all__ = [
     "check_positive_int",
     "check_learning_rate",
     "check_seed",
+    "check_number",
+    "check_sample_weight",
+    "check_labels",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -174,3 +178,54 @@ def check_seed(seed, name: str = "seed") -> np.random.Generator:
     if seed < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {seed}")
     return np.random.default_rng(operator.index(seed))
+
+
+def check_number(value, name: str, *, low: float, high: float = np.inf, low_open=False, high_open=False) -> float:
+    """``value`` as a float in the interval from ``low`` to ``high`` (each end closed unless
+    ``low_open``/``high_open``); TypeError for a non-real or bool, ValueError outside."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    try:
+        value = float(value)
+    except OverflowError:               # an int too large for a float
+        value = np.inf
+    ok = np.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be a finite number in {left}{low}, {high}{right}, got {value}")
+    return value
+
+
+def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: DTypeLike) -> np.ndarray | None:
+    """None, or ``sample_weight`` as a C-contiguous (n_samples,) array of dtype:
+    finite, non-negative, with a positive sum."""
+    if sample_weight is None:
+        return None
+    w = check_array(sample_weight, "sample_weight", ndim=1, dtype=dtype, shape_hint="(n_samples,)")
+    if w.shape[0] != n_samples:
+        raise ValueError(f"sample_weight must have one weight per sample, ({n_samples},), got {w.shape}")
+    if np.any(w < 0):
+        raise ValueError("sample_weight must be non-negative, got a negative weight")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    return w
+
+
+def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, dtype: DTypeLike) -> np.ndarray:
+    """Class labels as a C-contiguous (n_samples,) array of ``dtype``: integers in [0, n_classes)."""
+    array = _as_numeric_array(labels, name)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array.reshape(-1)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of class indices, shape (n_samples,), got shape {array.shape}")
+    if array.shape[0] != n_samples:
+        raise ValueError(f"{name} must have one label per sample, ({n_samples},), got {array.shape}")
+    if array.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integer class indices, got dtype bool")
+    if array.dtype.kind == "f" and not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
+        raise ValueError(f"{name} must hold integer class indices, got non-integral values")
+    if array.size and (array.min() < 0 or array.max() >= n_classes):
+        raise ValueError(f"{name} must hold class indices in [0, {n_classes}), got values in "
+                         f"[{array.min()}, {array.max()}]")
+    return np.ascontiguousarray(array, dtype=dtype)
