@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import check_array, check_positive_int, check_seed
+from fastnn.validation import check_array, check_number, check_positive_int, check_seed
 
 __all__ = ["Layer", "Dense", "Activation", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
 
@@ -274,9 +274,8 @@ class LeakyReLU(Activation):
     _fn = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01):
-        from fastnn.optimizers import _check_number
 
-        self.negative_slope = _check_number(negative_slope, "negative_slope", low=0.0)
+        self.negative_slope = check_number(negative_slope, "negative_slope", low=0.0)
 
     @property
     def _fn_param(self) -> float:

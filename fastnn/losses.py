@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import ops
+from fastnn.validation import check_number
 
 __all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWithLogitsLoss"]
 
@@ -88,9 +89,8 @@ class HuberLoss(Loss):
     _kind = "huber"
 
     def __init__(self, delta: float = 1.0):
-        from fastnn.optimizers import _check_number
 
-        self.delta = _check_number(delta, "delta", low=0.0, low_open=True)
+        self.delta = check_number(delta, "delta", low=0.0, low_open=True)
 
     @property
     def _param(self) -> float:

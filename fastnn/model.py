@@ -31,11 +31,13 @@ from fastnn._blas import find_blas
 from fastnn.layers import Activation, Dense, Layer
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.optimizers import SGD, Optimizer
-from fastnn.ops import check_labels, check_sample_weight
 from fastnn.validation import (
     check_array,
     check_float_dtype,
+    check_labels,
+    check_number,
     check_positive_int,
+    check_sample_weight,
     check_seed,
     check_target,
 )
@@ -476,9 +478,7 @@ class Sequential:
             raise ValueError("give validation_data or validation_split, not both")
         X_val = y_val = None
         if validation_split is not None:
-            from fastnn.optimizers import _check_number
-
-            fraction = _check_number(validation_split, "validation_split", low=0.0, high=1.0,
+            fraction = check_number(validation_split, "validation_split", low=0.0, high=1.0,
                                      low_open=True, high_open=True)
             n_val = int(round(X.shape[0] * fraction))
             if not 1 <= n_val < X.shape[0]:
@@ -498,9 +498,7 @@ class Sequential:
         if not isinstance(early_stopping, (bool, np.bool_)):
             raise TypeError(f"early_stopping must be True or False, got {type(early_stopping).__name__}")
         patience = check_positive_int(patience, "patience")
-        from fastnn.optimizers import _check_number
-
-        min_delta = _check_number(min_delta, "min_delta", low=0.0)
+        min_delta = check_number(min_delta, "min_delta", low=0.0)
         callbacks = list(callbacks) if callbacks is not None else []
         for i, callback in enumerate(callbacks):
             if not callable(getattr(callback, "on_epoch_end", None)):

@@ -20,7 +20,10 @@ from fastnn._blas import find_blas
 from fastnn.validation import (
     _as_numeric_array,
     check_array,
+    check_labels,
     check_learning_rate,
+    check_number,
+    check_sample_weight,
     result_float_dtype,
 )
 
@@ -165,9 +168,8 @@ def _activation_grad(name: str, Z, dA, param: float = 0.0) -> np.ndarray:
 
 
 def _check_slope(negative_slope) -> float:
-    from fastnn.optimizers import _check_number
 
-    return _check_number(negative_slope, "negative_slope", low=0.0)
+    return check_number(negative_slope, "negative_slope", low=0.0)
 
 
 def leaky_relu_forward(Z: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
@@ -213,40 +215,6 @@ def _check_pair(yhat, y, name="yhat"):
     return yhat, y
 
 
-def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: DTypeLike) -> np.ndarray | None:
-    """None, or ``sample_weight`` as a C-contiguous (n_samples,) array of dtype:
-    finite, non-negative, with a positive sum."""
-    if sample_weight is None:
-        return None
-    w = check_array(sample_weight, "sample_weight", ndim=1, dtype=dtype, shape_hint="(n_samples,)")
-    if w.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have one weight per sample, ({n_samples},), got {w.shape}")
-    if np.any(w < 0):
-        raise ValueError("sample_weight must be non-negative, got a negative weight")
-    if not w.sum() > 0:
-        raise ValueError("sample_weight must have a positive sum, got all zeros")
-    return w
-
-
-def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, dtype: DTypeLike) -> np.ndarray:
-    """Class labels as a C-contiguous (n_samples,) array of ``dtype``: integers in [0, n_classes)."""
-    array = _as_numeric_array(labels, name)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array.reshape(-1)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, shape (n_samples,), got shape {array.shape}")
-    if array.shape[0] != n_samples:
-        raise ValueError(f"{name} must have one label per sample, ({n_samples},), got {array.shape}")
-    if array.dtype.kind == "b":
-        raise TypeError(f"{name} must hold integer class indices, got dtype bool")
-    if array.dtype.kind == "f" and not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
-        raise ValueError(f"{name} must hold integer class indices, got non-integral values")
-    if array.size and (array.min() < 0 or array.max() >= n_classes):
-        raise ValueError(f"{name} must hold class indices in [0, {n_classes}), got values in "
-                         f"[{array.min()}, {array.max()}]")
-    return np.ascontiguousarray(array, dtype=dtype)
-
-
 def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False, name="yhat"):
     yhat, y = _check_pair(yhat, y, name)
     shape = yhat.shape
@@ -260,9 +228,8 @@ def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False, 
 
 
 def _check_delta(delta) -> float:
-    from fastnn.optimizers import _check_number
 
-    return _check_number(delta, "delta", low=0.0, low_open=True)
+    return check_number(delta, "delta", low=0.0, low_open=True)
 
 
 def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
@@ -455,15 +422,14 @@ def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg
     multiplies ``param`` by ``1 - lr * weight_decay``. Raises
     FloatingPointError, changing nothing, when a new value would not be finite.
     """
-    from fastnn.optimizers import _check_number
     from fastnn.validation import check_positive_int
 
     step = check_positive_int(step, "step")
     lr = check_learning_rate(lr, "lr")
-    beta1 = _check_number(beta1, "beta1", low=0.0, high=1.0, high_open=True)
-    beta2 = _check_number(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-    eps = _check_number(eps, "eps", low=0.0, low_open=True)
-    weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
+    beta1 = check_number(beta1, "beta1", low=0.0, high=1.0, high_open=True)
+    beta2 = check_number(beta2, "beta2", low=0.0, high=1.0, high_open=True)
+    eps = check_number(eps, "eps", low=0.0, low_open=True)
+    weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
     if not isinstance(decoupled, (bool, np.bool_)):
         raise TypeError(f"decoupled must be True or False, got {type(decoupled).__name__}")
     _in_place_update("adamw" if decoupled else "adam", param, grad,

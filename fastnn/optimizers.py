@@ -29,24 +29,9 @@ from typing import Any
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import _describe, check_learning_rate
+from fastnn.validation import _describe, check_learning_rate, check_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
-
-
-def _check_number(value, name: str, *, low: float, high: float = np.inf, low_open=False, high_open=False) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
-    try:
-        value = float(value)
-    except OverflowError:               # an int too large for a float
-        value = np.inf
-    ok = np.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(f"{name} must be a finite number in {left}{low}, {high}{right}, got {value}")
-    return value
 
 
 class Optimizer:
@@ -191,13 +176,13 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(lr)
-        self._momentum = _check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self._momentum = check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, got {_describe(nesterov)}")
         if nesterov and self._momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         self._nesterov = bool(nesterov)
-        self._weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
+        self._weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
 
     momentum = property(lambda self: self._momentum, doc="Momentum factor.")
     nesterov = property(lambda self: self._nesterov, doc="Nesterov momentum.")
@@ -250,12 +235,12 @@ class Adam(Optimizer):
             beta1, beta2 = betas
         except (TypeError, ValueError):
             raise TypeError(f"betas must be a pair of numbers, got {_describe(betas)}") from None
-        self._beta1 = _check_number(beta1, "betas[0]", low=0.0, high=1.0, high_open=True)
-        self._beta2 = _check_number(beta2, "betas[1]", low=0.0, high=1.0, high_open=True)
-        self._eps = _check_number(eps, "eps", low=0.0, low_open=True)
+        self._beta1 = check_number(beta1, "betas[0]", low=0.0, high=1.0, high_open=True)
+        self._beta2 = check_number(beta2, "betas[1]", low=0.0, high=1.0, high_open=True)
+        self._eps = check_number(eps, "eps", low=0.0, low_open=True)
         if weight_decay is None:
             weight_decay = self._default_weight_decay
-        self._weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
+        self._weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
 
     betas = property(lambda self: (self._beta1, self._beta2), doc="(beta1, beta2).")
     eps = property(lambda self: self._eps, doc="Denominator term.")
