@@ -64,7 +64,7 @@ def write_model(model, path, optimizer=None) -> None:
         entries["optimizer"] = np.array(json.dumps(spec, allow_nan=False))
     parameters, state = _snapshot(model, optimizer)
     entries["parameters"] = parameters
-    if optimizer is not None:
+    if optimizer is not None and state is not None:
         entries.update(_optimizer_arrays(optimizer, state))
     _write_atomically(path, entries)
 

@@ -131,7 +131,7 @@ class BCEWithLogitsLoss(Loss):
     _kind = "bce_with_logits"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
-        return ops._elementwise_loss(self._kind, yhat, y, sample_weight)
+        return ops.elementwise_loss(self._kind, yhat, y, sample_weight)
 
     def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
-        return ops._elementwise_loss(self._kind, yhat, y, sample_weight, want_grad=True)
+        return ops.elementwise_loss(self._kind, yhat, y, sample_weight, want_grad=True)

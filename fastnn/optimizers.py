@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import _describe, check_learning_rate, check_number
+from fastnn.validation import check_learning_rate, check_number
+from fastnn.validation import describe as _describe
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
