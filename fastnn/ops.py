@@ -354,12 +354,7 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     lr : float
         A finite positive learning rate.
     """
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"param must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
-    if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
-        raise TypeError(f"param must have dtype float32 or float64 (it is updated in place), got {param.dtype}")
-    if not param.flags.writeable:
-        raise ValueError("param must be writable (it is updated in place), got a read-only array")
+    _check_param(param)
     lr = check_learning_rate(lr, "lr")
     dtype = np.dtype(param.dtype.name)   # native byte order
     work = check_array(param, "param", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
@@ -384,6 +379,7 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
 
 
 def _check_param(param, name: str = "param") -> np.ndarray:
+    """``param``, an array an update writes in place: a writable float32 or float64 ndarray."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
     if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
