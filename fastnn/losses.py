@@ -21,11 +21,18 @@ __all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWi
 class Loss:
     """Base class of fastnn's losses: ``loss(yhat, y) -> float`` and ``.grad(yhat, y)``."""
 
-    #: the compiled step's code for this loss (fastnn._kernels.LOSS_CODES)
+    #: the compiled step's name for this loss
     _kind = ""
 
     @property
-    def _param(self) -> float:
+    def kind(self) -> str:
+        """The loss's name in the compiled step: ``"mse"``, ``"mae"``, ``"huber"``,
+        ``"cross_entropy"`` or ``"bce_with_logits"``."""
+        return self._kind
+
+    @property
+    def param(self) -> float:
+        """The loss's one hyperparameter for the compiled step (Huber's ``delta``; else 0)."""
         return 0.0
 
     def __call__(self, yhat, y, sample_weight=None) -> float:
@@ -93,7 +100,7 @@ class HuberLoss(Loss):
         self.delta = check_number(delta, "delta", low=0.0, low_open=True)
 
     @property
-    def _param(self) -> float:
+    def param(self) -> float:
         return self.delta
 
     def loss(self, yhat, y, sample_weight=None) -> float:

@@ -35,6 +35,7 @@ __all__ = [
     "check_number",
     "check_sample_weight",
     "check_labels",
+    "check_optimizer_state",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -285,3 +286,29 @@ def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, d
         raise ValueError(f"{name} must hold class indices in [0, {n_classes}), got values in "
                          f"[{array.min()}, {array.max()}]")
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def check_optimizer_state(state, names: tuple, n_parameters: int, dtype) -> tuple[int, dict]:
+    """An optimizer state (a dict as ``Sequential.optimizer_state`` returns) for a
+    rule whose buffers are ``names`` and a model of ``n_parameters`` values of
+    ``dtype``: its step count and its buffers, converted (C-contiguous copies)."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict from optimizer_state(), got {type(state).__name__}")
+    step = state.get("step", 0)
+    if isinstance(step, (bool, np.bool_)) or not isinstance(step, numbers.Integral) or step < 0:
+        raise ValueError(f"state['step'] must be a non-negative integer, got {step!r}")
+    unknown = set(state) - set(names) - {"step"}
+    if unknown:
+        raise ValueError(f"state has keys this optimizer does not use: {sorted(unknown)}")
+    buffers = {}
+    for name in names:
+        if name not in state:
+            continue
+        array = np.asarray(state[name])
+        if array.ndim != 1 or array.dtype.kind != "f" or not np.all(np.isfinite(array)):
+            raise ValueError(f"state[{name!r}] must be a finite 1-D float array, got {_describe(array)}")
+        if array.shape != (n_parameters,):
+            raise ValueError(f"state[{name!r}] must have shape ({n_parameters},), one value per "
+                             f"parameter of the model, got shape {array.shape}")
+        buffers[name] = np.array(array, dtype=dtype, order="C")
+    return int(step), buffers
