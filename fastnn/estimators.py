@@ -113,6 +113,7 @@ from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.model import Sequential
 from fastnn.optimizers import SGD, Adam, Optimizer
 from fastnn.validation import (
+    as_numeric_array,
     check_bool,
     check_float_dtype,
     check_int,
@@ -175,9 +176,12 @@ def _check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | N
     A scalar weighs every sample alike, as scikit-learn accepts; the rest is
     :func:`fastnn.validation.check_sample_weight`.
     """
-    if sample_weight is not None and np.ndim(sample_weight) == 0:
-        sample_weight = np.full(n_samples, sample_weight)
-    return check_sample_weight(sample_weight, n_samples, dtype)
+    if sample_weight is None:
+        return None
+    weights = as_numeric_array(sample_weight, "sample_weight")
+    if weights.ndim == 0:
+        weights = np.full(n_samples, weights)
+    return check_sample_weight(weights, n_samples, dtype)
 
 
 @dataclass
@@ -395,24 +399,6 @@ class _BaseMLP(BaseEstimator):
                 state["momentum_buffer"] = state["momentum_buffer"] * (optimizer.lr / rate)
                 self.model_.set_optimizer_state(optimizer, state)
         optimizer.lr = rate
-
-    # -- pickling ---------------------------------------------------------------------------------
-
-    def __getstate__(self):
-        # The optimizer is a description; its state (Adam's moments, SGD's momentum) is the
-        # model's data, saved here so that a copy continues training exactly.
-        state = super().__getstate__()
-        optimizer = state.get("_optimizer")
-        if optimizer is not None:
-            state["_optimizer_state"] = self.model_.optimizer_state(optimizer)
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        optimizer_state = state.pop("_optimizer_state", None)
-        super().__setstate__(state)
-        if optimizer_state is not None:
-            self.model_.set_optimizer_state(self._optimizer, optimizer_state)
 
     # -- training ---------------------------------------------------------------------------------
 

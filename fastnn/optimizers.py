@@ -26,8 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import check_learning_rate, check_number
-from fastnn.validation import describe as _describe
+from fastnn.validation import check_learning_rate, check_number, describe
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -105,7 +104,7 @@ class SGD(Optimizer):
         super().__init__(lr)
         self._momentum = check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {_describe(nesterov)}")
+            raise TypeError(f"nesterov must be True or False, got {describe(nesterov)}")
         if nesterov and self._momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         self._nesterov = bool(nesterov)
@@ -163,7 +162,7 @@ class Adam(Optimizer):
         try:
             beta1, beta2 = betas
         except (TypeError, ValueError):
-            raise TypeError(f"betas must be a pair of numbers, got {_describe(betas)}") from None
+            raise TypeError(f"betas must be a pair of numbers, got {describe(betas)}") from None
         self._beta1 = check_number(beta1, "betas[0]", low=0.0, high=1.0, high_open=True)
         self._beta2 = check_number(beta2, "betas[1]", low=0.0, high=1.0, high_open=True)
         self._eps = check_number(eps, "eps", low=0.0, low_open=True)

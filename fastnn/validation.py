@@ -306,7 +306,7 @@ def check_optimizer_state(state, names: tuple, n_parameters: int, dtype) -> tupl
             continue
         array = np.asarray(state[name])
         if array.ndim != 1 or array.dtype.kind != "f" or not np.all(np.isfinite(array)):
-            raise ValueError(f"state[{name!r}] must be a finite 1-D float array, got {_describe(array)}")
+            raise ValueError(f"state[{name!r}] must be a finite 1-D float array, got {describe(array)}")
         if array.shape != (n_parameters,):
             raise ValueError(f"state[{name!r}] must have shape ({n_parameters},), one value per "
                              f"parameter of the model, got shape {array.shape}")

@@ -48,6 +48,11 @@ def write_entries(path, entries, **kwargs):
         np.savez(file, **entries, **kwargs)
 
 
+def is_fresh(state):
+    """An optimizer state before any step: step 0, and buffers (if any) all zeros."""
+    return state["step"] == 0 and not any(np.any(value) for name, value in state.items() if name != "step")
+
+
 def with_json(entries, name, change):
     spec = json.loads(str(entries[name][()]))
     change(spec)
@@ -189,7 +194,7 @@ def test_changed_lr_and_unused_optimizer_round_trip(tmp_path):
     fastnn.save(model, tmp_path / "fresh.npz", opt)          # before any step: no buffers yet
     assert "optimizer.momentum_buffer" not in entries_of(tmp_path / "fresh.npz")
     loaded_model, loaded = fastnn.load(tmp_path / "fresh.npz", with_optimizer=True)
-    assert loaded_model.optimizer_state(loaded) == {"step": 0}
+    assert is_fresh(loaded_model.optimizer_state(loaded))
     X, y = make_data()
     model.train_step(X, y, optimizer=opt)
     opt.lr = 0.1 / 3                                         # a schedule
@@ -319,7 +324,7 @@ def test_save_writes_the_state_the_model_keeps_for_the_optimizer(tmp_path):
     assert int(entries["optimizer.step"]) == 2
     assert np.array_equal(entries["optimizer.exp_avg"], other.optimizer_state(opt)["exp_avg"])
     loaded, loaded_opt = fastnn.load(tmp_path / "x.npz", with_optimizer=True)
-    assert loaded.optimizer_state(loaded_opt) == {"step": 0}
+    assert is_fresh(loaded.optimizer_state(loaded_opt))
 
 
 def test_a_state_set_on_the_model_is_saved_and_loaded(tmp_path):
