@@ -13,7 +13,7 @@ arrays are accepted and give the same result as contiguous ones.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike
+from numpy.typing import ArrayLike
 
 from fastnn import _kernels
 from fastnn._blas import find_blas

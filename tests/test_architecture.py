@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fastnn"
 SOURCES = sorted(path for path in PACKAGE.glob("*.py") if path.name != "_build_info.py")
