@@ -3,8 +3,12 @@
 A model keeps
 
 * one flat parameter buffer in its dtype, of which every Dense layer's ``W``
-  and ``b`` are views (and one gradient buffer with the same layout; an
-  optimizer keeps its state in buffers of that layout too);
+  and ``b`` are views, and one gradient buffer with the same layout;
+* the state of every optimizer it trains with (momentum buffer, Adam's
+  moments, step count), in buffers of that layout: an optimizer is only a
+  description (its rule and hyperparameters), the model owns the state,
+  and only the model writes it (:meth:`Sequential.optimizer_state`,
+  :meth:`Sequential.set_optimizer_state`);
 * a compiled *plan*, one row of plain integers per layer, that
   :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
   ``train_step`` or training epoch is one compiled call;
@@ -13,6 +17,9 @@ A model keeps
 
 Input is validated once per call, at the boundary; nothing is modified
 until it has passed, so a call that raises leaves the model as it was.
+Layers are descriptions too, but for one thing: a Dense layer's ``W``,
+``b``, ``dW`` and ``db`` are views into this model's buffers (the layer
+reads and writes them; the model owns them).
 """
 
 from __future__ import annotations
