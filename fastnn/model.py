@@ -296,7 +296,7 @@ class Sequential:
         """Return the network's output, shape (n_samples, out_features), in the model's dtype."""
         with self._lock:
             out = self._net.predict(X)          # fast path: X already right
-            if not isinstance(out, np.ndarray):     # None or a status code
+            if out is None:
                 out = self._net.predict(self._check_X(X))
         assert isinstance(out, np.ndarray)      # a checked X is always taken
         return out
@@ -359,20 +359,22 @@ class Sequential:
                 update = optimizer._update_for(self)
                 self._last_optimizer, self._last_version, self._last_update = optimizer, optimizer._version, update
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
-            value = self._net.train_step(X, y, update, kind, param, sample_weight)
-            if value.__class__ is int:              # SLOW or BAD_INPUT: a loss is a float
-                try:
-                    # Raises on NaN, infinity, bad shapes, bad labels or weights.
-                    X, y, w = self._check_Xyw(X, y, sample_weight, loss)
-                except BaseException:
-                    if binding is not None:
-                        self._unbind(optimizer, binding)
-                    raise
-                value = self._net.train_step(X, y, update, kind, param, w)
-            if value.__class__ is int and binding is not None:
-                self._unbind(optimizer, binding)    # BAD_LOSS or BAD_UPDATE: no update applied
-        if value.__class__ is int:                  # BAD_LOSS or BAD_UPDATE
-            raise FloatingPointError(self._divergence_message(value, "this step", optimizer.lr))
+            status = self._net.train_step(X, y, update, kind, param, sample_weight)
+            if status != _network.OK:
+                if status == _network.SLOW or status == _network.BAD_INPUT:
+                    try:
+                        # Raises on NaN, infinity, bad shapes, bad labels or weights.
+                        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+                    except BaseException:
+                        if binding is not None:
+                            self._unbind(optimizer, binding)
+                        raise
+                    status = self._net.train_step(X, y, update, kind, param, w)
+                if status != _network.OK and binding is not None:
+                    self._unbind(optimizer, binding)    # BAD_LOSS or BAD_UPDATE: no update applied
+            value = self._net.last_loss
+        if status != _network.OK:                   # BAD_LOSS or BAD_UPDATE
+            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
         return value
 
     def _unbind(self, optimizer: Optimizer, binding: tuple) -> None:
@@ -527,12 +529,12 @@ class Sequential:
                 for epoch in range(1, epochs + 1):
                     start = time.perf_counter()
                     order = rng.permutation(n_samples) if shuffle else None
-                    mean_loss, done = self._net.train_epoch(X, y, order, batch_size, update,
-                                                            loss._kind, loss._param, w)
-                    if mean_loss.__class__ is int:   # a status code; a loss is a float
-                        if epoch == 1 and done == 0 and not optimizer._stateless():
+                    status = self._net.train_epoch(X, y, order, batch_size, update, loss._kind, loss._param, w)
+                    if status != _network.OK:
+                        if epoch == 1 and self._net.last_done == 0 and not optimizer._stateless():
                             self._unbind(optimizer, binding)     # not one update applied
-                        raise FloatingPointError(self._divergence_message(mean_loss, f"epoch {epoch}", optimizer.lr))
+                        raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
+                    mean_loss = self._net.last_loss
                     history.loss.append(mean_loss)
                     history.epoch_time.append(time.perf_counter() - start)
                     logs = {"loss": mean_loss, "epoch_time": history.epoch_time[-1]}
