@@ -42,9 +42,9 @@ from fastnn.optimizers import SGD, Optimizer
 from fastnn.validation import (
     check_array,
     check_float_dtype,
-    check_optimizer_state,
     check_labels,
     check_number,
+    check_optimizer_state,
     check_positive_int,
     check_sample_weight,
     check_seed,
@@ -54,32 +54,6 @@ from fastnn.validation import (
 __all__ = ["Sequential", "History", "Callback"]   # History and Callback: from fastnn.callbacks
 
 _MSE = MSELoss()
-
-# TEMP (until the walker's explicit status lands): adapt the old walker's float-or-int returns.
-if not hasattr(_network, "OK"):
-    _network.OK = 0
-
-    class _Network(_network.Network):
-        def train_step(self, *args):
-            value = super().train_step(*args)
-            if value.__class__ is int:
-                return value
-            self.last_loss = value
-            return 0
-
-        def train_epoch(self, *args):
-            value, self.last_done = super().train_epoch(*args)
-            if value.__class__ is int:
-                return value
-            self.last_loss = value
-            return 0
-
-        def predict(self, X):
-            out = super().predict(X)
-            return out if isinstance(out, np.ndarray) else None
-else:
-    _Network = _network.Network
-
 
 
 #: A Dense layer's products run on BLAS when in_features * out_features
@@ -200,7 +174,7 @@ class Sequential:
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        self._net = _Network(np.array(rows, dtype=np.intp), params, grads,
+        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
                                      blas=find_blas(), blas_min_work=0,
                                      blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH,
                                      blas_min_weights_tiled=BLAS_MIN_WEIGHTS_TILED[_network.ISA],
