@@ -54,6 +54,8 @@ from fastnn.validation import (
 __all__ = ["Sequential", "History", "Callback"]   # History and Callback: from fastnn.callbacks
 
 _MSE = MSELoss()
+# The walker's status codes, bound once (train_step tests one on every call).
+_OK, _SLOW, _BAD_INPUT = _network.OK, _network.SLOW, _network.BAD_INPUT
 
 
 #: A Dense layer's products run on BLAS when in_features * out_features
@@ -325,27 +327,27 @@ class Sequential:
             else:
                 update, created = self._update_for(self._check_optimizer(optimizer))
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
-            status = self._walk_step(X, y, update, loss, sample_weight)
-            if status == _network.SLOW or status == _network.BAD_INPUT:
-                try:
-                    # Raises on NaN, infinity, bad shapes, bad labels or weights.
-                    X, y, w = self._check_Xyw(X, y, sample_weight, loss)
-                except BaseException:
-                    self._drop_if_created(optimizer, created)
-                    raise
-                status = self._walk_step(X, y, update, loss, w)
-            if status != _network.OK:           # BAD_LOSS or BAD_UPDATE: no update applied
-                self._drop_if_created(optimizer, created)
-                raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, sample_weight)
+            if status != _OK:
+                self._step_checked(status, X, y, loss, optimizer, update, created, sample_weight)
             return self._net.last_loss
 
-    def _walk_step(self, X, y, update, loss: Loss, sample_weight) -> int:
-        """One compiled step: its status (the loss is then ``self._net.last_loss``)."""
-        return self._net.train_step(X, y, update, loss.kind, loss.param, sample_weight)
-
-    def _walk_epoch(self, X, y, order, batch_size: int, update, loss: Loss, sample_weight) -> int:
-        """One compiled epoch: its status (then ``self._net.last_loss``, ``self._net.last_done``)."""
-        return self._net.train_epoch(X, y, order, batch_size, update, loss.kind, loss.param, sample_weight)
+    def _step_checked(self, status: int, X, y, loss: Loss, optimizer: Optimizer, update, created: bool,
+                      sample_weight) -> None:
+        """train_step's slow path, after the fast one answered ``status``: check and
+        convert the input (which raises on NaN, infinity, bad shapes, labels or
+        weights) and step again; raise if the step diverged. A call that applies no
+        update leaves no optimizer state behind."""
+        if status == _SLOW or status == _BAD_INPUT:
+            try:
+                X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+            except BaseException:
+                self._drop_if_created(optimizer, created)
+                raise
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, w)
+        if status != _OK:           # BAD_LOSS or BAD_UPDATE: no update applied
+            self._drop_if_created(optimizer, created)
+            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
 
     # -- optimizer state ---------------------------------------------------------
 
@@ -500,7 +502,7 @@ class Sequential:
                 for epoch in range(1, epochs + 1):
                     order = rng.permutation(n_samples) if shuffle else None
                     status, logs = self._fit_epoch(data, order, batch_size, update, loss)
-                    if status != _network.OK:
+                    if status != _OK:
                         if epoch == 1 and self._net.last_done == 0:
                             self._drop_if_created(optimizer, created)    # not one update applied
                         raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
@@ -525,8 +527,8 @@ class Sequential:
         """One training epoch and the validation loss after it: the epoch's status and,
         when it is OK, its logs."""
         start = time.perf_counter()
-        status = self._walk_epoch(data.X, data.y, order, batch_size, update, loss, data.w)
-        if status != _network.OK:
+        status = self._net.train_epoch(data.X, data.y, order, batch_size, update, loss.kind, loss.param, data.w)
+        if status != _OK:
             return status, {}
         logs = {"loss": self._net.last_loss, "epoch_time": time.perf_counter() - start}
         if data.X_val is not None:
