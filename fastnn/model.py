@@ -357,7 +357,7 @@ class Sequential:
         it was made now. It becomes train_step's cached update."""
         update = self._updates.get(optimizer)
         created = update is None
-        if created:
+        if update is None:
             update = self._net.make_update(optimizer.kind, optimizer.lr, **optimizer.hyperparameters)
             self._updates[optimizer] = update
         elif update.lr != optimizer.lr:
