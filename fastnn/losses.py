@@ -21,14 +21,9 @@ __all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWi
 class Loss:
     """Base class of fastnn's losses: ``loss(yhat, y) -> float`` and ``.grad(yhat, y)``."""
 
-    #: the compiled step's name for this loss
-    _kind = ""
-
-    @property
-    def kind(self) -> str:
-        """The loss's name in the compiled step: ``"mse"``, ``"mae"``, ``"huber"``,
-        ``"cross_entropy"`` or ``"bce_with_logits"``."""
-        return self._kind
+    #: The loss's name in the compiled step: "mse", "mae", "huber",
+    #: "cross_entropy" or "bce_with_logits" (a class constant).
+    kind = ""
 
     @property
     def param(self) -> float:
@@ -61,7 +56,7 @@ class MSELoss(Loss):
     A 1-D ``y`` pairs with a one-column ``yhat``.
     """
 
-    _kind = "mse"
+    kind = "mse"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         """Return the (weighted) mean squared error as a float."""
@@ -75,7 +70,7 @@ class MSELoss(Loss):
 class MAELoss(Loss):
     """Mean absolute error, ``mean(|yhat - y|)`` (``torch.nn.L1Loss``); gradient ``sign(yhat - y) / size``."""
 
-    _kind = "mae"
+    kind = "mae"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         return ops.mae_loss(yhat, y, sample_weight)
@@ -93,7 +88,7 @@ class HuberLoss(Loss):
         Where the loss turns from quadratic to linear, > 0.
     """
 
-    _kind = "huber"
+    kind = "huber"
 
     def __init__(self, delta: float = 1.0):
 
@@ -122,7 +117,7 @@ class CrossEntropyLoss(Loss):
     :meth:`fastnn.Sequential.predict_proba` for probabilities.
     """
 
-    _kind = "cross_entropy"
+    kind = "cross_entropy"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         return ops.cross_entropy_loss(yhat, y, sample_weight)
@@ -135,10 +130,10 @@ class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``: stable for any logits;
     ``y`` holds targets in [0, 1] of ``yhat``'s shape."""
 
-    _kind = "bce_with_logits"
+    kind = "bce_with_logits"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
-        return ops.elementwise_loss(self._kind, yhat, y, sample_weight)
+        return ops.elementwise_loss(self.kind, yhat, y, sample_weight)
 
     def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
-        return ops.elementwise_loss(self._kind, yhat, y, sample_weight, want_grad=True)
+        return ops.elementwise_loss(self.kind, yhat, y, sample_weight, want_grad=True)

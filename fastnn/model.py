@@ -3,8 +3,12 @@
 A model keeps
 
 * one flat parameter buffer in its dtype, of which every Dense layer's ``W``
-  and ``b`` are views (and one gradient buffer with the same layout; an
-  optimizer keeps its state in buffers of that layout too);
+  and ``b`` are views, and one gradient buffer with the same layout;
+* the state of every optimizer it trains with (momentum buffer, Adam's
+  moments, step count), in buffers of that layout: an optimizer is only a
+  description (its rule and hyperparameters), the model owns the state,
+  and only the model writes it (:meth:`Sequential.optimizer_state`,
+  :meth:`Sequential.set_optimizer_state`);
 * a compiled *plan*, one row of plain integers per layer, that
   :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
   ``train_step`` or training epoch is one compiled call;
@@ -13,6 +17,9 @@ A model keeps
 
 Input is validated once per call, at the boundary; nothing is modified
 until it has passed, so a call that raises leaves the model as it was.
+Layers are descriptions too, but for one thing: a Dense layer's ``W``,
+``b``, ``dW`` and ``db`` are views into this model's buffers (the layer
+reads and writes them; the model owns them).
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ from fastnn.optimizers import SGD, Optimizer
 from fastnn.validation import (
     check_array,
     check_float_dtype,
-    check_optimizer_state,
     check_labels,
     check_number,
+    check_optimizer_state,
     check_positive_int,
     check_sample_weight,
     check_seed,
@@ -47,32 +54,8 @@ from fastnn.validation import (
 __all__ = ["Sequential", "History", "Callback"]   # History and Callback: from fastnn.callbacks
 
 _MSE = MSELoss()
-
-# TEMP (until the walker's explicit status lands): adapt the old walker's float-or-int returns.
-if not hasattr(_network, "OK"):
-    _network.OK = 0
-
-    class _Network(_network.Network):
-        def train_step(self, *args):
-            value = super().train_step(*args)
-            if value.__class__ is int:
-                return value
-            self.last_loss = value
-            return 0
-
-        def train_epoch(self, *args):
-            value, self.last_done = super().train_epoch(*args)
-            if value.__class__ is int:
-                return value
-            self.last_loss = value
-            return 0
-
-        def predict(self, X):
-            out = super().predict(X)
-            return out if isinstance(out, np.ndarray) else None
-else:
-    _Network = _network.Network
-
+# The walker's status codes, bound once (train_step tests one on every call).
+_OK, _SLOW, _BAD_INPUT = _network.OK, _network.SLOW, _network.BAD_INPUT
 
 
 #: A Dense layer's products run on BLAS when in_features * out_features
@@ -193,7 +176,7 @@ class Sequential:
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        self._net = _Network(np.array(rows, dtype=np.intp), params, grads,
+        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
                                      blas=find_blas(), blas_min_work=0,
                                      blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH,
                                      blas_min_weights_tiled=BLAS_MIN_WEIGHTS_TILED[_network.ISA],
@@ -344,27 +327,27 @@ class Sequential:
             else:
                 update, created = self._update_for(self._check_optimizer(optimizer))
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
-            status = self._walk_step(X, y, update, loss, sample_weight)
-            if status == _network.SLOW or status == _network.BAD_INPUT:
-                try:
-                    # Raises on NaN, infinity, bad shapes, bad labels or weights.
-                    X, y, w = self._check_Xyw(X, y, sample_weight, loss)
-                except BaseException:
-                    self._drop_if_created(optimizer, created)
-                    raise
-                status = self._walk_step(X, y, update, loss, w)
-            if status != _network.OK:           # BAD_LOSS or BAD_UPDATE: no update applied
-                self._drop_if_created(optimizer, created)
-                raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, sample_weight)
+            if status != _OK:
+                self._step_checked(status, X, y, loss, optimizer, update, created, sample_weight)
             return self._net.last_loss
 
-    def _walk_step(self, X, y, update, loss: Loss, sample_weight) -> int:
-        """One compiled step: its status (the loss is then ``self._net.last_loss``)."""
-        return self._net.train_step(X, y, update, loss.kind, loss.param, sample_weight)
-
-    def _walk_epoch(self, X, y, order, batch_size: int, update, loss: Loss, sample_weight) -> int:
-        """One compiled epoch: its status (then ``self._net.last_loss``, ``self._net.last_done``)."""
-        return self._net.train_epoch(X, y, order, batch_size, update, loss.kind, loss.param, sample_weight)
+    def _step_checked(self, status: int, X, y, loss: Loss, optimizer: Optimizer, update, created: bool,
+                      sample_weight) -> None:
+        """train_step's slow path, after the fast one answered ``status``: check and
+        convert the input (which raises on NaN, infinity, bad shapes, labels or
+        weights) and step again; raise if the step diverged. A call that applies no
+        update leaves no optimizer state behind."""
+        if status == _SLOW or status == _BAD_INPUT:
+            try:
+                X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+            except BaseException:
+                self._drop_if_created(optimizer, created)
+                raise
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, w)
+        if status != _OK:           # BAD_LOSS or BAD_UPDATE: no update applied
+            self._drop_if_created(optimizer, created)
+            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
 
     # -- optimizer state ---------------------------------------------------------
 
@@ -374,7 +357,7 @@ class Sequential:
         it was made now. It becomes train_step's cached update."""
         update = self._updates.get(optimizer)
         created = update is None
-        if created:
+        if update is None:
             update = self._net.make_update(optimizer.kind, optimizer.lr, **optimizer.hyperparameters)
             self._updates[optimizer] = update
         elif update.lr != optimizer.lr:
@@ -519,7 +502,7 @@ class Sequential:
                 for epoch in range(1, epochs + 1):
                     order = rng.permutation(n_samples) if shuffle else None
                     status, logs = self._fit_epoch(data, order, batch_size, update, loss)
-                    if status != _network.OK:
+                    if status != _OK:
                         if epoch == 1 and self._net.last_done == 0:
                             self._drop_if_created(optimizer, created)    # not one update applied
                         raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
@@ -544,8 +527,8 @@ class Sequential:
         """One training epoch and the validation loss after it: the epoch's status and,
         when it is OK, its logs."""
         start = time.perf_counter()
-        status = self._walk_epoch(data.X, data.y, order, batch_size, update, loss, data.w)
-        if status != _network.OK:
+        status = self._net.train_epoch(data.X, data.y, order, batch_size, update, loss.kind, loss.param, data.w)
+        if status != _OK:
             return status, {}
         logs = {"loss": self._net.last_loss, "epoch_time": time.perf_counter() - start}
         if data.X_val is not None:
