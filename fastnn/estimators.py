@@ -199,7 +199,6 @@ class _Run:
     penalty: float
 
 
-
 class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, the network, the training loop."""
 
