@@ -735,3 +735,33 @@ def test_a_failed_load_builds_nothing_and_leaves_the_file_alone(saved, tmp_path)
     gc.collect()
     assert sum(isinstance(obj, model_module.Sequential) for obj in gc.get_objects()) == before
     assert (tmp_path / "bad.npz").read_bytes() == data
+
+
+def test_a_version_1_file_written_by_hand_loads_and_resumes(tmp_path):
+    """The documented layout, written with numpy.savez alone (no fastnn writer involved)."""
+    rng = np.random.default_rng(5)
+    n_parameters = 2 * 3 + 3 + 3 * 1 + 1
+    parameters, momentum = rng.normal(size=n_parameters), rng.normal(size=n_parameters)
+    architecture = {"format": "fastnn", "format_version": 1, "fastnn_version": "0.1.0", "dtype": "float64",
+                    "layers": [{"type": "Dense", "in_features": 2, "out_features": 3}, {"type": "ReLU"},
+                               {"type": "Dense", "in_features": 3, "out_features": 1}]}
+    optimizer = {"type": "SGD", "hyperparameters": {"lr": 0.05, "momentum": 0.9, "nesterov": False,
+                                                    "weight_decay": 0.0}}
+    write_entries(tmp_path / "v1.npz", {
+        "architecture": np.array(json.dumps(architecture)), "parameters": parameters,
+        "optimizer": np.array(json.dumps(optimizer)), "optimizer.step": np.array(4, dtype=np.int64),
+        "optimizer.momentum_buffer": momentum})
+    model, opt = fastnn.load(tmp_path / "v1.npz", with_optimizer=True)
+    assert repr(opt) == "SGD(lr=0.05, momentum=0.9)"
+    assert model.get_parameters().tobytes() == parameters.tobytes()
+    state = model.optimizer_state(opt)
+    assert state["step"] == 4 and state["momentum_buffer"].tobytes() == momentum.tobytes()
+    # Its next step continues from the loaded momentum: buf = 0.9 * buf + g; p -= lr * buf, with g the
+    # gradient the step leaves in the layers' dW and db.
+    X, y = rng.normal(size=(8, 2)), rng.normal(size=(8, 1))
+    params = model.get_parameters()
+    model.train_step(X, y, optimizer=opt)
+    grads = np.concatenate([g.reshape(-1) for layer in model.layers if isinstance(layer, fastnn.Dense)
+                            for g in (layer.dW, layer.db)])
+    np.testing.assert_allclose(model.get_parameters(), params - 0.05 * (0.9 * momentum + grads), rtol=1e-12,
+                               atol=1e-15)
