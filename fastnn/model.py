@@ -35,6 +35,7 @@ import numpy as np
 
 from fastnn import _network, ops
 from fastnn._blas import find_blas
+from fastnn._savefile import write_model
 from fastnn.callbacks import Callback, EarlyStopping, History, progress_callback
 from fastnn.layers import Activation, Dense, Layer
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
@@ -608,5 +609,4 @@ class Sequential:
 
     def save(self, path, optimizer=None) -> None:
         """Write the model (and ``optimizer``'s state) to ``path`` atomically: :func:`fastnn.save`."""
-        from fastnn.io import save
-        save(self, path, optimizer)
+        write_model(self, path, optimizer)

@@ -15,7 +15,8 @@ import pathlib
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fastnn"
 SOURCES = sorted(path for path in PACKAGE.glob("*.py") if path.name != "_build_info.py")
 
-#: The longest function (``def`` line to last line, docstring included) a reader is asked to hold.
+#: The longest function a reader is asked to hold: ``def`` line to last line, less its docstring
+#: (a numpydoc docstring documents every parameter; it is read, not held).
 MAX_FUNCTION_LINES = 60
 
 #: (module, name) pairs allowed to use another module's private name, each with its reason.
@@ -165,6 +166,11 @@ def long_functions() -> list[str]:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 assert node.end_lineno is not None
                 length = node.end_lineno - node.lineno + 1
+                first = node.body[0]
+                if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                        and isinstance(first.value.value, str)):
+                    assert first.end_lineno is not None
+                    length -= first.end_lineno - first.lineno + 1
                 if length > MAX_FUNCTION_LINES:
                     found.append(f"{path.name}:{node.lineno} {node.name} ({length} lines)")
     return found
