@@ -26,7 +26,12 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import check_learning_rate, check_number, describe
+from fastnn.validation import (
+    check_adam_hyperparameters,
+    check_learning_rate,
+    check_sgd_hyperparameters,
+    describe,
+)
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -102,13 +107,8 @@ class SGD(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         super().__init__(lr)
-        self._momentum = check_number(momentum, "momentum", low=0.0, high=1.0, high_open=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {describe(nesterov)}")
-        if nesterov and self._momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
-        self._nesterov = bool(nesterov)
-        self._weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
+        self._momentum, self._nesterov, self._weight_decay = check_sgd_hyperparameters(
+            momentum, nesterov, weight_decay)
 
     momentum = property(lambda self: self._momentum, doc="Momentum factor.")
     nesterov = property(lambda self: self._nesterov, doc="Nesterov momentum.")
@@ -163,12 +163,10 @@ class Adam(Optimizer):
             beta1, beta2 = betas
         except (TypeError, ValueError):
             raise TypeError(f"betas must be a pair of numbers, got {describe(betas)}") from None
-        self._beta1 = check_number(beta1, "betas[0]", low=0.0, high=1.0, high_open=True)
-        self._beta2 = check_number(beta2, "betas[1]", low=0.0, high=1.0, high_open=True)
-        self._eps = check_number(eps, "eps", low=0.0, low_open=True)
         if weight_decay is None:
             weight_decay = self._default_weight_decay
-        self._weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
+        self._beta1, self._beta2, self._eps, self._weight_decay = check_adam_hyperparameters(
+            beta1, beta2, eps, weight_decay, beta_names=("betas[0]", "betas[1]"))
 
     betas = property(lambda self: (self._beta1, self._beta2), doc="(beta1, beta2).")
     eps = property(lambda self: self._eps, doc="Denominator term.")
