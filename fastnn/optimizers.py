@@ -23,7 +23,6 @@ The rules, with g the gradient and p a parameter (PyTorch's, with
 
 from __future__ import annotations
 
-
 from fastnn import ops
 from fastnn.validation import (
     check_adam_hyperparameters,
