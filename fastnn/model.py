@@ -512,8 +512,11 @@ class Sequential:
                     if "val_loss" in logs:
                         history.val_loss.append(logs["val_loss"])
                     # Every callback hears of every epoch; any one may stop training.
-                    stop = [callback.on_epoch_end(epoch, dict(logs)) for callback in callbacks]
-                    if any(result is False for result in stop) and epoch < epochs:
+                    stop = False
+                    for callback in callbacks:
+                        if callback.on_epoch_end(epoch, dict(logs)) is False:
+                            stop = True
+                    if stop and epoch < epochs:
                         history.stopped_epoch = epoch
                         break
                 if stopper is not None and stopper.best_parameters is not None:
