@@ -8,9 +8,15 @@
   steps give exactly ``step^(2N)(p0)``, each call returns exactly one of the
   serial run's losses, and every state anyone observes between calls is one
   of the serial run's intermediate states. An unserialised (torn) update
-  mixes two steps and breaks all three.
+  mixes two steps and breaks all three. The threads must also have met:
+  each of these tests requires a minimum number of states observed while
+  the other thread was training, so that it cannot pass on threads that ran
+  one after the other.
+* The GIL is released during a compiled step and a compiled epoch: a
+  counter thread advances while ``train_step`` or ``fit`` runs in another.
 """
 
+import sys
 import threading
 import time
 
@@ -125,6 +131,10 @@ def test_copies_of_one_model_train_in_threads_like_the_original():
 # -- one model, several threads ----------------------------------------------------------------
 
 N_STEPS = 100
+#: The least number of distinct intermediate states (neither the first nor the
+#: last) that a test must have observed from another thread while training ran:
+#: fewer means the threads barely overlapped and the test proved little.
+MIN_OVERLAP = 10
 SHARED = ((64, 128, 8, 1), 64)    # sizes, batch: BLAS and loops in one step, a long nogil section
 
 
@@ -156,6 +166,7 @@ def test_two_threads_training_one_model_do_not_tear_updates(dtype):
         def run():
             for _ in range(N_STEPS):
                 got[i].append(model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.01)))
+                time.sleep(0)       # let the other thread take the model's lock
         return run
 
     run_threads([steps(0), steps(1)])
@@ -163,6 +174,11 @@ def test_two_threads_training_one_model_do_not_tear_updates(dtype):
     # Each call saw a whole state of the serial run, and no two calls saw the same one.
     assert sorted(got[0] + got[1]) == sorted(losses)
     assert len(set(losses)) == len(losses)
+    # The threads took turns (two threads that ran one after the other would
+    # switch once).
+    owner = {loss: i for i in (0, 1) for loss in got[i]}
+    switches = sum(owner[a] != owner[b] for a, b in zip(losses, losses[1:]))
+    assert switches >= MIN_OVERLAP, f"the two threads' steps alternated only {switches} times"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -180,6 +196,7 @@ def test_fit_steps_and_predict_on_one_model_from_three_threads(dtype):
     def stepping():
         for _ in range(N_STEPS):
             model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.01))
+            time.sleep(0)       # let the predicting thread take the model's lock
 
     def predicting():
         while not done.is_set():
@@ -196,6 +213,9 @@ def test_fit_steps_and_predict_on_one_model_from_three_threads(dtype):
     np.testing.assert_array_equal(model.get_parameters(), params[-1])
     torn = [i for i, out in enumerate(seen) if out not in known_outputs]
     assert not torn, f"{len(torn)} of {len(seen)} predictions match no state of the serial run"
+    between = {known_outputs[out] for out in seen} - {0, 2 * N_STEPS}
+    assert len(between) >= MIN_OVERLAP, (
+        f"{len(seen)} predictions saw only {len(between)} states between the first and the last")
 
 
 #: Reading parameters from another thread: a wide network on one-row batches,
@@ -208,10 +228,10 @@ def _whole_states_test(dtype, read):
     every value read must be the parameters of one state of the serial run."""
     model = make_model(READ_SIZES, dtype, seed=5)
     X, y = make_data(1, READ_SIZES[0], READ_SIZES[-1], dtype, seed=6)
-    known = {hash(model.get_parameters().tobytes())}
-    for _ in range(READ_STEPS):
+    known = {hash(model.get_parameters().tobytes()): 0}
+    for k in range(1, READ_STEPS + 1):
         model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=0.001))
-        known.add(hash(model.get_parameters().tobytes()))
+        known[hash(model.get_parameters().tobytes())] = k
     final = model.get_parameters()
     model = make_model(READ_SIZES, dtype, seed=5)
     seen = []
@@ -233,6 +253,9 @@ def _whole_states_test(dtype, read):
     np.testing.assert_array_equal(model.get_parameters(), final)
     torn = sum(snapshot not in known for snapshot in seen)
     assert torn == 0, f"{torn} of {len(seen)} snapshots read during training match no state of the serial run"
+    between = {known[snapshot] for snapshot in seen} - {0, READ_STEPS}
+    assert len(between) >= MIN_OVERLAP, (
+        f"{len(seen)} snapshots read during training saw only {len(between)} states between the first and the last")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
@@ -247,3 +270,85 @@ def test_copies_made_during_training_hold_whole_states(dtype):
 
     _whole_states_test(dtype, lambda model: copy.deepcopy(model).get_parameters())
     _whole_states_test(dtype, lambda model: pickle.loads(pickle.dumps(model)).get_parameters())
+
+
+# -- the GIL ----------------------------------------------------------------------------------------
+
+#: Turns of the counter thread that one call must let happen while it runs.
+MIN_TURNS = 100
+#: How many times the measured call may run before the test gives up.
+MAX_CALLS = 20
+
+
+def turns_during_calls(call) -> list[int]:
+    """Run ``call()`` repeatedly while a counter thread turns; return how many times the
+    counter turned during each call.
+
+    The GIL's switch interval is raised to a minute for the measurement, so
+    that the GIL changes hands only when its holder lets it go, never on a
+    timer; each turn of the counter ends in ``time.sleep(0)``, which lets it
+    go. A call that keeps the GIL therefore leaves the counter standing
+    (bar a turn where the call's own Python code lets the GIL go), however
+    long it runs; a call that releases it lets the counter turn freely. The
+    calls repeat until one saw MIN_TURNS turns, or MAX_CALLS calls ran.
+    """
+    state = {"running": False, "turns": 0}
+    stop = threading.Event()
+    started = threading.Event()
+
+    def counter():
+        started.set()
+        while not stop.is_set():
+            if state["running"]:
+                state["turns"] += 1
+            time.sleep(0)
+
+    interval = sys.getswitchinterval()
+    thread = threading.Thread(target=counter, daemon=True)
+    per_call: list[int] = []
+    sys.setswitchinterval(60.0)
+    try:
+        thread.start()
+        assert started.wait(TIMEOUT), "the counter thread did not start"
+        while len(per_call) < MAX_CALLS and max(per_call, default=0) < MIN_TURNS:
+            state["turns"] = 0
+            state["running"] = True
+            call()
+            state["running"] = False
+            per_call.append(state["turns"])
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        thread.join(TIMEOUT)
+    return per_call
+
+
+def long_job(dtype):
+    """A network and data on which one compiled epoch, or one step on all the data, runs long."""
+    model = make_model((32, 128, 64, 1), dtype, seed=11)
+    X, y = make_data(8192, 32, 1, dtype, seed=12)
+    return model, X, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("entry", ["fit", "train_step"])
+def test_another_thread_runs_while_a_compiled_epoch_or_step_runs(entry, dtype):
+    model, X, y = long_job(dtype)
+    if entry == "fit":                  # one compiled call per epoch: 512 batches of 16 rows
+        def call():
+            model.fit(X, y, optimizer=fastnn.SGD(lr=1e-4), epochs=1, batch_size=16, seed=0)
+    else:                               # one compiled call: all the rows in one batch
+        def call():
+            model.train_step(X, y, fastnn.MSELoss(), fastnn.SGD(lr=1e-4))
+    per_call = turns_during_calls(call)
+    assert max(per_call) >= MIN_TURNS, (
+        f"another thread turned at most {max(per_call)} times during each of {len(per_call)} {entry} calls: "
+        f"the GIL was held")
+
+
+def test_the_counter_stands_still_while_a_call_keeps_the_gil():
+    """The measurement can fail: ``sum`` over a ``range`` (a C loop that keeps the GIL, about as
+    long as the calls above) lets the counter turn hardly at all."""
+    per_call = turns_during_calls(lambda: sum(range(3_000_000)))
+    assert len(per_call) == MAX_CALLS
+    assert max(per_call) < 10, f"the counter turned {per_call} times while sum kept the GIL"
