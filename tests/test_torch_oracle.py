@@ -434,13 +434,13 @@ def torch_trajectory_group(torch, name, inputs):
 
 # -- the pins ------------------------------------------------------------------------------------
 
-def load_pins() -> dict:
-    """tests/data/torch_pins.py's PINS: {"group/name": {"inputs_sha256": ..., dtype: {key: values}}}."""
+def load_pins():
+    """tests/data/torch_pins.py, whose PINS are {"group/name": {"inputs_sha256": ..., dtype: {key: values}}}."""
     spec = importlib.util.spec_from_file_location("fastnn_torch_pins", PINS_PATH)
     assert spec is not None and spec.loader is not None, f"cannot load {PINS_PATH}"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PINS
+    return module
 
 
 def make_pins() -> dict:
@@ -468,7 +468,7 @@ def case_id(case):
 
 @pytest.fixture(scope="module")
 def pins():
-    return load_pins()
+    return load_pins().PINS
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -495,6 +495,12 @@ def test_fastnn_against_torch(case, dtype, pins):
 
 def test_every_case_is_pinned_and_every_pin_is_a_case(pins):
     assert sorted(pins) == sorted(f"{group}/{name}" for group, name in ALL_CASES)
+
+
+def test_the_pins_and_the_torch_extra_name_one_torch():
+    assert load_pins().TORCH_VERSION.split("+")[0] == TORCH_VERSION
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    assert f'torch = ["torch=={TORCH_VERSION}"]' in pyproject.read_text(encoding="utf-8")
 
 
 def test_the_pins_tell_the_formulas_apart(pins):
