@@ -137,75 +137,90 @@ def flat(layers) -> np.ndarray:
 
 
 @dataclasses.dataclass
+class StepBounds:
+    """Bounds on the magnitudes in one MSE training step, for the tolerances of the comparison."""
+
+    loss_bound: float
+    gradient_bound: np.ndarray   # flat, laid out as the parameters
+    terms: int                   # operations per result
+    sensitive: bool              # a ReLU input within rounding of 0: the masks may differ
+    overflow: bool               # a magnitude within OVERFLOW_MARGIN of the dtype's max
+
+
+@dataclasses.dataclass
 class ReferenceStep:
     loss: float
     loss_bound: float
-    layers: list             # parameters after the update
-    gradients: np.ndarray    # flat, laid out as the parameters
+    layers: list             # parameters after the update (before it, if the step diverged)
+    gradients: np.ndarray    # flat, laid out as the parameters (None if the step diverged)
     gradient_bound: np.ndarray
     terms: int               # operations per result, for the tolerance
     sensitive: bool          # a ReLU input within rounding of 0: the masks may differ
     overflow: bool           # a magnitude within OVERFLOW_MARGIN of the dtype's max
-    diverged: bool           # the reference's loss or an updated parameter is not finite
+    diverged: bool           # the reference refused the step: its loss or an update is not finite
 
 
-def reference_forward(layers, X, dtype):
-    """The network on X, with |.| bounds of every activation; ``(out, inputs,
-    bounds, terms, sensitive, overflow)``, ``inputs``/``bounds`` of each layer."""
-    out, bound = X, absolute(X)
-    inputs, bounds = [], []
-    terms, sensitive, overflow = 2, False, in_overflow_zone(bound, dtype)
+def _forward_bounds(ref, X, dtype):
+    """``ref`` on X, with |.| bounds of every activation: ``(out, inputs, bounds,
+    out_bound, terms, sensitive, overflow)``, ``inputs``/``bounds`` of each layer."""
     with np.errstate(all="ignore"):
-        for layer in layers:
-            inputs.append(out)
+        out, inputs = ref.forward(X)
+        bound = absolute(X)
+        bounds = []
+        terms, sensitive, overflow = 2, False, in_overflow_zone(bound, dtype)
+        for layer, layer_input in zip(ref.layers, inputs):
             bounds.append(bound)
             if layer[0] == "dense":
-                out = reference.dense_forward(out, layer[1], layer[2])
                 bound = bound @ absolute(layer[1]) + absolute(layer[2])
                 terms += layer[1].shape[0] + 2
                 overflow = overflow or in_overflow_zone(bound, dtype)
             else:
-                near_zero = (bound > 0) & (absolute(out) <= 4 * tolerance_bound(bound, dtype, terms))
+                near_zero = (bound > 0) & (absolute(layer_input) <= 4 * tolerance_bound(bound, dtype, terms))
                 sensitive = sensitive or bool(np.any(near_zero))
-                out = reference.relu_forward(out)
     return out, inputs, bounds, bound, terms, sensitive, overflow
 
 
-def reference_step(layers, X, y, lr, dtype) -> ReferenceStep:
-    """One reference training step (MSE, SGD) on clean X, y, with error bounds."""
-    yhat, inputs, bounds, yhat_bound, terms, sensitive, overflow = reference_forward(layers, X, dtype)
+def reference_forward(layers, X, dtype):
+    """The network of reference ``layers`` on X (:class:`fastnn.reference.ReferenceMLP`), with
+    |.| bounds of every activation: ``(out, inputs, bounds, out_bound, terms, sensitive, overflow)``."""
+    return _forward_bounds(reference.ReferenceMLP(layers, dtype), X, dtype)
+
+
+def step_bounds(ref, X, y, lr, dtype) -> StepBounds:
+    """The magnitude bounds of one MSE + SGD step of ``ref`` on X, y (nothing is trained)."""
+    yhat, _, bounds, yhat_bound, terms, sensitive, overflow = _forward_bounds(ref, X, dtype)
     y = y.reshape(yhat.shape)
     with np.errstate(all="ignore"):
-        loss = reference.mse_loss(yhat, y)
         loss_bound = float(np.mean((yhat_bound + absolute(y)) ** 2))
         overflow = overflow or in_overflow_zone(loss_bound, dtype)
-        grad = reference.mse_grad(yhat, y)
         grad_bound = 2 * (yhat_bound + absolute(y)) / yhat.size
-        new_layers, gradients, gradient_bounds = list(layers), [], []
-        for i in range(len(layers) - 1, -1, -1):
-            layer = layers[i]
+        gradient_bounds = []
+        for i in range(len(ref.layers) - 1, -1, -1):
+            layer = ref.layers[i]
             if layer[0] == "dense":
-                grad, dW, db = reference.dense_backward(inputs[i], layer[1], grad)
                 dW_bound = bounds[i].T @ grad_bound
                 db_bound = grad_bound.sum(axis=0)
                 grad_bound = grad_bound @ absolute(layer[1]).T
-                W, b = layer[1].copy(), layer[2].copy()
-                reference.sgd_update(W, dW, lr)
-                reference.sgd_update(b, db, lr)
-                new_layers[i] = ("dense", W, b)
-                gradients[:0] = [dW.ravel(), db]
                 gradient_bounds[:0] = [dW_bound.ravel(), db_bound]
                 overflow = overflow or in_overflow_zone(lr * dW_bound, dtype) or in_overflow_zone(lr * db_bound, dtype)
-            else:
-                grad = reference.relu_backward(inputs[i], grad)
-        new_flat = flat(new_layers)
-    terms += X.shape[0] + 4
-    return ReferenceStep(
-        loss=loss, loss_bound=loss_bound, layers=new_layers,
-        gradients=np.concatenate(gradients), gradient_bound=np.concatenate(gradient_bounds),
-        terms=terms, sensitive=sensitive, overflow=overflow or in_overflow_zone(absolute(new_flat), dtype),
-        diverged=not (math.isfinite(loss) and np.all(np.isfinite(new_flat))),
-    )
+    return StepBounds(loss_bound, np.concatenate(gradient_bounds), terms + X.shape[0] + 4, sensitive, overflow)
+
+
+def reference_step(layers, X, y, lr, dtype) -> ReferenceStep:
+    """One reference training step (MSE, SGD: ``ReferenceMLP.train_step``) on clean X, y,
+    with error bounds. A step the reference refuses (FloatingPointError) has diverged, and
+    counts as in the overflow zone: a value in it is not finite."""
+    ref = reference.ReferenceMLP(layers, dtype)
+    bounds = step_bounds(ref, X, y, lr, dtype)
+    with np.errstate(all="ignore"):
+        try:
+            loss = ref.train_step(X, y, lr, check_finite=True)
+        except FloatingPointError:
+            return ReferenceStep(math.nan, bounds.loss_bound, ref.layers, None, bounds.gradient_bound, bounds.terms,
+                                 bounds.sensitive, overflow=True, diverged=True)
+    overflow = bounds.overflow or in_overflow_zone(absolute(ref.get_parameters()), dtype)
+    return ReferenceStep(loss, bounds.loss_bound, ref.layers, ref.get_gradients(), bounds.gradient_bound,
+                         bounds.terms, bounds.sensitive, overflow, diverged=False)
 
 
 @dataclasses.dataclass
@@ -221,33 +236,41 @@ class ReferenceFit:
 
 
 def reference_fit(model, X, y, lr, epochs, batch_size, shuffle, seed) -> ReferenceFit:
-    """Sequential.fit in plain NumPy: the same batches in the same order."""
+    """Sequential.fit (MSE, SGD) in plain NumPy: ``ReferenceMLP.fit_epoch`` over the same
+    batches in the same order, with the error bounds of every step. A diverged epoch (the
+    reference refuses a step) counts as in the overflow zone, as in reference_step."""
     dtype = model.dtype
-    layers = reference_layers(model)
+    ref = reference.ReferenceMLP(reference_layers(model), dtype)
     rng = np.random.default_rng(seed)
     n_samples = X.shape[0]
     batch = n_samples if batch_size is None else min(int(batch_size), n_samples)
-    result = ReferenceFit([], layers, np.zeros(model.n_parameters), [], 0)
+    result = ReferenceFit([], ref.layers, np.zeros(model.n_parameters), [], 0)
     n_steps = 0
+    epoch_loss_bound = 0.0
+
+    def on_batch(rows):
+        nonlocal n_steps, epoch_loss_bound
+        bounds = step_bounds(ref, X[rows], y[rows], lr, dtype)
+        n_steps += 1
+        result.sensitive |= bounds.sensitive
+        result.overflow |= bounds.overflow or in_overflow_zone(absolute(ref.get_parameters()), dtype)
+        result.terms = max(result.terms, bounds.terms * n_steps)
+        epoch_loss_bound = max(epoch_loss_bound, bounds.loss_bound)
+        result.update_bound = result.update_bound + lr * bounds.gradient_bound
+
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(n_samples) if shuffle else np.arange(n_samples)
-        total, loss_bound = 0.0, 0.0
-        for start in range(0, n_samples, batch):
-            rows = order[start:start + batch]
-            step = reference_step(result.layers, X[rows], y[rows], lr, dtype)
-            n_steps += 1
-            result.sensitive |= step.sensitive
-            result.overflow |= step.overflow
-            result.terms = max(result.terms, step.terms * n_steps)
-            if step.diverged:
-                result.diverged_epoch = epoch
-                return result
-            total += step.loss * len(rows)
-            loss_bound = max(loss_bound, step.loss_bound)
-            result.update_bound = result.update_bound + lr * step.gradient_bound
-            result.layers = step.layers
-        result.losses.append(total / n_samples)
-        result.loss_bounds.append(loss_bound)
+        order = rng.permutation(n_samples) if shuffle else None
+        epoch_loss_bound = 0.0
+        try:
+            with np.errstate(all="ignore"):
+                mean_loss = ref.fit_epoch(X, y, lr, batch, order, check_finite=True, on_batch=on_batch)
+        except FloatingPointError:
+            result.diverged_epoch = epoch
+            result.overflow = True
+            return result
+        result.losses.append(mean_loss)
+        result.loss_bounds.append(epoch_loss_bound)
+    result.overflow |= in_overflow_zone(absolute(ref.get_parameters()), dtype)
     return result
 
 
