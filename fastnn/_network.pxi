@@ -48,22 +48,25 @@ the widest output of the Dense layers that may take that path (none, in a
 network whose every layer of 4 inputs and 8 outputs or more uses BLAS:
 its workspace is no larger than it needs).
 
-A training step returns its loss as a Python ``float``, or a status code
-as a Python ``int`` (a loss can be any finite number: BCE with targets
-outside [0, 1] is negative): ``SLOW``, ``BAD_INPUT`` (NaN or infinity in X,
-y or the weights, or a bad label), ``BAD_LOSS`` (the loss is not finite) or
-``BAD_UPDATE`` (the update would make a parameter or optimizer state
-non-finite). After a code from ``train_step`` the parameters, gradients and
-optimizer state are exactly as they were; after one from ``train_epoch``,
-the parameters and optimizer state are those from before the refused step,
-and the gradients are the refused step's (an epoch keeps no copy of the
-gradients: it would double the memory a step needs beyond the parameters).
-Inside, the nogil functions return the status
-(0: done) and write the loss through a pointer.
+Every entry point returns a status, as a BLAS routine returns ``info``:
+``OK`` (0), or ``SLOW`` (the arguments are not of the exact type, dtype,
+layout or shape the fast path takes: validate and convert them, then call
+again), ``BAD_INPUT`` (NaN or infinity in X, y or the weights, or a bad
+label), ``BAD_LOSS`` (the loss is not finite) or ``BAD_UPDATE`` (the update
+would make a parameter or optimizer state non-finite). The results are
+fields of the :class:`Network`: ``last_loss`` (a C double; a loss can be any
+finite number: BCE with targets outside [0, 1] is negative) and
+``last_done``. After a code from ``train_step`` the parameters, gradients
+and optimizer state are exactly as they were; after one from
+``train_epoch``, the parameters and optimizer state are those from before
+the refused step, and the gradients are the refused step's (an epoch keeps
+no copy of the gradients: it would double the memory a step needs beyond
+the parameters). ``predict`` returns its output array, or None for input
+that must first be validated (including input that is not finite).
 """
 
 cimport numpy as cnp
-from libc.math cimport isfinite
+from libc.math cimport NAN, isfinite
 
 include "_loops.pxi"
 
@@ -99,12 +102,14 @@ cdef enum:
     TILE_MIN_BATCH = 8
 
 cdef enum:
+    OK_ = 0
     SLOW_ = -1
     BAD_INPUT_ = -2
     BAD_LOSS_ = -3
     BAD_UPDATE_ = -4
 
-#: Status codes (Python ints; a loss is always a float).
+#: Status codes of train_step and train_epoch.
+OK = int(OK_)
 SLOW = int(SLOW_)
 BAD_INPUT = int(BAD_INPUT_)
 BAD_LOSS = int(BAD_LOSS_)
@@ -470,7 +475,7 @@ cdef int _train_step(
     double* loss_out, bint keep_grads,
 ) noexcept nogil:
     """One forward + loss + backward + optimizer update on the batch already in
-    the workspace (XT, yT and w, feature-major): 0 with the loss in ``loss_out``,
+    the workspace (XT, yT and w, feature-major): OK_ with the loss in ``loss_out``,
     or a negative code. With ``keep_grads``, a refused update also leaves the
     gradients as they were (from ``net.grad_backup``); without, they are the
     refused step's."""
@@ -501,7 +506,7 @@ cdef int _train_step(
             memcpy(grads, <floating*>net.grad_backup, net.n_params * sizeof(floating))
         return BAD_UPDATE_
     loss_out[0] = loss
-    return 0
+    return OK_
 
 
 cdef void _load_batch(
@@ -536,7 +541,7 @@ cdef int _train_epoch(
 ) noexcept nogil:
     """One epoch of mini-batch training over the rows in ``order`` (NULL: in order).
 
-    Returns 0 and writes to ``mean_out`` the weighted mean over the samples
+    Returns OK_ and writes to ``mean_out`` the weighted mean over the samples
     of each batch's loss before its update (sum over batches of loss * weight
     sum, over the total weight); or returns the first negative code (then
     ``done`` holds the samples already used).
@@ -551,7 +556,7 @@ cdef int _train_epoch(
         # No gradient backup in an epoch (fit documents it): a copy of every
         # gradient per step, and as much memory again as the parameters.
         status = _train_step(net, params, grads, work, nb, opt, buf1, buf2, lossc, &wsum, &loss, False)
-        if status != 0:
+        if status != OK_:
             done[0] = start
             return status
         total += loss * wsum
@@ -559,7 +564,7 @@ cdef int _train_epoch(
         start = stop
     done[0] = n
     mean_out[0] = total / total_weight if total_weight > 0 else 0.0
-    return 0
+    return OK_
 
 
 cdef void _predict_chunk(
@@ -719,6 +724,11 @@ cdef class Network:
     cdef readonly bint is_double
     cdef int typenum
     cdef readonly str blas_source
+    #: The loss of the last train_step (before its update) or the mean loss of the
+    #: last train_epoch that returned OK; NaN after another status.
+    cdef readonly double last_loss
+    #: The samples the last train_epoch used (all of them after OK).
+    cdef readonly Py_ssize_t last_done
 
     def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
                  Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0, fn_params=None,
@@ -795,6 +805,8 @@ cdef class Network:
         self._scratch_width()
         self.work = np.empty(0, dtype=params_dtype)
         self.work_size = 0
+        self.last_loss = NAN
+        self.last_done = 0
 
     @property
     def n_in(self):
@@ -886,8 +898,9 @@ cdef class Network:
         return self.net.n_out == 1 and _fits(y, self.typenum, 1) and _dim(y, 0) == n
 
     def predict(self, X):
-        """The network's output for X, ``None`` when X must be validated
-        first, or ``BAD_INPUT`` when it holds NaN or infinity."""
+        """The network's output for X, or None when X must be validated first
+        (not of the exact type, dtype, layout or shape the fast path takes, or
+        not finite: the caller's check then says what is wrong)."""
         cdef Py_ssize_t n, start, nb, chunk, n_out = self.net.n_out, n_in = self.net.n_in
         cdef cnp.npy_intp dims[2]
         cdef char* work
@@ -921,7 +934,7 @@ cdef class Network:
                                    <float*>work, nb, <float*>outp + start * n_out)
                 start += nb
         if not finite:
-            return BAD_INPUT
+            return None
         return out
 
     def make_update(self, str kind, double lr, double momentum=0.0, bint nesterov=False,
@@ -987,9 +1000,11 @@ cdef class Network:
         return 0
 
     def train_step(self, X, y, Update u, str loss="mse", double loss_param=0.0, sample_weight=None):
-        """One optimizer step on the loss of one batch: the loss before the
-        update (a float), or a status code (an int; ``SLOW``: validate X, y and
-        sample_weight first). For cross-entropy, y may hold the class labels
+        """One optimizer step on the loss of one batch; returns a status.
+
+        ``OK``: ``last_loss`` is the batch's loss before the update. ``SLOW``:
+        validate X, y and sample_weight first, then call again. Other codes:
+        nothing was changed. For cross-entropy, y may hold the class labels
         as floats of the network's dtype or as intp integers."""
         cdef Py_ssize_t n
         cdef LossC lossc
@@ -1007,13 +1022,15 @@ cdef class Network:
         self._check_update(u)
         self._set_loss(&lossc, loss, loss_param, sample_weight)
         if not self._fits_X(X):
-            return SLOW
+            self.last_loss = NAN
+            return SLOW_
         n = _dim(X, 0)
         if (lossc.kind == LOSS_CROSS_ENTROPY and _fits(y, cnp.NPY_INTP, 1) and _dim(y, 0) == n
                 and self._fits_weights(sample_weight, n)):
             lp = <const Py_ssize_t*>cnp.PyArray_DATA(y)    # integer labels, the usual kind
         elif not self._fits_targets(y, sample_weight, n, &lossc):
-            return SLOW
+            self.last_loss = NAN
+            return SLOW_
         if u.buf1 is not None:
             b1 = <char*>cnp.PyArray_DATA(u.buf1)
         if u.buf2 is not None:
@@ -1035,9 +1052,8 @@ cdef class Network:
                 status = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
                                   <const float*>yp, lp, <const float*>wp, <float*>work, n, &u.opt,
                                   <float*>b1, <float*>b2, &lossc, &value)
-        if status != 0:
-            return status
-        return value
+        self.last_loss = value if status == OK_ else NAN
+        return status
 
     def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u, str loss="mse",
                     double loss_param=0.0, sample_weight=None):
@@ -1046,8 +1062,9 @@ cdef class Network:
         ``X``, ``y`` and ``sample_weight`` must already be valid (this only
         checks that they fit); ``order`` is a permutation of the rows (intp),
         or None to visit them in order. The last batch may be shorter.
-        Returns ``(mean loss (a float) or status code (an int), samples done)``.
-        After a code, the gradients are those of the refused step.
+        Returns a status: after ``OK``, ``last_loss`` is the mean loss;
+        ``last_done`` holds the samples used (before the refused step, after
+        another code; then the gradients are those of the refused step).
         """
         cdef Py_ssize_t n, i, done = 0
         cdef LossC lossc
@@ -1100,6 +1117,6 @@ cdef class Network:
                                       <const float*>yp, <const float*>wp, n, order_p, batch_size,
                                       <float*>work, &u.opt, <float*>b1, <float*>b2, &lossc, &done,
                                       &value)
-        if status != 0:
-            return status, done
-        return value, done
+        self.last_loss = value if status == OK_ else NAN
+        self.last_done = done
+        return status

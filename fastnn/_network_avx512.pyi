@@ -14,6 +14,7 @@ from fastnn._network_baseline import FN_CODES as FN_CODES
 from fastnn._network_baseline import KIND_ACT as KIND_ACT
 from fastnn._network_baseline import KIND_DENSE as KIND_DENSE
 from fastnn._network_baseline import LOSS_CODES as LOSS_CODES
+from fastnn._network_baseline import OK as OK
 from fastnn._network_baseline import OPTIMIZER_KINDS as OPTIMIZER_KINDS
 from fastnn._network_baseline import PLAN_FIELDS as PLAN_FIELDS
 from fastnn._network_baseline import PREDICT_CHUNK as PREDICT_CHUNK

@@ -27,7 +27,8 @@ FN_CODES: dict[str, int]
 LOSS_CODES: dict[str, int]
 #: Optimizer rule name -> its code.
 OPTIMIZER_KINDS: dict[str, int]
-#: Negative codes a step returns instead of a loss.
+#: The status train_step and train_epoch return: OK (0), or a negative code.
+OK: int
 SLOW: int
 BAD_INPUT: int
 BAD_LOSS: int
@@ -86,8 +87,14 @@ class Network:
     def workspace_per_sample(self) -> int: ...
     @property
     def uses_blas(self) -> bool: ...
-    def predict(self, X: Any) -> _Floats | int | None:
-        """The output for X; None when X must be validated first; BAD_INPUT when it is not finite."""
+    @property
+    def last_loss(self) -> float:
+        """The loss of the last train_step, or the mean loss of the last train_epoch (NaN after a code)."""
+    @property
+    def last_done(self) -> int:
+        """The samples the last train_epoch used."""
+    def predict(self, X: Any) -> _Floats | None:
+        """The output for X; None when X must be validated first (wrong type, layout or not finite)."""
     def make_update(
         self,
         kind: str,
@@ -110,7 +117,7 @@ class Network:
         loss: str = "mse",
         loss_param: float = 0.0,
         sample_weight: Any = None,
-    ) -> float | int: ...
+    ) -> int: ...
     def train_epoch(
         self,
         X: Any,
@@ -121,4 +128,4 @@ class Network:
         loss: str = "mse",
         loss_param: float = 0.0,
         sample_weight: Any = None,
-    ) -> tuple[float | int, int]: ...
+    ) -> int: ...
