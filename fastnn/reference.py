@@ -390,7 +390,8 @@ class ReferenceMLP:
             if isinstance(layer, Dense):
                 layers.append(("dense", layer.W, layer.b))
             elif isinstance(layer, Activation):
-                layers.append((layer.function, layer.function_param) if layer.function == "leaky_relu" else (layer.function,))
+                leaky = layer.function == "leaky_relu"
+                layers.append((layer.function, layer.function_param) if leaky else (layer.function,))
             else:
                 raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
         return cls(layers, dtype=model.dtype)
@@ -525,8 +526,7 @@ class ReferenceMLP:
         names = state_names(kind, hyper)
         params = self.parameters()
         if not names and not check_finite:
-            for param, grad in zip(params, flat_grads):
-                self._apply(kind, lr, hyper, 1, param, grad, [])
+            self._apply(kind, lr, hyper, 1, params, flat_grads, [])
             return
         # A stateless rule checked for finiteness works on a throwaway state.
         state, views = self._state(optimizer, names) if names else ({"step": 0}, {})
@@ -537,9 +537,7 @@ class ReferenceMLP:
             target_views = self._views(buffers, names)
         else:
             targets, buffers, target_views = params, state, views
-        for i, (param, grad) in enumerate(zip(targets, flat_grads)):
-            buffer_views = [target_views[name][i] for name in names]
-            self._apply(kind, lr, hyper, state["step"] + 1, param, grad, buffer_views)
+        self._apply(kind, lr, hyper, state["step"] + 1, targets, flat_grads, [target_views[name] for name in names])
         if check_finite:
             if not all(np.all(np.isfinite(array)) for array in targets + [buffers[name] for name in names]):
                 raise FloatingPointError("the update would make a parameter non-finite")
@@ -550,20 +548,22 @@ class ReferenceMLP:
         state["step"] += 1
 
     @staticmethod
-    def _apply(kind: str, lr: float, hyper: dict[str, Any], step: int, param: np.ndarray, grad: np.ndarray,
-               buffers: list[np.ndarray]) -> None:
-        """One parameter array's update by the rule ``kind`` (step ``step``, counted from 1)."""
-        if kind == "sgd":
-            if buffers:
-                sgd_momentum_update(param, grad, buffers[0], lr, hyper["momentum"], bool(hyper["nesterov"]),
-                                    hyper["weight_decay"])
-            elif hyper["weight_decay"]:
-                sgd_update(param, grad + hyper["weight_decay"] * param, lr)
-            else:
-                sgd_update(param, grad, lr)
+    def _apply(kind: str, lr: float, hyper: dict[str, Any], step: int, params: list[np.ndarray],
+               grads: list[np.ndarray], buffers: list[list[np.ndarray]]) -> None:
+        """Update each parameter array in place by the rule ``kind`` (step ``step``,
+        counted from 1), with its gradient and its views of the state buffers."""
+        if kind != "sgd":
+            beta1, beta2, eps, weight_decay = hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"]
+            for param, grad, exp_avg, exp_avg_sq in zip(params, grads, *buffers):
+                adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+                            decoupled=kind == "adamw")
+        elif buffers:
+            momentum, nesterov, weight_decay = hyper["momentum"], bool(hyper["nesterov"]), hyper["weight_decay"]
+            for param, grad, momentum_buffer in zip(params, grads, *buffers):
+                sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay)
         else:
-            adam_update(param, grad, buffers[0], buffers[1], step, lr, hyper["beta1"], hyper["beta2"],
-                        hyper["eps"], hyper["weight_decay"], decoupled=kind == "adamw")
+            for param, grad in zip(params, grads):
+                sgd_update(param, grad + hyper["weight_decay"] * param if hyper["weight_decay"] else grad, lr)
 
     def train_step(self, X: ArrayLike, y: ArrayLike, optimizer: Any = 0.01, loss: Any = "mse",
                    sample_weight: ArrayLike | None = None, delta: float = 1.0, *, check_finite: bool = False) -> float:

@@ -114,14 +114,18 @@ def gradients_bytes(model) -> bytes:
                     for layer in model.layers if isinstance(layer, fastnn.Dense))
 
 
-def optimizer_state(optimizer) -> str:
-    """What a rejected call must not change in an optimizer: its description and,
-    where it keeps one, its state (``state_dict()``: step count, buffers)."""
-    parts = [repr(optimizer), repr(optimizer.lr)]
-    state_dict = getattr(optimizer, "state_dict", None)
-    if state_dict is not None:
-        for key, value in sorted(state_dict().items()):
-            parts.append(f"{key}={np.asarray(value).tobytes().hex()}")
+def description(optimizer) -> str:
+    """What an optimizer is: its kind, learning rate and hyperparameters (and its repr)."""
+    return repr((optimizer.kind, optimizer.lr, sorted(optimizer.hyperparameters.items()), repr(optimizer)))
+
+
+def optimizer_state(model, optimizer) -> str:
+    """What a rejected call must not change of an optimizer's training of ``model``: the
+    optimizer's description and the state the model keeps for it
+    (``model.optimizer_state``: step count and buffers, byte for byte)."""
+    parts = [description(optimizer)]
+    for key, value in sorted(model.optimizer_state(optimizer).items()):
+        parts.append(f"{key}={np.asarray(value).tobytes().hex()}")
     return "\n".join(parts)
 
 
