@@ -258,8 +258,9 @@ def make_weight(token):
     return materialize(token)
 
 
-LABEL_KINDS = ["int64", "int64", "int64", "int64", "float64", "int32", "uint8", "float64", "float32", "list", "column", "bool",
-               "nonintegral", "out of range", "negative", "wrong length", "2-D", "oddball", "nan", "strided"]
+#: Kinds of class labels (``make_labels``): valid ones first and most often, then invalid ones.
+LABEL_KINDS = ["int64", "int64", "int64", "int64", "float64", "int32", "uint8", "float64", "float32", "list", "column",
+               "bool", "nonintegral", "out of range", "negative", "wrong length", "2-D", "oddball", "nan", "strided"]
 
 
 def make_labels(kind, n, c, seed):
