@@ -529,6 +529,7 @@ class ReferenceMLP:
             self._apply(kind, lr, hyper, 1, params, flat_grads, [])
             return
         # A stateless rule checked for finiteness works on a throwaway state.
+        created = id(optimizer) not in self._states
         state, views = self._state(optimizer, names) if names else ({"step": 0}, {})
         if check_finite:
             # The rule on copies first: nothing is written unless every new value is finite.
@@ -540,6 +541,8 @@ class ReferenceMLP:
         self._apply(kind, lr, hyper, state["step"] + 1, targets, flat_grads, [target_views[name] for name in names])
         if check_finite:
             if not all(np.all(np.isfinite(array)) for array in targets + [buffers[name] for name in names]):
+                if created and names:
+                    del self._states[id(optimizer)]     # a refused first step leaves no state
                 raise FloatingPointError("the update would make a parameter non-finite")
             for param, new in zip(params, targets):
                 param[...] = new
