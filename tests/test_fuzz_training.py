@@ -42,13 +42,13 @@ from fuzzing.models import (
     fit_options,
     flat,
     gradients_bytes,
+    loss_of_kind,
     make_loss,
     make_model,
-    make_new_loss,
-    make_new_optimizer,
     make_optimizer,
     model_args,
     model_specs,
+    optimizer_of_kind,
     optimizer_state,
     parameters_bytes,
     reference_fit,
@@ -424,8 +424,8 @@ def test_sequential_with_losses_and_optimizers(model_spec, n_samples, loss_kind,
     """train_step/fit with MAE/Huber/CE/BCE losses, momentum/Adam/AdamW and sample_weight: the
     reference loss on valid input (layout-independent), nothing changed (model nor optimizer) on invalid."""
     model = make_model(model_spec)
-    loss = make_new_loss(loss_kind, delta)
-    optimizer = make_new_optimizer(opt_kind, lr, weight_decay)
+    loss = loss_of_kind(loss_kind, delta)
+    optimizer = optimizer_of_kind(opt_kind, lr, weight_decay)
     X_arg = data.draw(array_args((n_samples, model.in_features)), "X")
     if loss_kind == "cross_entropy":
         y_arg, y_buf = make_labels(label_kind, n_samples, model.out_features, seed), None
@@ -486,7 +486,7 @@ def test_sequential_with_losses_and_optimizers(model_spec, n_samples, loss_kind,
     ref_model = reference.ReferenceMLP.from_model(model)
     ref_loss, _ = quiet(ref_model.gradients, X_c, y_c, loss_kind, weights, loss.param or 1.0)
     out_bound = np.max(quiet(lambda: absolute(ref_model.predict(X_c))), initial=0.0)
-    twin, twin_opt = copy.deepcopy(model), make_new_optimizer(opt_kind, lr, weight_decay)
+    twin, twin_opt = copy.deepcopy(model), optimizer_of_kind(opt_kind, lr, weight_decay)
     event("accepted")
     try:
         value = quiet(function)
@@ -556,7 +556,7 @@ def test_reference_trains_as_sequential(model_spec, n_samples, loss_kind, opt_ki
     model = make_model(dataclasses.replace(model_spec, params=None))
     if loss_kind == "cross_entropy" and model.out_features < 2:
         loss_kind = "mse"
-    loss, optimizer = make_new_loss(loss_kind, 0.5), make_new_optimizer(opt_kind, 0.01, weight_decay)
+    loss, optimizer = loss_of_kind(loss_kind, 0.5), optimizer_of_kind(opt_kind, 0.01, weight_decay)
     dtype = model.dtype.name
     # Values from a continuous distribution: no gradient is 0 by cancellation, where one
     # rounding would flip the sign of an Adam step or of MAE's gradient.

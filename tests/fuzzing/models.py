@@ -469,12 +469,14 @@ LOSS_KINDS = ["mae", "huber", "cross_entropy", "bce_with_logits", "mse"]
 OPTIMIZER_KINDS = ["SGD", "SGD momentum", "SGD nesterov", "Adam", "AdamW"]
 
 
-def make_new_loss(kind, delta):
+def loss_of_kind(kind, delta):
+    """A fastnn loss of a LOSS_KINDS name (Huber with ``delta``)."""
     return {"mae": fastnn.MAELoss, "cross_entropy": fastnn.CrossEntropyLoss, "mse": fastnn.MSELoss,
             "bce_with_logits": fastnn.BCEWithLogitsLoss}[kind]() if kind != "huber" else fastnn.HuberLoss(delta)
 
 
-def make_new_optimizer(kind, lr, weight_decay):
+def optimizer_of_kind(kind, lr, weight_decay):
+    """A fastnn optimizer of an OPTIMIZER_KINDS name (momentum 0.9 for the SGD momentum kinds)."""
     if kind == "SGD":
         return fastnn.SGD(lr, weight_decay=weight_decay)
     if kind.startswith("SGD"):
