@@ -43,6 +43,7 @@ from fuzzing.oracle import (
     snapshot,
 )
 from fuzzing.profiles import FUZZ
+from fuzzing.valid import assert_mostly_compared, compared
 from fuzzing.strategies import (
     BETAS,
     BOOLS,
@@ -244,9 +245,15 @@ def test_optimizer_updates(kind, shape, data, lr, momentum, nesterov, weight_dec
         if self_overlapping:       # a stride-0 view: its elements are one memory location; no value oracle
             event("self-overlapping buffer: not compared")
         elif comparable and finite and not near_overflow:
-            event("compared")
+            compared()
             assert_close(got, results[name], bounds[name] + 1e-300, dtype, 12, f"{kind} update of {name}")
 
+
+
+def test_optimizer_updates_on_valid_input_compare_values():
+    """test_optimizer_updates with valid input only: most examples compare the updated
+    parameters and state with the reference."""
+    assert_mostly_compared(test_optimizer_updates)
 
 @FUZZ
 @given(lr=LRS, initial=GOOD_LRS)

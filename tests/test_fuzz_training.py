@@ -76,6 +76,7 @@ from fuzzing.oracle import (
     snapshot,
 )
 from fuzzing.profiles import FUZZ
+from fuzzing.valid import assert_mostly_compared, compared
 from fuzzing.strategies import (
     BAD_LRS,
     GOOD_DELTAS,
@@ -143,7 +144,7 @@ def test_sequential_train_step(model_spec, n_samples, data, loss_token, optimize
         event("overflow zone: not compared")
         return
     assert_close(value, expected.loss, expected.loss_bound, dtype, expected.terms, "train_step loss")
-    event("sensitive: loss compared" if expected.sensitive else "loss, gradients and parameters compared")
+    compared("sensitive: loss compared" if expected.sensitive else "loss, gradients and parameters compared")
     if not expected.sensitive:
         gradients = np.concatenate([part for layer in model.layers if isinstance(layer, fastnn.Dense)
                                     for part in (layer.dW.ravel(), layer.db)])
@@ -223,10 +224,22 @@ def test_sequential_fit(model_spec, n_samples, data, options):
         return
     for epoch, (got, want, bound) in enumerate(zip(history.loss, expected.losses, expected.loss_bounds)):
         assert_close(got, want, bound, dtype, expected.terms, f"fit loss of epoch {epoch + 1}")
-    event("sensitive: losses compared" if expected.sensitive else "losses and parameters compared")
+    compared("sensitive: losses compared" if expected.sensitive else "losses and parameters compared")
     if not expected.sensitive:
         assert_parameters_close(model, flat(expected.layers), p0, expected.update_bound, dtype,
                                 expected.terms, "fit parameters")
+
+
+def test_sequential_train_step_on_valid_input_compares_values():
+    """test_sequential_train_step with valid input only: most examples compare loss, gradients
+    and parameters with the reference (the test itself mostly draws refusals)."""
+    assert_mostly_compared(test_sequential_train_step)
+
+
+def test_sequential_fit_on_valid_input_compares_values():
+    """test_sequential_fit with valid input only (and a seeded order): most examples compare
+    losses and parameters with the reference."""
+    assert_mostly_compared(test_sequential_fit)
 
 
 def test_diverged_train_step_keeps_the_gradients():

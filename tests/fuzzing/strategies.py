@@ -2,7 +2,10 @@
 
 Most strategies draw mostly valid values and now and then invalid ones (a
 wrong dtype, shape or value, or something that is not an array at all), so
-that both the results and the refusals are exercised.
+that both the results and the refusals are exercised. Under
+``fuzzing.valid.valid_inputs`` (the twins of the value-comparing tests) they
+draw valid ones only: the right shape, accepted dtypes, finite values of
+moderate size, good hyperparameters.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from hypothesis import strategies as st
 
 from fuzzing.arrays import ACCEPTED_DTYPES, REGIMES, REJECTED_DTYPES, SPECIAL_VALUES, ArraySpec, Layout, build, describe
 from fuzzing.oracle import snapshot
+from fuzzing.valid import either, valid_only
 
 #: Sizes: 1 first, so that shrinking heads for it; 0 in every dimension; 8 and
 #: 17 reach the BLAS paths of the ops and of the models.
-SIZES = st.sampled_from([1, 2, 3, 1, 2, 0, 4, 5, 8, 17, 1, 2, 3])
+SIZES = either(st.sampled_from([1, 2, 3, 1, 2, 4, 5, 8, 17, 1, 2, 3]),
+               st.sampled_from([1, 2, 3, 1, 2, 0, 4, 5, 8, 17, 1, 2, 3]))
 
 
 ODDBALLS = [None, "text", 3.0, True, 7, [[1.0, 2.0], [3.0]], {"a": 1}, b"abc", 1j, [[1j]],
@@ -56,7 +61,15 @@ def dtypes_(draw, accepted_only=False) -> str:
 
 @st.composite
 def array_specs(draw, shape, dtype=None) -> ArraySpec:
-    """An ArraySpec of ``shape`` (or, now and then, of another shape)."""
+    """An ArraySpec of ``shape`` (or, now and then, of another shape).
+
+    Valid only: of ``shape``, an accepted dtype, finite values of moderate
+    size (dyadic or moderate), in any layout but a stride-0 one.
+    """
+    if valid_only():
+        return ArraySpec(shape=tuple(shape), dtype=dtype if dtype is not None else draw(dtypes_(accepted_only=True)),
+                         regime=draw(st.sampled_from(REGIMES[:2])), seed=draw(st.integers(0, 2**16)),
+                         layout=dataclasses.replace(draw(layouts()), broadcast_axis=None))
     if draw(st.integers(0, 14)) == 0:
         shape = tuple(draw(st.lists(SIZES, max_size=4)))
     regime_draw = draw(st.integers(0, 9))
@@ -78,7 +91,7 @@ def array_specs(draw, shape, dtype=None) -> ArraySpec:
 @st.composite
 def array_args(draw, shape, dtype=None):
     """An ArraySpec, or now and then something that is not an array at all."""
-    if draw(st.integers(0, 39)) == 0:
+    if not valid_only() and draw(st.integers(0, 39)) == 0:
         return draw(st.sampled_from(ODDBALLS))
     return draw(array_specs(shape, dtype))
 
@@ -102,7 +115,7 @@ BAD_LRS = st.sampled_from([0, 0.0, -0.1, math.nan, math.inf, -math.inf, "0.1", N
 ODD_GOOD_LRS = st.sampled_from([np.float32(0.25), np.float64(0.125), np.float16(0.5), 1, np.int64(2)])
 
 
-LRS = GOOD_LRS | GOOD_LRS | ODD_GOOD_LRS | BAD_LRS
+LRS = either(GOOD_LRS | ODD_GOOD_LRS, GOOD_LRS | GOOD_LRS | ODD_GOOD_LRS | BAD_LRS)
 
 
 GOOD_NONNEG = st.sampled_from([0, 0.0, 0.01, 0.25, 1, 2.5, np.float32(0.5), np.int64(0), np.float64(0.125)])
@@ -112,40 +125,48 @@ BAD_NUMBERS = st.sampled_from([-0.01, -1, math.nan, math.inf, -math.inf, "0.1", 
                                1j, [0.1], 10**400, -(10**400)])
 
 
-NONNEG = st.integers(0, 9).flatmap(lambda k: BAD_NUMBERS if k == 0 else GOOD_NONNEG)
+NONNEG = either(GOOD_NONNEG, st.integers(0, 9).flatmap(lambda k: BAD_NUMBERS if k == 0 else GOOD_NONNEG))
 
 
 GOOD_DELTAS = st.sampled_from([1.0, 0.5, 2, 1e-3, 100.0, np.float32(1.5)])
 
 
-DELTAS = st.integers(0, 9).flatmap(lambda k: st.sampled_from([0, 0.0, -1.0]) | BAD_NUMBERS if k == 0 else GOOD_DELTAS)
+DELTAS = either(GOOD_DELTAS, st.integers(0, 9).flatmap(
+    lambda k: st.sampled_from([0, 0.0, -1.0]) | BAD_NUMBERS if k == 0 else GOOD_DELTAS))
 
 
 GOOD_UNIT = st.sampled_from([0.0, 0.5, 0.9, 0.999, 0, np.float64(0.8)])
 
 
-UNIT = st.integers(0, 9).flatmap(lambda k: st.sampled_from([1.0, 1, 1.5]) | BAD_NUMBERS if k == 0 else GOOD_UNIT)
+UNIT = either(GOOD_UNIT, st.integers(0, 9).flatmap(
+    lambda k: st.sampled_from([1.0, 1, 1.5]) | BAD_NUMBERS if k == 0 else GOOD_UNIT))
 
 
 GOOD_MOMENTA = st.sampled_from([0.5, 0.9, 0.99, np.float64(0.8), 0.0])
 
 
-MOMENTA = st.integers(0, 9).flatmap(lambda k: st.sampled_from([1.0, 1, 1.5]) | BAD_NUMBERS if k == 0 else GOOD_MOMENTA)
+MOMENTA = either(GOOD_MOMENTA, st.integers(0, 9).flatmap(
+    lambda k: st.sampled_from([1.0, 1, 1.5]) | BAD_NUMBERS if k == 0 else GOOD_MOMENTA))
 
 
 GOOD_EPS = st.sampled_from([1e-8, 1e-3, 1.0, 1e-12])
 
 
-EPS = st.integers(0, 9).flatmap(lambda k: st.sampled_from([0, 0.0]) | BAD_NUMBERS if k == 0 else GOOD_EPS)
+EPS = either(GOOD_EPS, st.integers(0, 9).flatmap(lambda k: st.sampled_from([0, 0.0]) | BAD_NUMBERS if k == 0 else GOOD_EPS))
 
 
-STEPS = st.integers(0, 9).flatmap(
-    lambda k: st.sampled_from([0, -1, 1.0, True, "1", None, 2.5, np.float64(2.0)]) if k == 0
-    else st.sampled_from([1, 2, 10, 1000, np.int64(3), 10**6]))
+GOOD_STEPS = st.sampled_from([1, 2, 10, 1000, np.int64(3), 10**6])
 
 
-BOOLS = st.integers(0, 9).flatmap(lambda k: st.sampled_from([0, 1, "yes", None, 1.0]) if k == 0
-                                  else st.sampled_from([False, True, np.bool_(True), np.bool_(False)]))
+STEPS = either(GOOD_STEPS, st.integers(0, 9).flatmap(
+    lambda k: st.sampled_from([0, -1, 1.0, True, "1", None, 2.5, np.float64(2.0)]) if k == 0 else GOOD_STEPS))
+
+
+GOOD_BOOLS = st.sampled_from([False, True, np.bool_(True), np.bool_(False)])
+
+
+BOOLS = either(GOOD_BOOLS, st.integers(0, 9).flatmap(
+    lambda k: st.sampled_from([0, 1, "yes", None, 1.0]) if k == 0 else GOOD_BOOLS))
 
 
 #: Learning rates: mostly good (LRS is a third bad, too many for calls with eight hyperparameters).
@@ -232,6 +253,8 @@ def bad_array_args(draw, shape):
 
 @st.composite
 def sample_weights(draw, n_samples):
+    if valid_only():         # none, or the valid subnormal ones
+        return draw(st.sampled_from([None, None, f"tiny:{n_samples}"]))
     kind = draw(st.integers(0, 9))
     if kind <= 3:
         return None
@@ -297,16 +320,18 @@ def make_labels(kind, n, c, seed):
 @st.composite
 def state_args(draw, shape, param_dtype):
     """A state buffer: mostly right (any layout), sometimes wrong dtype/shape/read-only/not an array."""
-    k = draw(st.integers(0, 9))
+    k = draw(st.integers(3, 9)) if valid_only() else draw(st.integers(0, 9))
     if k == 0:
         return draw(array_args(shape))
     if k == 1:
         return draw(array_specs(tuple(shape) + (2,), dtype=param_dtype))
     dtype = param_dtype if k > 2 else draw(st.sampled_from(["float64", "float32", ">f8", ">f4", "float16"]))
     spec = draw(array_specs(shape, dtype=dtype))
-    if draw(st.integers(0, 5)):      # mostly a valid buffer: writable, finite, the right shape
+    if valid_only() or draw(st.integers(0, 5)):      # mostly a valid buffer: writable, finite, the right shape
         spec = dataclasses.replace(spec, shape=tuple(shape), specials=(),
                                    layout=dataclasses.replace(spec.layout, readonly=False, as_list=False))
+    if valid_only():         # the byte order the dtype names, as the parameter's
+        spec = dataclasses.replace(spec, layout=dataclasses.replace(spec.layout, swapped=False))
     return spec
 
 
