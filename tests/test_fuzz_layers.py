@@ -39,6 +39,7 @@ from fuzzing.oracle import (
     snapshot,
 )
 from fuzzing.profiles import FUZZ
+from fuzzing.valid import assert_mostly_compared, compared
 from fuzzing.strategies import INIT_ARGS, SEED_ARGS, SIZE_ARGS, SIZES, array_args, materialize, seed_value
 
 
@@ -121,12 +122,18 @@ def test_dense_parameter_setters(layer_and_model, name, data):
     if blame:
         assert layer_state(layer, model) == state, f"a rejected {name} assignment changed the model"
         return
+    compared()
     expected = clean(clean(array, computing_dtype(array)), getattr(layer, name).dtype)
     assert_identical(getattr(layer, name), expected, f"{name} after assignment")
     for other, old in zip([o for o in ("W", "b", "dW", "db") if o != name], untouched):
         assert_identical(getattr(layer, other), old, f"{other} after assigning {name}")
     if model is not None:
         assert_identical(flat(reference_layers(model)), model.get_parameters(), "the model's parameters")
+
+
+def test_dense_parameter_setters_on_valid_input_compares_values():
+    """test_dense_parameter_setters with valid input only: most examples compare the values set."""
+    assert_mostly_compared(test_dense_parameter_setters)
 
 
 @pytest.mark.parametrize("name,value", [("W", np.array([[-4.12594372e307]])), ("b", np.array([1e300]))])
@@ -175,6 +182,7 @@ def test_dense_layer_forward_backward(layer_and_model, n_samples, backward, data
         return
     X_c = clean(X_array, dtype)
     assert out.dtype == dtype
+    compared()
     if not backward:
         assert layer_state(layer, model) == state, "Dense.forward changed the layer"
         with np.errstate(all="ignore"):
@@ -198,3 +206,8 @@ def test_dense_layer_forward_backward(layer_and_model, n_samples, backward, data
                                           (layer.dW, expected[1], bounds[1], n_samples, "dW"),
                                           (layer.db, expected[2], bounds[2], n_samples, "db")):
         assert_close(got, want, bound, stored_dtype, terms, f"Dense.backward {what}")
+
+
+def test_dense_layer_forward_backward_on_valid_input_compares_values():
+    """test_dense_layer_forward_backward with valid input only: most examples compare with the reference."""
+    assert_mostly_compared(test_dense_layer_forward_backward)

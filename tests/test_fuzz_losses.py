@@ -39,9 +39,10 @@ from fuzzing.oracle import (
     snapshot,
 )
 from fuzzing.profiles import FUZZ
+from fuzzing.valid import assert_mostly_compared, compared
 from fuzzing.strategies import (
     DELTAS,
-    LABEL_KINDS,
+    LABEL_KIND_ARGS,
     SIZES,
     array_args,
     loss_pairs,
@@ -86,6 +87,7 @@ def test_mse(shapes, data, gradient, through_loss):
     yhat_c, y_c = (clean(a, dtype) for a in arrays)
     size = yhat_c.size
     y_paired = y_c.reshape(yhat_c.shape)
+    compared()
     with np.errstate(all="ignore"):
         if gradient:
             expected = reference.mse_grad(yhat_c, y_c)
@@ -99,6 +101,11 @@ def test_mse(shapes, data, gradient, through_loss):
             assert isinstance(out, float)
             assert out == ops.mse_loss(yhat_c, y_c)
             assert_close(out, expected, bound, dtype, size + 4, "mse_loss")
+
+
+def test_mse_on_valid_input_compares_values():
+    """test_mse with valid input only: most examples compare with the reference."""
+    assert_mostly_compared(test_mse)
 
 
 ELEMENTWISE = ["mae", "huber", "bce_with_logits", "mse"]
@@ -169,6 +176,7 @@ def test_elementwise_losses(shapes, kind, gradient, through_loss, delta, data):
     if not np.isfinite(wsum) or in_overflow_zone(ww, dtype) or in_overflow_zone([wsum], dtype):
         event("weights near overflow: no comparison")
         return
+    compared()
     extra = (delta_value,) if kind == "huber" else ()
     ref = getattr(reference, f"{kind}_{'grad' if gradient else 'loss'}")
     expected = quiet(ref, yhat_c, y_c, *extra, sample_weight=weights)
@@ -182,8 +190,13 @@ def test_elementwise_losses(shapes, kind, gradient, through_loss, delta, data):
         assert_close(out, expected, bound, dtype, yhat_c.size + 8, f"{kind}_loss")
 
 
+def test_elementwise_losses_on_valid_input_compares_values():
+    """test_elementwise_losses with valid input only: most examples compare with the reference."""
+    assert_mostly_compared(test_elementwise_losses)
+
+
 @FUZZ
-@given(n=SIZES, c=SIZES, label_kind=st.sampled_from(LABEL_KINDS), seed=st.integers(0, 2**16),
+@given(n=SIZES, c=SIZES, label_kind=LABEL_KIND_ARGS, seed=st.integers(0, 2**16),
        gradient=st.booleans(), through_loss=st.booleans(), data=st.data())
 def test_cross_entropy(n, c, label_kind, seed, gradient, through_loss, data):
     logits_arg = data.draw(array_args((n, c)), "logits")
@@ -221,6 +234,7 @@ def test_cross_entropy(n, c, label_kind, seed, gradient, through_loss, data):
     if not np.isfinite(wsum) or in_overflow_zone([wsum], dtype):
         return
     zmax = absolute(z).max(axis=1)
+    compared()
     if gradient:
         expected = quiet(reference.cross_entropy_grad, z, labels_c, weights)
         bound = np.broadcast_to((2 * ww / wsum)[:, None], z.shape) + 1e-300
@@ -231,6 +245,11 @@ def test_cross_entropy(n, c, label_kind, seed, gradient, through_loss, data):
         bound = quiet(lambda: np.sum(ww * (4 * zmax + math.log(z.shape[1]) + 1)) / wsum)
         assert isinstance(out, float)
         assert_close(out, expected, bound, dtype, z.shape[1] + z.shape[0] + 8, "cross_entropy_loss")
+
+
+def test_cross_entropy_on_valid_input_compares_values():
+    """test_cross_entropy with valid input only: most examples compare with the reference."""
+    assert_mostly_compared(test_cross_entropy)
 
 
 @pytest.mark.parametrize("kind", ["mae", "mse", "huber", "bce_with_logits"])

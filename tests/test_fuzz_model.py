@@ -33,6 +33,7 @@ from fuzzing.models import (
 )
 from fuzzing.oracle import Blame, assert_close, assert_identical, assert_unmodified, blame_of, call, clean, snapshot
 from fuzzing.profiles import FUZZ
+from fuzzing.valid import assert_mostly_compared, compared
 from fuzzing.strategies import array_args, materialize
 
 LAYER_TOKENS = st.sampled_from(["dense", "dense", "dense", "relu", "relu", "unchained dense", "owned dense",
@@ -129,7 +130,13 @@ def test_sequential_predict(model_spec, n_samples, data):
     assert_identical(out, model.predict(X_c), "predict")
     expected, _, _, bound, terms, _, overflow = reference_forward(reference_layers(model), X_c, model.dtype)
     if not overflow:
+        compared()
         assert_close(out, expected, bound, model.dtype, terms, "predict")
+
+
+def test_sequential_predict_on_valid_input_compares_values():
+    """test_sequential_predict with valid input only: most examples compare with the reference."""
+    assert_mostly_compared(test_sequential_predict)
 
 
 @FUZZ
@@ -147,8 +154,14 @@ def test_sequential_set_parameters(model_spec, data):
     if blame:
         assert parameters_bytes(model) == params, "a rejected set_parameters changed the parameters"
         return
+    compared()
     assert_identical(model.get_parameters(), clean(array, model.dtype), "set_parameters")
     assert_identical(flat(reference_layers(model)), model.get_parameters(), "the layers' W and b views")
+
+
+def test_sequential_set_parameters_on_valid_input_compares_values():
+    """test_sequential_set_parameters with valid input only: most examples compare the values set."""
+    assert_mostly_compared(test_sequential_set_parameters)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

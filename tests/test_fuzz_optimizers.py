@@ -106,8 +106,14 @@ def test_sgd_update(param_arg, data, lr, through_optimizer):
     if blame:
         assert_unmodified(before_param, [param_buf])     # a rejected update changes nothing
         return
+    compared()
     np.testing.assert_array_equal(param_buf, expected_buffer,
                                   err_msg="sgd_update: the buffer differs from numpy's param -= lr * grad")
+
+
+def test_sgd_update_on_valid_input_compares_values():
+    """test_sgd_update with valid input only: most examples compare with NumPy's update."""
+    assert_mostly_compared(test_sgd_update)
 
 
 @FUZZ

@@ -184,7 +184,8 @@ def dense_shapes(draw):
 
 @st.composite
 def any_shapes(draw):
-    return tuple(draw(st.lists(SIZES, min_size=0, max_size=4)))
+    """Shapes of 0 to 4 dimensions (1 to 4 under valid_inputs: the activations refuse a 0-d array)."""
+    return tuple(draw(st.lists(SIZES, min_size=1 if valid_only() else 0, max_size=4)))
 
 
 @st.composite
@@ -200,11 +201,15 @@ def loss_pairs(draw):
 
 @st.composite
 def sgd_params(draw):
-    """A param spec: mostly float32/float64 (any layout), sometimes anything."""
+    """A param spec: mostly float32/float64 (any layout), sometimes anything; under
+    valid_inputs a float32/float64 array that can be updated in place (writable, not a list)."""
     shape = draw(any_shapes())
-    if draw(st.integers(0, 5)) == 0:
+    if not valid_only() and draw(st.integers(0, 5)) == 0:
         return draw(array_args(shape))
-    return draw(array_specs(shape, dtype=draw(st.sampled_from(["float64", "float32", ">f8", ">f4"]))))
+    spec = draw(array_specs(shape, dtype=draw(st.sampled_from(["float64", "float32", ">f8", ">f4"]))))
+    if valid_only():
+        spec = dataclasses.replace(spec, layout=dataclasses.replace(spec.layout, readonly=False, as_list=False))
+    return spec
 
 
 #: Sizes a Dense cannot have. 2**45 and up cannot be allocated (256 TiB and
@@ -284,6 +289,11 @@ def make_weight(token):
 #: Kinds of class labels (``make_labels``): valid ones first and most often, then invalid ones.
 LABEL_KINDS = ["int64", "int64", "int64", "int64", "float64", "int32", "uint8", "float64", "float32", "list", "column",
                "bool", "nonintegral", "out of range", "negative", "wrong length", "2-D", "oddball", "nan", "strided"]
+
+
+#: Label kinds to draw: valid ones only under ``valid_inputs``.
+LABEL_KIND_ARGS = either(st.sampled_from(["int64", "int64", "float64", "int32", "uint8", "float32", "list"]),
+                         st.sampled_from(LABEL_KINDS))
 
 
 def make_labels(kind, n, c, seed):
