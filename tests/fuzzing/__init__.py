@@ -36,7 +36,9 @@ Modules: ``profiles`` (the hypothesis settings, ``FASTNN_FUZZ_PROFILE``),
 ``arrays`` (reproducible arrays in any layout), ``strategies`` (what
 hypothesis draws), ``oracle`` (what a call must accept, whom it must blame,
 and the comparison with the reference) and ``models`` (models, their
-arguments, and the reference training steps with their error bounds).
+arguments, and the reference training steps with their error bounds), and
+``valid`` (valid input only, for the twin of each value-comparing test,
+which requires more than half its examples to compare values).
 
 Running: the fuzz tests run under faulthandler, so that a crash is reported::
 
