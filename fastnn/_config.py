@@ -84,17 +84,10 @@ def _facts() -> dict[str, Any]:
     build = _build_info()
     blas = _blas.find_blas()
     threads = _blas_threads(blas.library, blas.kind) if blas.kind else {"num_threads": None, "note": "no BLAS"}
-    model = sys.modules.get("fastnn.model")
-    thresholds = {
-        name.lower(): getattr(model, name) for name in ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH") if hasattr(model, name)
-    }
-    tiled = getattr(model, "BLAS_MIN_WEIGHTS_TILED", None)
-    if tiled is not None:
-        thresholds["blas_min_weights_tiled"] = tiled[_network.ISA]
-    ops_thresholds = {
-        name.lower(): getattr(_kernels, name) for name in ("OPS_BLAS_MIN_WORK", "OPS_BLAS_MIN_WEIGHTS")
-        if hasattr(_kernels, name)
-    }
+    # The rule of Dense products (BLAS or own loops): the walker build's, and fastnn.ops' (_kernels).
+    names = ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH", "BLAS_MIN_WEIGHTS_TILED")
+    thresholds = {name.lower(): getattr(_network, name) for name in names}
+    ops_thresholds = {name.lower(): getattr(_kernels, name) for name in names}
     return {
         "fastnn": {
             "version": fastnn.__version__,
@@ -174,16 +167,10 @@ def _format(facts: dict[str, Any]) -> str:
             lines.append(f"    {name}: {' '.join(ext['extra_compile_args'])}  {macros}")
     threads = blas["num_threads"] if blas["num_threads"] is not None else "unknown"
     used_for = []
-    if blas["model_thresholds"]:
-        weights = blas["model_thresholds"].get("blas_min_weights")
-        width = blas["model_thresholds"].get("blas_min_width")
-        tiled = blas["model_thresholds"].get("blas_min_weights_tiled")
-        used_for.append(f"Sequential: Dense layers with in*out >= {weights} and min(in, out) >= {width}, "
-                        f"and in*out >= {tiled} for a batch of 8 rows or more")
-    if blas["ops_thresholds"]:
-        work = blas["ops_thresholds"].get("ops_blas_min_work")
-        weights = blas["ops_thresholds"].get("ops_blas_min_weights")
-        used_for.append(f"fastnn.ops: n_samples*in*out >= {work} and in*out >= {weights}")
+    for who, rule in (("Sequential", blas["model_thresholds"]), ("fastnn.ops", blas["ops_thresholds"])):
+        used_for.append(f"{who}: Dense layers with in*out >= {rule['blas_min_weights']} and min(in, out) >= "
+                        f"{rule['blas_min_width']}, and in*out >= {rule['blas_min_weights_tiled']} for a batch "
+                        f"of 8 rows or more")
     lines += [
         "",
         "Runtime:",

@@ -6,8 +6,8 @@ GCC or Clang, with AVX2 and with AVX-512 (F, VL, DQ, BW), whose vectors are
 two and four times as wide. On the same path (each Dense layer on BLAS, or
 on fastnn's own loops) all builds give bit-identical results (no fused
 multiply-add; every sum has a fixed order, whatever the vector width); the
-point from which a layer takes BLAS depends on the build
-(``fastnn.model.BLAS_MIN_WEIGHTS_TILED``).
+point from which a layer takes BLAS depends on the build (each exports its
+own ``BLAS_MIN_WEIGHTS_TILED``, the default of its ``Network``).
 
 ``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
 takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,

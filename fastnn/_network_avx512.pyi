@@ -10,6 +10,9 @@ compiled module defines exactly these names.
 from fastnn._network_baseline import BAD_INPUT as BAD_INPUT
 from fastnn._network_baseline import BAD_LOSS as BAD_LOSS
 from fastnn._network_baseline import BAD_UPDATE as BAD_UPDATE
+from fastnn._network_baseline import BLAS_MIN_WEIGHTS as BLAS_MIN_WEIGHTS
+from fastnn._network_baseline import BLAS_MIN_WEIGHTS_TILED as BLAS_MIN_WEIGHTS_TILED
+from fastnn._network_baseline import BLAS_MIN_WIDTH as BLAS_MIN_WIDTH
 from fastnn._network_baseline import FN_CODES as FN_CODES
 from fastnn._network_baseline import KIND_ACT as KIND_ACT
 from fastnn._network_baseline import KIND_DENSE as KIND_DENSE

@@ -35,6 +35,10 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
+#: This build's crossover between its own loops and BLAS: the Network's defaults.
+BLAS_MIN_WEIGHTS: int
+BLAS_MIN_WIDTH: int
+BLAS_MIN_WEIGHTS_TILED: int
 
 class Update:
     """An optimizer's rule, hyperparameters and state for one network (``Network.make_update``)."""
@@ -51,7 +55,6 @@ class Update:
 class Network:
     """A compiled plan with its parameter, gradient and work buffers."""
 
-    blas_min_work: int
     blas_min_weights: int
     blas_min_width: int
     blas_min_weights_tiled: int
@@ -61,11 +64,11 @@ class Network:
         params: _Floats,
         grads: _Floats,
         blas: BlasInfo | None = None,
-        blas_min_work: int = ...,
-        blas_min_weights: int = 0,
-        blas_min_width: int = 0,
         fn_params: npt.ArrayLike | None = None,
-        blas_min_weights_tiled: int = 0,
+        *,
+        blas_min_weights: int = ...,
+        blas_min_width: int = ...,
+        blas_min_weights_tiled: int = ...,
     ) -> None: ...
     @property
     def plan(self) -> npt.NDArray[np.intp]: ...

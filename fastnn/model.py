@@ -45,18 +45,6 @@ __all__ = ["Sequential", "History", "Callback"]
 _MSE = MSELoss()
 
 
-#: A Dense layer's products run on BLAS when in_features * out_features
-#: reaches BLAS_MIN_WEIGHTS and both sizes reach BLAS_MIN_WIDTH and, for a
-#: batch of 8 rows or more (where fastnn's own loops run their register
-#: tiles), in_features * out_features reaches BLAS_MIN_WEIGHTS_TILED for the
-#: walker's build (the wider its vectors, the larger the layers its tiles
-#: win on); other layers run on fastnn's own loops, which are faster there.
-#: Measured with benchmarks/crossover.py on a 2-core x86-64 (README).
-BLAS_MIN_WEIGHTS = 128
-BLAS_MIN_WIDTH = 8
-BLAS_MIN_WEIGHTS_TILED = {"baseline": 128, "avx2": 4096, "avx512": 131072}
-
-
 @dataclass
 class History:
     """What :meth:`Sequential.fit` records, one entry per epoch.
@@ -205,10 +193,8 @@ class Sequential:
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
-                                     blas=find_blas(), blas_min_work=0,
-                                     blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH,
-                                     blas_min_weights_tiled=BLAS_MIN_WEIGHTS_TILED[_network.ISA],
+        # Dense products call BLAS from the walker build's own thresholds (_network.BLAS_MIN_*).
+        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads, blas=find_blas(),
                                      fn_params=fn_params)
 
     # -- description ---------------------------------------------------------------

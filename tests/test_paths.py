@@ -46,18 +46,18 @@ ARCHS = {
 BIG = "mixed-64-128-8-1"
 
 #: The thresholds a mode sets on the Network (a Dense product uses BLAS when
-#: n_samples * in * out >= blas_min_work, in * out >= blas_min_weights,
-#: min(in, out) >= blas_min_width and, for a batch of 8 rows or more,
-#: in * out >= blas_min_weights_tiled); "auto" keeps the model's own.
-FORCE_LOOPS = dict(blas_min_work=2**62)
-FORCE_BLAS = dict(blas_min_work=0, blas_min_weights=0, blas_min_width=0, blas_min_weights_tiled=0)
-#: BLAS for the products with at least 100 weights and 2048 multiply-adds
-#: (the 64x128 layer always, the 128x8 one unless the batch is a single
-#: row), loops for the rest: a mix inside one step, and across the batches
-#: of an epoch whose last batch is short.
-MIXED = dict(blas_min_work=2048, blas_min_weights=100, blas_min_width=0, blas_min_weights_tiled=0)
+#: in * out >= blas_min_weights, min(in, out) >= blas_min_width and, for a
+#: batch of 8 rows or more, in * out >= blas_min_weights_tiled); "auto"
+#: keeps the walker build's own.
+FORCE_LOOPS = dict(blas_min_weights=2**62)
+FORCE_BLAS = dict(blas_min_weights=0, blas_min_width=0, blas_min_weights_tiled=0)
+#: BLAS for the products with at least 1000 weights, and on a batch of 8 rows
+#: or more with at least 8192 (the 64x128 layer always, the 128x8 one only
+#: on batches of fewer than 8 rows), loops for the rest: a mix inside one
+#: step, and across the batches of an epoch whose last batch is short.
+MIXED = dict(blas_min_weights=1000, blas_min_width=0, blas_min_weights_tiled=8192)
 MODES = ["loops", "blas", "auto", "mixed", "scipy"]
-THRESHOLDS = ("blas_min_work", "blas_min_weights", "blas_min_width", "blas_min_weights_tiled")
+THRESHOLDS = ("blas_min_weights", "blas_min_width", "blas_min_weights_tiled")
 
 
 def _layers(arch, seed):
@@ -143,8 +143,7 @@ def dense_uses_blas(net, n_samples):
     """For each Dense row of the plan: does the network multiply it on BLAS for this batch?"""
     limits = dict.fromkeys(THRESHOLDS, 0) | thresholds_of(net)
     kinds, ins, outs = net.plan[:, 0], net.plan[:, 1], net.plan[:, 2]
-    return [bool(net.uses_blas and n_samples * k * m >= limits["blas_min_work"]
-                 and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"]
+    return [bool(net.uses_blas and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"]
                  and (n_samples < 8 or k * m >= limits["blas_min_weights_tiled"]))
             for kind, k, m in zip(kinds, ins, outs) if kind == _network.KIND_DENSE]
 
@@ -155,15 +154,17 @@ def test_the_modes_take_the_paths_they_name():
     n = 64
     assert dense_uses_blas(make_model(BIG, np.float64, "loops")._net, n) == [False] * 3
     assert dense_uses_blas(make_model(BIG, np.float64, "blas")._net, n) == [True] * 3
-    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, n) == [True, True, False]
-    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, 1) == [True, False, False]
-    # The defaults a model is built with mix BLAS and loops on this network for
-    # one row; from 8 rows on, the build's register tiles keep the layers
-    # below its BLAS_MIN_WEIGHTS_TILED.
+    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, n) == [True, False, False]
+    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, 1) == [True, True, False]
+    # The defaults a model is built with (the walker build's) mix BLAS and
+    # loops on this network for one row; from 8 rows on, the build's register
+    # tiles keep the layers below its BLAS_MIN_WEIGHTS_TILED.
     auto = make_model(BIG, np.float64, "auto")._net
     assert dense_uses_blas(auto, 1) == [True, True, False]
-    tiled = fastnn.model.BLAS_MIN_WEIGHTS_TILED[_network.ISA]
-    assert auto.blas_min_weights_tiled == tiled
+    tiled = _network.BLAS_MIN_WEIGHTS_TILED
+    assert (auto.blas_min_weights, auto.blas_min_width, auto.blas_min_weights_tiled) == \
+        (_network.BLAS_MIN_WEIGHTS, _network.BLAS_MIN_WIDTH, tiled)
+    assert tiled == {"baseline": 128, "avx2": 4096, "avx512": 131072}[_network.ISA]
     assert dense_uses_blas(auto, n) == [64 * 128 >= tiled, 128 * 8 >= tiled, False]
     scipy_net = make_model(BIG, np.float32, "scipy")._net
     assert scipy_net.uses_blas and dense_uses_blas(scipy_net, 1) == [True] * 3
