@@ -20,23 +20,25 @@ import numpy as np
 
 import fastnn
 from fastnn.datasets import TUTORIAL_X_RANGE, tutorial_curve, tutorial_network, tutorial_samples
+from fastnn.plot import save_fit_figure
+from fastnn.validation import check_learning_rate, check_positive_int
 
 #: The demo's target: MSE against the true curve after training.
 TARGET_MSE = 5e-3
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    try:
+        return check_positive_int(int(text), "the value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (np.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
+    try:
+        return check_learning_rate(float(text), "the value")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,18 +89,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"final MSE against the true curve: {final:.3g} ({verdict} the target {TARGET_MSE:g})")
 
     if args.plot:
-        from fastnn.plot import _pyplot, fit_1d, loss_curve
-
-        plt = _pyplot()
-        plt.switch_backend("Agg")
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-        fit_1d(model, X, y, curve=tutorial_curve, ax=left)
-        left.set_title(f"1-{args.hidden}-1 ReLU network, final MSE {final:.2g}")
-        loss_curve(history, ax=right)
-        right.set_title("mean training loss per epoch")
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=100)
-        plt.close(fig)
+        save_fit_figure(args.plot, model, X, y, history, curve=tutorial_curve,
+                        title=f"1-{args.hidden}-1 ReLU network, final MSE {final:.2g}")
         print(f"plot saved to {args.plot}")
     return 0
 

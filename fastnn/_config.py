@@ -20,6 +20,8 @@ import os
 import sys
 from typing import Any, Literal, overload
 
+from fastnn._version import __version__
+
 __all__ = ["show_config"]
 
 
@@ -78,7 +80,6 @@ def _facts() -> dict[str, Any]:
 
     import numpy
 
-    import fastnn
     from fastnn import _blas, _kernels, _network
 
     build = _build_info()
@@ -90,8 +91,8 @@ def _facts() -> dict[str, Any]:
     ops_thresholds = {name.lower(): getattr(_kernels, name) for name in names}
     return {
         "fastnn": {
-            "version": fastnn.__version__,
-            "location": os.path.dirname(os.path.abspath(fastnn.__file__)),
+            "version": __version__,
+            "location": os.path.dirname(os.path.abspath(__file__)),
         },
         "build": {
             "recorded": build is not None,
@@ -127,53 +128,58 @@ def _yes_no(value: object) -> str:
 
 
 def _format(facts: dict[str, Any]) -> str:
-    build, runtime = facts["build"], facts["runtime"]
-    walker, blas = runtime["walker"], runtime["blas"]
+    """The report :func:`show_config` prints."""
     lines = [
         f"fastnn {facts['fastnn']['version']}",
         f"  location: {facts['fastnn']['location']}",
         "",
         "Build:",
-        f"  bounds-checked build (FASTNN_DEBUG=1): {_yes_no(build['debug_build'])}",
+        f"  bounds-checked build (FASTNN_DEBUG=1): {_yes_no(facts['build']['debug_build'])}",
     ]
+    lines += _format_build(facts["build"], facts["fastnn"]["version"])
+    lines += ["", "Runtime:"]
+    lines += _format_runtime(facts["runtime"])
+    return "\n".join(lines)
+
+
+def _format_build(build: dict[str, Any], version: str) -> list[str]:
+    """What setup.py recorded, with a warning wherever the record disagrees with the compiled modules."""
     if not build["recorded"]:
-        lines += [
+        return [
             "  (no fastnn/_build_info.py: these extensions were not built by fastnn's setup.py build_ext,",
             "   so their Cython version and flags were not recorded)",
             f"  Cython runtime in the extensions: {build['cython_runtime']}",
         ]
-    else:
-        disagree = [
-            ("bounds-checked build", build["debug"], build["debug_build"]),
-            ("version", build["version"], facts["fastnn"]["version"]),
-            ("Cython", build["cython_version"], build["cython_runtime"]),
-        ]
-        for what, recorded, compiled in disagree:
-            if recorded != compiled:
-                lines.append(f"  WARNING: fastnn/_build_info.py records {what} {recorded!r} but the compiled "
-                             f"extensions say {compiled!r}: it is stale, rebuild fastnn")
-        directives = ", ".join(f"{key}={value}" for key, value in build["cython_directives"].items())
-        lines += [
-            f"  Cython: {build['cython_version']}",
-            f"  Cython directives: {directives}",
-            f"  NumPy headers: {build['numpy_version']}",
-            f"  built on: Python {build['python_version']}, {build['platform']} ({build['machine']})",
-            f"  compiler: {build['compiler'] or build['compiler_type']}",
-            f"  compiler command: {' '.join(build['compiler_command'])}",
-            "  extensions (extra flags, macros):",
-        ]
-        for name, ext in build["extensions"].items():
-            macros = " ".join(f"-D{key}={value}" for key, value in ext["define_macros"])
-            lines.append(f"    {name}: {' '.join(ext['extra_compile_args'])}  {macros}")
-    threads = blas["num_threads"] if blas["num_threads"] is not None else "unknown"
-    used_for = []
-    for who, rule in (("Sequential", blas["model_thresholds"]), ("fastnn.ops", blas["ops_thresholds"])):
-        used_for.append(f"{who}: Dense layers with in*out >= {rule['blas_min_weights']} and min(in, out) >= "
-                        f"{rule['blas_min_width']}, and in*out >= {rule['blas_min_weights_tiled']} for a batch "
-                        f"of 8 rows or more")
+    lines = []
+    disagree = [
+        ("bounds-checked build", build["debug"], build["debug_build"]),
+        ("version", build["version"], version),
+        ("Cython", build["cython_version"], build["cython_runtime"]),
+    ]
+    for what, recorded, compiled in disagree:
+        if recorded != compiled:
+            lines.append(f"  WARNING: fastnn/_build_info.py records {what} {recorded!r} but the compiled "
+                         f"extensions say {compiled!r}: it is stale, rebuild fastnn")
+    directives = ", ".join(f"{key}={value}" for key, value in build["cython_directives"].items())
     lines += [
-        "",
-        "Runtime:",
+        f"  Cython: {build['cython_version']}",
+        f"  Cython directives: {directives}",
+        f"  NumPy headers: {build['numpy_version']}",
+        f"  built on: Python {build['python_version']}, {build['platform']} ({build['machine']})",
+        f"  compiler: {build['compiler'] or build['compiler_type']}",
+        f"  compiler command: {' '.join(build['compiler_command'])}",
+        "  extensions (extra flags, macros):",
+    ]
+    for name, ext in build["extensions"].items():
+        macros = " ".join(f"-D{key}={value}" for key, value in ext["define_macros"])
+        lines.append(f"    {name}: {' '.join(ext['extra_compile_args'])}  {macros}")
+    return lines
+
+
+def _format_runtime(runtime: dict[str, Any]) -> list[str]:
+    """Python, NumPy, the walker's build and the BLAS, with the layer sizes each BLAS path takes."""
+    walker, blas = runtime["walker"], runtime["blas"]
+    lines = [
         f"  Python: {runtime['python']}, {runtime['machine']}",
         f"  NumPy: {runtime['numpy']}",
         f"  network walker: {walker['isa']} build ({walker['module']}); CPU has AVX2: "
@@ -182,12 +188,22 @@ def _format(facts: dict[str, Any]) -> str:
         f"  BLAS for large layers: {blas['source']}; FASTNN_BLAS={blas['FASTNN_BLAS']}",
     ]
     if blas["library"]:
-        lines += [f"    used by {text}" for text in used_for]
-    if blas["library"]:
+        lines += [f"    used by {text}" for text in _blas_uses(blas)]
         lines.append(f"    library: {blas['library']}")
+    threads = blas["num_threads"] if blas["num_threads"] is not None else "unknown"
     lines.append(f"    threads: {threads} ({blas['note']})")
     lines.append("  fastnn's own loops: one thread per call, without the GIL")
-    return "\n".join(lines)
+    return lines
+
+
+def _blas_uses(blas: dict[str, Any]) -> list[str]:
+    """Which calls go to the BLAS: the model's and fastnn.ops' size thresholds."""
+    used_for = []
+    for who, rule in (("Sequential", blas["model_thresholds"]), ("fastnn.ops", blas["ops_thresholds"])):
+        used_for.append(f"{who}: Dense layers with in*out >= {rule['blas_min_weights']} and min(in, out) >= "
+                        f"{rule['blas_min_width']}, and in*out >= {rule['blas_min_weights_tiled']} for a batch "
+                        f"of 8 rows or more")
+    return used_for
 
 
 @overload

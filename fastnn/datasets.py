@@ -17,7 +17,7 @@ import numpy as np
 
 from fastnn.layers import Dense, ReLU
 from fastnn.model import Sequential
-from fastnn.validation import check_array, check_float_dtype, check_positive_int, check_seed
+from fastnn.validation import check_array, check_float_dtype, check_number, check_positive_int, check_seed
 
 __all__ = ["TUTORIAL_X_RANGE", "tutorial_network", "tutorial_curve", "tutorial_samples"]
 
@@ -74,11 +74,11 @@ def tutorial_samples(n_samples: int = 256, *, noise: float = 0.05, x_range=TUTOR
     """
     n_samples = check_positive_int(n_samples, "n_samples")
     dtype = check_float_dtype(dtype)
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    low, high = (float(v) for v in x_range)
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+    noise = check_number(noise, "noise", low=0.0)
+    bounds = check_array(x_range, "x_range", ndim=1, dtype=np.float64)
+    if bounds.shape != (2,) or not bounds[0] < bounds[1]:
         raise ValueError(f"x_range must be two finite numbers (low, high) with low < high, got {x_range!r}")
+    low, high = float(bounds[0]), float(bounds[1])
     rng = check_seed(seed)
     X = np.sort(rng.uniform(low, high, size=(n_samples, 1)), axis=0)
     y = tutorial_curve(X) + rng.normal(0.0, noise, size=X.shape)

@@ -82,6 +82,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -102,18 +103,24 @@ except ImportError as exc:  # pragma: no cover - only without scikit-learn
     ) from exc
 
 try:
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - scikit-learn < 1.6
-
-    def _validate_data(estimator, *args, **kwargs):
-        return estimator._validate_data(*args, **kwargs)
+    from sklearn.utils.validation import validate_data
+except ImportError:  # pragma: no cover - scikit-learn < 1.6, where it is the estimator's own method
+    validate_data = None
 
 
 from fastnn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.model import Sequential
 from fastnn.optimizers import SGD, Adam, Optimizer
-from fastnn.validation import check_float_dtype
+from fastnn.validation import (
+    as_numeric_array,
+    check_bool,
+    check_float_dtype,
+    check_int,
+    check_number,
+    check_option,
+    check_sample_weight,
+)
 
 __all__ = ["MLPRegressor", "MLPClassifier"]
 
@@ -129,58 +136,67 @@ def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _check_bool(value, name: str) -> bool:
-    if not _is_bool(value):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
+def _check_hidden_layer_sizes(value) -> tuple:
+    sizes = (value,) if isinstance(value, numbers.Integral) and not _is_bool(value) else value
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
+                        f"{type(value).__name__} {value!r}") from None
+    return tuple(check_int(size, f"hidden_layer_sizes[{i}]", low=1) for i, size in enumerate(sizes))
 
 
-def _check_int(value, name: str, low: int) -> int:
-    if _is_bool(value) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {low}, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def _check_batch_size(value):
+    """``"auto"`` or an int >= 1 (ValueError for anything else, as scikit-learn)."""
+    if isinstance(value, str) and value == "auto":
+        return value
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {value!r}")
     return int(value)
 
 
-def _check_real(value, name: str, low: float, high: float = math.inf, *, low_open=False, high_open=False) -> float:
-    if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    ok = (math.isfinite(value) and (value > low if low_open else value >= low)
-          and (value < high if high_open else value <= high))
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
-    return value
+def _check_n_iter_no_change(value):
+    """An int >= 1, or ``numpy.inf`` (never stop early)."""
+    if isinstance(value, numbers.Real) and value == math.inf:
+        return value
+    if _is_bool(value) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"n_iter_no_change must be an integer >= 1 or numpy.inf, got {value!r}")
+    return int(value)
 
 
-def _check_option(value, name: str, options) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value
+def _check_verbose(value) -> int:
+    if not (_is_bool(value) or isinstance(value, numbers.Integral)):
+        raise TypeError(f"verbose must be a bool or an int, got {type(value).__name__} {value!r}")
+    return int(value)
 
 
 def _check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
-    """None, or the weights as a (n_samples,) array of ``dtype``: finite, >= 0, some > 0."""
+    """None, or the weights as a (n_samples,) array of ``dtype``: finite, >= 0, some > 0.
+
+    A scalar weighs every sample alike, as scikit-learn accepts; the rest is
+    :func:`fastnn.validation.check_sample_weight`.
+    """
     if sample_weight is None:
         return None
-    weights = np.asarray(sample_weight)
+    weights = as_numeric_array(sample_weight, "sample_weight")
     if weights.ndim == 0:
         weights = np.full(n_samples, weights)
-    if weights.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must hold real numbers, got dtype {weights.dtype}")
-    if weights.ndim != 1 or weights.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per sample, "
-                         f"got shape {weights.shape}")
-    weights = weights.astype(dtype)
-    if not np.all(np.isfinite(weights)):
-        raise ValueError("sample_weight must be finite, got NaN or infinity")
-    if np.any(weights < 0):
-        raise ValueError("sample_weight must be non-negative, got a negative weight")
-    if not weights.sum() > 0:
-        raise ValueError("sample_weight must contain at least one non-zero weight, got all zero weights")
-    return weights
+    return check_sample_weight(weights, n_samples, dtype)
+
+
+@dataclass
+class _Run:
+    """What one call of ``fit`` or ``partial_fit`` trains on, fixed for all its epochs."""
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None
+    #: (X, y, sample_weight) held out for early stopping, or three Nones
+    validation: tuple
+    batch_size: int
+    optimizer: Optimizer
+    #: scikit-learn's L2 term of an epoch's loss, alpha/2 * n_batches / sum(w), times ||W||^2
+    penalty: float
 
 
 class _BaseMLP(BaseEstimator):
@@ -244,55 +260,32 @@ class _BaseMLP(BaseEstimator):
 
     def _check_params(self) -> dict:
         """The parameters, checked, as the training loop uses them."""
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral) and not _is_bool(sizes):
-            sizes = (sizes,)
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
-                            f"{type(self.hidden_layer_sizes).__name__} {self.hidden_layer_sizes!r}") from None
-        sizes = tuple(_check_int(size, f"hidden_layer_sizes[{i}]", 1) for i, size in enumerate(sizes))
         if self.solver == "lbfgs":
             raise ValueError("solver='lbfgs' is not offered by fastnn's estimators; use 'adam' or 'sgd'")
-        batch_size = self.batch_size
-        if not (isinstance(batch_size, str) and batch_size == "auto"):
-            if _is_bool(batch_size) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-                raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
-            batch_size = int(batch_size)
-        n_iter_no_change = self.n_iter_no_change
-        if not (isinstance(n_iter_no_change, numbers.Real) and n_iter_no_change == math.inf):
-            if (_is_bool(n_iter_no_change) or not isinstance(n_iter_no_change, numbers.Integral)
-                    or n_iter_no_change < 1):
-                raise ValueError(f"n_iter_no_change must be an integer >= 1 or numpy.inf, got {n_iter_no_change!r}")
-            n_iter_no_change = int(n_iter_no_change)
-        verbose = self.verbose
-        if not (_is_bool(verbose) or isinstance(verbose, numbers.Integral)):
-            raise TypeError(f"verbose must be a bool or an int, got {type(verbose).__name__} {verbose!r}")
+        unit = dict(low=0.0, high=1.0, high_open=True)      # [0, 1)
         return dict(
-            hidden_layer_sizes=sizes,
-            activation=_check_option(self.activation, "activation", tuple(_ACTIVATIONS)),
-            solver=_check_option(self.solver, "solver", _SOLVERS),
-            alpha=_check_real(self.alpha, "alpha", 0.0),
-            batch_size=batch_size,
-            learning_rate=_check_option(self.learning_rate, "learning_rate", _LEARNING_RATES),
-            learning_rate_init=_check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
-            power_t=_check_real(self.power_t, "power_t", 0.0),
-            max_iter=_check_int(self.max_iter, "max_iter", 1),
-            shuffle=_check_bool(self.shuffle, "shuffle"),
-            tol=_check_real(self.tol, "tol", 0.0),
-            verbose=int(verbose),
-            warm_start=_check_bool(self.warm_start, "warm_start"),
+            hidden_layer_sizes=_check_hidden_layer_sizes(self.hidden_layer_sizes),
+            activation=check_option(self.activation, "activation", tuple(_ACTIVATIONS)),
+            solver=check_option(self.solver, "solver", _SOLVERS),
+            alpha=check_number(self.alpha, "alpha", low=0.0),
+            batch_size=_check_batch_size(self.batch_size),
+            learning_rate=check_option(self.learning_rate, "learning_rate", _LEARNING_RATES),
+            learning_rate_init=check_number(self.learning_rate_init, "learning_rate_init", low=0.0, low_open=True),
+            power_t=check_number(self.power_t, "power_t", low=0.0),
+            max_iter=check_int(self.max_iter, "max_iter", low=1),
+            shuffle=check_bool(self.shuffle, "shuffle"),
+            tol=check_number(self.tol, "tol", low=0.0),
+            verbose=_check_verbose(self.verbose),
+            warm_start=check_bool(self.warm_start, "warm_start"),
             # fastnn's SGD takes momentum in [0, 1): a momentum of 1 never forgets a gradient.
-            momentum=_check_real(self.momentum, "momentum", 0.0, 1.0, high_open=True),
-            nesterovs_momentum=_check_bool(self.nesterovs_momentum, "nesterovs_momentum"),
-            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
-            validation_fraction=_check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0,
-                                            high_open=True),
-            beta_1=_check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
-            beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
-            epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
-            n_iter_no_change=n_iter_no_change,
+            momentum=check_number(self.momentum, "momentum", **unit),
+            nesterovs_momentum=check_bool(self.nesterovs_momentum, "nesterovs_momentum"),
+            early_stopping=check_bool(self.early_stopping, "early_stopping"),
+            validation_fraction=check_number(self.validation_fraction, "validation_fraction", **unit),
+            beta_1=check_number(self.beta_1, "beta_1", **unit),
+            beta_2=check_number(self.beta_2, "beta_2", **unit),
+            epsilon=check_number(self.epsilon, "epsilon", low=0.0, low_open=True),
+            n_iter_no_change=_check_n_iter_no_change(self.n_iter_no_change),
             dtype=check_float_dtype(self.dtype, "dtype"),
         )
 
@@ -349,22 +342,26 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _make_optimizer(self, params: dict, weight_decay: float):
-        """fastnn's optimizer for scikit-learn's update (module docstring); it keeps the state
-        of the previous one (a warm start) when the rule is the same."""
-        scale = self._gradient_scale()
+    def _make_optimizer(self, params: dict, weight_decay: float) -> Optimizer:
+        """fastnn's optimizer for scikit-learn's update (module docstring).
+
+        The same optimizer while the rule and its hyperparameters stay the
+        same; a new one when they change, which continues from the state the
+        model keeps for the previous one when both follow the same rule (a
+        warm start keeps Adam's moments or SGD's momentum).
+        """
         spec: tuple
         if params["solver"] == "sgd":
             momentum = params["momentum"]
             spec = ("sgd", momentum, params["nesterovs_momentum"] and momentum > 0, weight_decay)
         else:
-            spec = ("adam", params["beta_1"], params["beta_2"], params["epsilon"] / scale, weight_decay)
+            spec = ("adam", params["beta_1"], params["beta_2"], params["epsilon"] / self._gradient_scale(),
+                    weight_decay)
         old, old_spec = self._optimizer, self._optimizer_spec
         optimizer: Optimizer
         if old is not None and spec == old_spec:
             optimizer = old
         else:
-            # The previous optimizer, if it follows the same rule (its state carries over).
             kept = old if old is not None and old_spec is not None and old_spec[0] == spec[0] else None
             lr = kept.lr if kept is not None else self._fastnn_rate(spec[0])
             if spec[0] == "sgd":
@@ -372,10 +369,9 @@ class _BaseMLP(BaseEstimator):
             else:
                 optimizer = Adam(lr=lr, betas=(spec[1], spec[2]), eps=spec[3], weight_decay=weight_decay)
             if kept is not None:
-                state = kept.state_dict()
-                if spec[0] == "sgd" and spec[1] == 0:
-                    state.pop("momentum_buffer", None)
-                optimizer.load_state_dict(state)
+                state = self.model_.optimizer_state(kept)
+                self.model_.set_optimizer_state(optimizer, {
+                    name: value for name, value in state.items() if name == "step" or name in optimizer.state_names})
         self._optimizer, self._optimizer_spec = optimizer, spec
         self._set_rate(optimizer)
         return optimizer
@@ -385,22 +381,22 @@ class _BaseMLP(BaseEstimator):
         # Adam's step is not.
         return self._gradient_scale() * self._learning_rate if kind == "sgd" else self._learning_rate
 
-    def _set_rate(self, optimizer) -> None:
+    def _set_rate(self, optimizer: Optimizer) -> None:
         """Give ``optimizer`` the rate of ``self._learning_rate`` (a schedule changes it).
 
         scikit-learn's momentum holds rate-scaled gradients (``v = momentum * v - lr * g``),
         PyTorch's the gradients (``buf = momentum * buf + g``, step ``lr * buf``): when the
-        rate changes, the buffer is rescaled by old/new so that the velocity carries over, as
-        in scikit-learn.
+        rate changes, the buffer the model keeps for ``optimizer`` is rescaled by old/new so
+        that the velocity carries over, as in scikit-learn.
         """
-        rate = self._fastnn_rate(optimizer._kind)
+        rate = self._fastnn_rate(optimizer.kind)
         if rate == optimizer.lr:
             return
-        if optimizer._kind == "sgd" and optimizer.momentum > 0:
-            state = optimizer.state_dict()
+        if "momentum_buffer" in optimizer.state_names:
+            state = self.model_.optimizer_state(optimizer)
             if "momentum_buffer" in state:
                 state["momentum_buffer"] = state["momentum_buffer"] * (optimizer.lr / rate)
-                optimizer.load_state_dict(state)
+                self.model_.set_optimizer_state(optimizer, state)
         optimizer.lr = rate
 
     # -- training ---------------------------------------------------------------------------------
@@ -422,101 +418,113 @@ class _BaseMLP(BaseEstimator):
             self._initialize(params, X.shape[1], n_outputs, random_state)
             self._learning_rate = params["learning_rate_init"]
         else:
-            architecture = self._architecture(params, X.shape[1], n_outputs)
-            if architecture != self._architecture_:
-                raise ValueError(
-                    f"{'partial_fit' if incremental else 'fit with warm_start=True'} continues the fitted "
-                    f"network, whose (n_features, hidden_layer_sizes, n_outputs, activation, dtype) are "
-                    f"{self._architecture_}; these data and parameters ask for {architecture}")
-            if not incremental or not hasattr(self, "_learning_rate"):
-                self._learning_rate = params["learning_rate_init"]
-            if params["early_stopping"] and self.validation_scores_ is None:
-                self.validation_scores_, self.best_validation_score_ = [], -np.inf
-            if not params["early_stopping"] and self.best_loss_ is None:
-                self.best_loss_ = np.inf
+            self._continue(params, X.shape[1], n_outputs, incremental)
         self._fit_stochastic(params, X, y, sample_weight, random_state, incremental)
         return self
 
+    def _continue(self, params: dict, n_features: int, n_outputs: int, incremental: bool) -> None:
+        """Check that the fitted network fits these data and parameters; ready its bookkeeping."""
+        architecture = self._architecture(params, n_features, n_outputs)
+        if architecture != self._architecture_:
+            raise ValueError(
+                f"{'partial_fit' if incremental else 'fit with warm_start=True'} continues the fitted "
+                f"network, whose (n_features, hidden_layer_sizes, n_outputs, activation, dtype) are "
+                f"{self._architecture_}; these data and parameters ask for {architecture}")
+        if not incremental or not hasattr(self, "_learning_rate"):
+            self._learning_rate = params["learning_rate_init"]
+        if params["early_stopping"] and self.validation_scores_ is None:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        if not params["early_stopping"] and self.best_loss_ is None:
+            self.best_loss_ = np.inf
+
     def _fit_stochastic(self, params, X, y, sample_weight, random_state, incremental) -> None:
-        early_stopping = params["early_stopping"]
-        if early_stopping:
-            X, X_val, y, y_val, sample_weight, w_val = self._split(X, y, sample_weight, params, random_state)
-            if sample_weight is not None and not sample_weight.sum() > 0:
-                raise ValueError("the training part of the data has only zero sample weights; "
-                                 "change random_state or validation_fraction")
-        else:
-            X_val = y_val = w_val = None
-        n_samples = X.shape[0]
-        if params["batch_size"] == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if params["batch_size"] > n_samples:
-                warnings.warn(f"batch_size={params['batch_size']} is larger than the {n_samples} training "
-                              "samples; it is clipped to their number", UserWarning, stacklevel=3)
-            batch_size = min(params["batch_size"], n_samples)
-        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
-        scale = self._gradient_scale()
-        # scikit-learn's alpha * W / S for a full batch, S = its sum of weights (module docstring).
-        weight_decay = params["alpha"] / (scale * batch_size * mean_weight)
-        optimizer = self._make_optimizer(params, weight_decay)
-        n_batches = -(-n_samples // batch_size)
-        penalty = 0.5 * params["alpha"] * n_batches / (n_samples * mean_weight)
-        loss_factor = self._loss_curve_factor
-        model = self.model_
-        coefs = self.coefs_
-        order = np.arange(n_samples)
-        verbose = params["verbose"]
+        """scikit-learn's mini-batch loop: up to ``max_iter`` epochs (one for ``partial_fit``)."""
+        run = self._start_run(params, X, y, sample_weight, random_state)
+        order = np.arange(run.X.shape[0])
         self.n_iter_ = 0
         for _ in range(params["max_iter"]):
-            if params["shuffle"]:
-                # scikit-learn's sklearn.utils.shuffle(order, random_state=random_state), which
-                # draws this permutation of the previous epoch's order; without its overhead.
-                order = order[random_state.permutation(n_samples)]
-                X_epoch, y_epoch = X[order], y[order]
-                w_epoch = None if sample_weight is None else sample_weight[order]
-            else:
-                X_epoch, y_epoch, w_epoch = X, y, sample_weight
-            try:
-                history = model.fit(X_epoch, y_epoch, loss=self._loss, optimizer=optimizer, epochs=1,
-                                    batch_size=batch_size, shuffle=False, sample_weight=w_epoch)
-            except FloatingPointError as exc:
-                raise ValueError(
-                    f"training diverged in epoch {self.n_iter_ + 1}: {exc} The input data may contain large "
-                    "values and need to be preprocessed (for example with StandardScaler), or "
-                    "learning_rate_init may be too large.") from exc
-            squared_norm = sum(float(np.vdot(W, W)) for W in coefs)
-            self.loss_ = loss_factor * history.loss[0] + penalty * squared_norm
-            self.loss_curve_.append(self.loss_)
-            self.n_iter_ += 1
-            self.t_ += n_samples
-            if verbose:
-                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
-            self._update_no_improvement_count(params, X_val, y_val, w_val)
-            if params["solver"] == "sgd" and params["learning_rate"] == "invscaling":
-                self._learning_rate = params["learning_rate_init"] / (self.t_ + 1) ** params["power_t"]
-                self._set_rate(optimizer)
-            if self._no_improvement_count > params["n_iter_no_change"]:
-                what = "Validation score" if early_stopping else "Training loss"
-                message = (f"{what} did not improve more than tol={params['tol']:f} for "
-                           f"{params['n_iter_no_change']} consecutive epochs.")
-                if (params["solver"] == "sgd" and params["learning_rate"] == "adaptive"
-                        and self._learning_rate > 1e-6):
-                    self._learning_rate /= 5.0
-                    self._set_rate(optimizer)
-                    self._no_improvement_count = 0
-                    if verbose:
-                        print(f"{message} Setting learning rate to {self._learning_rate:f}", flush=True)
-                else:
-                    if verbose:
-                        print(f"{message} Stopping.", flush=True)
-                    break
-            if incremental:
+            order = self._run_epoch(params, run, order, random_state)
+            if self._end_epoch(params, run) or incremental:
                 break
             if self.n_iter_ == params["max_iter"]:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({params['max_iter']}) reached and "
                               "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
-        if early_stopping:
-            model.set_parameters(self._best_params)
+        if params["early_stopping"]:
+            self.model_.set_parameters(self._best_params)
+
+    def _start_run(self, params, X, y, sample_weight, random_state) -> _Run:
+        """The training data (less the validation split), the batch size and the optimizer."""
+        if params["early_stopping"]:
+            X, X_val, y, y_val, sample_weight, w_val = self._split(X, y, sample_weight, params, random_state)
+            if sample_weight is not None and not sample_weight.sum() > 0:
+                raise ValueError("the training part of the data has only zero sample weights; "
+                                 "change random_state or validation_fraction")
+            validation = (X_val, y_val, w_val)
+        else:
+            validation = (None, None, None)
+        n_samples = X.shape[0]
+        batch_size = params["batch_size"]
+        if batch_size == "auto":
+            batch_size = min(200, n_samples)
+        elif batch_size > n_samples:
+            warnings.warn(f"batch_size={batch_size} is larger than the {n_samples} training "
+                          "samples; it is clipped to their number", UserWarning, stacklevel=4)
+            batch_size = n_samples
+        mean_weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+        # scikit-learn's alpha * W / S for a full batch, S = its sum of weights (module docstring).
+        weight_decay = params["alpha"] / (self._gradient_scale() * batch_size * mean_weight)
+        n_batches = -(-n_samples // batch_size)
+        return _Run(X, y, sample_weight, validation, batch_size, self._make_optimizer(params, weight_decay),
+                    penalty=0.5 * params["alpha"] * n_batches / (n_samples * mean_weight))
+
+    def _run_epoch(self, params, run: _Run, order: np.ndarray, random_state) -> np.ndarray:
+        """One epoch over the (shuffled) data; its loss goes to ``loss_curve_``. Returns the order."""
+        X, y, sample_weight = run.X, run.y, run.sample_weight
+        if params["shuffle"]:
+            # scikit-learn's sklearn.utils.shuffle(order, random_state=random_state), which
+            # draws this permutation of the previous epoch's order; without its overhead.
+            order = order[random_state.permutation(order.shape[0])]
+            X, y = X[order], y[order]
+            sample_weight = None if sample_weight is None else sample_weight[order]
+        try:
+            history = self.model_.fit(X, y, loss=self._loss, optimizer=run.optimizer, epochs=1,
+                                      batch_size=run.batch_size, shuffle=False, sample_weight=sample_weight)
+        except FloatingPointError as exc:
+            raise ValueError(
+                f"training diverged in epoch {self.n_iter_ + 1}: {exc} The input data may contain large "
+                "values and need to be preprocessed (for example with StandardScaler), or "
+                "learning_rate_init may be too large.") from exc
+        squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
+        self.loss_ = self._loss_curve_factor * history.loss[0] + run.penalty * squared_norm
+        self.loss_curve_.append(self.loss_)
+        self.n_iter_ += 1
+        self.t_ += run.X.shape[0]
+        if params["verbose"]:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
+        return order
+
+    def _end_epoch(self, params, run: _Run) -> bool:
+        """scikit-learn's schedules and stopping rule after an epoch; True to stop training."""
+        self._update_no_improvement_count(params, *run.validation)
+        schedule = params["learning_rate"] if params["solver"] == "sgd" else "constant"
+        if schedule == "invscaling":
+            self._learning_rate = params["learning_rate_init"] / (self.t_ + 1) ** params["power_t"]
+            self._set_rate(run.optimizer)
+        if self._no_improvement_count <= params["n_iter_no_change"]:
+            return False
+        what = "Validation score" if params["early_stopping"] else "Training loss"
+        message = (f"{what} did not improve more than tol={params['tol']:f} for "
+                   f"{params['n_iter_no_change']} consecutive epochs.")
+        if schedule == "adaptive" and self._learning_rate > 1e-6:
+            self._learning_rate /= 5.0
+            self._set_rate(run.optimizer)
+            self._no_improvement_count = 0
+            if params["verbose"]:
+                print(f"{message} Setting learning rate to {self._learning_rate:f}", flush=True)
+            return False
+        if params["verbose"]:
+            print(f"{message} Stopping.", flush=True)
+        return True
 
     def _split(self, X, y, sample_weight, params, random_state):
         """scikit-learn's validation split: train_test_split with the estimator's random state
@@ -580,9 +588,15 @@ class _BaseMLP(BaseEstimator):
         """
         return self._fit(X, y, sample_weight)
 
+    def _check_data(self, *args, **kwargs):
+        """scikit-learn's ``validate_data`` (before scikit-learn 1.6: the inherited ``_validate_data``)."""
+        if validate_data is None:  # pragma: no cover - scikit-learn < 1.6
+            return self._validate_data(*args, **kwargs)
+        return validate_data(self, *args, **kwargs)
+
     def _predict_raw(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        X = self._check_data(X, reset=False, dtype=self.model_.dtype)
         return self.model_.predict(X)
 
 
@@ -666,7 +680,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self.n_outputs_ / 2.0
 
     def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
-        X, y = _validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=reset)
+        X, y = self._check_data(X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, np.ascontiguousarray(y, dtype=dtype), None
@@ -734,7 +748,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
         """X, y as the indices of the classes, and the classes (set on self by the caller)."""
-        X, y = _validate_data(self, X, y, dtype=dtype, reset=reset)
+        X, y = self._check_data(X, y, dtype=dtype, reset=reset)
         check_classification_targets(y)
         fitted = getattr(self, "classes_", None)
         if incremental and fitted is None:
@@ -792,7 +806,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Class probabilities (the softmax of the logits), shape (n_samples, n_classes),
         columns in the order of ``classes_``."""
         check_is_fitted(self)
-        X = _validate_data(self, X, reset=False, dtype=self.model_.dtype)
+        X = self._check_data(X, reset=False, dtype=self.model_.dtype)
         return self.model_.predict_proba(X)
 
     def predict_log_proba(self, X) -> np.ndarray:

@@ -1,9 +1,12 @@
 """Saving and loading models: one documented, versioned ``.npz`` file, never pickle.
 
-:func:`save` writes a :class:`~fastnn.Sequential` (and, if given, the state
-of the optimizer training it) to one file; :func:`load` reads it back into a
-new model that predicts bit for bit as the saved one did and, with its
-optimizer, resumes training exactly where the saved one stopped::
+:func:`save` writes a :class:`~fastnn.Sequential` (and, if given, an
+optimizer with the state the model keeps for it) to one file; :func:`load`
+reads it back into a new model that predicts bit for bit as the saved one
+did and, with its optimizer, resumes training exactly where the saved one
+stopped. Saving lives in :mod:`fastnn._savefile`, which imports no model,
+so that :meth:`Sequential.save` can call it; loading builds a model and
+lives here::
 
     model.save("net.npz", optimizer=opt)            # or fastnn.save(model, "net.npz", opt)
     model = fastnn.load("net.npz")
@@ -45,9 +48,10 @@ and no pickled object anywhere (the reader loads it with
     A 0-d int64 array: the number of updates applied (Adam's bias
     correction depends on it).
 ``optimizer.momentum_buffer`` (SGD with momentum), ``optimizer.exp_avg`` and ``optimizer.exp_avg_sq`` (Adam, AdamW)
-    The optimizer's state buffers: 1-D arrays of the model's dtype, laid
-    out as ``parameters``. Absent before the optimizer's first step (the
-    state then starts at zeros) and for plain SGD, which has none.
+    The state buffers the model keeps for the optimizer: 1-D arrays of the
+    model's dtype, laid out as ``parameters``. Absent before the model's
+    first step with the optimizer (the state then starts at zeros) and for
+    plain SGD, which has none.
 
 Gradients are not saved (each training step recomputes them): a loaded
 model's ``dW`` and ``db`` are zeros. Floats in the JSON are written with
@@ -91,41 +95,37 @@ suffix so that NumPy and zip tools recognise the file.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import os
-import stat
 from typing import Any, TypeGuard
 
 import numpy as np
 
+from fastnn._savefile import (
+    ACTIVATIONS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HYPERPARAMETERS,
+    OPTIMIZERS,
+    STATE_NAMES,
+    check_path,
+    write_model,
+)
 from fastnn._version import __version__
-from fastnn.layers import Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from fastnn.layers import Dense, Layer, LeakyReLU
 from fastnn.model import Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer
+from fastnn.validation import check_bool
 
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
-#: The format name every fastnn file records in its architecture.
-FORMAT_NAME = "fastnn"
-#: The version of the layout this module writes, and the newest it reads.
-FORMAT_VERSION = 1
-
-_ACTIVATIONS = {"ReLU": ReLU, "LeakyReLU": LeakyReLU, "Tanh": Tanh, "Sigmoid": Sigmoid, "Identity": Identity}
-_OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
-_HYPERPARAMETERS = {
-    "SGD": ("lr", "momentum", "nesterov", "weight_decay"),
-    "Adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
-    "AdamW": ("lr", "beta1", "beta2", "eps", "weight_decay"),
-}
 _ARCHITECTURE_KEYS = ("format", "format_version", "fastnn_version", "dtype", "layers")
 _DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 #: Entries of a version-1 file; every one is a ``<name>.npy`` member of the zip archive.
 _REQUIRED = ("architecture", "parameters")
-_OPTIMIZER_ENTRIES = ("optimizer", "optimizer.step") + tuple(
-    f"optimizer.{name}" for name in sorted({n for cls in _OPTIMIZERS.values() for n in cls._state_names}))
+_OPTIMIZER_ENTRIES = ("optimizer", "optimizer.step") + tuple(f"optimizer.{name}" for name in STATE_NAMES)
 
 #: Largest JSON entry accepted (bytes of its .npy member): far above any real model.
 _MAX_JSON_BYTES = 1 << 24
@@ -141,7 +141,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 
 def save(model, path, optimizer=None) -> None:
-    """Write ``model`` (and optionally ``optimizer``'s state) to ``path``, atomically.
+    """Write ``model`` (and optionally the state it keeps for ``optimizer``) to ``path``, atomically.
 
     Parameters
     ----------
@@ -151,12 +151,15 @@ def save(model, path, optimizer=None) -> None:
         recommended). A previous file there is replaced only once the new
         one is complete.
     optimizer : SGD, Adam or AdamW, optional
-        An optimizer training ``model`` (or not yet used): its type,
-        hyperparameters, step count and state buffers are saved with the
-        model, so that ``load(path, with_optimizer=True)`` resumes training
-        exactly.
+        An optimizer ``model`` trains (or will train) with: its type and
+        hyperparameters are saved with the model, and so is the state the
+        model keeps for it (step count and buffers; a step count of 0 and
+        no buffers if the model has not trained with it), so that
+        ``load(path, with_optimizer=True)`` resumes training exactly.
 
-    The format is described in the docstring of :mod:`fastnn.io`.
+    The format is described in the docstring of :mod:`fastnn.io`; the
+    writing is :mod:`fastnn._savefile`'s, which :meth:`Sequential.save`
+    calls too.
 
     Raises
     ------
@@ -164,145 +167,12 @@ def save(model, path, optimizer=None) -> None:
         If ``model`` is not a Sequential, ``optimizer`` not a fastnn
         optimizer, a layer or the optimizer of a type the format does not
         describe (a subclass), or ``path`` not a path.
-    ValueError
-        If ``optimizer`` is bound to another model, or its state does not
-        fit ``model``.
     OSError
         If the file cannot be written; a previous file is then left intact.
     """
-    import json
-
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be a fastnn.Sequential, got {type(model).__name__}")
-    path = _check_path(path)
-    architecture = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "fastnn_version": __version__,
-        "dtype": model.dtype.name,
-        "layers": [_describe_layer(layer, i) for i, layer in enumerate(model.layers)],
-    }
-    entries = {"architecture": np.array(json.dumps(architecture, allow_nan=False))}
-    if optimizer is not None:
-        kind = _check_optimizer_to_save(optimizer, model)
-        hyper = {"lr": optimizer.lr, **optimizer._hyper()}
-        spec = {"type": kind, "hyperparameters": {name: hyper[name] for name in _HYPERPARAMETERS[kind]}}
-        entries["optimizer"] = np.array(json.dumps(spec, allow_nan=False))
-    # Parameters and optimizer state are read together under the model's lock:
-    # never half-way through a step another thread is taking.
-    with model._lock:
-        entries["parameters"] = model._params.copy()
-        state = optimizer.state_dict() if optimizer is not None else None
-    if optimizer is not None and state is not None:
-        entries.update(_optimizer_arrays(optimizer, state, model))
-    _write_atomically(path, entries)
-
-
-def _check_path(path) -> str:
-    if isinstance(path, (str, os.PathLike)):
-        path = os.fspath(path)
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        if path:
-            return path
-        raise ValueError("path must not be empty")
-    raise TypeError(f"path must be a str or an os.PathLike, got {type(path).__name__}")
-
-
-def _describe_layer(layer, i: int) -> dict:
-    if type(layer) is Dense:
-        return {"type": "Dense", "in_features": int(layer.in_features), "out_features": int(layer.out_features)}
-    if type(layer) is LeakyReLU:
-        return {"type": "LeakyReLU", "negative_slope": float(layer.negative_slope)}
-    for name, cls in _ACTIVATIONS.items():
-        if type(layer) is cls:
-            return {"type": name}
-    raise TypeError(f"layers[{i}] is a {type(layer).__name__}, which a fastnn file cannot describe; it holds "
-                    f"the layers Dense, {', '.join(_ACTIVATIONS)} (not subclasses of them)")
-
-
-def _check_optimizer_to_save(optimizer, model) -> str:
-    kind = next((name for name, cls in _OPTIMIZERS.items() if type(optimizer) is cls), None)
-    if kind is None:
-        if isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer is a {type(optimizer).__name__}, which a fastnn file cannot describe; "
-                            f"it holds the optimizers {', '.join(_OPTIMIZERS)} (not subclasses of them)")
-        raise TypeError(f"optimizer must be a fastnn optimizer (SGD, Adam or AdamW) or None, "
-                        f"got {type(optimizer).__name__}")
-    if optimizer._model is not None and optimizer._model() is not model:
-        raise ValueError("optimizer is bound to another model (it trained that one): its state does not belong "
-                         "to this model; save each model with its own optimizer")
-    return kind
-
-
-def _optimizer_arrays(optimizer, state: dict, model) -> dict:
-    arrays = {"optimizer.step": np.array(int(state.get("step", 0)), dtype=np.int64)}
-    if optimizer._stateless():
-        return arrays                       # plain SGD: no buffers
-    for name in optimizer._state_names:
-        if name not in state:
-            continue
-        buffer = np.asarray(state[name])
-        if buffer.shape != (model.n_parameters,):
-            raise ValueError(f"optimizer state {name!r} has shape {buffer.shape}, the model has "
-                             f"{model.n_parameters} parameters")
-        with np.errstate(over="ignore"):
-            buffer = buffer.astype(model.dtype)
-        if not np.all(np.isfinite(buffer)):
-            raise ValueError(f"optimizer state {name!r} is not finite in the model's dtype, {model.dtype}")
-        arrays[f"optimizer.{name}"] = buffer
-    return arrays
-
-
-def _write_atomically(path: str, entries: dict) -> None:
-    import secrets
-
-    target = os.path.realpath(path) if os.path.islink(path) else path
-    directory = os.path.dirname(os.path.abspath(target))
-    mode = None
-    with contextlib.suppress(OSError):
-        info = os.stat(target)
-        if stat.S_ISREG(info.st_mode):
-            mode = stat.S_IMODE(info.st_mode)
-    prefix = "." + os.path.basename(target)[:100] + "."
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        temporary = os.path.join(directory, prefix + secrets.token_hex(8) + ".tmp")
-        try:
-            fd = os.open(temporary, flags, 0o666)       # the umask applies, as for open(path, "w")
-            break
-        except FileExistsError:
-            continue
-    else:  # pragma: no cover - 100 collisions of 64 random bits
-        raise FileExistsError(f"could not create a temporary file in {directory!r}")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            # A file object, not a name: numpy.savez appends ".npz" to names only.
-            np.savez(file, **entries)
-            file.flush()
-            os.fsync(file.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable where directories can be fsynced (POSIX; not Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_model(model, path, optimizer)
 
 
 # -- loading -----------------------------------------------------------------------
@@ -316,10 +186,10 @@ def load(path, *, with_optimizer: bool = False):
     path : str or os.PathLike
         Read at exactly this name.
     with_optimizer : bool, default False
-        Also return the saved optimizer, with its hyperparameters, step and
-        state; it binds to the returned model at its first step, which then
-        continues exactly as the saved training would have. ``None`` if the
-        file holds no optimizer.
+        Also return the saved optimizer (its hyperparameters). The returned
+        model keeps the saved state for it (step count and buffers), so that
+        its next step with it continues exactly as the saved training would
+        have. ``None`` if the file holds no optimizer.
 
     Returns
     -------
@@ -336,9 +206,8 @@ def load(path, *, with_optimizer: bool = False):
     import zipfile
     import zlib
 
-    if not isinstance(with_optimizer, (bool, np.bool_)):
-        raise TypeError(f"with_optimizer must be True or False, got {type(with_optimizer).__name__}")
-    path = _check_path(path)
+    check_bool(with_optimizer, "with_optimizer")
+    path = check_path(path)
     where = f"{path!r}"
     broken = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, OverflowError,
               NotImplementedError, RuntimeError, KeyError, IndexError, TypeError)
@@ -398,9 +267,9 @@ def _read(archive, where: str, file_size: int):
                        for spec in specs if spec["type"] == "Dense")
     params = _read_float_array(archive, "parameters", where, dtype, n_parameters)
 
-    optimizer = None
+    optimizer, state = None, None
     if "optimizer" in names:
-        optimizer = _read_optimizer(archive, names, where, dtype, n_parameters)
+        optimizer, state = _read_optimizer(archive, names, where, dtype, n_parameters)
 
     # Everything is checked: build.
     layers: list[Layer] = []
@@ -410,9 +279,11 @@ def _read(archive, where: str, file_size: int):
         elif spec["type"] == "LeakyReLU":
             layers.append(LeakyReLU(spec["negative_slope"]))
         else:
-            layers.append(_ACTIVATIONS[spec["type"]]())
+            layers.append(ACTIVATIONS[spec["type"]]())
     model = Sequential(layers, dtype=dtype)
     model.set_parameters(params)
+    if optimizer is not None:
+        model.set_optimizer_state(optimizer, state)
     return model, optimizer
 
 
@@ -530,11 +401,11 @@ def _check_architecture(architecture, where: str):
             slope = spec["negative_slope"]
             if not _is_number(slope) or not slope >= 0:
                 raise ValueError(f"{where}: {what}.negative_slope must be a finite number >= 0, got {slope!r}")
-        elif kind in _ACTIVATIONS:
+        elif kind in ACTIVATIONS:
             _check_keys(spec, ("type",), what, where)
         else:
             raise ValueError(f"{where}: {what} must be a JSON object whose type is one of "
-                             f"{['Dense', *_ACTIVATIONS]}, got {spec!r:.80}")
+                             f"{['Dense', *ACTIVATIONS]}, got {spec!r:.80}")
     if previous is None:
         raise ValueError(f"{where}: layers must hold at least one Dense layer")
     return dtype, layers
@@ -554,14 +425,16 @@ def _read_float_array(archive, name: str, where: str, dtype: np.dtype, size: int
     return array
 
 
-def _read_optimizer(archive, names: set, where: str, dtype: np.dtype, n_parameters: int) -> Optimizer:
+def _read_optimizer(archive, names: set, where: str, dtype: np.dtype,
+                    n_parameters: int) -> tuple[Optimizer, dict[str, Any]]:
+    """The optimizer the file describes, and the state to install on the loaded model for it."""
     spec = _read_json(archive, "optimizer", where)
     _check_keys(spec, ("type", "hyperparameters"), "the optimizer", where)
     kind = spec["type"]
-    if not isinstance(kind, str) or kind not in _OPTIMIZERS:
-        raise ValueError(f"{where}: the optimizer's type must be one of {list(_OPTIMIZERS)}, got {kind!r:.60}")
+    if not isinstance(kind, str) or kind not in OPTIMIZERS:
+        raise ValueError(f"{where}: the optimizer's type must be one of {list(OPTIMIZERS)}, got {kind!r:.60}")
     hyper = spec["hyperparameters"]
-    _check_keys(hyper, _HYPERPARAMETERS[kind], f"the {kind} optimizer's hyperparameters", where)
+    _check_keys(hyper, HYPERPARAMETERS[kind], f"the {kind} optimizer's hyperparameters", where)
     for key, value in hyper.items():
         ok = isinstance(value, bool) if key == "nesterov" else _is_number(value)
         if not ok:
@@ -589,11 +462,10 @@ def _read_optimizer(archive, names: set, where: str, dtype: np.dtype, n_paramete
     if not 0 <= step <= _MAX_STEP:
         raise ValueError(f"{where}: entry 'optimizer.step' must be in [0, {_MAX_STEP}], got {step}")
     state: dict[str, Any] = {"step": step}
-    buffers = () if optimizer._stateless() else optimizer._state_names
+    buffers = optimizer.state_names
     for name in sorted(n[len("optimizer."):] for n in names if n.startswith("optimizer.") and n != "optimizer.step"):
         if name not in buffers:
             raise ValueError(f"{where}: entry 'optimizer.{name}' is not state of {optimizer!r}, whose state is "
                              f"{[f'optimizer.{b}' for b in buffers] or 'none'}")
         state[name] = _read_float_array(archive, f"optimizer.{name}", where, dtype, n_parameters)
-    optimizer.load_state_dict(state)
-    return optimizer
+    return optimizer, state

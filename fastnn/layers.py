@@ -19,7 +19,7 @@ import weakref
 import numpy as np
 
 from fastnn import ops
-from fastnn.validation import check_array, check_positive_int, check_seed
+from fastnn.validation import check_array, check_number, check_positive_int, check_seed
 
 __all__ = ["Layer", "Dense", "Activation", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid"]
 
@@ -90,7 +90,7 @@ class Dense(Layer):
             raise ValueError(f"in_features * out_features is too large: the {n_parameters} parameters of "
                              f"Dense({self.in_features}, {self.out_features}) do not fit in memory") from None
         self._owner: weakref.ReferenceType | None = None
-        self._attach(np.concatenate([W.ravel(), b]), np.zeros(self.n_parameters))
+        self.attach(np.concatenate([W.ravel(), b]), np.zeros(self.n_parameters))
 
     @property
     def n_parameters(self) -> int:
@@ -114,8 +114,13 @@ class Dense(Layer):
 
     # -- storage --------------------------------------------------------------
 
-    def _attach(self, params: np.ndarray, grads: np.ndarray, owner=None) -> None:
-        """Make W, b, dW, db views into ``params``/``grads`` (flat, this layer's slice)."""
+    def attach(self, params: np.ndarray, grads: np.ndarray, owner=None) -> None:
+        """Make W, b, dW, db views into ``params``/``grads``: flat arrays holding this
+        layer's slice (W row-major, then b) of its model's buffers.
+
+        :class:`fastnn.Sequential` calls this when it takes the layer in: the
+        parameters are then the model's data, and ``owner`` (the model, held
+        by weak reference) is the only model the layer may belong to."""
         n_weights = self.in_features * self.out_features
         shape = (self.in_features, self.out_features)
         self._W = params[:n_weights].reshape(shape)
@@ -124,9 +129,10 @@ class Dense(Layer):
         self._db = grads[n_weights:]
         self._owner = None if owner is None else weakref.ref(owner)
 
-    def _owned_by_other(self, model) -> bool:
-        owner = self._owner() if self._owner is not None else None
-        return owner is not None and owner is not model
+    @property
+    def owner(self):
+        """The model whose buffers hold this layer's parameters, or None."""
+        return self._owner() if self._owner is not None else None
 
     def _set_param(self, name: str, target: np.ndarray, value) -> None:
         # Converted to the parameters' dtype first: a value too large for it is refused.
@@ -194,7 +200,7 @@ class Dense(Layer):
         dtype = state["W"].dtype
         params = np.concatenate([state["W"].ravel(), state["b"]]).astype(dtype, copy=False)
         grads = np.concatenate([state["dW"].ravel(), state["db"]]).astype(dtype, copy=False)
-        self._attach(params, grads)
+        self.attach(params, grads)
 
     def __repr__(self) -> str:
         return f"Dense(in_features={self.in_features}, out_features={self.out_features})"
@@ -208,11 +214,18 @@ class Activation(Layer):
     is computed in that layer's output pass.
     """
 
-    #: activation code of the compiled kernels (fastnn._kernels.FN_CODES)
+    #: the activation's name in the compiled kernels
     _fn = "identity"
 
     @property
-    def _fn_param(self) -> float:
+    def function(self) -> str:
+        """The activation's name in the compiled kernels: ``"identity"``, ``"relu"``,
+        ``"leaky_relu"``, ``"tanh"`` or ``"sigmoid"``."""
+        return self._fn
+
+    @property
+    def function_param(self) -> float:
+        """The activation's one hyperparameter (LeakyReLU's ``negative_slope``; else 0)."""
         return 0.0
 
     def forward(self, X) -> np.ndarray:
@@ -222,10 +235,10 @@ class Activation(Layer):
         return f"{type(self).__name__}()"
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self._fn_param == other._fn_param
+        return type(self) is type(other) and self.function_param == other.function_param
 
     def __hash__(self) -> int:
-        return hash((type(self), self._fn_param))
+        return hash((type(self), self.function_param))
 
 
 class Identity(Activation):
@@ -274,12 +287,11 @@ class LeakyReLU(Activation):
     _fn = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01):
-        from fastnn.optimizers import _check_number
 
-        self.negative_slope = _check_number(negative_slope, "negative_slope", low=0.0)
+        self.negative_slope = check_number(negative_slope, "negative_slope", low=0.0)
 
     @property
-    def _fn_param(self) -> float:
+    def function_param(self) -> float:
         return self.negative_slope
 
     def forward(self, X) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastnn import ops
+from fastnn.validation import check_number
 
 __all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWithLogitsLoss"]
 
@@ -20,11 +21,13 @@ __all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWi
 class Loss:
     """Base class of fastnn's losses: ``loss(yhat, y) -> float`` and ``.grad(yhat, y)``."""
 
-    #: the compiled step's code for this loss (fastnn._kernels.LOSS_CODES)
-    _kind = ""
+    #: The loss's name in the compiled step: "mse", "mae", "huber",
+    #: "cross_entropy" or "bce_with_logits" (a class constant).
+    kind = ""
 
     @property
-    def _param(self) -> float:
+    def param(self) -> float:
+        """The loss's one hyperparameter for the compiled step (Huber's ``delta``; else 0)."""
         return 0.0
 
     def __call__(self, yhat, y, sample_weight=None) -> float:
@@ -53,7 +56,7 @@ class MSELoss(Loss):
     A 1-D ``y`` pairs with a one-column ``yhat``.
     """
 
-    _kind = "mse"
+    kind = "mse"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         """Return the (weighted) mean squared error as a float."""
@@ -67,7 +70,7 @@ class MSELoss(Loss):
 class MAELoss(Loss):
     """Mean absolute error, ``mean(|yhat - y|)`` (``torch.nn.L1Loss``); gradient ``sign(yhat - y) / size``."""
 
-    _kind = "mae"
+    kind = "mae"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         return ops.mae_loss(yhat, y, sample_weight)
@@ -85,15 +88,14 @@ class HuberLoss(Loss):
         Where the loss turns from quadratic to linear, > 0.
     """
 
-    _kind = "huber"
+    kind = "huber"
 
     def __init__(self, delta: float = 1.0):
-        from fastnn.optimizers import _check_number
 
-        self.delta = _check_number(delta, "delta", low=0.0, low_open=True)
+        self.delta = check_number(delta, "delta", low=0.0, low_open=True)
 
     @property
-    def _param(self) -> float:
+    def param(self) -> float:
         return self.delta
 
     def loss(self, yhat, y, sample_weight=None) -> float:
@@ -115,7 +117,7 @@ class CrossEntropyLoss(Loss):
     :meth:`fastnn.Sequential.predict_proba` for probabilities.
     """
 
-    _kind = "cross_entropy"
+    kind = "cross_entropy"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
         return ops.cross_entropy_loss(yhat, y, sample_weight)
@@ -128,10 +130,10 @@ class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``: stable for any logits;
     ``y`` holds targets in [0, 1] of ``yhat``'s shape."""
 
-    _kind = "bce_with_logits"
+    kind = "bce_with_logits"
 
     def loss(self, yhat, y, sample_weight=None) -> float:
-        return ops._elementwise_loss(self._kind, yhat, y, sample_weight)
+        return ops.elementwise_loss(self.kind, yhat, y, sample_weight)
 
     def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
-        return ops._elementwise_loss(self._kind, yhat, y, sample_weight, want_grad=True)
+        return ops.elementwise_loss(self.kind, yhat, y, sample_weight, want_grad=True)

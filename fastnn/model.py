@@ -3,8 +3,12 @@
 A model keeps
 
 * one flat parameter buffer in its dtype, of which every Dense layer's ``W``
-  and ``b`` are views (and one gradient buffer with the same layout; an
-  optimizer keeps its state in buffers of that layout too);
+  and ``b`` are views, and one gradient buffer with the same layout;
+* the state of every optimizer it trains with (momentum buffer, Adam's
+  moments, step count), in buffers of that layout: an optimizer is only a
+  description (its rule and hyperparameters), the model owns the state,
+  and only the model writes it (:meth:`Sequential.optimizer_state`,
+  :meth:`Sequential.set_optimizer_state`);
 * a compiled *plan*, one row of plain integers per layer, that
   :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
   ``train_step`` or training epoch is one compiled call;
@@ -13,6 +17,9 @@ A model keeps
 
 Input is validated once per call, at the boundary; nothing is modified
 until it has passed, so a call that raises leaves the model as it was.
+Layers are descriptions too, but for one thing: a Dense layer's ``W``,
+``b``, ``dW`` and ``db`` are views into this model's buffers (the layer
+reads and writes them; the model owns them).
 """
 
 from __future__ import annotations
@@ -21,87 +28,46 @@ import numbers
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fastnn import _network, ops
 from fastnn._blas import find_blas
+from fastnn._savefile import write_model
+from fastnn.callbacks import Callback, EarlyStopping, History, progress_callback
 from fastnn.layers import Activation, Dense, Layer
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.optimizers import SGD, Optimizer
-from fastnn.ops import check_labels, check_sample_weight
 from fastnn.validation import (
     check_array,
     check_float_dtype,
+    check_labels,
+    check_number,
+    check_optimizer_state,
     check_positive_int,
+    check_sample_weight,
     check_seed,
     check_target,
 )
 
-__all__ = ["Sequential", "History", "Callback"]
+__all__ = ["Sequential", "History", "Callback"]   # History and Callback: from fastnn.callbacks
 
 _MSE = MSELoss()
+# The walker's status codes, bound once (train_step tests one on every call).
+_OK, _SLOW, _BAD_INPUT = _network.OK, _network.SLOW, _network.BAD_INPUT
 
 
 @dataclass
-class History:
-    """What :meth:`Sequential.fit` records, one entry per epoch.
+class _FitData:
+    """fit's data, checked: training X, y, sample weights, and validation X, y (or None)."""
 
-    Attributes
-    ----------
-    loss : list of float
-        Mean training loss of each epoch: the (weighted) mean over samples of
-        each mini-batch's loss before its update.
-    val_loss : list of float
-        Loss on the validation data after each epoch (empty without one).
-    epoch_time : list of float
-        Wall-clock seconds each epoch took (training only).
-    best_epoch : int or None
-        With early stopping: the epoch (1-based) whose parameters were kept.
-    stopped_epoch : int or None
-        The epoch after which training stopped early (a callback or early
-        stopping), or None if it ran all its epochs.
-    """
-
-    loss: list = field(default_factory=list)
-    val_loss: list = field(default_factory=list)
-    epoch_time: list = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_epoch: int | None = None
-
-    @property
-    def epochs(self) -> int:
-        """Number of epochs recorded."""
-        return len(self.loss)
-
-    def __repr__(self) -> str:
-        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
-        if self.val_loss:
-            last += f", last val_loss {self.val_loss[-1]:.6g}"
-        return f"History(epochs={self.epochs}{last})"
-
-
-class Callback:
-    """The callback protocol of :meth:`Sequential.fit` (any object with ``on_epoch_end`` will do).
-
-    ``on_epoch_end(epoch, logs)`` is called after every epoch with the epoch
-    number (1-based) and a dict holding ``loss``, ``epoch_time`` and, with
-    validation data, ``val_loss``; returning ``False`` stops training.
-    """
-
-    def on_epoch_end(self, epoch: int, logs: dict):  # pragma: no cover - protocol
-        return None
-
-
-def _progress_bar(total: int):
-    """A tqdm bar if tqdm is installed (imported only now), else None."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="epoch", leave=True)
+    X: np.ndarray
+    y: np.ndarray
+    w: np.ndarray | None
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 class Sequential:
@@ -119,17 +85,23 @@ class Sequential:
         another dtype is converted once, at the boundary.
     """
 
-    # train_step's cache: the last optimizer, its version then, its compiled update
+    # train_step's cache: the optimizer of the last step, its lr then, its compiled update
     _last_optimizer: Any
-    _last_version: int
+    _last_lr: Any
     _last_update: Any
 
     def __init__(self, layers, *, dtype=np.float64):
-        self._lock = threading.RLock()
-        self._default_sgd = None
-        self._stateless_updates = weakref.WeakKeyDictionary()   # plain SGD objects -> compiled updates
-        self._forget_update()
+        self._init_state()
         self._build(self._check_layers(layers), check_float_dtype(dtype, "dtype"))
+
+    def _init_state(self) -> None:
+        """The model's lock and optimizer states, empty (at construction and unpickling)."""
+        self._lock = threading.RLock()
+        # One compiled update per optimizer this model trains with, holding that
+        # optimizer's state (laid out like the parameters): the model's data.
+        self._updates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._default_sgd = SGD(lr=0.01)        # train_step's default; plain SGD keeps no state
+        self._forget_update()
 
     # -- construction -------------------------------------------------------------
 
@@ -146,7 +118,7 @@ class Sequential:
             if not isinstance(layer, (Dense, Activation)):
                 raise TypeError(f"layers[{i}] must be a fastnn layer (Dense, ReLU, LeakyReLU, Tanh, Sigmoid "
                                 f"or Identity), got {type(layer).__name__}")
-            if isinstance(layer, Dense) and layer._owned_by_other(self):
+            if isinstance(layer, Dense) and layer.owner not in (None, self):
                 raise ValueError(
                     f"layers[{i}] already belongs to another Sequential; pass copy.deepcopy(layer) to use a copy")
         if len({id(layer) for layer in layers}) != len(layers):
@@ -174,19 +146,19 @@ class Sequential:
                 stop = offset + layer.n_parameters
                 params[offset:offset + n_in * n_out] = layer.W.ravel()
                 params[offset + n_in * n_out:stop] = layer.b
-                layer._attach(params[offset:stop], grads[offset:stop], owner=self)
+                layer.attach(params[offset:stop], grads[offset:stop], owner=self)
                 rows.append([_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act,
                              _network.FN_CODES["identity"]])
                 fn_params.append(0.0)
                 offset = stop
             elif rows and rows[-1][0] == _network.KIND_DENSE and rows[-1][6] == _network.FN_CODES["identity"]:
                 # An activation right after a Dense is computed in the Dense's output pass.
-                rows[-1][6] = _network.FN_CODES[layer._fn]
-                fn_params[-1] = layer._fn_param
+                rows[-1][6] = _network.FN_CODES[layer.function]
+                fn_params[-1] = layer.function_param
                 continue
             else:
-                rows.append([_network.KIND_ACT, width, width, -1, -1, act, _network.FN_CODES[layer._fn]])
-                fn_params.append(layer._fn_param)
+                rows.append([_network.KIND_ACT, width, width, -1, -1, act, _network.FN_CODES[layer.function]])
+                fn_params.append(layer.function_param)
             act += rows[-1][2]
             width = rows[-1][2]
         self._layers = layers
@@ -252,7 +224,7 @@ class Sequential:
     def _check_Xyw(self, X, y, sample_weight, loss: Loss):
         X = self._check_X(X)
         n_samples = X.shape[0]
-        if loss._kind == "cross_entropy":
+        if loss.kind == "cross_entropy":
             y = check_labels(y, "y", n_samples, self.out_features, self._dtype)
         else:
             y = check_target(y, "y", n_samples, self.out_features, self._dtype)
@@ -261,7 +233,7 @@ class Sequential:
     def _check_loss(self, loss) -> Loss:
         if loss is None:
             return _MSE
-        if not isinstance(loss, Loss) or not loss._kind:
+        if not isinstance(loss, Loss) or not loss.kind:
             raise TypeError(f"loss must be a fastnn loss such as fastnn.MSELoss() or "
                             f"fastnn.CrossEntropyLoss(), got {type(loss).__name__}")
         if isinstance(loss, CrossEntropyLoss) and self.out_features < 2:
@@ -271,7 +243,7 @@ class Sequential:
 
     @staticmethod
     def _check_optimizer(optimizer) -> Optimizer:
-        if not isinstance(optimizer, Optimizer) or not optimizer._kind:
+        if not isinstance(optimizer, Optimizer) or not optimizer.kind:
             raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01) or "
                             f"fastnn.Adam(), got {type(optimizer).__name__}")
         return optimizer
@@ -282,7 +254,7 @@ class Sequential:
         """Return the network's output, shape (n_samples, out_features), in the model's dtype."""
         with self._lock:
             out = self._net.predict(X)          # fast path: X already right
-            if out is None:
+            if out is None:                     # X must be checked (and converted) first
                 out = self._net.predict(self._check_X(X))
         assert isinstance(out, np.ndarray)      # a checked X is always taken
         return out
@@ -315,6 +287,8 @@ class Sequential:
             output; integer class labels (n_samples,) for CrossEntropyLoss
         loss : Loss, default MSELoss()
         optimizer : Optimizer, default SGD(lr=0.01)
+            The model keeps this optimizer's state (see :meth:`optimizer_state`)
+            and continues from it at the next step with the same optimizer.
         sample_weight : array-like (n_samples,), optional
             Non-negative weights: the loss is ``sum(w_i * l_i) / sum(w_i)``.
 
@@ -327,61 +301,97 @@ class Sequential:
         ------
         FloatingPointError
             If the loss or an updated parameter would not be finite; the model
-            is then left as it was.
+            (parameters, gradients and optimizer state) is then left as it was.
         """
         loss = _MSE if loss is None else self._check_loss(loss)
         if optimizer is None:
-            optimizer = self._default_sgd or self._default_optimizer()
-        kind, param = loss._kind, loss._param
+            optimizer = self._default_sgd
         with self._lock:
-            if optimizer is self._last_optimizer and optimizer._version == self._last_version:
-                # The optimizer of the last step, unchanged since (a step costs
-                # about a microsecond on a small network: this is worth it).
-                update = self._last_update
-                binding = None
+            if optimizer is self._last_optimizer and optimizer.lr == self._last_lr:
+                # The optimizer of the last step, its lr unchanged (a step costs
+                # about a microsecond on a small network: the lookup is worth skipping).
+                update, created = self._last_update, False
             else:
-                self._check_optimizer(optimizer)
-                binding = optimizer._model, optimizer._update, optimizer._pending
-                update = optimizer._update_for(self)
-                self._last_optimizer, self._last_version, self._last_update = optimizer, optimizer._version, update
+                update, created = self._update_for(self._check_optimizer(optimizer))
             # Fast path: X, y and sample_weight already right (checked finite in the kernel).
-            status = self._net.train_step(X, y, update, kind, param, sample_weight)
-            if status != _network.OK:
-                if status == _network.SLOW or status == _network.BAD_INPUT:
-                    try:
-                        # Raises on NaN, infinity, bad shapes, bad labels or weights.
-                        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
-                    except BaseException:
-                        if binding is not None:
-                            self._unbind(optimizer, binding)
-                        raise
-                    status = self._net.train_step(X, y, update, kind, param, w)
-                if status != _network.OK and binding is not None:
-                    self._unbind(optimizer, binding)    # BAD_LOSS or BAD_UPDATE: no update applied
-            value = self._net.last_loss
-        if status != _network.OK:                   # BAD_LOSS or BAD_UPDATE
-            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
-        return value
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, sample_weight)
+            if status != _OK:
+                self._step_checked(status, X, y, loss, optimizer, update, created, sample_weight)
+            return self._net.last_loss
 
-    def _unbind(self, optimizer: Optimizer, binding: tuple) -> None:
-        """Put ``optimizer``'s binding back as it was before this call (``binding``:
-        its ``_model``, ``_update`` and ``_pending`` then). A call that is refused,
-        or that applies no update, leaves the optimizer as it was: a fresh one
-        stays unbound, free to train another model."""
-        optimizer._model, optimizer._update, optimizer._pending = binding
-        self._forget_update()
+    def _step_checked(self, status: int, X, y, loss: Loss, optimizer: Optimizer, update, created: bool,
+                      sample_weight) -> None:
+        """train_step's slow path, after the fast one answered ``status``: check and
+        convert the input (which raises on NaN, infinity, bad shapes, labels or
+        weights) and step again; raise if the step diverged. A call that applies no
+        update leaves no optimizer state behind."""
+        if status == _SLOW or status == _BAD_INPUT:
+            try:
+                X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+            except BaseException:
+                self._drop_if_created(optimizer, created)
+                raise
+            status = self._net.train_step(X, y, update, loss.kind, loss.param, w)
+        if status != _OK:           # BAD_LOSS or BAD_UPDATE: no update applied
+            self._drop_if_created(optimizer, created)
+            raise FloatingPointError(self._divergence_message(status, "this step", optimizer.lr))
+
+    # -- optimizer state ---------------------------------------------------------
+
+    def _update_for(self, optimizer: Optimizer) -> tuple:
+        """The compiled update that holds ``optimizer``'s state for this model, made
+        (with zero state) on first use, with the optimizer's current lr; and whether
+        it was made now. It becomes train_step's cached update."""
+        update = self._updates.get(optimizer)
+        created = update is None
+        if update is None:
+            update = self._net.make_update(optimizer.kind, optimizer.lr, **optimizer.hyperparameters)
+            self._updates[optimizer] = update
+        elif update.lr != optimizer.lr:
+            update.lr = optimizer.lr        # a schedule changed it
+        self._last_optimizer, self._last_lr, self._last_update = optimizer, optimizer.lr, update
+        return update, created
+
+    def _drop_if_created(self, optimizer: Optimizer, created: bool) -> None:
+        """Forget a state made by a call that applied no update: it leaves no trace."""
+        if created:
+            del self._updates[optimizer]
+            self._forget_update()
 
     def _forget_update(self) -> None:
         """Drop train_step's cache of the last optimizer and its compiled update."""
         self._last_optimizer = None
-        self._last_version = -1
+        self._last_lr = None
         self._last_update = None
 
-    def _default_optimizer(self) -> Optimizer:
-        """SGD(lr=0.01), the default of train_step, one per model (it is stateless)."""
-        if self._default_sgd is None:
-            self._default_sgd = SGD(lr=0.01)
-        return self._default_sgd
+    def optimizer_state(self, optimizer) -> dict:
+        """The state this model keeps for ``optimizer``: ``step`` (updates applied) and
+        copies of the rule's buffers, by name (``optimizer.state_names``).
+
+        ``{"step": 0}`` when the model has not trained with ``optimizer``, or when
+        its rule keeps no state (plain SGD)."""
+        optimizer = self._check_optimizer(optimizer)
+        with self._lock:
+            update = self._updates.get(optimizer)
+            if update is None or not optimizer.state_names:
+                return {"step": 0}
+            state: dict[str, Any] = {"step": int(update.step)}
+            for name, buf in zip(optimizer.state_names, (update.buf1, update.buf2)):
+                state[name] = np.array(buf)
+            return state
+
+    def set_optimizer_state(self, optimizer, state) -> None:
+        """Make ``state`` (from :meth:`optimizer_state`, of this model or of one with
+        as many parameters) the state that the next step with ``optimizer`` continues
+        from. Buffers left out start at zero. Checked whole before anything changes."""
+        optimizer = self._check_optimizer(optimizer)
+        step, buffers = check_optimizer_state(state, optimizer.state_names, self.n_parameters, self._dtype)
+        with self._lock:
+            bufs = [buffers.get(name) for name in optimizer.state_names] + [None, None]
+            self._updates[optimizer] = self._net.make_update(
+                optimizer.kind, optimizer.lr, buf1=bufs[0], buf2=bufs[1], step=step,
+                **optimizer.hyperparameters)
+            self._forget_update()
 
     @staticmethod
     def _divergence_message(code: int, where: str, lr: float) -> str:
@@ -391,6 +401,8 @@ class Sequential:
         }.get(code, f"status {code}")
         return (f"training diverged in {where}: {what}. The parameters were left as they were "
                 f"before that step; try a smaller learning rate than lr={lr}.")
+
+    # -- fit ---------------------------------------------------------------------
 
     def fit(self, X, y, *, loss=None, optimizer=None, epochs: int = 1, batch_size=None,
             shuffle: bool = True, seed=None, verbose=False, sample_weight=None,
@@ -405,8 +417,9 @@ class Sequential:
             output; integer class labels (n_samples,) for CrossEntropyLoss
         loss : Loss, default MSELoss()
         optimizer : Optimizer, default SGD(lr=0.01)
-            Its state (momentum, moments) carries over between ``fit`` calls
-            with the same optimizer: a warm start.
+            The model keeps its state (momentum, moments): it carries over
+            between ``fit`` and ``train_step`` calls with the same optimizer,
+            a warm start.
         epochs : int, default 1
         batch_size : int or None, default None
             Samples per step; None (or a size larger than the data) means
@@ -459,122 +472,130 @@ class Sequential:
         loss = self._check_loss(loss)
         optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
         epochs = check_positive_int(epochs, "epochs")
-        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
-        if validation_data is not None and validation_split is not None:
-            raise ValueError("give validation_data or validation_split, not both")
-        X_val = y_val = None
-        if validation_split is not None:
-            from fastnn.optimizers import _check_number
-
-            fraction = _check_number(validation_split, "validation_split", low=0.0, high=1.0,
-                                     low_open=True, high_open=True)
-            n_val = int(round(X.shape[0] * fraction))
-            if not 1 <= n_val < X.shape[0]:
-                raise ValueError(f"validation_split={fraction} leaves {X.shape[0] - n_val} training and "
-                                 f"{n_val} validation rows of {X.shape[0]}; both need at least one")
-            X, X_val = X[:-n_val], X[-n_val:]
-            y, y_val = y[:-n_val], y[-n_val:]
-            w = None if w is None else check_sample_weight(w[:-n_val], X.shape[0], self._dtype)
-        elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
-            X_val = self._check_X(validation_data[0], "validation_data[0]")
-            try:
-                _, y_val, _ = self._check_Xyw(X_val, validation_data[1], None, loss)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(f"validation_data[1]: {exc}") from None
-        if not isinstance(early_stopping, (bool, np.bool_)):
-            raise TypeError(f"early_stopping must be True or False, got {type(early_stopping).__name__}")
-        patience = check_positive_int(patience, "patience")
-        from fastnn.optimizers import _check_number
-
-        min_delta = _check_number(min_delta, "min_delta", low=0.0)
-        callbacks = list(callbacks) if callbacks is not None else []
-        for i, callback in enumerate(callbacks):
-            if not callable(getattr(callback, "on_epoch_end", None)):
-                raise TypeError(f"callbacks[{i}] must have an on_epoch_end(epoch, logs) method, "
-                                f"got {type(callback).__name__}")
-        n_samples = X.shape[0]
+        data = self._check_fit_data(X, y, sample_weight, loss, validation_data, validation_split)
+        stopper, user_callbacks = self._check_stopping(early_stopping, patience, min_delta, callbacks)
+        n_samples = data.X.shape[0]
         batch_size = n_samples if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n_samples)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} {shuffle!r}")
-        if isinstance(verbose, (bool, np.bool_)):
-            every = 1 if verbose else 0
-        elif isinstance(verbose, numbers.Integral) and verbose == 0:
-            every = 0                    # verbose=0: silent, as in scikit-learn and Keras
-        else:
-            every = check_positive_int(verbose, "verbose")
+        every = self._check_verbose(verbose)
         rng = check_seed(seed, "seed")
+        progress = progress_callback(every, verbose is True, epochs)
+        callbacks = [c for c in (progress, stopper) if c is not None] + user_callbacks
         history = History()
-        bar = _progress_bar(epochs) if verbose is True else None
-        best, best_params, waited = np.inf, None, 0
         try:
             with self._lock:
-                binding = optimizer._model, optimizer._update, optimizer._pending
-                update = optimizer._update_for(self)
+                update, created = self._update_for(optimizer)
                 for epoch in range(1, epochs + 1):
-                    start = time.perf_counter()
                     order = rng.permutation(n_samples) if shuffle else None
-                    status = self._net.train_epoch(X, y, order, batch_size, update, loss._kind, loss._param, w)
-                    if status != _network.OK:
-                        if epoch == 1 and self._net.last_done == 0 and not optimizer._stateless():
-                            self._unbind(optimizer, binding)     # not one update applied
+                    status, logs = self._fit_epoch(data, order, batch_size, update, loss)
+                    if status != _OK:
+                        if epoch == 1 and self._net.last_done == 0:
+                            self._drop_if_created(optimizer, created)    # not one update applied
                         raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
-                    mean_loss = self._net.last_loss
-                    history.loss.append(mean_loss)
-                    history.epoch_time.append(time.perf_counter() - start)
-                    logs = {"loss": mean_loss, "epoch_time": history.epoch_time[-1]}
-                    if X_val is not None:
-                        logs["val_loss"] = loss.loss(self._net.predict(X_val), y_val)
+                    history.loss.append(logs["loss"])
+                    history.epoch_time.append(logs["epoch_time"])
+                    if "val_loss" in logs:
                         history.val_loss.append(logs["val_loss"])
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "epoch_time"})
-                    elif every and (epoch % every == 0 or epoch in (1, epochs)):
-                        extra = f"  val_loss {logs['val_loss']:.6g}" if "val_loss" in logs else ""
-                        print(f"epoch {epoch}/{epochs}  loss {mean_loss:.6g}{extra}", flush=True)
+                    # Every callback hears of every epoch; any one may stop training.
                     stop = False
-                    if early_stopping:
-                        monitored = logs.get("val_loss", mean_loss)
-                        if monitored < best - min_delta:
-                            best, best_params, waited = monitored, self._params.copy(), 0
-                            history.best_epoch = epoch
-                        else:
-                            waited += 1
-                            stop = waited >= patience
                     for callback in callbacks:
                         if callback.on_epoch_end(epoch, dict(logs)) is False:
                             stop = True
                     if stop and epoch < epochs:
                         history.stopped_epoch = epoch
                         break
-                if early_stopping and best_params is not None:
-                    self._params[...] = best_params
+                if stopper is not None and stopper.best_parameters is not None:
+                    history.best_epoch = stopper.best_epoch
+                    self._params[...] = stopper.best_parameters
         finally:
-            if bar is not None:
-                bar.close()
+            if progress is not None and hasattr(progress, "close"):
+                progress.close()
         return history
+
+    def _fit_epoch(self, data: _FitData, order, batch_size: int, update, loss: Loss) -> tuple:
+        """One training epoch and the validation loss after it: the epoch's status and,
+        when it is OK, its logs."""
+        start = time.perf_counter()
+        status = self._net.train_epoch(data.X, data.y, order, batch_size, update, loss.kind, loss.param, data.w)
+        if status != _OK:
+            return status, {}
+        logs = {"loss": self._net.last_loss, "epoch_time": time.perf_counter() - start}
+        if data.X_val is not None:
+            logs["val_loss"] = loss.loss(self._net.predict(data.X_val), data.y_val)
+        return status, logs
+
+    def _check_fit_data(self, X, y, sample_weight, loss: Loss, validation_data, validation_split) -> _FitData:
+        """The training and validation data of fit, checked and converted."""
+        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+        if validation_data is not None and validation_split is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        if validation_split is not None:
+            fraction = check_number(validation_split, "validation_split", low=0.0, high=1.0,
+                                    low_open=True, high_open=True)
+            n_val = int(round(X.shape[0] * fraction))
+            if not 1 <= n_val < X.shape[0]:
+                raise ValueError(f"validation_split={fraction} leaves {X.shape[0] - n_val} training and "
+                                 f"{n_val} validation rows of {X.shape[0]}; both need at least one")
+            w = None if w is None else check_sample_weight(w[:-n_val], X.shape[0] - n_val, self._dtype)
+            return _FitData(X[:-n_val], y[:-n_val], w, X[-n_val:], y[-n_val:])
+        if validation_data is None:
+            return _FitData(X, y, w)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, y_val), got {type(validation_data).__name__}")
+        X_val = self._check_X(validation_data[0], "validation_data[0]")
+        try:
+            _, y_val, _ = self._check_Xyw(X_val, validation_data[1], None, loss)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data[1]: {exc}") from None
+        return _FitData(X, y, w, X_val, y_val)
+
+    def _check_stopping(self, early_stopping, patience, min_delta, callbacks) -> tuple:
+        """fit's early stopping (an EarlyStopping callback, or None) and the user's callbacks."""
+        if not isinstance(early_stopping, (bool, np.bool_)):
+            raise TypeError(f"early_stopping must be True or False, got {type(early_stopping).__name__}")
+        patience = check_positive_int(patience, "patience")
+        min_delta = check_number(min_delta, "min_delta", low=0.0)
+        callbacks = list(callbacks) if callbacks is not None else []
+        for i, callback in enumerate(callbacks):
+            if not callable(getattr(callback, "on_epoch_end", None)):
+                raise TypeError(f"callbacks[{i}] must have an on_epoch_end(epoch, logs) method, "
+                                f"got {type(callback).__name__}")
+        stopper = EarlyStopping(self.get_parameters, patience, min_delta) if early_stopping else None
+        return stopper, callbacks
+
+    @staticmethod
+    def _check_verbose(verbose) -> int:
+        """Every how many epochs fit reports progress (0: never)."""
+        if isinstance(verbose, (bool, np.bool_)):
+            return 1 if verbose else 0
+        if isinstance(verbose, numbers.Integral) and verbose == 0:
+            return 0                    # verbose=0: silent, as in scikit-learn and Keras
+        return check_positive_int(verbose, "verbose")
 
     # -- copying and pickling -----------------------------------------------------
 
     def __getstate__(self):
-        # The layers describe the architecture; the parameters and gradients
-        # are snapshot under the lock, so a copy taken while another thread
-        # trains holds the state between two whole steps.
+        # The layers describe the architecture; the parameters, gradients and
+        # optimizer states are snapshot under the lock, so a copy taken while
+        # another thread trains holds the state between two whole steps. Each
+        # state travels with its optimizer: copying a model together with its
+        # optimizer, as in copy.deepcopy((model, optimizer)), keeps them paired.
         with self._lock:
             params, grads = self._params.copy(), self._grads.copy()
-        return {"layers": self._layers, "dtype": self._dtype.name, "params": params, "grads": grads}
+            states = [(optimizer, self.optimizer_state(optimizer)) for optimizer in list(self._updates.keys())
+                      if optimizer.state_names]
+        return {"layers": self._layers, "dtype": self._dtype.name, "params": params, "grads": grads,
+                "optimizer_states": states}
 
     def __setstate__(self, state):
-        self._lock = threading.RLock()
-        self._default_sgd = None
-        self._stateless_updates = weakref.WeakKeyDictionary()
-        self._forget_update()
+        self._init_state()
         self._build(state["layers"], np.dtype(state["dtype"]))
         self._params[...] = state["params"]
         self._grads[...] = state["grads"]
+        for optimizer, optimizer_state in state.get("optimizer_states", ()):
+            self.set_optimizer_state(optimizer, optimizer_state)
 
     def save(self, path, optimizer=None) -> None:
-        """Write the model (and ``optimizer``'s state) to ``path`` atomically: :func:`fastnn.io.save`."""
-        from fastnn.io import save
-        save(self, path, optimizer)
+        """Write the model (and ``optimizer``'s state) to ``path`` atomically: :func:`fastnn.save`."""
+        write_model(self, path, optimizer)

@@ -13,14 +13,22 @@ arrays are accepted and give the same result as contiguous ones.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike, DTypeLike
+from numpy.typing import ArrayLike
 
 from fastnn import _kernels
 from fastnn._blas import find_blas
 from fastnn.validation import (
-    _as_numeric_array,
+    as_numeric_array,
+    check_adam_hyperparameters,
     check_array,
+    check_bool,
+    check_labels,
     check_learning_rate,
+    check_number,
+    check_option,
+    check_positive_int,
+    check_sample_weight,
+    check_sgd_hyperparameters,
     result_float_dtype,
 )
 
@@ -55,7 +63,7 @@ __all__ = [
 
 
 def _common_dtype(**arrays) -> np.dtype:
-    return result_float_dtype(*(_as_numeric_array(v, k) for k, v in arrays.items()))
+    return result_float_dtype(*(as_numeric_array(v, k) for k, v in arrays.items()))
 
 
 def _check_dense(X: ArrayLike, W: ArrayLike, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -165,9 +173,7 @@ def _activation_grad(name: str, Z, dA, param: float = 0.0) -> np.ndarray:
 
 
 def _check_slope(negative_slope) -> float:
-    from fastnn.optimizers import _check_number
-
-    return _check_number(negative_slope, "negative_slope", low=0.0)
+    return check_number(negative_slope, "negative_slope", low=0.0)
 
 
 def leaky_relu_forward(Z: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
@@ -213,56 +219,51 @@ def _check_pair(yhat, y, name="yhat"):
     return yhat, y
 
 
-def check_sample_weight(sample_weight: ArrayLike | None, n_samples: int, dtype: DTypeLike) -> np.ndarray | None:
-    """None, or ``sample_weight`` as a C-contiguous (n_samples,) array of dtype:
-    finite, non-negative, with a positive sum."""
-    if sample_weight is None:
-        return None
-    w = check_array(sample_weight, "sample_weight", ndim=1, dtype=dtype, shape_hint="(n_samples,)")
-    if w.shape[0] != n_samples:
-        raise ValueError(f"sample_weight must have one weight per sample, ({n_samples},), got {w.shape}")
-    if np.any(w < 0):
-        raise ValueError("sample_weight must be non-negative, got a negative weight")
-    if not w.sum() > 0:
-        raise ValueError("sample_weight must have a positive sum, got all zeros")
-    return w
+#: The losses :func:`elementwise_loss` computes, each a mean over every element of ``yhat``.
+ELEMENTWISE_LOSSES = ("mse", "mae", "huber", "bce_with_logits")
 
 
-def check_labels(labels: ArrayLike, name: str, n_samples: int, n_classes: int, dtype: DTypeLike) -> np.ndarray:
-    """Class labels as a C-contiguous (n_samples,) array of ``dtype``: integers in [0, n_classes)."""
-    array = _as_numeric_array(labels, name)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array.reshape(-1)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of class indices, shape (n_samples,), got shape {array.shape}")
-    if array.shape[0] != n_samples:
-        raise ValueError(f"{name} must have one label per sample, ({n_samples},), got {array.shape}")
-    if array.dtype.kind == "b":
-        raise TypeError(f"{name} must hold integer class indices, got dtype bool")
-    if array.dtype.kind == "f" and not (np.all(np.isfinite(array)) and np.all(array == np.round(array))):
-        raise ValueError(f"{name} must hold integer class indices, got non-integral values")
-    if array.size and (array.min() < 0 or array.max() >= n_classes):
-        raise ValueError(f"{name} must hold class indices in [0, {n_classes}), got values in "
-                         f"[{array.min()}, {array.max()}]")
-    return np.ascontiguousarray(array, dtype=dtype)
+def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                     param: float = 0.0, want_grad: bool = False, name: str = "yhat"):
+    """The loss ``kind`` of ``yhat`` against ``y``, or its gradient with respect to ``yhat``.
 
+    The one validated call behind :func:`mse_loss`, :func:`mae_loss`,
+    :func:`huber_loss`, :func:`bce_with_logits_loss`, their gradients, and
+    the losses of :mod:`fastnn.losses` of these kinds. It is public but not
+    in ``__all__``, whose names are the kernel calls that
+    :mod:`fastnn.reference` mirrors one for one.
 
-def _elementwise_loss(kind, yhat, y, sample_weight, param=0.0, want_grad=False, name="yhat"):
-    yhat, y = _check_pair(yhat, y, name)
-    shape = yhat.shape
-    yhat2 = yhat.reshape(shape[0], -1)
-    w = check_sample_weight(sample_weight, shape[0], yhat.dtype)
-    empty = np.empty(0, dtype=yhat.dtype)
-    grad = np.empty_like(yhat2) if want_grad else np.empty((0, yhat2.shape[1]), dtype=yhat.dtype)
-    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES[kind], param, yhat2, y.reshape(-1),
+    Parameters
+    ----------
+    kind : {"mse", "mae", "huber", "bce_with_logits"}
+    yhat : array-like, 1-D or 2-D (rows are samples)
+    y : array-like, the shape of ``yhat`` (or 1-D when ``yhat`` is (n_samples, 1))
+    sample_weight : array-like (n_samples,), optional
+        The loss is then ``sum(w_i * l_i) / sum(w_i)``, with ``l_i`` the
+        mean over sample i's elements.
+    param : float
+        Huber's ``delta`` (> 0); the other kinds have no parameter and ignore it.
+    want_grad : bool
+        Return the gradient (the shape of ``yhat``) instead of the loss.
+    name : str
+        What ``yhat`` is called in error messages (``"logits"`` for bce_with_logits).
+
+    Returns
+    -------
+    float, or ndarray with ``want_grad=True``
+    """
+    kind = check_option(kind, "kind", ELEMENTWISE_LOSSES)
+    param = check_number(param, "delta", low=0.0, low_open=True) if kind == "huber" else 0.0
+    want_grad = check_bool(want_grad, "want_grad")
+    prediction, target = _check_pair(yhat, y, name)
+    shape, dtype = prediction.shape, prediction.dtype
+    rows = prediction.reshape(shape[0], -1)
+    w = check_sample_weight(sample_weight, shape[0], dtype)
+    empty = np.empty(0, dtype=dtype)
+    grad = np.empty_like(rows) if want_grad else np.empty((0, rows.shape[1]), dtype=dtype)
+    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES[kind], param, rows, target.reshape(-1),
                                   empty if w is None else w, grad)
     return grad.reshape(shape) if want_grad else loss
-
-
-def _check_delta(delta) -> float:
-    from fastnn.optimizers import _check_number
-
-    return _check_number(delta, "delta", low=0.0, low_open=True)
 
 
 def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
@@ -274,44 +275,44 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     sum(w_i)`` with ``l_i`` the mean over sample i's outputs. Summed in
     double precision.
     """
-    return _elementwise_loss("mse", yhat, y, sample_weight)
+    return elementwise_loss("mse", yhat, y, sample_weight)
 
 
 def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
-    return _elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
+    return elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
 
 
 def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean absolute error, ``mean(|yhat - y|)`` (shapes and weights as :func:`mse_loss`)."""
-    return _elementwise_loss("mae", yhat, y, sample_weight)
+    return elementwise_loss("mae", yhat, y, sample_weight)
 
 
 def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mae_loss`: ``sign(yhat - y) / yhat.size`` unweighted (0 where equal)."""
-    return _elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
+    return elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
 
 
 def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> float:
     """Huber loss, as ``torch.nn.HuberLoss``: ``0.5 d**2`` where ``|d| < delta``, else
     ``delta * (|d| - 0.5 * delta)``, with ``d = yhat - y``, averaged."""
-    return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta))
+    return elementwise_loss("huber", yhat, y, sample_weight, param=delta)
 
 
 def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`huber_loss`: ``clip(d, -delta, delta) / yhat.size`` unweighted."""
-    return _elementwise_loss("huber", yhat, y, sample_weight, _check_delta(delta), want_grad=True)
+    return elementwise_loss("huber", yhat, y, sample_weight, param=delta, want_grad=True)
 
 
 def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``:
     ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits."""
-    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
+    return elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
 
 
 def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted."""
-    return _elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
+    return elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
 
 
 def _cross_entropy(logits, labels, sample_weight, want_grad):
@@ -353,12 +354,7 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     lr : float
         A finite positive learning rate.
     """
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"param must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
-    if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
-        raise TypeError(f"param must have dtype float32 or float64 (it is updated in place), got {param.dtype}")
-    if not param.flags.writeable:
-        raise ValueError("param must be writable (it is updated in place), got a read-only array")
+    _check_param(param)
     lr = check_learning_rate(lr, "lr")
     dtype = np.dtype(param.dtype.name)   # native byte order
     work = check_array(param, "param", ndim=tuple(range(0, 33)), dtype=dtype, allow_empty=True)
@@ -383,6 +379,7 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
 
 
 def _check_param(param, name: str = "param") -> np.ndarray:
+    """``param``, an array an update writes in place: a writable float32 or float64 ndarray."""
     if not isinstance(param, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), got {type(param).__name__}")
     if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
@@ -436,12 +433,10 @@ def sgd_momentum_update(param: np.ndarray, grad: ArrayLike, momentum_buffer: np.
     dtype and shape. Raises FloatingPointError, changing nothing, when a new
     value would not be finite.
     """
-    from fastnn.optimizers import SGD
-
-    checked = SGD(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-    _in_place_update("sgd", param, grad, {"momentum_buffer": momentum_buffer}, lr=checked.lr,
-                     momentum=checked.momentum, nesterov=checked.nesterov, weight_decay=checked.weight_decay,
-                     beta1=0.9, beta2=0.999, eps=1e-8, step=0)
+    lr = check_learning_rate(lr, "lr")
+    momentum, nesterov, weight_decay = check_sgd_hyperparameters(momentum, nesterov, weight_decay)
+    _in_place_update("sgd", param, grad, {"momentum_buffer": momentum_buffer}, lr=lr, momentum=momentum,
+                     nesterov=nesterov, weight_decay=weight_decay, beta1=0.9, beta2=0.999, eps=1e-8, step=0)
 
 
 def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int, lr: float,
@@ -455,17 +450,10 @@ def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg
     multiplies ``param`` by ``1 - lr * weight_decay``. Raises
     FloatingPointError, changing nothing, when a new value would not be finite.
     """
-    from fastnn.optimizers import _check_number
-    from fastnn.validation import check_positive_int
-
     step = check_positive_int(step, "step")
     lr = check_learning_rate(lr, "lr")
-    beta1 = _check_number(beta1, "beta1", low=0.0, high=1.0, high_open=True)
-    beta2 = _check_number(beta2, "beta2", low=0.0, high=1.0, high_open=True)
-    eps = _check_number(eps, "eps", low=0.0, low_open=True)
-    weight_decay = _check_number(weight_decay, "weight_decay", low=0.0)
-    if not isinstance(decoupled, (bool, np.bool_)):
-        raise TypeError(f"decoupled must be True or False, got {type(decoupled).__name__}")
+    beta1, beta2, eps, weight_decay = check_adam_hyperparameters(beta1, beta2, eps, weight_decay)
+    decoupled = check_bool(decoupled, "decoupled")
     _in_place_update("adamw" if decoupled else "adam", param, grad,
                      {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}, lr=lr, momentum=0.0,
                      nesterov=False, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps,

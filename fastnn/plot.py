@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_1d", "loss_curve"]
+from fastnn.validation import check_bool, check_positive_int
+
+__all__ = ["fit_1d", "loss_curve", "save_fit_figure"]
 
 
 def _pyplot():
@@ -38,6 +40,7 @@ def fit_1d(model, X, y, *, curve=None, ax=None, n_points: int = 500):
     """
     if model.in_features != 1 or model.out_features != 1:
         raise ValueError(f"model must have one input and one output, got {model.in_features} and {model.out_features}")
+    n_points = check_positive_int(n_points, "n_points")
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
@@ -61,6 +64,7 @@ def loss_curve(history, *, ax=None, log: bool = True):
     -------
     matplotlib.axes.Axes
     """
+    log = check_bool(log, "log")
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
@@ -72,3 +76,22 @@ def loss_curve(history, *, ax=None, log: bool = True):
         ax.set_yscale("log")
     ax.legend()
     return ax
+
+
+def save_fit_figure(path, model, X, y, history, *, curve=None, title: str = "") -> None:
+    """Save, side by side, :func:`fit_1d` (titled ``title``) and :func:`loss_curve` as a PNG at ``path``.
+
+    The figure is one of its own, not pyplot's: no display is needed and
+    pyplot's current figure and backend are left as they were.
+    """
+    _pyplot()       # the same ImportError as the other plots without matplotlib
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
+    fit_1d(model, X, y, curve=curve, ax=left)
+    left.set_title(title)
+    loss_curve(history, ax=right)
+    right.set_title("mean training loss per epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -320,7 +320,7 @@ class ReferenceMLP:
             if isinstance(layer, Dense):
                 layers.append(("dense", layer.W, layer.b))
             elif isinstance(layer, Activation):
-                layers.append((layer._fn, layer._fn_param) if layer._fn == "leaky_relu" else (layer._fn,))
+                layers.append((layer.function, layer.function_param) if layer.function == "leaky_relu" else (layer.function,))
             else:
                 raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
         return cls(layers, dtype=model.dtype)

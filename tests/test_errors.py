@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastnn
+from fastnn import validation
 
 
 def model_and_data():
@@ -211,3 +212,42 @@ def test_set_parameters_rejects_bad_values_and_changes_nothing():
     with pytest.raises(ValueError, match=r"\bb\b"):
         model.layers[0].b = np.ones(5)
     assert state(model) == before
+
+
+# -- validation's checkers, which every module's checks are made of ------------------------------
+
+@pytest.mark.parametrize("check,args,good,expected", [
+    (validation.check_bool, ("flag",), np.bool_(True), True),
+    (validation.check_option, ("mode", ("a", "b")), "b", "b"),
+    (validation.check_int, ("count",), np.int8(3), 3),
+    (validation.check_number, ("rate",), np.float32(0.5), 0.5),
+])
+def test_checkers_return_plain_python_values(check, args, good, expected):
+    kwargs = {"low": 1} if check is validation.check_int else {"low": 0.0} if check is validation.check_number else {}
+    value = check(good, *args, **kwargs)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("call,exc,message", [
+    (lambda: validation.check_bool(1, "flag"), TypeError, "flag must be True or False, got int 1"),
+    (lambda: validation.check_bool(None, "flag"), TypeError, "flag must be True or False, got NoneType None"),
+    (lambda: validation.check_option("c", "mode", ("a", "b")), ValueError, "mode must be one of ('a', 'b'), got 'c'"),
+    (lambda: validation.check_option(1, "mode", ["a"]), ValueError, "mode must be one of ('a',), got 1"),
+    (lambda: validation.check_int(0, "count", low=1), ValueError, "count must be an integer >= 1, got 0"),
+    (lambda: validation.check_int(2.0, "count", low=1), TypeError, "count must be an integer >= 1, got float 2.0"),
+    (lambda: validation.check_int(True, "count", low=0), TypeError, "count must be an integer >= 0, got bool True"),
+    (lambda: validation.check_sgd_hyperparameters(0.0, True, 0.0), ValueError,
+     "nesterov=True needs momentum > 0, got momentum=0"),
+    (lambda: validation.check_adam_hyperparameters(0.9, 1.0, 1e-8, 0.0, beta_names=("betas[0]", "betas[1]")),
+     ValueError, "betas[1] must be a finite number in [0.0, 1.0), got 1.0"),
+    (lambda: validation.as_numeric_array(["a"], "X"), TypeError, "X must be an array of real numbers, got dtype <U1"),
+])
+def test_checkers_say_what_was_expected_and_what_was_given(call, exc, message):
+    with pytest.raises(exc) as raised:
+        call()
+    assert str(raised.value) == message
+
+
+def test_describe_names_arrays_by_dtype_and_shape_and_shortens_long_values():
+    assert validation.describe(np.zeros((2, 3), np.float32)) == "an array of dtype float32 and shape (2, 3)"
+    assert validation.describe("x" * 100) == "str '" + "x" * 56 + "..."

@@ -113,9 +113,9 @@ def test_verbose_output(capsys):
 
 
 def test_verbose_without_tqdm_prints_lines(capsys, monkeypatch):
-    import fastnn.model
+    import fastnn.callbacks
 
-    monkeypatch.setattr(fastnn.model, "_progress_bar", lambda total: None)
+    monkeypatch.setattr(fastnn.callbacks, "_tqdm_bar", lambda total: None)
     model, X, y = model_and_data()
     model.fit(X, y, epochs=2, verbose=True)
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["1/2", "2/2"]

@@ -48,6 +48,11 @@ def write_entries(path, entries, **kwargs):
         np.savez(file, **entries, **kwargs)
 
 
+def is_fresh(state):
+    """An optimizer state before any step: step 0, and buffers (if any) all zeros."""
+    return state["step"] == 0 and not any(np.any(value) for name, value in state.items() if name != "step")
+
+
 def with_json(entries, name, change):
     spec = json.loads(str(entries[name][()]))
     change(spec)
@@ -124,7 +129,7 @@ def test_the_file_layout_is_the_documented_one(saved):
                                             "weight_decay": 0.0}}
     assert entries["optimizer.step"].shape == () and entries["optimizer.step"].dtype == np.int64
     assert int(entries["optimizer.step"]) == 3
-    state = opt.state_dict()
+    state = model.optimizer_state(opt)
     assert np.array_equal(entries["optimizer.exp_avg"], state["exp_avg"])
     assert np.array_equal(entries["optimizer.exp_avg_sq"], state["exp_avg_sq"])
     assert zipfile.ZipFile(path).namelist() == [name + ".npy" for name in entries_of(path)]
@@ -153,15 +158,19 @@ def test_resumed_training_is_identical_to_uninterrupted_training(tmp_path, dtype
     model, opt = make_model(dtype), make_optimizer()
     for _ in range(3):
         model.train_step(X, y, optimizer=opt)
+    saved_state = model.optimizer_state(opt)
     model.save(tmp_path / "ckpt.npz", optimizer=opt)
     del model, opt
     resumed, resumed_opt = fastnn.load(tmp_path / "ckpt.npz", with_optimizer=True)
     assert type(resumed_opt) is type(straight_opt) and repr(resumed_opt) == repr(straight_opt)
-    assert resumed_opt.state_dict()["step"] == (0 if resumed_opt._stateless() else 3)
+    loaded_state = resumed.optimizer_state(resumed_opt)
+    assert loaded_state.keys() == saved_state.keys() == {"step", *resumed_opt.state_names}
+    for key in saved_state:
+        assert np.array_equal(loaded_state[key], saved_state[key]), key
     for _ in range(3):
         resumed.train_step(X, y, optimizer=resumed_opt)
     assert resumed.get_parameters().tobytes() == straight.get_parameters().tobytes()
-    mine, theirs = resumed_opt.state_dict(), straight_opt.state_dict()
+    mine, theirs = resumed.optimizer_state(resumed_opt), straight.optimizer_state(straight_opt)
     assert mine.keys() == theirs.keys()
     for key in mine:
         assert np.array_equal(mine[key], theirs[key]), key
@@ -184,8 +193,8 @@ def test_changed_lr_and_unused_optimizer_round_trip(tmp_path):
     model, opt = make_model(), fastnn.SGD(lr=0.1, momentum=0.9)
     fastnn.save(model, tmp_path / "fresh.npz", opt)          # before any step: no buffers yet
     assert "optimizer.momentum_buffer" not in entries_of(tmp_path / "fresh.npz")
-    _, loaded = fastnn.load(tmp_path / "fresh.npz", with_optimizer=True)
-    assert loaded.state_dict() == {"step": 0}
+    loaded_model, loaded = fastnn.load(tmp_path / "fresh.npz", with_optimizer=True)
+    assert is_fresh(loaded_model.optimizer_state(loaded))
     X, y = make_data()
     model.train_step(X, y, optimizer=opt)
     opt.lr = 0.1 / 3                                         # a schedule
@@ -302,24 +311,38 @@ def test_save_refuses_what_the_format_cannot_describe(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_save_refuses_an_optimizer_of_another_model(tmp_path):
+def test_save_writes_the_state_the_model_keeps_for_the_optimizer(tmp_path):
     X, y = make_data()
     model, other, opt = make_model(), make_model(), fastnn.Adam()
     other.train_step(X, y, optimizer=opt)
-    with pytest.raises(ValueError, match="another model"):
-        fastnn.save(model, tmp_path / "x.npz", optimizer=opt)
-    fastnn.save(other, tmp_path / "x.npz", optimizer=opt)         # its own model: fine
-    shared = fastnn.SGD(lr=0.1)                                   # plain SGD has no state: any model
-    other.train_step(X, y, optimizer=shared)
-    fastnn.save(model, tmp_path / "y.npz", optimizer=shared)
+    other.train_step(X, y, optimizer=opt)
+    fastnn.save(model, tmp_path / "x.npz", optimizer=opt)          # model has not trained with opt
+    entries = entries_of(tmp_path / "x.npz")
+    assert int(entries["optimizer.step"]) == 0 and "optimizer.exp_avg" not in entries
+    fastnn.save(other, tmp_path / "y.npz", optimizer=opt)          # other has, twice
+    entries = entries_of(tmp_path / "y.npz")
+    assert int(entries["optimizer.step"]) == 2
+    assert np.array_equal(entries["optimizer.exp_avg"], other.optimizer_state(opt)["exp_avg"])
+    loaded, loaded_opt = fastnn.load(tmp_path / "x.npz", with_optimizer=True)
+    assert is_fresh(loaded.optimizer_state(loaded_opt))
 
 
-def test_save_refuses_a_pending_state_of_the_wrong_size(tmp_path):
-    opt = fastnn.Adam()
-    opt.load_state_dict({"step": 2, "exp_avg": np.zeros(5), "exp_avg_sq": np.zeros(5)})
-    with pytest.raises(ValueError, match="exp_avg"):
-        fastnn.save(make_model(), tmp_path / "x.npz", optimizer=opt)
-    assert os.listdir(tmp_path) == []
+def test_a_state_set_on_the_model_is_saved_and_loaded(tmp_path):
+    model, opt = make_model(), fastnn.Adam()
+    rng = np.random.default_rng(0)
+    state = {"step": 7, "exp_avg": rng.normal(size=model.n_parameters),
+             "exp_avg_sq": rng.uniform(size=model.n_parameters)}
+    model.set_optimizer_state(opt, state)
+    fastnn.save(model, tmp_path / "x.npz", optimizer=opt)
+    loaded, loaded_opt = fastnn.load(tmp_path / "x.npz", with_optimizer=True)
+    loaded_state = loaded.optimizer_state(loaded_opt)
+    assert loaded_state["step"] == 7
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert loaded_state[name].tobytes() == state[name].tobytes()
+    X, y = make_data()
+    model.train_step(X, y, optimizer=opt)
+    loaded.train_step(X, y, optimizer=loaded_opt)
+    assert loaded.get_parameters().tobytes() == model.get_parameters().tobytes()
 
 
 # -- atomic writes -----------------------------------------------------------------------------
@@ -693,7 +716,7 @@ def test_compressed_and_byte_swapped_files_are_read(saved, tmp_path):
     for name in ("compressed.npz", "swapped.npz"):
         loaded, opt = fastnn.load(tmp_path / name, with_optimizer=True)
         assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
-        assert opt.state_dict()["step"] == 3
+        assert loaded.optimizer_state(opt)["step"] == 3
 
 
 def test_a_failed_load_builds_nothing_and_leaves_the_file_alone(saved, tmp_path):
@@ -712,3 +735,33 @@ def test_a_failed_load_builds_nothing_and_leaves_the_file_alone(saved, tmp_path)
     gc.collect()
     assert sum(isinstance(obj, model_module.Sequential) for obj in gc.get_objects()) == before
     assert (tmp_path / "bad.npz").read_bytes() == data
+
+
+def test_a_version_1_file_written_by_hand_loads_and_resumes(tmp_path):
+    """The documented layout, written with numpy.savez alone (no fastnn writer involved)."""
+    rng = np.random.default_rng(5)
+    n_parameters = 2 * 3 + 3 + 3 * 1 + 1
+    parameters, momentum = rng.normal(size=n_parameters), rng.normal(size=n_parameters)
+    architecture = {"format": "fastnn", "format_version": 1, "fastnn_version": "0.1.0", "dtype": "float64",
+                    "layers": [{"type": "Dense", "in_features": 2, "out_features": 3}, {"type": "ReLU"},
+                               {"type": "Dense", "in_features": 3, "out_features": 1}]}
+    optimizer = {"type": "SGD", "hyperparameters": {"lr": 0.05, "momentum": 0.9, "nesterov": False,
+                                                    "weight_decay": 0.0}}
+    write_entries(tmp_path / "v1.npz", {
+        "architecture": np.array(json.dumps(architecture)), "parameters": parameters,
+        "optimizer": np.array(json.dumps(optimizer)), "optimizer.step": np.array(4, dtype=np.int64),
+        "optimizer.momentum_buffer": momentum})
+    model, opt = fastnn.load(tmp_path / "v1.npz", with_optimizer=True)
+    assert repr(opt) == "SGD(lr=0.05, momentum=0.9)"
+    assert model.get_parameters().tobytes() == parameters.tobytes()
+    state = model.optimizer_state(opt)
+    assert state["step"] == 4 and state["momentum_buffer"].tobytes() == momentum.tobytes()
+    # Its next step continues from the loaded momentum: buf = 0.9 * buf + g; p -= lr * buf, with g the
+    # gradient the step leaves in the layers' dW and db.
+    X, y = rng.normal(size=(8, 2)), rng.normal(size=(8, 1))
+    params = model.get_parameters()
+    model.train_step(X, y, optimizer=opt)
+    grads = np.concatenate([g.reshape(-1) for layer in model.layers if isinstance(layer, fastnn.Dense)
+                            for g in (layer.dW, layer.db)])
+    np.testing.assert_allclose(model.get_parameters(), params - 0.05 * (0.9 * momentum + grads), rtol=1e-12,
+                               atol=1e-15)

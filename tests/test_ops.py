@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import fastnn
 from fastnn import ops, reference
 
 # ---------------------------------------------------------------------------
@@ -916,3 +917,58 @@ def test_property_sgd_update_matches_reference(data, dtype, lr, layout):
     ops.sgd_update(param, grad, lr)
     args = dict(param=values, grad=grad, lr=lr)
     assert_close(param, expected, dtype, *output_scales("sgd_update", args))
+
+
+# ---------------------------------------------------------------------------
+# elementwise_loss: the one validated call behind the elementwise losses
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,param", [("mse", 0.0), ("mae", 0.0), ("huber", 0.7), ("bce_with_logits", 0.0)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_elementwise_loss_is_each_named_loss_and_gradient(kind, param, weighted):
+    rng = np.random.default_rng(3)
+    yhat, y = rng.normal(size=(9, 3)), rng.uniform(size=(9, 3))
+    w = rng.uniform(0.1, 2.0, size=9) if weighted else None
+    extra = {"delta": param} if kind == "huber" else {}
+    loss = getattr(reference, f"{kind}_loss")(yhat, y, sample_weight=w, **extra)
+    grad = getattr(reference, f"{kind}_grad")(yhat, y, sample_weight=w, **extra)
+    assert ops.elementwise_loss(kind, yhat, y, w, param=param) == pytest.approx(loss, rel=1e-12)
+    np.testing.assert_allclose(ops.elementwise_loss(kind, yhat, y, w, param=param, want_grad=True), grad,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_elementwise_loss_refuses_bad_arguments_naming_them():
+    yhat = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"kind must be one of \('mse', 'mae', 'huber', 'bce_with_logits'\)"):
+        ops.elementwise_loss("cross_entropy", yhat, yhat)
+    with pytest.raises(ValueError, match=r"delta must be a finite number in \(0.0, inf\]"):
+        ops.elementwise_loss("huber", yhat, yhat, param=0.0)
+    with pytest.raises(TypeError, match="want_grad must be True or False"):
+        ops.elementwise_loss("mse", yhat, yhat, want_grad=1)
+    with pytest.raises(ValueError, match="y must have the shape of logits"):
+        ops.elementwise_loss("bce_with_logits", yhat, np.zeros((4, 3)), name="logits")
+    assert ops.elementwise_loss("mae", yhat, yhat, param=float("nan")) == 0.0     # mae has no parameter
+
+
+def test_momentum_and_adam_updates_check_their_hyperparameters_as_the_optimizers_do():
+    param, grad, buf = np.zeros(3), np.ones(3), np.zeros(3)
+    for kwargs, exc, match in [
+        (dict(momentum=1.0), ValueError, r"momentum must be a finite number in \[0.0, 1.0\)"),
+        (dict(momentum=0.5, nesterov="yes"), TypeError, "nesterov must be True or False, got str 'yes'"),
+        (dict(momentum=0.0, nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
+        (dict(momentum=0.5, weight_decay=-1.0), ValueError, "weight_decay"),
+    ]:
+        with pytest.raises(exc, match=match) as from_ops:
+            ops.sgd_momentum_update(param, grad, buf, lr=0.1, **kwargs)
+        with pytest.raises(exc) as from_sgd:
+            fastnn.SGD(lr=0.1, **kwargs)
+        assert str(from_ops.value) == str(from_sgd.value)
+    m, v = np.zeros(3), np.zeros(3)
+    for kwargs, exc, match in [
+        (dict(beta1=1.0), ValueError, "beta1"), (dict(beta2=-0.1), ValueError, "beta2"),
+        (dict(eps=0.0), ValueError, "eps"), (dict(decoupled="no"), TypeError, "decoupled must be True or False"),
+        (dict(step=0), ValueError, "step"),
+    ]:
+        with pytest.raises(exc, match=match):
+            ops.adam_update(param, grad, m, v, **{"step": 1, "lr": 0.1, **kwargs})
+    assert np.all(param == 0) and np.all(buf == 0) and np.all(m == 0) and np.all(v == 0)

@@ -175,7 +175,7 @@ def test_train_step_trajectory_matches_reference(name, dtype, rng):
         model.train_step(X, y, fastnn.MSELoss(), optimizer)
     np.testing.assert_allclose(model.get_parameters(), expected, **tolerance(dtype, 100))
     # Plain SGD keeps no state (and may train several models); the others count their steps.
-    assert optimizer.state_dict()["step"] == (0 if optimizer._stateless() else 5)
+    assert model.optimizer_state(optimizer)["step"] == (5 if optimizer.state_names else 0)
 
 
 @pytest.mark.parametrize("name", ["adam", "nesterov-wd"])
@@ -188,10 +188,12 @@ def test_fit_keeps_optimizer_state_between_calls(name, rng):
     twice.fit(X, y, optimizer=optimizer, epochs=2, batch_size=8, shuffle=False)
     twice.fit(X, y, optimizer=optimizer, epochs=2, batch_size=8, shuffle=False)
     np.testing.assert_array_equal(once.get_parameters(), twice.get_parameters())
-    assert optimizer.state_dict()["step"] == 16
+    assert twice.optimizer_state(optimizer)["step"] == 16
 
 
-def test_state_dict_round_trip_and_pickle(rng):
+def test_optimizer_state_round_trip_and_pickle(rng):
+    """The model keeps each optimizer's state: it can be read, set on another model,
+    and travels with the model and its optimizer when both are copied together."""
     X, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
     a, b = make_model(np.float64), make_model(np.float64)
     opt_a = fastnn.Adam(0.01)
@@ -199,21 +201,37 @@ def test_state_dict_round_trip_and_pickle(rng):
         a.train_step(X, y, fastnn.MSELoss(), opt_a)
     b.set_parameters(a.get_parameters())
     opt_b = fastnn.Adam(0.01)
-    opt_b.load_state_dict(opt_a.state_dict())
-    opt_c = pickle.loads(pickle.dumps(opt_a))
-    c = copy.deepcopy(a)
+    b.set_optimizer_state(opt_b, a.optimizer_state(opt_a))
+    c, opt_c = pickle.loads(pickle.dumps((a, opt_a)))
+    d, opt_d = copy.deepcopy((a, opt_a))
     for _ in range(3):
-        a.train_step(X, y, fastnn.MSELoss(), opt_a)
-        b.train_step(X, y, fastnn.MSELoss(), opt_b)
-        c.train_step(X, y, fastnn.MSELoss(), opt_c)
-    np.testing.assert_array_equal(a.get_parameters(), b.get_parameters())
-    np.testing.assert_array_equal(a.get_parameters(), c.get_parameters())
-    state = opt_a.state_dict()
+        for model, optimizer in ((a, opt_a), (b, opt_b), (c, opt_c), (d, opt_d)):
+            model.train_step(X, y, fastnn.MSELoss(), optimizer)
+    for model in (b, c, d):
+        np.testing.assert_array_equal(a.get_parameters(), model.get_parameters())
+    state = a.optimizer_state(opt_a)
     assert state["step"] == 6 and set(state) == {"step", "exp_avg", "exp_avg_sq"}
-    with pytest.raises(ValueError, match="exp_avg"):
-        fresh = fastnn.Adam()
-        fresh.load_state_dict({"step": 1, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)})
-        make_model(np.float64).train_step(X, y, fastnn.MSELoss(), fresh)
+    assert c.optimizer_state(opt_c)["step"] == 6 and a.optimizer_state(opt_c) == {"step": 0}
+    fresh = make_model(np.float64)
+    before = fresh.optimizer_state(opt_a)
+    with pytest.raises(ValueError, match=r"state\['exp_avg'\] must have shape \(38,\)"):
+        fresh.set_optimizer_state(opt_a, {"step": 1, "exp_avg": np.zeros(3), "exp_avg_sq": np.zeros(3)})
+    with pytest.raises(ValueError, match="does not use"):
+        fresh.set_optimizer_state(opt_a, {"step": 1, "momentum_buffer": np.zeros(38)})
+    with pytest.raises(ValueError, match=r"state\['step'\]"):
+        fresh.set_optimizer_state(opt_a, {"step": -1})
+    with pytest.raises(TypeError, match="state must be a dict"):
+        fresh.set_optimizer_state(opt_a, [1])
+    assert fresh.optimizer_state(opt_a) == before
+
+
+def test_optimizer_state_of_a_state_less_rule(rng):
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    model, optimizer = make_model(np.float64), fastnn.SGD(0.1)
+    model.train_step(X, y, fastnn.MSELoss(), optimizer)
+    assert optimizer.state_names == () and model.optimizer_state(optimizer) == {"step": 0}
+    with pytest.raises(ValueError, match="does not use"):
+        model.set_optimizer_state(optimizer, {"step": 0, "momentum_buffer": np.zeros(model.n_parameters)})
 
 
 def test_plain_sgd_may_train_several_models(rng):
@@ -227,29 +245,37 @@ def test_plain_sgd_may_train_several_models(rng):
     np.testing.assert_array_equal(b.get_parameters(), c.get_parameters())
 
 
-def test_one_optimizer_per_model(rng):
+def test_one_optimizer_trains_several_models_each_with_its_state(rng):
+    """An optimizer is a description: each model keeps its own state for it."""
     X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
-    optimizer = fastnn.Adam()
-    first = make_model(np.float64)
-    first.train_step(X, y, fastnn.MSELoss(), optimizer)
-    other = make_model(np.float64, seed=1)
-    before = other.get_parameters()
-    with pytest.raises(ValueError, match="another model"):
-        other.train_step(X, y, fastnn.MSELoss(), optimizer)
-    np.testing.assert_array_equal(other.get_parameters(), before)
+    shared, own_a, own_b = fastnn.Adam(0.01), fastnn.Adam(0.01), fastnn.Adam(0.01)
+    a, b = make_model(np.float64), make_model(np.float64, seed=1)
+    twin_a, twin_b = copy.deepcopy(a), copy.deepcopy(b)
+    for _ in range(3):
+        a.train_step(X, y, fastnn.MSELoss(), shared)
+        b.train_step(X, y, fastnn.MSELoss(), shared)
+        twin_a.train_step(X, y, fastnn.MSELoss(), own_a)
+    for _ in range(3):
+        twin_b.train_step(X, y, fastnn.MSELoss(), own_b)
+    np.testing.assert_array_equal(a.get_parameters(), twin_a.get_parameters())
+    np.testing.assert_array_equal(b.get_parameters(), twin_b.get_parameters())
+    assert a.optimizer_state(shared)["step"] == b.optimizer_state(shared)["step"] == 3
 
 
 def test_divergence_leaves_parameters_and_state_unchanged(rng):
     model = make_model(np.float64)
     X, y = rng.normal(size=(5, 3)) * 1e150, rng.normal(size=(5, 2))
     optimizer = fastnn.SGD(1e100, momentum=0.9)
-    before = model.get_parameters().tobytes(), optimizer.state_dict()
+    before = model.get_parameters().tobytes(), model.optimizer_state(optimizer)
     with pytest.raises(FloatingPointError):
         model.train_step(X, y, fastnn.MSELoss(), optimizer)
     assert model.get_parameters().tobytes() == before[0]
-    after = optimizer.state_dict()
-    # No update was applied: the fresh optimizer is still fresh (no buffer yet).
-    assert after.keys() == before[1].keys() and after["step"] == 0 and "momentum_buffer" not in after
+    after = model.optimizer_state(optimizer)
+    # No update was applied: the model keeps no state for the optimizer (no buffer yet).
+    assert after == before[1] == {"step": 0}
+    with pytest.raises(FloatingPointError):
+        model.fit(X, y, optimizer=optimizer)
+    assert model.get_parameters().tobytes() == before[0] and model.optimizer_state(optimizer) == {"step": 0}
 
 
 @pytest.mark.parametrize("make,exc,name", [
@@ -279,28 +305,6 @@ def test_defaults_and_repr():
     assert repr(fastnn.AdamW()).startswith("AdamW(lr=0.001")
 
 
-def test_state_carries_over_when_the_model_is_gone(rng):
-    import gc
-
-    X, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
-    optimizer = fastnn.Adam(0.01)
-    first = make_model(np.float64)
-    for _ in range(3):
-        first.train_step(X, y, fastnn.MSELoss(), optimizer)
-    state = optimizer.state_dict()
-    twin = make_model(np.float64)
-    twin.set_parameters(first.get_parameters())
-    del first
-    gc.collect()
-    reference_opt = fastnn.Adam(0.01)
-    reference_opt.load_state_dict(state)
-    copy_model = copy.deepcopy(twin)
-    twin.train_step(X, y, fastnn.MSELoss(), optimizer)
-    copy_model.train_step(X, y, fastnn.MSELoss(), reference_opt)
-    assert optimizer.state_dict()["step"] == 4
-    np.testing.assert_array_equal(twin.get_parameters(), copy_model.get_parameters())
-
-
 @pytest.mark.parametrize("make", [lambda: fastnn.SGD(0.1), lambda: fastnn.SGD(0.1, momentum=0.9),
                                   lambda: fastnn.Adam(0.01)], ids=["sgd", "momentum", "adam"])
 def test_train_step_sees_every_change_to_its_optimizer(make, rng):
@@ -314,9 +318,9 @@ def test_train_step_sees_every_change_to_its_optimizer(make, rng):
         model.train_step(X, y, fastnn.MSELoss(), opt)
         twin.fit(X, y, optimizer=twin_opt, epochs=1, shuffle=False)     # fit takes no cache
     np.testing.assert_array_equal(model.get_parameters(), twin.get_parameters())
-    saved, params = opt.state_dict(), model.get_parameters()
+    saved, params = model.optimizer_state(opt), model.get_parameters()
     model.train_step(X, y, fastnn.MSELoss(), opt)
-    opt.load_state_dict(saved)                  # back to the state before that step
+    model.set_optimizer_state(opt, saved)       # back to the state before that step
     model.set_parameters(params)
     model.train_step(X, y, fastnn.MSELoss(), opt)
     twin.train_step(X, y, fastnn.MSELoss(), twin_opt)

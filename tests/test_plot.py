@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import fastnn  # noqa: E402
-from fastnn.plot import fit_1d, loss_curve  # noqa: E402
+from fastnn.plot import fit_1d, loss_curve, save_fit_figure  # noqa: E402
 
 
 def rendered(ax, path):
@@ -47,3 +47,26 @@ def test_loss_curve_draws_every_epoch(tmp_path):
 def test_fit_1d_needs_one_input_and_one_output():
     with pytest.raises(ValueError, match="model"):
         fit_1d(fastnn.Sequential([fastnn.Dense(2, 1)]), np.ones((3, 2)), np.ones(3))
+
+
+def test_save_fit_figure_writes_both_panels_and_leaves_pyplot_alone(tmp_path):
+    model = fastnn.datasets.tutorial_network()
+    X, y = fastnn.datasets.tutorial_samples(32, seed=0)
+    history = fastnn.Sequential([fastnn.Dense(1, 4, seed=0), fastnn.ReLU(), fastnn.Dense(4, 1, seed=1)]).fit(
+        X, y, epochs=3)
+    figures, backend = plt.get_fignums(), plt.get_backend()
+    save_fit_figure(tmp_path / "fit.png", model, X, y, history, curve=fastnn.datasets.tutorial_curve, title="t")
+    assert plt.get_fignums() == figures and plt.get_backend() == backend
+    pixels = matplotlib.image.imread(tmp_path / "fit.png")
+    assert pixels.shape[:2] == (400, 1100)                      # 11 x 4 inches at 100 dpi
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20
+
+
+@pytest.mark.parametrize("call,exc,match", [
+    (lambda model, X, y: fit_1d(model, X, y, n_points=0), ValueError, "n_points"),
+    (lambda model, X, y: loss_curve(fastnn.History(), log="yes"), TypeError, "log must be True or False"),
+])
+def test_plots_check_their_arguments(call, exc, match):
+    model = fastnn.datasets.tutorial_network()
+    with pytest.raises(exc, match=match):
+        call(model, np.zeros(3), np.zeros(3))

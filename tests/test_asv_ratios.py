@@ -1,0 +1,64 @@
+"""benchmarks/asv_ratios.py pairs asv's fastnn and reference timings row by row."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "asv_ratios.py"
+
+
+@pytest.fixture(scope="module")
+def asv_ratios():
+    if not SCRIPT.exists():
+        pytest.skip("benchmarks/ is not beside the tests (an installed-wheel run)")
+    spec = importlib.util.spec_from_file_location("asv_ratios", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_results(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A results file as asv 0.6 writes it: one time benchmark over (config, dtype, impl),
+    one missing timing (a failed run), and a benchmark without impl."""
+    params = [["'a'", "'b'"], ["'float32'"], ["'fastnn'", "'reference'"]]
+    benchmarks = {
+        "bench.K.time_x": {"type": "time", "param_names": ["config", "dtype", "impl"], "params": params},
+        "bench.K.time_y": {"type": "time", "param_names": ["config"], "params": [["'a'"]]},
+    }
+    results = {
+        "commit_hash": "0123456789abcdef",
+        "result_columns": ["result", "params", "version"],
+        # product order: (a, f32, fastnn), (a, f32, reference), (b, f32, fastnn), (b, f32, reference)
+        "results": {"bench.K.time_x": [[1e-6, 4e-6, 2e-6, None], params, "v"],
+                    "bench.K.time_y": [[1.0], [["'a'"]], "v"]},
+    }
+    machine = tmp_path / "results" / "m"
+    machine.mkdir(parents=True)
+    (tmp_path / "results" / "benchmarks.json").write_text(json.dumps(benchmarks))
+    (machine / "machine.json").write_text("{}")
+    path = machine / "0123-env.json"
+    path.write_text(json.dumps(results))
+    return path
+
+
+def test_rows_pair_fastnn_with_the_reference(asv_ratios, tmp_path):
+    path = write_results(tmp_path)
+    rows = asv_ratios.paired_rows(json.loads(path.read_text()),
+                                  json.loads((tmp_path / "results" / "benchmarks.json").read_text()))
+    assert rows == [{"benchmark": "bench.K.time_x", "params": "a, float32", "fastnn": 1e-6,
+                     "reference": 4e-6, "ratio": 4.0}]
+
+
+def test_main_prints_the_table_and_fails_below_the_floor(asv_ratios, tmp_path, capsys):
+    write_results(tmp_path)
+    out = tmp_path / "table.md"
+    assert asv_ratios.main(["--results-dir", str(tmp_path / "results"), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| bench.K.time_x | a, float32 | 1 us | 4 us | 4.00 |" in printed
+    assert "1 rows, 0 below 1.0" in printed and out.read_text().startswith("| benchmark |")
+    assert asv_ratios.main(["--results-dir", str(tmp_path / "results"), "--floor", "5"]) == 1
+    assert "bench.K.time_x [a, float32]: 4.00" in capsys.readouterr().out
