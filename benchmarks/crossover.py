@@ -56,8 +56,8 @@ def main():
     batches = [1, 8, 32, 256]
     rng = np.random.default_rng(0)
     model = fastnn.Sequential([fastnn.Dense(1, 1)])
-    tiled = fastnn._network.BLAS_MIN_WEIGHTS_TILED
-    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._network.ISA} "
+    tiled = fastnn._walker.BLAS_MIN_WEIGHTS_TILED
+    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._walker.ISA} "
           f"(BLAS_MIN_WEIGHTS_TILED {tiled}), BLAS: {model._net.blas_source}")
     print("train_step time, own loops / BLAS (> 1: BLAS is faster); rows Dense(k, m), columns batch n\n")
     shapes = [(width, width) for width in widths]

@@ -3,10 +3,10 @@
 The build facts (Cython version, compiler, flags, directives, whether it is
 the bounds-checked build) are the ones ``setup.py``'s ``build_ext`` recorded
 in ``fastnn/_build_info.py`` when it compiled the extensions; the tests hold
-them to the compiled modules themselves (``fastnn._kernels.DEBUG_BUILD``, the
+them to the compiled modules themselves (``fastnn._ops.DEBUG_BUILD``, the
 Cython runtime the extensions carry, which walker builds exist). The runtime
 facts are looked up when asked: which build of the network walker this CPU
-got (``fastnn._network.ISA``), which BLAS fastnn calls for large layers
+got (``fastnn._walker.ISA``), which BLAS fastnn calls for large layers
 (``fastnn._blas.find_blas()``) and with how many threads (from
 ``threadpoolctl``, when it is installed).
 
@@ -37,9 +37,9 @@ def _build_info() -> dict[str, Any] | None:
 
 def _cython_runtime() -> str | None:
     """The Cython version the compiled extensions carry (their shared ``_cython_X_Y_Z`` types)."""
-    from fastnn import _kernels
+    from fastnn import _ops
 
-    module = type(_kernels.cpu_has_avx2).__module__
+    module = type(_ops.cpu_has_avx2).__module__
     prefix = "_cython_"
     return module[len(prefix):].replace("_", ".") if module.startswith(prefix) else None
 
@@ -80,15 +80,15 @@ def _facts() -> dict[str, Any]:
 
     import numpy
 
-    from fastnn import _blas, _kernels, _network
+    from fastnn import _blas, _ops, _walker
 
     build = _build_info()
     blas = _blas.find_blas()
     threads = _blas_threads(blas.library, blas.kind) if blas.kind else {"num_threads": None, "note": "no BLAS"}
-    # The rule of Dense products (BLAS or own loops): the walker build's, and fastnn.ops' (_kernels).
+    # The rule of Dense products (BLAS or own loops): the walker build's, and fastnn.ops' (_ops).
     names = ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH", "BLAS_MIN_WEIGHTS_TILED")
-    thresholds = {name.lower(): getattr(_network, name) for name in names}
-    ops_thresholds = {name.lower(): getattr(_kernels, name) for name in names}
+    thresholds = {name.lower(): getattr(_walker, name) for name in names}
+    ops_thresholds = {name.lower(): getattr(_ops, name) for name in names}
     return {
         "fastnn": {
             "version": __version__,
@@ -96,7 +96,7 @@ def _facts() -> dict[str, Any]:
         },
         "build": {
             "recorded": build is not None,
-            "debug_build": bool(_kernels.DEBUG_BUILD),
+            "debug_build": bool(_ops.DEBUG_BUILD),
             "cython_runtime": _cython_runtime(),
             **(build or {}),
         },
@@ -105,10 +105,10 @@ def _facts() -> dict[str, Any]:
             "machine": platform.machine(),
             "numpy": numpy.__version__,
             "walker": {
-                "isa": _network.ISA,
-                "module": _network.Network.__module__,
-                "cpu_has_avx2": bool(_kernels.cpu_has_avx2()),
-                "cpu_has_avx512": bool(_kernels.cpu_has_avx512()),
+                "isa": _walker.ISA,
+                "module": _walker.Network.__module__,
+                "cpu_has_avx2": bool(_ops.cpu_has_avx2()),
+                "cpu_has_avx512": bool(_ops.cpu_has_avx512()),
                 "FASTNN_ISA": os.environ.get("FASTNN_ISA", "auto"),
             },
             "blas": {

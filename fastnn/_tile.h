@@ -1,4 +1,4 @@
-/* The register-tiled product of fastnn's own loops (fastnn/_loops.pxi,
+/* The register-tiled product of fastnn's own loops (fastnn/_kernels.pxi,
  * _small_gemm): C (M, N) = A (M, K) @ B (K, N) [+ bias[:, None]] [then
  * max(., 0)], for the small layers that do not pay for a BLAS call.
  *
@@ -31,7 +31,7 @@
 #endif
 
 /* From which sizes a Dense product calls BLAS instead of these loops
- * (fastnn/_loops.pxi, use_blas): in * out >= FASTNN_BLAS_MIN_WEIGHTS and
+ * (fastnn/_kernels.pxi, use_blas): in * out >= FASTNN_BLAS_MIN_WEIGHTS and
  * min(in, out) >= FASTNN_BLAS_MIN_WIDTH and, for a batch of 8 rows or more
  * (where the tiles run), in * out >= FASTNN_BLAS_MIN_WEIGHTS_TILED: the
  * wider the tile's vectors, the larger the layers it wins on. Measured with

@@ -1,4 +1,4 @@
-"""Type stub of ``fastnn._kernels``, compiled from ``fastnn/_kernels.pyx``.
+"""Type stub of ``fastnn._ops``, compiled from ``fastnn/_ops.pyx``.
 
 Keep it in step with the ``.pyx``: tests/test_packaging.py checks that both
 define the same public names. The array arguments are typed memoryviews in
@@ -18,7 +18,7 @@ _Floats = npt.NDArray[np.floating[Any]]
 
 #: True when the extension was compiled with bounds checking (FASTNN_DEBUG=1).
 DEBUG_BUILD: bool
-#: From which sizes the Dense wrappers call BLAS (the rule of fastnn/_loops.pxi's use_blas).
+#: From which sizes the Dense wrappers call BLAS (the rule of fastnn/_kernels.pxi's use_blas).
 BLAS_MIN_WEIGHTS: int
 BLAS_MIN_WIDTH: int
 BLAS_MIN_WEIGHTS_TILED: int

@@ -1,9 +1,9 @@
 """Walk a whole network in one call without the GIL.
 
 This source is compiled up to three times (see setup.py): as
-fastnn._network_baseline for any x86-64 (or other) CPU, and as
-fastnn._network_avx2 and fastnn._network_avx512 for CPUs that have AVX2 or
-AVX-512; fastnn._network imports the widest one the CPU can run. No fused
+fastnn._walker_baseline for any x86-64 (or other) CPU, and as
+fastnn._walker_avx2 and fastnn._walker_avx512 for CPUs that have AVX2 or
+AVX-512; fastnn._walker imports the widest one the CPU can run. No fused
 multiply-add (-ffp-contract=off) and sums in a fixed order: on the same
 path (BLAS or own loops for each layer), every build gives the same bits.
 
@@ -29,7 +29,7 @@ converts it, then calls again. Finiteness of X, y and the sample weights
 (and the labels' range) is checked inside the step's first pass.
 
 The loops themselves (Dense, activations, losses, optimizer updates) are
-those of ``_loops.pxi``, which fastnn.ops runs too; this file holds the
+those of ``_kernels.pxi``, which fastnn.ops runs too; this file holds the
 walk. Dense layers multiply with fastnn's own loops when they are small and
 with a BLAS ``gemm`` (see ``fastnn._blas``) when the layer is large enough
 (``use_blas``, from this build's thresholds in ``_tile.h``, measured with
@@ -42,7 +42,7 @@ plan, and ``_train_step`` the forward pass, loss, backward pass and update
 in one body, because they run once per mini-batch, where a whole tutorial
 step takes well under a microsecond: splitting them would add calls and
 pointer set-up on that path. (Likewise ``_update_pass`` and
-``loss_grad_kernel`` in ``_loops.pxi`` keep one branch-free loop per rule
+``loss_grad_kernel`` in ``_kernels.pxi`` keep one branch-free loop per rule
 inline, so that the compiler vectorises each.) ``Network.__init__`` checks
 the whole plan in one place, before anything is kept.
 
@@ -82,7 +82,7 @@ that must first be validated (including input that is not finite).
 cimport numpy as cnp
 from libc.math cimport NAN, isfinite
 
-include "_loops.pxi"
+include "_kernels.pxi"
 
 
 import numpy as np
@@ -150,7 +150,7 @@ cdef inline Py_ssize_t _last_act(const NetC* net) noexcept nogil:
 
 # Inside a step every activation is stored feature-major, (width, n): row j
 # holds unit j for every sample of the batch, as the Dense loops of
-# _loops.pxi take them; the input is transposed once on the way in (fused
+# _kernels.pxi take them; the input is transposed once on the way in (fused
 # with the mini-batch gather) and the output once on the way out.
 
 cdef void _gather_transpose(

@@ -4,7 +4,7 @@ Design
 ------
 Two layers live here.
 
-1. ``cdef ... noexcept nogil`` loops over raw pointers, in ``_loops.pxi``
+1. ``cdef ... noexcept nogil`` loops over raw pointers, in ``_kernels.pxi``
    (included here and in the network walker, which compiles its own copy
    so that it can inline them): one body per kernel, which both sides run.
    They check nothing, raise nothing and touch no Python object.
@@ -66,7 +66,7 @@ def cpu_has_avx512():
     return bool(fastnn_cpu_has_avx512())
 
 
-include "_loops.pxi"
+include "_kernels.pxi"
 
 
 #: The BLAS of the Dense wrappers below (``set_blas``), with this module's

@@ -1,13 +1,13 @@
 # The pointer-level loops of fastnn, included (not cimported) by each
-# compiled module that runs them: fastnn._kernels (behind fastnn.ops) and the
-# network walkers fastnn._network_baseline / _avx2 / _avx512. Each loop has
+# compiled module that runs them: fastnn._ops (behind fastnn.ops) and the
+# network walkers fastnn._walker_baseline / _avx2 / _avx512. Each loop has
 # one body here, fused over float32/float64, and both sides run it.
 #
 # Why an include and not a .pxd: a cdef function cimported from another
 # module is called through a pointer, so it can be neither inlined into the
 # walker's loops nor compiled for the walker's instruction set. Each module
 # compiles its own copy instead, and the AVX2 build of the walker gets AVX2
-# loops throughout (see setup.py and fastnn/_network.py).
+# loops throughout (see setup.py and fastnn/_walker.py).
 #
 # Every function here is a typed loop over C-contiguous buffers that the
 # caller has allocated and whose sizes the caller has checked: nothing here

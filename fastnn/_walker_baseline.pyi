@@ -1,7 +1,7 @@
-"""Type stub of the compiled network walker, ``fastnn/_network.pxi``.
+"""Type stub of the compiled network walker, ``fastnn/_walker.pxi``.
 
-The walker is compiled up to three times, as ``fastnn._network_baseline``,
-``fastnn._network_avx2`` and ``fastnn._network_avx512`` (``fastnn._network``
+The walker is compiled up to three times, as ``fastnn._walker_baseline``,
+``fastnn._walker_avx2`` and ``fastnn._walker_avx512`` (``fastnn._walker``
 picks one at import); the other builds' stubs re-export this one's names. Keep it in step with the
 ``.pxi``: tests/test_packaging.py checks that the compiled modules define
 the same public names as the stubs.
