@@ -189,7 +189,13 @@ cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) no
     once and must then add their lanes in order, one by one.
     """
     cdef floating lane[16]
+    cdef floating total = 0
     cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    if n < lanes:
+        # Lane 0 alone: the same sum in the same order, without the other lanes' zeros.
+        for i in range(n):
+            total += x[i] * y[i]
+        return total
     for t in range(lanes):
         lane[t] = 0
     while i + lanes <= n:
@@ -205,7 +211,12 @@ cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) no
 cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
     """sum(x), in vectorisable lanes (as ``_dot``)."""
     cdef floating lane[16]
+    cdef floating total = 0
     cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    if n < lanes:
+        for i in range(n):
+            total += x[i]
+        return total
     for t in range(lanes):
         lane[t] = 0
     while i + lanes <= n:
