@@ -5,7 +5,8 @@ network, layer by layer in NumPy), parameterised over (config, dtype, impl);
 ``impl`` is last, so asv prints the two side by side. Each config brings its
 loss and optimizer (``common.make_loss``, ``common.make_optimizer``): MSE and
 plain SGD, MSE and Adam ("tiny-adam"), cross-entropy on integer labels and
-Adam ("digits"); the reference trains with ``common.ReferenceTrainer``.
+Adam ("digits"); the reference trains with ``ReferenceMLP.train_step`` and
+``fit_epoch`` (the config's loss, and ``common.reference_optimizer``).
 ``Agreement`` tracks how far fastnn's results are from the reference's, and
 fails when they are further apart than ``common.TOLERANCE`` allows.
 """
@@ -20,7 +21,6 @@ from .common import (
     CONFIG_NAMES,
     CONFIGS,
     DTYPE_NAMES,
-    ReferenceTrainer,
     make_data,
     make_loss,
     make_model,
@@ -28,6 +28,7 @@ from .common import (
     make_reference,
     max_abs_diff,
     parameters_of,
+    reference_optimizer,
     trace,
 )
 
@@ -41,14 +42,14 @@ class _NetworkSuite:
 
     def setup(self, config, dtype, impl):
         self.config = CONFIGS[config]
+        self.impl = impl
         model = make_model(config, dtype)
         self.X, self.y = make_data(config, dtype)
         n = self.config.batch_size
         self.X_batch, self.y_batch = self.X[:n], self.y[:n]
         self.net = model if impl == "fastnn" else make_reference(model)
-        self.trainer = None if impl == "fastnn" else ReferenceTrainer(self.net, self.config)
         self.loss = make_loss(self.config)
-        self.optimizer = make_optimizer(self.config)
+        self.optimizer = make_optimizer(self.config) if impl == "fastnn" else reference_optimizer(self.config)
         self.rng = np.random.default_rng(0)
 
 
@@ -66,12 +67,10 @@ class TrainStep(_NetworkSuite):
     """One ``train_step`` (forward, loss, backward, SGD or Adam update) on one batch."""
 
     def _step(self):
-        if self.trainer is None:
+        if self.impl == "fastnn":
             self.net.train_step(self.X_batch, self.y_batch, self.loss, self.optimizer)
-        elif self.trainer.plain:
-            self.net.train_step(self.X_batch, self.y_batch, self.config.lr)
         else:
-            self.trainer.train_step(self.X_batch, self.y_batch)
+            self.net.train_step(self.X_batch, self.y_batch, self.optimizer, self.config.loss)
 
     def time_train_step(self, *params):
         self._step()
@@ -85,9 +84,9 @@ class FitEpoch(_NetworkSuite):
     over the config's ``n_samples`` rows."""
 
     def _epoch(self):
-        if self.trainer is not None:
+        if self.impl == "reference":
             order = self.rng.permutation(self.config.n_samples)
-            self.trainer.fit_epoch(self.X, self.y, order)   # ReferenceMLP.fit_epoch for MSE and SGD
+            self.net.fit_epoch(self.X, self.y, self.optimizer, self.config.batch_size, order, self.config.loss)
         else:
             self.net.fit(self.X, self.y, loss=self.loss, optimizer=self.optimizer, epochs=1,
                          batch_size=self.config.batch_size, shuffle=True, seed=0)
@@ -172,10 +171,10 @@ class Agreement:
     def track_train_step(self, *params):
         """Three steps on one batch: the losses and the parameters after them."""
         model, ref = self._pair()
-        trainer = ReferenceTrainer(ref, self.config)
         loss, optimizer = make_loss(self.config), make_optimizer(self.config)
         losses = [model.train_step(self.X_batch, self.y_batch, loss, optimizer) for _ in range(3)]
-        expected = [trainer.train_step(self.X_batch, self.y_batch) for _ in range(3)]
+        rule = reference_optimizer(self.config)
+        expected = [ref.train_step(self.X_batch, self.y_batch, rule, self.config.loss) for _ in range(3)]
         return max_abs_diff([losses] + parameters_of(model), [expected] + parameters_of(ref),
                             self.dtype, "train_step")
 
@@ -184,6 +183,7 @@ class Agreement:
         model, ref = self._pair()
         history = model.fit(self.X, self.y, loss=make_loss(self.config), optimizer=make_optimizer(self.config),
                             epochs=1, batch_size=self.config.batch_size, shuffle=False)
-        expected = ReferenceTrainer(ref, self.config).fit_epoch(self.X, self.y)
+        expected = ref.fit_epoch(self.X, self.y, reference_optimizer(self.config), self.config.batch_size,
+                                 loss=self.config.loss)
         return max_abs_diff([history.loss] + parameters_of(model), [[expected]] + parameters_of(ref),
                             self.dtype, "a fit epoch")

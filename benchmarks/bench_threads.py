@@ -1,6 +1,6 @@
 """asv suite: two independent models trained one after the other, or in two Python threads.
 
-The same jobs as ``benchmarks/threads.py`` (run that script for the speed-up
+The same jobs as ``benchmarks/thread_speedup.py`` (run that script for the speed-up
 and a GIL-free control): ``work="steps"`` trains ``tiny`` (8-32-32-1) by
 ``train_step`` and ``demo-fit`` (1-16-1) by ``fit``; ``work="fit"`` trains
 both by ``fit``. ``mode="serial"`` runs the two jobs in this thread one
@@ -10,7 +10,7 @@ GIL. Each timing is one run (about 70 ms of work serially) on models built
 afresh in ``setup``, so every sample trains from the same weights.
 """
 
-from .threads import SCENARIOS, limit_blas_threads, make_jobs, run_serial, run_threaded
+from .thread_speedup import SCENARIOS, limit_blas_threads, make_jobs, run_serial, run_threaded
 
 
 class Threads:

@@ -19,10 +19,11 @@ whether scikit-learn is installed.
 Only fastnn's public API is used (``Sequential``, ``Dense``, ``ReLU``,
 ``SGD``, ``Adam``, ``MSELoss``, ``CrossEntropyLoss``, ``fastnn.ops``,
 ``fastnn.reference``), so the benchmarks keep working while the internals
-change. The NumPy side of a training step is :class:`ReferenceTrainer`:
-``ReferenceMLP.gradients`` and the reference update of every W and b
-(``sgd_update``, or ``adam_update`` with the moments that
-:class:`ReferenceAdam` keeps per parameter).
+change. The NumPy side of a training step is the reference's own loop,
+``fastnn.reference.ReferenceMLP.train_step`` (and ``fit_epoch``) with the
+config's loss and :func:`reference_optimizer`: ``reference.sgd_update`` of
+every W and b for plain SGD, ``reference.adam_update`` with the moments the
+ReferenceMLP keeps for Adam.
 """
 
 from __future__ import annotations
@@ -45,8 +46,7 @@ __all__ = [
     "make_loss",
     "make_optimizer",
     "make_reference",
-    "ReferenceAdam",
-    "ReferenceTrainer",
+    "reference_optimizer",
     "trace",
     "max_abs_diff",
     "parameters_of",
@@ -276,111 +276,21 @@ def make_reference(model):
     return ReferenceMLP.from_model(model)
 
 
+def reference_optimizer(config):
+    """What the config's ReferenceMLP trains with: the learning rate for plain SGD (the
+    reference's stateless step), else the config's fastnn optimizer (a description the
+    ReferenceMLP reads its rule from, keeping the state itself)."""
+    config = _config(config)
+    return config.lr if config.optimizer == "sgd" else make_optimizer(config)
+
+
 def parameters_of(model) -> list:
     """``[W1, b1, W2, b2, ...]`` of a fastnn model or a ReferenceMLP (live arrays)."""
     from fastnn.reference import ReferenceMLP
 
     if isinstance(model, ReferenceMLP):
-        return [array for layer in model.layers if layer[0] == "dense" for array in layer[1:]]
+        return model.parameters()
     return [array for layer in model.layers if hasattr(layer, "W") for array in (layer.W, layer.b)]
-
-
-class ReferenceAdam:
-    """``torch.optim.Adam`` over a list of NumPy arrays, with ``fastnn.reference.adam_update``.
-
-    Keeps the two moment estimates of every parameter (zeros at first) and
-    the step count; :meth:`step` applies one update to every parameter in
-    place. :meth:`state_dict` and :meth:`load_state_dict` copy the state out
-    and back (``compare.py`` restores it between timed blocks).
-    """
-
-    def __init__(self, params, lr: float, betas=ADAM_BETAS, eps: float = ADAM_EPS):
-        self.params = list(params)
-        self.lr = lr
-        self.beta1, self.beta2 = betas
-        self.eps = eps
-        self.steps = 0
-        self.exp_avg = [np.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [np.zeros_like(p) for p in self.params]
-
-    def step(self, grads) -> None:
-        """One Adam update of every parameter; ``grads`` in the order of ``params``."""
-        from fastnn.reference import adam_update
-
-        self.steps += 1
-        for param, grad, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
-            adam_update(param, grad, m, v, self.steps, self.lr, self.beta1, self.beta2, self.eps)
-
-    def state_dict(self) -> dict:
-        return {"step": self.steps, "exp_avg": [m.copy() for m in self.exp_avg],
-                "exp_avg_sq": [v.copy() for v in self.exp_avg_sq]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.steps = state["step"]
-        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"], strict=True):
-            mine[...] = saved
-
-
-class ReferenceTrainer:
-    """The NumPy training loop of a config: a :class:`fastnn.reference.ReferenceMLP`,
-    the config's loss, and its optimizer.
-
-    A step is ``ReferenceMLP.gradients`` followed by the reference update of
-    every W and b: ``sgd_update``, or ``adam_update`` through a
-    :class:`ReferenceAdam`. The configs with MSE and plain SGD go straight
-    to ``ReferenceMLP.train_step`` and ``fit_epoch``, as they always have.
-    """
-
-    def __init__(self, reference, config):
-        self.ref = reference
-        self.config = _config(config)
-        self.params = parameters_of(reference)
-        self.adam = ReferenceAdam(self.params, self.config.lr) if self.config.optimizer == "adam" else None
-        #: MSE and plain SGD: ReferenceMLP's own train_step and fit_epoch
-        self.plain = self.adam is None and self.config.loss == "mse"
-
-    def predict(self, X):
-        return self.ref.predict(X)
-
-    def train_step(self, X, y) -> float:
-        """One forward, loss, backward and update on the batch; the loss before the update."""
-        if self.plain:
-            return self.ref.train_step(X, y, self.config.lr)
-        from fastnn.reference import sgd_update
-
-        loss, grads = self.ref.gradients(X, y, self.config.loss)
-        flat = [array for pair in grads if pair is not None for array in pair]  # dW1, db1, dW2, ...
-        if self.adam is None:
-            for param, grad in zip(self.params, flat, strict=True):
-                sgd_update(param, grad, self.config.lr)
-        else:
-            self.adam.step(flat)
-        return loss
-
-    def fit_epoch(self, X, y, order=None) -> float:
-        """One epoch of mini-batches of ``batch_size`` over the rows in ``order``
-        (None: in order); the mean loss, as ``ReferenceMLP.fit_epoch``."""
-        batch_size = self.config.batch_size
-        if self.plain:
-            return self.ref.fit_epoch(X, y, self.config.lr, batch_size, order)
-        X = np.asarray(X, dtype=self.ref.dtype)
-        y = np.asarray(y)
-        n_samples = X.shape[0]
-        if order is None:
-            order = np.arange(n_samples)
-        total = 0.0
-        for start in range(0, n_samples, batch_size):
-            rows = order[start:start + batch_size]
-            total += self.train_step(X[rows], y[rows]) * len(rows)
-        return total / n_samples
-
-    def state_dict(self):
-        """The optimizer's state (None for plain SGD, which has none)."""
-        return None if self.adam is None else self.adam.state_dict()
-
-    def load_state_dict(self, state) -> None:
-        if self.adam is not None:
-            self.adam.load_state_dict(state)
 
 
 def trace(reference, X, y, loss: str = "mse") -> dict:

@@ -12,8 +12,8 @@ cross-entropy on integer labels and Adam) of
 
 * fastnn (``Sequential.train_step``),
 * NumPy: ``fastnn.reference.ReferenceMLP``, the same network layer by layer
-  (``ReferenceMLP.gradients`` and ``reference.adam_update`` per W and b for
-  the Adam configs, ``common.ReferenceTrainer``),
+  (``ReferenceMLP.train_step``: ``reference.sgd_update``, or
+  ``reference.adam_update`` for the Adam configs, per W and b),
 * PyTorch, when installed: ``nn.Sequential`` of ``nn.Linear``/``nn.ReLU``,
   ``F.mse_loss`` or ``nn.CrossEntropyLoss``, ``optim.SGD`` (no momentum) or
   ``optim.Adam``, a hand-written step,
@@ -165,14 +165,11 @@ def _make_fastnn(fastnn, common, config, X, y, dtype):
     loss, optimizer = common.make_loss(config), common.make_optimizer(config)
     n = config.batch_size
     checks = [model.train_step(X[:n], y[:n], loss, optimizer) for _ in range(2)]
-    if config.optimizer == "sgd":            # no state
-        reset = lambda: _restore(common.parameters_of(model), saved)  # noqa: E731
-    else:
-        state = optimizer.state_dict()
+    state = model.optimizer_state(optimizer)    # the model keeps the optimizer's state
 
-        def reset():
-            _restore(common.parameters_of(model), saved)
-            optimizer.load_state_dict(state)
+    def reset():
+        _restore(common.parameters_of(model), saved)
+        model.set_optimizer_state(optimizer, state)
     if config.measure == "fit":
         step = functools.partial(model.fit, X, y, loss=loss, optimizer=optimizer, epochs=config.fit_epochs,
                                  batch_size=n, shuffle=True, seed=0)
@@ -184,28 +181,23 @@ def _make_fastnn(fastnn, common, config, X, y, dtype):
 def _make_numpy(fastnn, common, config, X, y, dtype):
     np = sys.modules["numpy"]
     ref = common.make_reference(common.make_model(config, dtype))
-    trainer = common.ReferenceTrainer(ref, config)
+    optimizer = common.reference_optimizer(config)      # a learning rate for plain SGD: no state
     saved = [p.copy() for p in common.parameters_of(ref)]
-    n, lr = config.batch_size, config.lr
-    checks = [trainer.train_step(X[:n], y[:n]) for _ in range(2)]
-    if trainer.plain:                        # MSE and plain SGD: ReferenceMLP's own step, no state
-        reset = lambda: _restore(common.parameters_of(ref), saved)  # noqa: E731
-    else:
-        state = trainer.state_dict()
+    n = config.batch_size
+    checks = [ref.train_step(X[:n], y[:n], optimizer, config.loss) for _ in range(2)]
+    state = ref.optimizer_state(optimizer)
 
-        def reset():
-            _restore(common.parameters_of(ref), saved)
-            trainer.load_state_dict(state)
+    def reset():
+        _restore(common.parameters_of(ref), saved)
+        ref.set_optimizer_state(optimizer, state)
     if config.measure == "fit":
         rng = np.random.default_rng(0)
 
         def step():
             for _ in range(config.fit_epochs):
-                trainer.fit_epoch(X, y, rng.permutation(len(X)))
-    elif trainer.plain:
-        step = functools.partial(ref.train_step, X[:n], y[:n], lr)
+                ref.fit_epoch(X, y, optimizer, n, rng.permutation(len(X)), config.loss)
     else:
-        step = functools.partial(trainer.train_step, X[:n], y[:n])
+        step = functools.partial(ref.train_step, X[:n], y[:n], optimizer, config.loss)
     return step, reset, checks
 
 

@@ -14,14 +14,19 @@ The functions do not validate their input (that is :mod:`fastnn.ops`'s job);
 they compute in the dtype NumPy's promotion gives. The one convenience they
 share with the kernels is that a 1-D ``y`` pairs with a one-column ``yhat``.
 
-:class:`ReferenceMLP` runs a whole Dense/ReLU network on these functions,
-layer by layer in Python, as a hand-written NumPy training loop would: the
-baseline of the benchmarks and the oracle of the model tests.
+:class:`ReferenceMLP` runs a whole network on these functions, layer by
+layer in Python, and trains it as a hand-written NumPy training loop would:
+any loss, sample weights, SGD (momentum, Nesterov, weight decay), Adam and
+AdamW with their state, a step and an epoch in a given order. It is the
+one NumPy training loop of the project: the oracle of the model tests and
+the baseline of the benchmarks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,6 +60,8 @@ __all__ = [
     "sgd_update",
     "sgd_momentum_update",
     "adam_update",
+    "optimizer_rule",
+    "state_names",
     "ReferenceMLP",
 ]
 
@@ -283,9 +290,66 @@ _ACTIVATIONS = {
     "sigmoid": (sigmoid_forward, sigmoid_backward),
 }
 
+_LOSSES: dict[str, tuple[Callable[..., float], Callable[..., np.ndarray]]] = {
+    "mse": (mse_loss, mse_grad),
+    "mae": (mae_loss, mae_grad),
+    "huber": (huber_loss, huber_grad),
+    "bce_with_logits": (bce_with_logits_loss, bce_with_logits_grad),
+    "cross_entropy": (cross_entropy_loss, cross_entropy_grad),
+}
+
+
+def optimizer_rule(optimizer: Any) -> tuple[str, float, dict[str, Any]]:
+    """``(kind, lr, hyperparameters)`` of an optimizer description, or of a bare learning rate.
+
+    A number is plain SGD with that learning rate. Anything else is read
+    through the public face of fastnn's optimizers: ``kind`` ("sgd", "adam"
+    or "adamw"), ``lr`` and ``hyperparameters`` (SGD: momentum, nesterov,
+    weight_decay; Adam and AdamW: beta1, beta2, eps, weight_decay).
+    """
+    if isinstance(optimizer, numbers.Real) and not isinstance(optimizer, (bool, np.bool_)):
+        return "sgd", float(optimizer), {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    return str(optimizer.kind), float(optimizer.lr), dict(optimizer.hyperparameters)
+
+
+def state_names(kind: str, hyperparameters: dict[str, Any]) -> tuple[str, ...]:
+    """The state buffers a rule keeps, in order: none for SGD without momentum,
+    ``("momentum_buffer",)`` with it, ``("exp_avg", "exp_avg_sq")`` for Adam and AdamW."""
+    if kind == "sgd":
+        return ("momentum_buffer",) if hyperparameters.get("momentum", 0.0) else ()
+    return ("exp_avg", "exp_avg_sq")
+
+
+def _loss_rule(loss: Any, delta: float) -> tuple[str, float]:
+    """``(kind, delta)`` of a loss name, or of a fastnn loss description (``kind``, ``param``)."""
+    if isinstance(loss, str):
+        return loss, delta
+    kind = str(loss.kind)
+    return kind, (float(loss.param) if kind == "huber" else delta)
+
 
 class ReferenceMLP:
-    """A Dense/ReLU network trained with MSE and SGD, in plain NumPy.
+    """A network of Dense layers and activations, trained in plain NumPy.
+
+    The specification of a :class:`fastnn.Sequential` and of its training
+    loop, written as a hand-written NumPy loop would be: one function of
+    this module per layer, loss and update, called layer by layer in Python.
+    It is the oracle of the model tests and the baseline of the benchmarks.
+
+    A step (:meth:`train_step`) is a forward pass, the loss and its gradient
+    (any loss of this module, with sample weights: each sample weighted by
+    its share ``w_i / sum(w)``; a batch whose weights sum to 0 has loss 0
+    and zero gradients), the backward pass, and one update of every W and b
+    by the optimizer's rule: plain SGD (``param -= lr * grad``), SGD with
+    momentum, Nesterov momentum and weight decay, Adam or AdamW, as
+    ``torch.optim`` defines them. An epoch (:meth:`fit_epoch`) is a step
+    per mini-batch of ``batch_size`` rows taken in a given order; its loss is
+    the mean of the batches' losses weighted by their weight sums (their
+    sizes without weights), as ``Sequential.fit`` records it.
+
+    Like a model, the network keeps the state of each optimizer it has
+    trained with (the step count and buffers laid out like the parameters:
+    :meth:`optimizer_state`), so that training continues where it stopped.
 
     Parameters
     ----------
@@ -309,6 +373,12 @@ class ReferenceMLP:
                 self.layers.append(tuple(layer))
             else:
                 raise ValueError(f"unknown layer kind {layer[0]!r}")
+        #: The last step's gradients, ``(dW, db)`` per Dense layer (None per activation).
+        self.grads: list[tuple[np.ndarray, np.ndarray] | None] = [
+            (np.zeros_like(layer[1]), np.zeros_like(layer[2])) if layer[0] == "dense" else None
+            for layer in self.layers]
+        # id(optimizer) -> (optimizer, {"step": int, name: flat buffer}, {name: views per parameter})
+        self._states: dict[int, tuple[Any, dict[str, Any], dict[str, list[np.ndarray]]]] = {}
 
     @classmethod
     def from_model(cls, model: Sequential) -> ReferenceMLP:
@@ -320,10 +390,70 @@ class ReferenceMLP:
             if isinstance(layer, Dense):
                 layers.append(("dense", layer.W, layer.b))
             elif isinstance(layer, Activation):
-                layers.append((layer.function, layer.function_param) if layer.function == "leaky_relu" else (layer.function,))
+                leaky = layer.function == "leaky_relu"
+                layers.append((layer.function, layer.function_param) if leaky else (layer.function,))
             else:
                 raise TypeError(f"ReferenceMLP cannot run {type(layer).__name__}")
         return cls(layers, dtype=model.dtype)
+
+    # -- parameters and state ------------------------------------------------------
+
+    def parameters(self) -> list[np.ndarray]:
+        """``[W1, b1, W2, b2, ...]``: the live arrays, in the order of ``Sequential.get_parameters``."""
+        return [array for layer in self.layers if layer[0] == "dense" for array in layer[1:]]
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(array.size for array in self.parameters())
+
+    def get_parameters(self) -> np.ndarray:
+        """All parameters, flat, laid out as ``Sequential.get_parameters()`` (a copy)."""
+        return np.concatenate([array.ravel() for array in self.parameters()])
+
+    def get_gradients(self) -> np.ndarray:
+        """The last step's gradients, flat, laid out as the parameters (a copy)."""
+        return np.concatenate([array.ravel() for pair in self.grads if pair is not None for array in pair])
+
+    def _state(self, optimizer: Any, names: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+        """The state kept for ``optimizer`` (zeros, step 0, the first time), and views of
+        its flat buffers shaped like each parameter."""
+        entry = self._states.get(id(optimizer))
+        if entry is None or entry[0] is not optimizer:
+            state: dict[str, Any] = {"step": 0}
+            state.update({name: np.zeros(self.n_parameters, dtype=self.dtype) for name in names})
+            entry = (optimizer, state, self._views(state, names))
+            self._states[id(optimizer)] = entry
+        return entry[1], entry[2]
+
+    def _views(self, state: dict[str, Any], names: tuple[str, ...]) -> dict[str, list[np.ndarray]]:
+        views: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        offset = 0
+        for param in self.parameters():
+            for name in names:
+                views[name].append(state[name][offset:offset + param.size].reshape(param.shape))
+            offset += param.size
+        return views
+
+    def optimizer_state(self, optimizer: Any) -> dict[str, Any]:
+        """``{"step": int, <name>: flat buffer, ...}`` for ``optimizer`` (copies), as
+        ``Sequential.optimizer_state``; ``{"step": 0}`` before its first step."""
+        entry = self._states.get(id(optimizer))
+        if entry is None or entry[0] is not optimizer:
+            return {"step": 0}
+        return {key: (value.copy() if isinstance(value, np.ndarray) else value) for key, value in entry[1].items()}
+
+    def set_optimizer_state(self, optimizer: Any, state: dict[str, Any]) -> None:
+        """Install a state for ``optimizer`` (copied; buffers missing from it are zeros)."""
+        kind, _, hyperparameters = optimizer_rule(optimizer)
+        names = state_names(kind, hyperparameters)
+        if not names:
+            return                       # a stateless rule: nothing to keep
+        mine, _ = self._state(optimizer, names)
+        mine["step"] = int(state["step"])
+        for name in names:
+            mine[name][...] = state[name] if name in state else 0
+
+    # -- computing -----------------------------------------------------------------
 
     def forward(self, X: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Return the output and every layer's input (for the backward pass)."""
@@ -341,25 +471,29 @@ class ReferenceMLP:
         """Return the network's output for X, (n_samples, out_features)."""
         return self.forward(np.asarray(X, dtype=self.dtype))[0]
 
-    def gradients(self, X, y, loss="mse", sample_weight=None, delta=1.0):
+    def gradients(self, X: ArrayLike, y: ArrayLike, loss: Any = "mse", sample_weight: ArrayLike | None = None,
+                  delta: float = 1.0) -> tuple[float, list[tuple[np.ndarray, np.ndarray] | None]]:
         """Return ``(loss, [(dW, db) or None per layer])`` for one batch.
 
         ``loss`` is "mse", "mae", "huber" (with ``delta``), "cross_entropy"
-        (y: class labels) or "bce_with_logits".
+        (y: class labels) or "bce_with_logits", or a fastnn loss description
+        (its ``kind`` and ``param``).
         """
+        kind, delta = _loss_rule(loss, delta)
         X = np.asarray(X, dtype=self.dtype)
         yhat, inputs = self.forward(X)
-        if loss == "cross_entropy":
+        if kind == "cross_entropy":
             y = np.asarray(y).reshape(-1)
-            value = cross_entropy_loss(yhat, y, sample_weight)
-            grad = cross_entropy_grad(yhat, y, sample_weight).astype(self.dtype)
         else:
             y = np.asarray(y, dtype=self.dtype).reshape(yhat.shape)
-            extra = (delta,) if loss == "huber" else ()
-            value = globals()[f"{loss}_loss"](yhat, y, *extra, sample_weight=sample_weight)
-            grad = globals()[f"{loss}_grad"](yhat, y, *extra, sample_weight=sample_weight).astype(self.dtype)
-        loss = value
-        grads = [None] * len(self.layers)
+        loss_of, grad_of = _LOSSES[kind]
+        extra = (delta,) if kind == "huber" else ()
+        if sample_weight is not None and not np.sum(np.asarray(sample_weight, dtype=np.float64)) > 0:
+            value, grad = 0.0, np.zeros_like(yhat)          # no weight: nothing to learn from
+        else:
+            value = loss_of(yhat, y, *extra, sample_weight=sample_weight)
+            grad = grad_of(yhat, y, *extra, sample_weight=sample_weight).astype(self.dtype)
+        grads: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if layer[0] == "dense":
@@ -367,27 +501,123 @@ class ReferenceMLP:
                 grads[i] = (dW, db)
             else:
                 grad = _ACTIVATIONS[layer[0]][1](inputs[i], grad, *layer[1:])
-        return loss, grads
+        return value, grads
 
-    def train_step(self, X, y, lr, loss="mse", sample_weight=None):
-        """One forward + backward + SGD update; returns the loss before it."""
-        loss, grads = self.gradients(X, y, loss, sample_weight)
-        for layer, grad in zip(self.layers, grads):
-            if grad is not None:
-                sgd_update(layer[1], grad[0], lr)
-                sgd_update(layer[2], grad[1], lr)
-        return loss
+    def update(self, grads: list[tuple[np.ndarray, np.ndarray] | None], optimizer: Any = 0.01, *,
+               check_finite: bool = False) -> None:
+        """One step of ``optimizer``'s rule on every W and b, with the gradients of :meth:`gradients`.
 
-    def fit_epoch(self, X: ArrayLike, y: ArrayLike, lr: float, batch_size: int,
-                  order: np.ndarray | None = None) -> float:
-        """One epoch of mini-batch SGD over the rows in ``order``; returns the mean loss."""
+        ``optimizer`` is a learning rate (plain SGD) or an optimizer
+        description (:func:`optimizer_rule`); its state, kept by this
+        network, advances by one step. With ``check_finite``, an update that
+        would make a parameter or a state value non-finite is refused as
+        ``Sequential.train_step`` refuses it: FloatingPointError, and the
+        parameters and the state are left as they were.
+        """
+        if optimizer.__class__ is float and not check_finite:
+            # Plain SGD from a bare learning rate: no state, no rule to look up.
+            for layer, pair in zip(self.layers, grads):
+                if pair is not None:
+                    sgd_update(layer[1], pair[0], optimizer)
+                    sgd_update(layer[2], pair[1], optimizer)
+            return
+        kind, lr, hyper = optimizer_rule(optimizer)
+        flat_grads = [array for pair in grads if pair is not None for array in pair]
+        names = state_names(kind, hyper)
+        params = self.parameters()
+        if not names and not check_finite:
+            self._apply(kind, lr, hyper, 1, params, flat_grads, [])
+            return
+        # A stateless rule checked for finiteness works on a throwaway state.
+        created = id(optimizer) not in self._states
+        state, views = self._state(optimizer, names) if names else ({"step": 0}, {})
+        if check_finite:
+            # The rule on copies first: nothing is written unless every new value is finite.
+            targets = [param.copy() for param in params]
+            buffers = {name: state[name].copy() for name in names}
+            target_views = self._views(buffers, names)
+        else:
+            targets, buffers, target_views = params, state, views
+        self._apply(kind, lr, hyper, state["step"] + 1, targets, flat_grads, [target_views[name] for name in names])
+        if check_finite:
+            if not all(np.all(np.isfinite(array)) for array in targets + [buffers[name] for name in names]):
+                if created and names:
+                    del self._states[id(optimizer)]     # a refused first step leaves no state
+                raise FloatingPointError("the update would make a parameter non-finite")
+            for param, new in zip(params, targets):
+                param[...] = new
+            for name in names:
+                state[name][...] = buffers[name]
+        state["step"] += 1
+
+    @staticmethod
+    def _apply(kind: str, lr: float, hyper: dict[str, Any], step: int, params: list[np.ndarray],
+               grads: list[np.ndarray], buffers: list[list[np.ndarray]]) -> None:
+        """Update each parameter array in place by the rule ``kind`` (step ``step``,
+        counted from 1), with its gradient and its views of the state buffers."""
+        if kind != "sgd":
+            beta1, beta2, eps, weight_decay = hyper["beta1"], hyper["beta2"], hyper["eps"], hyper["weight_decay"]
+            for param, grad, exp_avg, exp_avg_sq in zip(params, grads, *buffers):
+                adam_update(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay,
+                            decoupled=kind == "adamw")
+        elif buffers:
+            momentum, nesterov, weight_decay = hyper["momentum"], bool(hyper["nesterov"]), hyper["weight_decay"]
+            for param, grad, momentum_buffer in zip(params, grads, *buffers):
+                sgd_momentum_update(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay)
+        else:
+            for param, grad in zip(params, grads):
+                sgd_update(param, grad + hyper["weight_decay"] * param if hyper["weight_decay"] else grad, lr)
+
+    def train_step(self, X: ArrayLike, y: ArrayLike, optimizer: Any = 0.01, loss: Any = "mse",
+                   sample_weight: ArrayLike | None = None, delta: float = 1.0, *, check_finite: bool = False) -> float:
+        """One forward + backward + update on one batch; returns the loss before the update.
+
+        ``optimizer`` is a learning rate (plain SGD) or an optimizer
+        description; ``loss``, ``sample_weight`` and ``delta`` as in
+        :meth:`gradients`. The gradients are kept in :attr:`grads`. With
+        ``check_finite``, a step whose loss or update would not be finite
+        raises FloatingPointError and changes nothing (gradients included),
+        as ``Sequential.train_step``.
+        """
+        value, grads = self.gradients(X, y, loss, sample_weight, delta)
+        if check_finite and not math.isfinite(value):
+            raise FloatingPointError("the loss is not finite")
+        self.update(grads, optimizer, check_finite=check_finite)
+        self.grads = grads
+        return value
+
+    def fit_epoch(self, X: ArrayLike, y: ArrayLike, optimizer: Any, batch_size: int, order: np.ndarray | None = None,
+                  loss: Any = "mse", sample_weight: ArrayLike | None = None, delta: float = 1.0, *,
+                  check_finite: bool = False, on_batch: Callable[[np.ndarray], Any] | None = None) -> float:
+        """One epoch of mini-batch training over the rows in ``order`` (None: in order).
+
+        A :meth:`train_step` per batch of ``batch_size`` rows (the last may
+        be shorter); ``on_batch(rows)``, if given, is called before each.
+        Returns the mean of the batches' losses weighted by their weight sums
+        (their sizes without weights), as ``History.loss`` records it. With
+        ``check_finite``, a step that would diverge raises FloatingPointError
+        and leaves the parameters and the state as before it, but the
+        gradients are that step's (as in ``Sequential.fit``).
+        """
+        kind, _ = _loss_rule(loss, delta)
         X = np.asarray(X, dtype=self.dtype)
-        y = np.asarray(y, dtype=self.dtype)
+        y = np.asarray(y) if kind == "cross_entropy" else np.asarray(y, dtype=self.dtype)
+        weights = None if sample_weight is None else np.asarray(sample_weight)
         n_samples = X.shape[0]
         if order is None:
             order = np.arange(n_samples)
-        total = 0.0
+        total = total_weight = 0.0
         for start in range(0, n_samples, batch_size):
             rows = order[start:start + batch_size]
-            total += self.train_step(X[rows], y[rows], lr) * len(rows)
-        return total / n_samples
+            if on_batch is not None:
+                on_batch(rows)
+            batch_weights = None if weights is None else weights[rows]
+            value, grads = self.gradients(X[rows], y[rows], loss, batch_weights, delta)
+            if check_finite and not math.isfinite(value):
+                raise FloatingPointError("the loss is not finite")
+            self.grads = grads
+            self.update(grads, optimizer, check_finite=check_finite)
+            batch_weight = len(rows) if batch_weights is None else float(np.sum(batch_weights, dtype=np.float64))
+            total += value * batch_weight
+            total_weight += batch_weight
+        return total / total_weight if total_weight > 0 else 0.0

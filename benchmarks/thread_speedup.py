@@ -2,8 +2,8 @@
 
 Run from a checkout (fastnn installed, or built in place)::
 
-    python benchmarks/threads.py
-    python benchmarks/threads.py --dtype float32 --repeat 9 --scale 4
+    python benchmarks/thread_speedup.py
+    python benchmarks/thread_speedup.py --dtype float32 --repeat 9 --scale 4
 
 fastnn's steps and epochs run without the GIL, so independent models trained
 in separate ``threading.Thread``s can overlap on separate cores. Each
@@ -55,7 +55,7 @@ import time
 import numpy as np
 
 try:
-    from . import common  # imported as benchmarks.threads (asv discovery, bench_threads)
+    from . import common  # imported as benchmarks.thread_speedup (asv discovery, bench_threads)
 except ImportError:
     import common  # run as a script: benchmarks/ is sys.path[0]
 
@@ -202,7 +202,7 @@ def measure(scenario: str, dtype: str, scale: float, repeat: int) -> dict:
 
 
 def _parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python benchmarks/threads.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/thread_speedup.py", description=__doc__.split("\n")[0])
     parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     parser.add_argument("--scenario", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS),
                         help="what to run (default: all)")
