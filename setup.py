@@ -68,7 +68,7 @@ def extension(name, extra=()):
         [f"fastnn/{name}.pyx"],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args + list(extra),
-        depends=["fastnn/_loops.pxi", "fastnn/_network.pxi", "fastnn/_tile.h"],
+        depends=["fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/_tile.h"],
         include_dirs=["fastnn"],
     )
 
@@ -81,14 +81,14 @@ def _targets_x86_64_only():
     return platform.machine().lower() in ("x86_64", "amd64")
 
 
-extensions = [extension("_kernels"), extension("_network_baseline")]
+extensions = [extension("_ops"), extension("_walker_baseline")]
 # The walker again with AVX2 and with AVX-512, for CPUs that have them;
-# fastnn/_network.py chooses at import. FASTNN_TILE_BYTES is the width of
+# fastnn/_walker.py chooses at import. FASTNN_TILE_BYTES is the width of
 # the register tile's rows in fastnn/_tile.h: two of the build's widest
 # vectors (the baseline's default is two SSE2 registers). GCC/Clang on x86-64.
 if os.name != "nt" and _targets_x86_64_only():
-    extensions.append(extension("_network_avx2", ["-mavx2", "-DFASTNN_TILE_BYTES=64"]))
-    extensions.append(extension("_network_avx512", [
+    extensions.append(extension("_walker_avx2", ["-mavx2", "-DFASTNN_TILE_BYTES=64"]))
+    extensions.append(extension("_walker_avx512", [
         "-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512",
         "-DFASTNN_TILE_BYTES=128",
     ]))

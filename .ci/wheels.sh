@@ -62,9 +62,9 @@ with tarfile.open(path) as archive:
     root = archive.getnames()[0].split("/")[0]
     names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
 required = {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py", "PKG-INFO",
-            "fastnn/_kernels.pyx", "fastnn/_network_baseline.pyx", "fastnn/_network_avx2.pyx",
-            "fastnn/_network_avx512.pyx", "fastnn/_tile.h",
-            "fastnn/_loops.pxi", "fastnn/_network.pxi", "fastnn/py.typed", "fastnn/_kernels.pyi",
+            "fastnn/_ops.pyx", "fastnn/_walker_baseline.pyx", "fastnn/_walker_avx2.pyx",
+            "fastnn/_walker_avx512.pyx", "fastnn/_tile.h",
+            "fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/py.typed", "fastnn/_ops.pyi",
             "tests/conftest.py", "benchmarks/bench_ops.py", "asv.conf.json", ".ci/run"}
 missing = sorted((required | set(tracked)) - names)
 generated = sorted(n for n in names if n.endswith((".c", ".cpp", ".so", ".pyd", ".html", ".pyc"))
@@ -137,14 +137,14 @@ from typing import Any
 import numpy as np
 
 import fastnn
-from fastnn import _kernels, _network
+from fastnn import _ops, _walker
 
 X = np.linspace(0, 3, 16).reshape(-1, 1)
 model = fastnn.Sequential([fastnn.Dense(1, 4, seed=0), fastnn.ReLU(), fastnn.Dense(4, 1, seed=1)])
 facts: dict[str, Any] = fastnn.show_config(mode="dicts")
 printed: None = fastnn.show_config()
-debug: bool = _kernels.DEBUG_BUILD
-walker: str = _network.ISA
+debug: bool = _ops.DEBUG_BUILD
+walker: str = _walker.ISA
 EOF
 (cd "$WORK/typing" && "$TOOLS/mypy" --config-file mypy.ini --python-executable "$WORK/venv-$TAG/bin/python" use_fastnn.py)
 

@@ -501,12 +501,11 @@ def main(argv=None) -> int:
     out.append(f"- Machine: {_cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}")
     out.append(f"- Software: {', '.join(versions)}" + (f"; fastnn checkout {commit}" if commit else ""))
     out.append(f"- NumPy's BLAS: {_numpy_blas(np)}")
-    from fastnn import _kernels, _network
-    from fastnn.model import BLAS_MIN_WEIGHTS_TILED
+    from fastnn import _ops, _walker
 
-    out.append(f"- fastnn's walker: the {_network.ISA} build (the CPU has AVX2: "
-               f"{'yes' if _kernels.cpu_has_avx2() else 'no'}, AVX-512: {'yes' if _kernels.cpu_has_avx512() else 'no'});"
-               f" a Dense layer uses BLAS on a batch of 8 rows or more from {BLAS_MIN_WEIGHTS_TILED[_network.ISA]} weights")
+    out.append(f"- fastnn's walker: the {_walker.ISA} build (the CPU has AVX2: "
+               f"{'yes' if _ops.cpu_has_avx2() else 'no'}, AVX-512: {'yes' if _ops.cpu_has_avx512() else 'no'});"
+               f" a Dense layer uses BLAS on a batch of 8 rows or more from {_walker.BLAS_MIN_WEIGHTS_TILED} weights")
     if load is not None:
         out.append(f"- Load average (1 min) before the run: {load:.2f} (other work on the machine perturbs the times)")
     for line in _threadpools(threadpoolctl):

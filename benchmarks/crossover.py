@@ -5,8 +5,8 @@ outputs, batch n) with every product forced onto fastnn's own loops, then
 forced onto BLAS, single-threaded, and prints the ratio loops/BLAS (above 1:
 BLAS is faster), for square layers and for narrow ones, on the walker build
 this CPU runs (``FASTNN_ISA=avx2`` or ``baseline`` for a narrower one).
-fastnn.model.BLAS_MIN_WEIGHTS, BLAS_MIN_WIDTH and, per build,
-BLAS_MIN_WEIGHTS_TILED are chosen from these tables::
+The walker's BLAS_MIN_WEIGHTS, BLAS_MIN_WIDTH and, per build,
+BLAS_MIN_WEIGHTS_TILED (fastnn/_tile.h) are chosen from these tables::
 
     python benchmarks/crossover.py [--dtype float64]
     FASTNN_ISA=avx2 python benchmarks/crossover.py
@@ -56,8 +56,8 @@ def main():
     batches = [1, 8, 32, 256]
     rng = np.random.default_rng(0)
     model = fastnn.Sequential([fastnn.Dense(1, 1)])
-    tiled = fastnn.model.BLAS_MIN_WEIGHTS_TILED[fastnn._network.ISA]
-    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._network.ISA} "
+    tiled = fastnn._walker.BLAS_MIN_WEIGHTS_TILED
+    print(f"fastnn {fastnn.__version__}, {dtype.name}, walker {fastnn._walker.ISA} "
           f"(BLAS_MIN_WEIGHTS_TILED {tiled}), BLAS: {model._net.blas_source}")
     print("train_step time, own loops / BLAS (> 1: BLAS is faster); rows Dense(k, m), columns batch n\n")
     shapes = [(width, width) for width in widths]
@@ -74,9 +74,9 @@ def loops_over_blas(k, m, n, dtype, rng):
     model = fastnn.Sequential([fastnn.Dense(k, m, seed=0)], dtype=dtype)
     X = rng.normal(size=(n, k)).astype(dtype)
     y = rng.normal(size=(n, m)).astype(dtype)
-    model._net.blas_min_work, model._net.blas_min_weights = 2**62, 2**62
+    model._net.blas_min_weights = 2**62
     loops = median_step_time(model, X, y)
-    model._net.blas_min_work, model._net.blas_min_weights, model._net.blas_min_width = 0, 0, 0
+    model._net.blas_min_weights, model._net.blas_min_width = 0, 0
     model._net.blas_min_weights_tiled = 0
     return loops / median_step_time(model, X, y)
 

@@ -13,10 +13,10 @@ a whole network in one compiled call per step (and per epoch).
 from fastnn._version import __version__
 
 try:
-    from fastnn import _kernels, _network, _network_baseline  # noqa: F401  (compiled extensions)
+    from fastnn import _ops, _walker, _walker_baseline  # noqa: F401  (compiled extensions)
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
-        "fastnn's compiled extensions (fastnn._kernels, fastnn._network_*) could not be "
+        "fastnn's compiled extensions (fastnn._ops, fastnn._walker_*) could not be "
         "imported. Build them: `pip install .` (or `pip install -e .` in a checkout). "
         f"Original error: {exc}"
     ) from exc

@@ -17,7 +17,9 @@ build), fastnn falls back to SciPy's ``scipy.linalg.cython_blas`` (Fortran
 own loops for every size. ``FASTNN_BLAS=none`` in the environment turns
 BLAS off (own loops only); ``FASTNN_BLAS=scipy`` skips NumPy's OpenBLAS.
 
-The lookup happens once, the first time a model is built.
+``find_blas`` looks once per process and keeps the answer; ``import
+fastnn`` makes that call (``fastnn.ops`` hands the gemm to its compiled
+kernels at import), and every model's walker gets the same one.
 """
 
 from __future__ import annotations

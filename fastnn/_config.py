@@ -3,10 +3,10 @@
 The build facts (Cython version, compiler, flags, directives, whether it is
 the bounds-checked build) are the ones ``setup.py``'s ``build_ext`` recorded
 in ``fastnn/_build_info.py`` when it compiled the extensions; the tests hold
-them to the compiled modules themselves (``fastnn._kernels.DEBUG_BUILD``, the
+them to the compiled modules themselves (``fastnn._ops.DEBUG_BUILD``, the
 Cython runtime the extensions carry, which walker builds exist). The runtime
 facts are looked up when asked: which build of the network walker this CPU
-got (``fastnn._network.ISA``), which BLAS fastnn calls for large layers
+got (``fastnn._walker.ISA``), which BLAS fastnn calls for large layers
 (``fastnn._blas.find_blas()``) and with how many threads (from
 ``threadpoolctl``, when it is installed).
 
@@ -37,9 +37,9 @@ def _build_info() -> dict[str, Any] | None:
 
 def _cython_runtime() -> str | None:
     """The Cython version the compiled extensions carry (their shared ``_cython_X_Y_Z`` types)."""
-    from fastnn import _kernels
+    from fastnn import _ops
 
-    module = type(_kernels.cpu_has_avx2).__module__
+    module = type(_ops.cpu_has_avx2).__module__
     prefix = "_cython_"
     return module[len(prefix):].replace("_", ".") if module.startswith(prefix) else None
 
@@ -80,22 +80,15 @@ def _facts() -> dict[str, Any]:
 
     import numpy
 
-    from fastnn import _blas, _kernels, _network
+    from fastnn import _blas, _ops, _walker
 
     build = _build_info()
     blas = _blas.find_blas()
     threads = _blas_threads(blas.library, blas.kind) if blas.kind else {"num_threads": None, "note": "no BLAS"}
-    model = sys.modules.get("fastnn.model")
-    thresholds = {
-        name.lower(): getattr(model, name) for name in ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH") if hasattr(model, name)
-    }
-    tiled = getattr(model, "BLAS_MIN_WEIGHTS_TILED", None)
-    if tiled is not None:
-        thresholds["blas_min_weights_tiled"] = tiled[_network.ISA]
-    ops_thresholds = {
-        name.lower(): getattr(_kernels, name) for name in ("OPS_BLAS_MIN_WORK", "OPS_BLAS_MIN_WEIGHTS")
-        if hasattr(_kernels, name)
-    }
+    # The rule of Dense products (BLAS or own loops): the walker build's, and fastnn.ops' (_ops).
+    names = ("BLAS_MIN_WEIGHTS", "BLAS_MIN_WIDTH", "BLAS_MIN_WEIGHTS_TILED")
+    thresholds = {name.lower(): getattr(_walker, name) for name in names}
+    ops_thresholds = {name.lower(): getattr(_ops, name) for name in names}
     return {
         "fastnn": {
             "version": __version__,
@@ -103,7 +96,7 @@ def _facts() -> dict[str, Any]:
         },
         "build": {
             "recorded": build is not None,
-            "debug_build": bool(_kernels.DEBUG_BUILD),
+            "debug_build": bool(_ops.DEBUG_BUILD),
             "cython_runtime": _cython_runtime(),
             **(build or {}),
         },
@@ -112,10 +105,10 @@ def _facts() -> dict[str, Any]:
             "machine": platform.machine(),
             "numpy": numpy.__version__,
             "walker": {
-                "isa": _network.ISA,
-                "module": _network.Network.__module__,
-                "cpu_has_avx2": bool(_kernels.cpu_has_avx2()),
-                "cpu_has_avx512": bool(_kernels.cpu_has_avx512()),
+                "isa": _walker.ISA,
+                "module": _walker.Network.__module__,
+                "cpu_has_avx2": bool(_ops.cpu_has_avx2()),
+                "cpu_has_avx512": bool(_ops.cpu_has_avx512()),
                 "FASTNN_ISA": os.environ.get("FASTNN_ISA", "auto"),
             },
             "blas": {
@@ -206,16 +199,10 @@ def _format_runtime(runtime: dict[str, Any]) -> list[str]:
 def _blas_uses(blas: dict[str, Any]) -> list[str]:
     """Which calls go to the BLAS: the model's and fastnn.ops' size thresholds."""
     used_for = []
-    if blas["model_thresholds"]:
-        weights = blas["model_thresholds"].get("blas_min_weights")
-        width = blas["model_thresholds"].get("blas_min_width")
-        tiled = blas["model_thresholds"].get("blas_min_weights_tiled")
-        used_for.append(f"Sequential: Dense layers with in*out >= {weights} and min(in, out) >= {width}, "
-                        f"and in*out >= {tiled} for a batch of 8 rows or more")
-    if blas["ops_thresholds"]:
-        work = blas["ops_thresholds"].get("ops_blas_min_work")
-        weights = blas["ops_thresholds"].get("ops_blas_min_weights")
-        used_for.append(f"fastnn.ops: n_samples*in*out >= {work} and in*out >= {weights}")
+    for who, rule in (("Sequential", blas["model_thresholds"]), ("fastnn.ops", blas["ops_thresholds"])):
+        used_for.append(f"{who}: Dense layers with in*out >= {rule['blas_min_weights']} and min(in, out) >= "
+                        f"{rule['blas_min_width']}, and in*out >= {rule['blas_min_weights_tiled']} for a batch "
+                        f"of 8 rows or more")
     return used_for
 
 

@@ -1,4 +1,4 @@
-/* The register-tiled product of fastnn's own loops (fastnn/_network.pxi,
+/* The register-tiled product of fastnn's own loops (fastnn/_kernels.pxi,
  * _small_gemm): C (M, N) = A (M, K) @ B (K, N) [+ bias[:, None]] [then
  * max(., 0)], for the small layers that do not pay for a BLAS call.
  *
@@ -28,6 +28,22 @@
 
 #ifndef FASTNN_TILE_BYTES
 #define FASTNN_TILE_BYTES 32
+#endif
+
+/* From which sizes a Dense product calls BLAS instead of these loops
+ * (fastnn/_kernels.pxi, use_blas): in * out >= FASTNN_BLAS_MIN_WEIGHTS and
+ * min(in, out) >= FASTNN_BLAS_MIN_WIDTH and, for a batch of 8 rows or more
+ * (where the tiles run), in * out >= FASTNN_BLAS_MIN_WEIGHTS_TILED: the
+ * wider the tile's vectors, the larger the layers it wins on. Measured with
+ * benchmarks/crossover.py on a 2-core x86-64 (README). */
+#define FASTNN_BLAS_MIN_WEIGHTS 128
+#define FASTNN_BLAS_MIN_WIDTH 8
+#if FASTNN_TILE_BYTES >= 128
+#define FASTNN_BLAS_MIN_WEIGHTS_TILED 131072
+#elif FASTNN_TILE_BYTES >= 64
+#define FASTNN_BLAS_MIN_WEIGHTS_TILED 4096
+#else
+#define FASTNN_BLAS_MIN_WEIGHTS_TILED 128
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -10,7 +10,7 @@ A model keeps
   and only the model writes it (:meth:`Sequential.optimizer_state`,
   :meth:`Sequential.set_optimizer_state`);
 * a compiled *plan*, one row of plain integers per layer, that
-  :mod:`fastnn._network` walks without the GIL: a whole ``predict``,
+  :mod:`fastnn._walker` walks without the GIL: a whole ``predict``,
   ``train_step`` or training epoch is one compiled call;
 * one workspace for activations and their gradients, sized for the largest
   batch seen so far and reused between calls.
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import _network, ops
+from fastnn import _walker, ops
 from fastnn._blas import find_blas
 from fastnn._savefile import write_model
 from fastnn.callbacks import Callback, EarlyStopping, History, progress_callback
@@ -56,19 +56,7 @@ __all__ = ["Sequential", "History", "Callback"]   # History and Callback: from f
 
 _MSE = MSELoss()
 # The walker's status codes, bound once (train_step tests one on every call).
-_OK, _SLOW, _BAD_INPUT = _network.OK, _network.SLOW, _network.BAD_INPUT
-
-
-#: A Dense layer's products run on BLAS when in_features * out_features
-#: reaches BLAS_MIN_WEIGHTS and both sizes reach BLAS_MIN_WIDTH and, for a
-#: batch of 8 rows or more (where fastnn's own loops run their register
-#: tiles), in_features * out_features reaches BLAS_MIN_WEIGHTS_TILED for the
-#: walker's build (the wider its vectors, the larger the layers its tiles
-#: win on); other layers run on fastnn's own loops, which are faster there.
-#: Measured with benchmarks/crossover.py on a 2-core x86-64 (README).
-BLAS_MIN_WEIGHTS = 128
-BLAS_MIN_WIDTH = 8
-BLAS_MIN_WEIGHTS_TILED = {"baseline": 128, "avx2": 4096, "avx512": 131072}
+_OK, _SLOW, _BAD_INPUT = _walker.OK, _walker.SLOW, _walker.BAD_INPUT
 
 
 @dataclass
@@ -159,17 +147,17 @@ class Sequential:
                 params[offset:offset + n_in * n_out] = layer.W.ravel()
                 params[offset + n_in * n_out:stop] = layer.b
                 layer.attach(params[offset:stop], grads[offset:stop], owner=self)
-                rows.append([_network.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act,
-                             _network.FN_CODES["identity"]])
+                rows.append([_walker.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act,
+                             _walker.FN_CODES["identity"]])
                 fn_params.append(0.0)
                 offset = stop
-            elif rows and rows[-1][0] == _network.KIND_DENSE and rows[-1][6] == _network.FN_CODES["identity"]:
+            elif rows and rows[-1][0] == _walker.KIND_DENSE and rows[-1][6] == _walker.FN_CODES["identity"]:
                 # An activation right after a Dense is computed in the Dense's output pass.
-                rows[-1][6] = _network.FN_CODES[layer.function]
+                rows[-1][6] = _walker.FN_CODES[layer.function]
                 fn_params[-1] = layer.function_param
                 continue
             else:
-                rows.append([_network.KIND_ACT, width, width, -1, -1, act, _network.FN_CODES[layer.function]])
+                rows.append([_walker.KIND_ACT, width, width, -1, -1, act, _walker.FN_CODES[layer.function]])
                 fn_params.append(layer.function_param)
             act += rows[-1][2]
             width = rows[-1][2]
@@ -177,10 +165,8 @@ class Sequential:
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        self._net = _network.Network(np.array(rows, dtype=np.intp), params, grads,
-                                     blas=find_blas(), blas_min_work=0,
-                                     blas_min_weights=BLAS_MIN_WEIGHTS, blas_min_width=BLAS_MIN_WIDTH,
-                                     blas_min_weights_tiled=BLAS_MIN_WEIGHTS_TILED[_network.ISA],
+        # Dense products call BLAS from the walker build's own thresholds (_walker.BLAS_MIN_*).
+        self._net = _walker.Network(np.array(rows, dtype=np.intp), params, grads, blas=find_blas(),
                                      fn_params=fn_params)
 
     # -- description ---------------------------------------------------------------
@@ -410,8 +396,8 @@ class Sequential:
     @staticmethod
     def _divergence_message(code: int, where: str, lr: float) -> str:
         what = {
-            _network.BAD_LOSS: "the loss is not finite",
-            _network.BAD_UPDATE: "the update would make a parameter non-finite",
+            _walker.BAD_LOSS: "the loss is not finite",
+            _walker.BAD_UPDATE: "the update would make a parameter non-finite",
         }.get(code, f"status {code}")
         return (f"training diverged in {where}: {what}. The parameters were left as they were "
                 f"before that step; try a smaller learning rate than lr={lr}.")

@@ -4,7 +4,7 @@ Each function accepts array-likes, checks dimensions, shapes, dtypes and
 finiteness (raising ``ValueError``/``TypeError`` that name the argument),
 converts once to a C-contiguous float32 or float64 array (float32 when all
 float inputs are float32 or float16, float64 otherwise), allocates the
-output and calls the compiled loop in :mod:`fastnn._kernels`, which runs
+output and calls the compiled loop in :mod:`fastnn._ops`, which runs
 without the GIL (large Dense products call a BLAS ``gemm``, see
 :mod:`fastnn._blas`). Read-only, strided, Fortran-ordered and byte-swapped
 arrays are accepted and give the same result as contiguous ones.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastnn import _kernels
+from fastnn import _ops
 from fastnn._blas import find_blas
 from fastnn.validation import (
     as_numeric_array,
@@ -33,7 +33,7 @@ from fastnn.validation import (
 )
 
 # Large products go to the same BLAS the models use (see fastnn._blas).
-_kernels.set_blas(find_blas())
+_ops.set_blas(find_blas())
 
 __all__ = [
     "dense_forward",
@@ -95,7 +95,7 @@ def dense_forward(X: ArrayLike, W: ArrayLike, b: ArrayLike) -> np.ndarray:
     if b.shape[0] != W.shape[1]:
         raise ValueError(f"b must have shape ({W.shape[1]},) to match W's out_features, got {b.shape}")
     out = np.empty((X.shape[0], W.shape[1]), dtype=dtype)
-    _kernels.dense_forward(X, W, b, out)
+    _ops.dense_forward(X, W, b, out)
     return out
 
 
@@ -126,7 +126,7 @@ def dense_backward(X: ArrayLike, W: ArrayLike, dY: ArrayLike) -> tuple[np.ndarra
     dX = np.empty_like(X)
     dW = np.empty_like(W)
     db = np.empty(W.shape[1], dtype=dtype)
-    _kernels.dense_backward(X, W, dY, dX, dW, db)
+    _ops.dense_backward(X, W, dY, dX, dW, db)
     return dX, dW, db
 
 
@@ -135,7 +135,7 @@ def relu_forward(Z: ArrayLike) -> np.ndarray:
     dtype = _common_dtype(Z=Z)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     out = np.empty_like(Z)
-    _kernels.relu_forward(Z.reshape(-1), out.reshape(-1))
+    _ops.relu_forward(Z.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -147,7 +147,7 @@ def relu_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     if dA.shape != Z.shape:
         raise ValueError(f"dA must have the shape of Z, {Z.shape}, got {dA.shape}")
     out = np.empty_like(Z)
-    _kernels.relu_backward(Z.reshape(-1), dA.reshape(-1), out.reshape(-1))
+    _ops.relu_backward(Z.reshape(-1), dA.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -155,7 +155,7 @@ def _activation(name: str, Z, param: float = 0.0) -> np.ndarray:
     dtype = _common_dtype(Z=Z)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     out = np.empty_like(Z)
-    _kernels.activation_forward(_kernels.FN_CODES[name], param, Z.reshape(-1), out.reshape(-1))
+    _ops.activation_forward(_ops.FN_CODES[name], param, Z.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -165,10 +165,10 @@ def _activation_grad(name: str, Z, dA, param: float = 0.0) -> np.ndarray:
     dA = check_array(dA, "dA", ndim=Z.ndim, dtype=dtype, shape_hint=str(Z.shape))
     if dA.shape != Z.shape:
         raise ValueError(f"dA must have the shape of Z, {Z.shape}, got {dA.shape}")
-    code = _kernels.FN_CODES[name]
+    code = _ops.FN_CODES[name]
     out = np.empty_like(Z)
-    _kernels.activation_forward(code, param, Z.reshape(-1), out.reshape(-1))      # A = f(Z)
-    _kernels.activation_backward(code, param, out.reshape(-1), dA.reshape(-1), out.reshape(-1))
+    _ops.activation_forward(code, param, Z.reshape(-1), out.reshape(-1))      # A = f(Z)
+    _ops.activation_backward(code, param, out.reshape(-1), dA.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -261,7 +261,7 @@ def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: Ar
     w = check_sample_weight(sample_weight, shape[0], dtype)
     empty = np.empty(0, dtype=dtype)
     grad = np.empty_like(rows) if want_grad else np.empty((0, rows.shape[1]), dtype=dtype)
-    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES[kind], param, rows, target.reshape(-1),
+    loss = _ops.loss_and_grad(_ops.LOSS_CODES[kind], param, rows, target.reshape(-1),
                                   empty if w is None else w, grad)
     return grad.reshape(shape) if want_grad else loss
 
@@ -322,7 +322,7 @@ def _cross_entropy(logits, labels, sample_weight, want_grad):
     w = check_sample_weight(sample_weight, logits.shape[0], dtype)
     empty = np.empty(0, dtype=dtype)
     grad = np.empty_like(logits) if want_grad else np.empty((0, logits.shape[1]), dtype=dtype)
-    loss = _kernels.loss_and_grad(_kernels.LOSS_CODES["cross_entropy"], 0.0, logits, labels,
+    loss = _ops.loss_and_grad(_ops.LOSS_CODES["cross_entropy"], 0.0, logits, labels,
                                   empty if w is None else w, grad)
     return grad if want_grad else loss
 
@@ -368,13 +368,13 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     # The ignores below: mypy types ``grad.copy()`` above from grad's declared ArrayLike rather than
     # its narrowed ndarray (check_array's result), so grad is an ndarray here whatever mypy says.
     if work is param:
-        _kernels.sgd_update(param.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
+        _ops.sgd_update(param.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
     else:
         # Strided, Fortran-ordered or byte-swapped: update a contiguous copy,
         # then write it back through the caller's view.
         if np.shares_memory(work, param):
             work = work.copy()
-        _kernels.sgd_update(work.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
+        _ops.sgd_update(work.reshape(-1), grad.reshape(-1), lr)  # type: ignore[union-attr]
         param[...] = work
 
 
@@ -413,7 +413,7 @@ def _in_place_update(kind, param, grad, states, **hyper) -> None:
     names = list(states)
     buf1 = work[names[0]].reshape(-1) if len(names) > 0 else empty
     buf2 = work[names[1]].reshape(-1) if len(names) > 1 else empty
-    ok = _kernels.optimizer_update(kind, work["param"].reshape(-1), grad.reshape(-1), buf1, buf2, **hyper)
+    ok = _ops.optimizer_update(kind, work["param"].reshape(-1), grad.reshape(-1), buf1, buf2, **hyper)
     if not ok:
         raise FloatingPointError("the update would make a value non-finite; nothing was changed "
                                  f"(try a smaller learning rate than lr={hyper['lr']})")

@@ -14,7 +14,7 @@ import operator
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from fastnn import _kernels
+from fastnn import _ops
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -139,7 +139,7 @@ def check_array(
         array = np.asarray(array, dtype=target, order="C")
     if not array.flags.aligned:     # the compiled loops read whole, aligned elements
         array = array.copy()
-    if finite and not _kernels.all_finite(array.reshape(-1)):
+    if finite and not _ops.all_finite(array.reshape(-1)):
         raise ValueError(f"{name} must contain only finite values, got NaN or infinity")
     return array
 

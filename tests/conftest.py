@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _kernels, _network, _network_baseline
+from fastnn import _ops, _walker, _walker_baseline
 
 #: Per-dtype tolerances for comparing fastnn with fastnn.reference.
 TOLERANCE = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13)}
@@ -18,13 +18,13 @@ _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 def pytest_report_header(config):
     return [
         f"fastnn {fastnn.__version__} from {fastnn.__file__}",
-        f"compiled kernels: {_kernels.__file__} (bounds-checked build: {_kernels.DEBUG_BUILD})",
-        f"network walker: {_network.ISA} build, {_network.Network.__module__}",
+        f"compiled kernels: {_ops.__file__} (bounds-checked build: {_ops.DEBUG_BUILD})",
+        f"network walker: {_walker.ISA} build, {_walker.Network.__module__}",
     ]
 
 
 def pytest_sessionstart(session):
-    for module in (_kernels, _network_baseline, sys.modules[_network.Network.__module__]):
+    for module in (_ops, _walker_baseline, sys.modules[_walker.Network.__module__]):
         if not module.__file__.endswith(_EXTENSION_SUFFIXES):
             raise pytest.UsageError(f"{module.__name__} is not a compiled extension ({module.__file__}): build fastnn first")
 

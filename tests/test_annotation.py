@@ -59,11 +59,11 @@ def nogil_function_lines(lines):
             yield current, score, code
 
 
-@pytest.mark.parametrize("name", ["_network_baseline", "_kernels"])
+@pytest.mark.parametrize("name", ["_walker_baseline", "_ops"])
 def test_nogil_kernels_make_no_python_calls(tmp_path, name):
     lines = annotated_lines(tmp_path, name)
     kernel_lines = list(nogil_function_lines(lines))
     functions = {function for function, _, _ in kernel_lines}
-    assert len(functions) >= (15 if name == "_network_baseline" else 9), sorted(functions)
+    assert len(functions) >= (15 if name == "_walker_baseline" else 9), sorted(functions)
     yellow = [(function, code.strip()) for function, score, code in kernel_lines if score > 0]
     assert yellow == []

@@ -2,7 +2,7 @@
 private attribute of one module used by another.
 
 Each rule is checked on every ``fastnn/*.py`` file, so a new module is held to it as soon as it
-exists. The compiled modules (``fastnn._kernels``, the walker builds) and the generated
+exists. The compiled modules (``fastnn._ops``, the walker builds) and the generated
 ``fastnn/_build_info.py`` import nothing of fastnn's Python: they are leaves of the graph.
 """
 
@@ -120,7 +120,7 @@ def test_the_import_reader_sees_function_level_relative_and_package_imports():
     source = """
 import numpy
 import fastnn
-from fastnn import ops, _kernels, Sequential
+from fastnn import ops, _ops, Sequential
 from . import losses
 from .model import Sequential
 
@@ -137,7 +137,7 @@ if TYPE_CHECKING:
     from fastnn.estimators import MLPRegressor
 """
     found = imported_modules("fastnn.datasets", ast.parse(source))
-    assert found == {"fastnn", "fastnn.ops", "fastnn._kernels", "fastnn.losses", "fastnn.model",
+    assert found == {"fastnn", "fastnn.ops", "fastnn._ops", "fastnn.losses", "fastnn.model",
                      "fastnn.io", "fastnn.layers", "fastnn.optimizers"}
 
 
@@ -224,7 +224,7 @@ def foreign_private_names(module: str, tree: ast.AST) -> list[tuple[str, int, st
 def test_the_private_name_reader_sees_reads_writes_and_imports():
     source = """
 from fastnn.validation import _describe, check_array
-from fastnn import _kernels
+from fastnn import _ops
 
 class Mine:
     _slot = 1
@@ -232,7 +232,7 @@ class Mine:
     def method(self, other, model):
         self._own = other._slot          # defined here: fine
         model._lock = None               # written on another object: not a definition
-        return model._params, _kernels.FN_CODES, type(self)._slot, self._own
+        return model._params, _ops.FN_CODES, type(self)._slot, self._own
 """
     found = foreign_private_names("fastnn.demo", ast.parse(source))
     assert sorted(found) == [("fastnn.demo", 2, "_describe"), ("fastnn.demo", 10, "_lock"),

@@ -2,7 +2,7 @@
 
 import os
 
-from fastnn import _kernels
+from fastnn import _ops
 
 
 def test_debug_build_matches_the_build_switch():
@@ -11,7 +11,7 @@ def test_debug_build_matches_the_build_switch():
     # against each with the same variable set, so this checks that the suite
     # ran against the build CI meant to test.
     wanted = os.environ.get("FASTNN_DEBUG", "0").strip().lower() not in ("", "0", "false", "no")
-    assert _kernels.DEBUG_BUILD is wanted
+    assert _ops.DEBUG_BUILD is wanted
 
 
 def test_version_is_defined_once():

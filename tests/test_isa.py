@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _kernels, _network
+from fastnn import _ops, _walker
 
 SCRIPT = r"""
 import json, sys
@@ -31,7 +31,7 @@ for sizes, batch in [((1, 3, 1), 1000), ((8, 32, 32, 1), 32), ((5, 7, 3), 13), (
         y = rng.normal(size=(100, sizes[-1]))
         model.fit(X, y, epochs=3, batch_size=batch, seed=0, optimizer=fastnn.SGD(0.01))
         out += model.get_parameters().astype(float).tolist() + model.predict(X).astype(float).ravel().tolist()
-print(json.dumps({"isa": fastnn._network.ISA, "values": out}))
+print(json.dumps({"isa": fastnn._walker.ISA, "values": out}))
 """
 
 
@@ -49,20 +49,20 @@ def expected_build(cap):
     """The widest build up to ``cap`` that is built and that this CPU runs."""
     import importlib.util
 
-    runs = {"baseline": True, "avx2": _kernels.cpu_has_avx2(), "avx512": _kernels.cpu_has_avx512()}
+    runs = {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}
     allowed = BUILDS if cap == "auto" else BUILDS[: BUILDS.index(cap) + 1]
-    usable = [name for name in allowed if runs[name] and importlib.util.find_spec(f"fastnn._network_{name}")]
+    usable = [name for name in allowed if runs[name] and importlib.util.find_spec(f"fastnn._walker_{name}")]
     return usable[-1]
 
 
 def test_the_cpu_gets_the_widest_build_it_runs():
     expected = expected_build(os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto")
-    assert _network.ISA == expected
-    assert fastnn.Sequential([fastnn.Dense(1, 1)])._net.__class__.__module__ == f"fastnn._network_{expected}"
+    assert _walker.ISA == expected
+    assert fastnn.Sequential([fastnn.Dense(1, 1)])._net.__class__.__module__ == f"fastnn._walker_{expected}"
 
 
 def test_avx512_implies_avx2():
-    assert not _kernels.cpu_has_avx512() or _kernels.cpu_has_avx2()
+    assert not _ops.cpu_has_avx512() or _ops.cpu_has_avx2()
 
 
 @pytest.mark.parametrize("blas", ["auto", "none"])

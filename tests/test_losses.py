@@ -7,7 +7,7 @@ import pytest
 from conftest import TOLERANCE
 
 import fastnn
-from fastnn import _network, ops, reference
+from fastnn import _walker, ops, reference
 from fastnn.reference import ReferenceMLP
 
 ELEMENTWISE = {
@@ -176,7 +176,7 @@ def test_integer_labels_take_the_step_float_labels_take(weighted, dtype, rng):
     np.testing.assert_array_equal(a.get_parameters(), b.get_parameters())
     # the integer labels take the fast path (status OK, not SLOW asking for validation)
     update, _ = a._update_for(opt_a)
-    assert a._net.train_step(X, labels, update, "cross_entropy", 0.0, w) == _network.OK
+    assert a._net.train_step(X, labels, update, "cross_entropy", 0.0, w) == _walker.OK
     assert np.isfinite(a._net.last_loss)
     before = a.get_parameters().tobytes()
     for bad in ([0, 3, 1], [0, -1, 1]):

@@ -21,7 +21,7 @@ import fastnn
 from fastnn import _blas
 
 PACKAGE = pathlib.Path(fastnn.__file__).resolve().parent
-COMPILED = ("_kernels", "_network_baseline", "_network_avx2", "_network_avx512")
+COMPILED = ("_ops", "_walker_baseline", "_walker_avx2", "_walker_avx512")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 #: Never imported by ``import fastnn``: plotting, SciPy, progress bars, the
@@ -102,16 +102,16 @@ def test_stubs_name_what_the_compiled_modules_define(name):
     # flags; where they are not built (not x86-64, or MSVC), their stubs must
     # match the baseline.
     built = importlib.util.find_spec(f"fastnn.{name}") is not None
-    module = importlib.import_module(f"fastnn.{name}" if built else "fastnn._network_baseline")
+    module = importlib.import_module(f"fastnn.{name}" if built else "fastnn._walker_baseline")
     stub = read_stub(name)
     assert stub_names(stub) == runtime_names(module)
     classes = [node for node in stub.body if isinstance(node, ast.ClassDef)]
     for node in classes:
         assert stub_names(node) == runtime_names(getattr(module, node.name)), node.name
-    if name in ("_network_avx2", "_network_avx512"):
+    if name in ("_walker_avx2", "_walker_avx512"):
         # It re-exports the baseline stub's names, classes and all.
-        assert stub_names(stub) == stub_names(read_stub("_network_baseline"))
-        assert all(node.module == "fastnn._network_baseline" for node in stub.body if isinstance(node, ast.ImportFrom))
+        assert stub_names(stub) == stub_names(read_stub("_walker_baseline"))
+        assert all(node.module == "fastnn._walker_baseline" for node in stub.body if isinstance(node, ast.ImportFrom))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Every compiled path of the network walker agrees with fastnn.reference.
 
-A Dense product in ``fastnn._network.Network`` runs either on fastnn's own
+A Dense product in ``fastnn._walker.Network`` runs either on fastnn's own
 loops or on a BLAS ``gemm`` (NumPy's OpenBLAS, CBLAS with 64-bit integers,
 or SciPy's ``cython_blas``, Fortran with 32-bit integers), chosen per layer
 and per batch by the Network's ``blas_min_*`` thresholds. Each *mode*
@@ -26,7 +26,7 @@ import pytest
 from conftest import TOLERANCE
 
 import fastnn
-from fastnn import _blas, _network
+from fastnn import _blas, _walker
 from fastnn.reference import ReferenceMLP
 
 # -- networks ------------------------------------------------------------------------------
@@ -46,18 +46,18 @@ ARCHS = {
 BIG = "mixed-64-128-8-1"
 
 #: The thresholds a mode sets on the Network (a Dense product uses BLAS when
-#: n_samples * in * out >= blas_min_work, in * out >= blas_min_weights,
-#: min(in, out) >= blas_min_width and, for a batch of 8 rows or more,
-#: in * out >= blas_min_weights_tiled); "auto" keeps the model's own.
-FORCE_LOOPS = dict(blas_min_work=2**62)
-FORCE_BLAS = dict(blas_min_work=0, blas_min_weights=0, blas_min_width=0, blas_min_weights_tiled=0)
-#: BLAS for the products with at least 100 weights and 2048 multiply-adds
-#: (the 64x128 layer always, the 128x8 one unless the batch is a single
-#: row), loops for the rest: a mix inside one step, and across the batches
-#: of an epoch whose last batch is short.
-MIXED = dict(blas_min_work=2048, blas_min_weights=100, blas_min_width=0, blas_min_weights_tiled=0)
+#: in * out >= blas_min_weights, min(in, out) >= blas_min_width and, for a
+#: batch of 8 rows or more, in * out >= blas_min_weights_tiled); "auto"
+#: keeps the walker build's own.
+FORCE_LOOPS = dict(blas_min_weights=2**62)
+FORCE_BLAS = dict(blas_min_weights=0, blas_min_width=0, blas_min_weights_tiled=0)
+#: BLAS for the products with at least 1000 weights, and on a batch of 8 rows
+#: or more with at least 8192 (the 64x128 layer always, the 128x8 one only
+#: on batches of fewer than 8 rows), loops for the rest: a mix inside one
+#: step, and across the batches of an epoch whose last batch is short.
+MIXED = dict(blas_min_weights=1000, blas_min_width=0, blas_min_weights_tiled=8192)
 MODES = ["loops", "blas", "auto", "mixed", "scipy"]
-THRESHOLDS = ("blas_min_work", "blas_min_weights", "blas_min_width", "blas_min_weights_tiled")
+THRESHOLDS = ("blas_min_weights", "blas_min_width", "blas_min_weights_tiled")
 
 
 def _layers(arch, seed):
@@ -82,7 +82,7 @@ def _rebuild(model, blas, network_class=None, **values):
     """Replace the model's Network by one on ``blas`` (a BlasInfo), with the model's
     thresholds overridden by ``values``."""
     net = model._net
-    network_class = network_class or _network.Network
+    network_class = network_class or _walker.Network
     model._net = network_class(net.plan, model._params, model._grads, blas=blas)
     set_thresholds(model._net, **{**thresholds_of(net), **values})
     return model
@@ -143,10 +143,9 @@ def dense_uses_blas(net, n_samples):
     """For each Dense row of the plan: does the network multiply it on BLAS for this batch?"""
     limits = dict.fromkeys(THRESHOLDS, 0) | thresholds_of(net)
     kinds, ins, outs = net.plan[:, 0], net.plan[:, 1], net.plan[:, 2]
-    return [bool(net.uses_blas and n_samples * k * m >= limits["blas_min_work"]
-                 and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"]
+    return [bool(net.uses_blas and k * m >= limits["blas_min_weights"] and min(k, m) >= limits["blas_min_width"]
                  and (n_samples < 8 or k * m >= limits["blas_min_weights_tiled"]))
-            for kind, k, m in zip(kinds, ins, outs) if kind == _network.KIND_DENSE]
+            for kind, k, m in zip(kinds, ins, outs) if kind == _walker.KIND_DENSE]
 
 
 # -- the paths are what they say -----------------------------------------------------------
@@ -155,15 +154,17 @@ def test_the_modes_take_the_paths_they_name():
     n = 64
     assert dense_uses_blas(make_model(BIG, np.float64, "loops")._net, n) == [False] * 3
     assert dense_uses_blas(make_model(BIG, np.float64, "blas")._net, n) == [True] * 3
-    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, n) == [True, True, False]
-    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, 1) == [True, False, False]
-    # The defaults a model is built with mix BLAS and loops on this network for
-    # one row; from 8 rows on, the build's register tiles keep the layers
-    # below its BLAS_MIN_WEIGHTS_TILED.
+    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, n) == [True, False, False]
+    assert dense_uses_blas(make_model(BIG, np.float64, "mixed")._net, 1) == [True, True, False]
+    # The defaults a model is built with (the walker build's) mix BLAS and
+    # loops on this network for one row; from 8 rows on, the build's register
+    # tiles keep the layers below its BLAS_MIN_WEIGHTS_TILED.
     auto = make_model(BIG, np.float64, "auto")._net
     assert dense_uses_blas(auto, 1) == [True, True, False]
-    tiled = fastnn.model.BLAS_MIN_WEIGHTS_TILED[_network.ISA]
-    assert auto.blas_min_weights_tiled == tiled
+    tiled = _walker.BLAS_MIN_WEIGHTS_TILED
+    assert (auto.blas_min_weights, auto.blas_min_width, auto.blas_min_weights_tiled) == \
+        (_walker.BLAS_MIN_WEIGHTS, _walker.BLAS_MIN_WIDTH, tiled)
+    assert tiled == {"baseline": 128, "avx2": 4096, "avx512": 131072}[_walker.ISA]
     assert dense_uses_blas(auto, n) == [64 * 128 >= tiled, 128 * 8 >= tiled, False]
     scipy_net = make_model(BIG, np.float32, "scipy")._net
     assert scipy_net.uses_blas and dense_uses_blas(scipy_net, 1) == [True] * 3
@@ -188,7 +189,7 @@ def test_predict_matches_reference(arch, mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("arch", ["relu-first-4-6-2", "relu-last-3-1-4-2", BIG])
-@pytest.mark.parametrize("n_samples", [_network.PREDICT_CHUNK, _network.PREDICT_CHUNK + 1, 2500])
+@pytest.mark.parametrize("n_samples", [_walker.PREDICT_CHUNK, _walker.PREDICT_CHUNK + 1, 2500])
 def test_predict_more_rows_than_a_chunk(arch, mode, n_samples, dtype):
     model = make_model(arch, dtype, mode)
     n_in, n_out = _io(arch)
@@ -263,13 +264,13 @@ def test_fit_epoch_in_order_equals_full_batch_steps_exactly(dtype):
 def _walker_builds():
     import importlib
 
-    from fastnn import _kernels
+    from fastnn import _ops
 
-    builds = {"baseline": importlib.import_module("fastnn._network_baseline")}
-    for name, runs in (("avx2", _kernels.cpu_has_avx2()), ("avx512", _kernels.cpu_has_avx512())):
+    builds = {"baseline": importlib.import_module("fastnn._walker_baseline")}
+    for name, runs in (("avx2", _ops.cpu_has_avx2()), ("avx512", _ops.cpu_has_avx512())):
         if runs:
             try:
-                builds[name] = importlib.import_module(f"fastnn._network_{name}")
+                builds[name] = importlib.import_module(f"fastnn._walker_{name}")
             except ImportError:
                 pass
     return builds

@@ -1,13 +1,13 @@
 """The compiled network walker, in the build this CPU runs best.
 
-The walker (``fastnn/_network.pxi``) is compiled up to three times: for the
+The walker (``fastnn/_walker.pxi``) is compiled up to three times: for the
 compiler's baseline instruction set (SSE2 on x86-64) and, on x86-64 with
 GCC or Clang, with AVX2 and with AVX-512 (F, VL, DQ, BW), whose vectors are
 two and four times as wide. On the same path (each Dense layer on BLAS, or
 on fastnn's own loops) all builds give bit-identical results (no fused
 multiply-add; every sum has a fixed order, whatever the vector width); the
-point from which a layer takes BLAS depends on the build
-(``fastnn.model.BLAS_MIN_WEIGHTS_TILED``).
+point from which a layer takes BLAS depends on the build (each exports its
+own ``BLAS_MIN_WEIGHTS_TILED``, the default of its ``Network``).
 
 ``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
 takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,
@@ -17,10 +17,10 @@ takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,
 import os
 import warnings
 
-from fastnn import _kernels
+from fastnn import _ops
 
 #: The builds, narrowest first: (name, whether this CPU runs it).
-_BUILDS = (("baseline", True), ("avx2", _kernels.cpu_has_avx2()), ("avx512", _kernels.cpu_has_avx512()))
+_BUILDS = (("baseline", True), ("avx2", _ops.cpu_has_avx2()), ("avx512", _ops.cpu_has_avx512()))
 _NAMES = [name for name, _ in _BUILDS]
 
 _wanted = os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto"
@@ -36,12 +36,12 @@ for _name, _runs in reversed(_BUILDS[1:_limit]):
         continue
     try:
         if _name == "avx512":
-            from fastnn._network_avx512 import *  # noqa: F401,F403
+            from fastnn._walker_avx512 import *  # noqa: F401,F403
         else:
-            from fastnn._network_avx2 import *  # noqa: F401,F403
+            from fastnn._walker_avx2 import *  # noqa: F401,F403
     except ImportError:  # built without this variant (not x86-64, or MSVC)
         continue
     ISA = _name
     break
 if ISA == "baseline":
-    from fastnn._network_baseline import *  # noqa: F401,F403
+    from fastnn._walker_baseline import *  # noqa: F401,F403

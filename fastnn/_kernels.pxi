@@ -1,28 +1,35 @@
 # The pointer-level loops of fastnn, included (not cimported) by each
-# compiled module that runs them: fastnn._kernels (behind fastnn.ops) and the
-# network walkers fastnn._network_baseline / fastnn._network_avx2.
+# compiled module that runs them: fastnn._ops (behind fastnn.ops) and the
+# network walkers fastnn._walker_baseline / _avx2 / _avx512. Each loop has
+# one body here, fused over float32/float64, and both sides run it.
 #
 # Why an include and not a .pxd: a cdef function cimported from another
 # module is called through a pointer, so it can be neither inlined into the
 # walker's loops nor compiled for the walker's instruction set. Each module
 # compiles its own copy instead, and the AVX2 build of the walker gets AVX2
-# loops throughout (see setup.py and fastnn/_network.py).
+# loops throughout (see setup.py and fastnn/_walker.py).
 #
 # Every function here is a typed loop over C-contiguous buffers that the
 # caller has allocated and whose sizes the caller has checked: nothing here
-# checks a bound, raises, or touches a Python object. Shapes are given in
-# the tutorial's notation: X is (n_samples, in_features), W is
-# (in_features, out_features), b and db are (out_features,), Y and dY are
-# (n_samples, out_features). Inputs are ``const``; outputs are overwritten,
-# never accumulated into. The NumPy twin of each is in fastnn/reference.py.
+# checks a bound, raises, or touches a Python object. Inputs are ``const``;
+# outputs are overwritten, never accumulated into. The NumPy twin of each is
+# in fastnn/reference.py.
+#
+# The Dense products are feature-major, as the walker keeps its activations:
+# XT is (in_features, n) (row kk holds input kk of every sample), W is
+# (in_features, out_features), b and db are (out_features,), YT and G are
+# (out_features, n). The loops then run along the batch, which is long and
+# contiguous however narrow the layer is, so they vectorise. fastnn.ops'
+# sample-major arrays are transposed on the way in and out (``transpose``).
 
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.math cimport exp, expf, log, log1p, log1pf, logf, pow, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport exp, expf, log, log1p, log1pf, pow, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 
-# A BLAS gemm found at run time (see fastnn/_blas.py): kind and addresses.
+# A BLAS gemm found at run time (see fastnn/_blas.py): kind and addresses,
+# and the rule of ``use_blas``: from which layer sizes a Dense product calls it.
 cdef enum:
     BLAS_NONE = 0
     BLAS_CBLAS64 = 1      # CBLAS with 64-bit integers (NumPy's scipy-openblas64)
@@ -32,195 +39,56 @@ cdef struct Blas:
     int kind
     void* dgemm
     void* sgemm
+    Py_ssize_t min_weights         # in * out >= this,
+    Py_ssize_t min_width           # and min(in, out) >= this,
+    Py_ssize_t min_weights_tiled   # and, for a batch of TILE_MIN_BATCH or more, in * out >= this
 
 
-cdef void dense_forward_kernel(
-    const floating* X, const floating* W, const floating* b, floating* Y,
-    Py_ssize_t n_samples, Py_ssize_t in_features, Py_ssize_t out_features,
-    bint relu,
-) noexcept nogil:
-    """Y = X @ W + b, then max(Y, 0) when ``relu``.
+cdef extern from "_tile.h":
+    # This build's crossover between its own loops and BLAS (see fastnn/_tile.h).
+    enum:
+        FASTNN_BLAS_MIN_WEIGHTS
+        FASTNN_BLAS_MIN_WIDTH
+        FASTNN_BLAS_MIN_WEIGHTS_TILED
+    # The register-tiled product, one per dtype.
+    void fastnn_small_gemm_d(const double* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const double* B,
+                             Py_ssize_t ldb, double* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
+                             Py_ssize_t K, const double* bias, int relu) noexcept nogil
+    void fastnn_small_gemm_f(const float* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const float* B,
+                             Py_ssize_t ldb, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
+                             Py_ssize_t K, const float* bias, int relu) noexcept nogil
 
-    Row by row: Y[i, :] starts at b and gains X[i, k] * W[k, :] for each k,
-    so the innermost loop runs along contiguous rows of W and Y (and
-    vectorises), instead of striding down the columns of W. The bias and the
-    ReLU are applied in the same pass over the row, while it is in cache.
-    One output (W a column) is a dot product per sample.
-    """
-    cdef Py_ssize_t i, k, j
-    cdef floating x_ik, acc
-    cdef floating* y_row
-    cdef const floating* x_row
-    cdef const floating* w_row
-    if out_features == 1:
-        for i in range(n_samples):
-            x_row = X + i * in_features
-            acc = b[0]
-            for k in range(in_features):
-                acc = acc + x_row[k] * W[k]
-            Y[i] = acc if (acc > 0 or not relu) else 0
-        return
-    for i in range(n_samples):
-        y_row = Y + i * out_features
-        for j in range(out_features):
-            y_row[j] = b[j]
-        for k in range(in_features):
-            x_ik = X[i * in_features + k]
-            w_row = W + k * out_features
-            for j in range(out_features):
-                y_row[j] += x_ik * w_row[j]
-        if relu:
-            for j in range(out_features):
-                y_row[j] = y_row[j] if y_row[j] > 0 else 0
+#: A Dense product of this module's loops calls BLAS (when one was found) when
+#: in_features * out_features reaches BLAS_MIN_WEIGHTS, both reach
+#: BLAS_MIN_WIDTH and, for a batch of 8 rows or more (where the register
+#: tiles run), in_features * out_features reaches BLAS_MIN_WEIGHTS_TILED.
+BLAS_MIN_WEIGHTS = int(FASTNN_BLAS_MIN_WEIGHTS)
+BLAS_MIN_WIDTH = int(FASTNN_BLAS_MIN_WIDTH)
+BLAS_MIN_WEIGHTS_TILED = int(FASTNN_BLAS_MIN_WEIGHTS_TILED)
+
+cdef enum:
+    # From this batch size on, the register tiles run (see _blocked), and BLAS
+    # must beat them (Blas.min_weights_tiled).
+    TILE_MIN_BATCH = 8
 
 
-cdef void dense_backward_kernel(
-    const floating* X, const floating* W, const floating* dY,
-    floating* dX, floating* dW, floating* db,
-    Py_ssize_t n_samples, Py_ssize_t in_features, Py_ssize_t out_features,
-) noexcept nogil:
-    """dX = dY @ W.T (skipped when dX is NULL), dW = X.T @ dY, db = dY.sum(0).
-
-    dX[i, k] is the dot product of the contiguous rows dY[i, :] and W[k, :];
-    dW and db are accumulated one sample at a time, along contiguous rows.
-    """
-    cdef Py_ssize_t i, k, j
-    cdef floating acc, x_ik
-    cdef const floating* dy_row
-    cdef const floating* w_row
-    cdef floating* dw_row
-
-    for j in range(out_features):
-        db[j] = 0
-    for k in range(in_features * out_features):
-        dW[k] = 0
-
-    if out_features == 1:
-        # One output: dW is a column, dX[i, :] = dY[i] * W[:, 0].
-        for i in range(n_samples):
-            acc = dY[i]
-            db[0] += acc
-            for k in range(in_features):
-                dW[k] += X[i * in_features + k] * acc
-            if dX != NULL:
-                for k in range(in_features):
-                    dX[i * in_features + k] = acc * W[k]
-        return
-
-    for i in range(n_samples):
-        dy_row = dY + i * out_features
-        for j in range(out_features):
-            db[j] += dy_row[j]
-        for k in range(in_features):
-            x_ik = X[i * in_features + k]
-            dw_row = dW + k * out_features
-            for j in range(out_features):
-                dw_row[j] += x_ik * dy_row[j]
-        if dX != NULL:
-            for k in range(in_features):
-                w_row = W + k * out_features
-                acc = 0
-                for j in range(out_features):
-                    acc = acc + dy_row[j] * w_row[j]
-                dX[i * in_features + k] = acc
+cdef inline void blas_init(Blas* blas) noexcept nogil:
+    """No BLAS, and this build's thresholds."""
+    blas.kind = BLAS_NONE
+    blas.dgemm = NULL
+    blas.sgemm = NULL
+    blas.min_weights = FASTNN_BLAS_MIN_WEIGHTS
+    blas.min_width = FASTNN_BLAS_MIN_WIDTH
+    blas.min_weights_tiled = FASTNN_BLAS_MIN_WEIGHTS_TILED
 
 
-cdef void relu_forward_kernel(
-    const floating* Z, floating* A, Py_ssize_t size,
-) noexcept nogil:
-    """A = max(Z, 0), elementwise."""
-    cdef Py_ssize_t i
-    cdef floating zero = 0, z
-    for i in range(size):
-        z = Z[i]
-        A[i] = z if z > zero else zero   # a typed zero: the loop then vectorises
-
-
-cdef void relu_backward_kernel(
-    const floating* Z, const floating* dA, floating* dZ, Py_ssize_t size,
-) noexcept nogil:
-    """dZ = dA * (Z > 0) (the subgradient at Z == 0 is taken as 0).
-
-    A multiplication by the 0/1 mask rather than a branch: the signs of Z are
-    as good as random, and a mispredicted branch per element cost more than
-    the whole multiplication (measured: a quarter of a float32 training step).
-    dZ may be dA itself: each element is read before it is written.
-    """
-    cdef Py_ssize_t i
-    cdef floating zero = 0, mask
-    for i in range(size):
-        mask = Z[i] > zero
-        dZ[i] = dA[i] * mask
-
-
-cdef double mse_loss_kernel(
-    const floating* yhat, const floating* y, Py_ssize_t size,
-) noexcept nogil:
-    """mean((yhat - y) ** 2), summed in double even for float32 input."""
-    cdef Py_ssize_t i
-    cdef double diff, total = 0.0
-    for i in range(size):
-        diff = <double>yhat[i] - <double>y[i]
-        total += diff * diff
-    return total / size
-
-
-cdef double mse_loss_grad_kernel(
-    const floating* yhat, const floating* y, floating* grad, Py_ssize_t size,
-) noexcept nogil:
-    """grad = 2 * (yhat - y) / size, and return mean((yhat - y) ** 2).
-
-    One pass computes both, as a training step needs both. The loss is summed
-    in double, in eight independent lanes (one chain of dependent additions
-    would not vectorise); the gradient is computed in the buffers' own type,
-    as the reference computes it. ``grad`` may be ``yhat`` or ``y`` itself.
-    """
-    cdef Py_ssize_t i = 0, t
-    cdef floating d[8]
-    cdef double lane[8]
-    cdef floating scale = <floating>(2.0 / size)
-    for t in range(8):
-        lane[t] = 0.0
-    while i + 8 <= size:
-        for t in range(8):
-            d[t] = yhat[i + t] - y[i + t]
-        for t in range(8):
-            lane[t] += <double>d[t] * <double>d[t]
-        for t in range(8):
-            grad[i + t] = scale * d[t]
-        i += 8
-    while i < size:
-        d[0] = yhat[i] - y[i]
-        lane[0] += <double>d[0] * <double>d[0]
-        grad[i] = scale * d[0]
-        i += 1
-    return (((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))) / size
-
-
-cdef void sgd_update_kernel(
-    floating* param, const floating* grad, double lr, Py_ssize_t size,
-) noexcept nogil:
-    """param -= lr * grad, in place."""
-    cdef Py_ssize_t i
-    cdef floating step = <floating>lr
-    for i in range(size):
-        param[i] -= step * grad[i]
-
-
-cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
-    """True when no element of x is NaN or infinite.
-
-    x * 0 is 0 for every finite x and NaN for NaN and +-inf, and NaN is the
-    one value unequal to itself: the count of such elements is an integer
-    sum, which the compiler vectorises (a floating-point sum it may not
-    reorder).
-    """
-    cdef Py_ssize_t i, bad = 0
-    cdef floating chk, zero = 0
-    for i in range(size):
-        chk = x[i] * zero
-        bad += chk != chk
-    return bad == 0
+cdef inline bint use_blas(const Blas* blas, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
+    """Whether the Dense product of a batch of n, k inputs and m outputs calls BLAS."""
+    if (blas.kind == BLAS_NONE or k * m < blas.min_weights or k < blas.min_width or m < blas.min_width
+            or (n >= TILE_MIN_BATCH and k * m < blas.min_weights_tiled)):
+        return False
+    # A BLAS with 32-bit integers takes no dimension (nor leading dimension) above INT_MAX.
+    return blas.kind != BLAS_FORTRAN32 or (n <= INT_MAX and k <= INT_MAX and m <= INT_MAX)
 
 
 # ---------------------------------------------------------------------------
@@ -277,6 +145,329 @@ cdef void gemm(
             (<fortran_dgemm_t>blas.dgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
         else:
             (<fortran_sgemm_t>blas.sgemm)(&ta, &tb, &m, &n, &k, &one, B, &la, A, &lb, &beta, C, &lc)
+
+
+# ---------------------------------------------------------------------------
+# Building blocks: sums in a fixed order, the ReLU, transposes
+# ---------------------------------------------------------------------------
+
+cdef inline floating _relu(floating v) noexcept nogil:
+    """max(v, 0), as every ReLU of fastnn computes it (NaN and -0.0 give +0.0;
+    fastnn/_tile.h's FASTNN_RELU is its vector twin)."""
+    cdef floating zero = 0     # a typed zero: loops over it vectorise
+    return v if v > zero else zero
+
+
+cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    """y += a * x."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] += a * x[i]
+
+
+cdef inline double _lanes_total_d(const double* lane) noexcept nogil:
+    """The sum of 8 double lanes, as a fixed tree."""
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
+
+
+cdef inline floating _lanes_total(const floating* lane) noexcept nogil:
+    """The sum of the 8 (double) or 16 (float) lanes of _dot and _sum, as a fixed tree."""
+    if floating is float:
+        return ((((lane[0] + lane[8]) + (lane[4] + lane[12])) + ((lane[1] + lane[9]) + (lane[5] + lane[13])))
+                + (((lane[2] + lane[10]) + (lane[6] + lane[14])) + ((lane[3] + lane[11]) + (lane[7] + lane[15]))))
+    else:
+        return _lanes_total_d(lane)
+
+
+cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    """sum(x * y), in independent lanes that the compiler keeps in vector registers.
+
+    A compiler may not reorder one floating-point sum, so a plain loop is a
+    single chain of dependent additions; independent lanes vectorise. 64
+    bytes of lanes (8 doubles, 16 floats): with fewer floats than the
+    AVX-512 build's vectors hold, GCC vectorises two steps of the loop at
+    once and must then add their lanes in order, one by one.
+    """
+    cdef floating lane[16]
+    cdef floating total = 0
+    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    if n < lanes:
+        # Lane 0 alone: the same sum in the same order, without the other lanes' zeros.
+        for i in range(n):
+            total += x[i] * y[i]
+        return total
+    for t in range(lanes):
+        lane[t] = 0
+    while i + lanes <= n:
+        for t in range(lanes):
+            lane[t] += x[i + t] * y[i + t]
+        i += lanes
+    while i < n:
+        lane[0] += x[i] * y[i]
+        i += 1
+    return _lanes_total(lane)
+
+
+cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    """sum(x), in vectorisable lanes (as ``_dot``)."""
+    cdef floating lane[16]
+    cdef floating total = 0
+    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    if n < lanes:
+        for i in range(n):
+            total += x[i]
+        return total
+    for t in range(lanes):
+        lane[t] = 0
+    while i + lanes <= n:
+        for t in range(lanes):
+            lane[t] += x[i + t]
+        i += lanes
+    while i < n:
+        lane[0] += x[i]
+        i += 1
+    return _lanes_total(lane)
+
+
+cdef void transpose(const floating* src, floating* dst, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """dst (cols, rows) = src (rows, cols).T"""
+    cdef Py_ssize_t r, c, t, r0 = 0
+    cdef floating* d
+    cdef const floating* s
+    if rows == 1 or cols == 1:
+        memcpy(dst, src, rows * cols * sizeof(floating))
+        return
+    # Eight source rows at a time: each column of them is one contiguous
+    # 8-element store, where a row-by-row copy would store every element
+    # into another cache line.
+    while r0 + 8 <= rows:
+        s = src + r0 * cols
+        d = dst + r0
+        for c in range(cols):
+            for t in range(8):
+                d[c * rows + t] = s[t * cols + c]
+        r0 += 8
+    for r in range(r0, rows):
+        for c in range(cols):
+            dst[c * rows + r] = src[r * cols + c]
+
+
+# ---------------------------------------------------------------------------
+# Dense, feature-major (see the top of this file)
+# ---------------------------------------------------------------------------
+
+cdef inline void _small_gemm(
+    const floating* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const floating* B, Py_ssize_t ldb,
+    floating* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+    const floating* bias, bint relu,
+) noexcept nogil:
+    """C (M, N) = A (M, K) @ B (K, N) [+ bias[:, None]] [then max(., 0)], for small sizes.
+
+    A's element (r, c) is at ``A[r * sa_r + c * sa_c]`` (so W serves as A or
+    as A.T without a copy); B's rows and C's rows are contiguous, ``ldb`` and
+    ``ldc`` apart. Register-tiled in explicit vectors, 4 rows of C by two of
+    the build's widest vector registers (``fastnn/_tile.h``); every element
+    is one sum in the order of K, so every build gives the same bits.
+    """
+    if floating is double:
+        fastnn_small_gemm_d(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
+    else:
+        fastnn_small_gemm_f(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
+
+
+cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
+    """Whether the register-tiled product pays: 4 rows and TILE_MIN_BATCH (8)
+    columns or more, and a sum of two terms or more (one is a single fused pass)."""
+    return rows >= 4 and n >= TILE_MIN_BATCH and depth >= 2
+
+
+cdef inline bint dense_backward_takes_GT(const Blas* blas, Py_ssize_t n, Py_ssize_t k,
+                                         Py_ssize_t m) noexcept nogil:
+    """Whether dense_backward_kernel multiplies dW on the register tile, from G laid
+    out sample-major (GT, n * m values), when the caller hands it GT."""
+    return not use_blas(blas, n, k, m) and _blocked(m, k, n)
+
+
+cdef void dense_forward_kernel(
+    const Blas* blas, const floating* XT, const floating* W, const floating* b,
+    floating* YT, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
+) noexcept nogil:
+    """YT (m, n) = W.T @ XT + b[:, None], then max(., 0) when ``relu`` (k >= 1).
+
+    BLAS when ``use_blas``; else the register-tiled product for a layer of
+    four outputs or more (W.T as A), else output row j is b[j] + sum over kk
+    of W[kk, j] * XT[kk], where the bias rides on the first input row's pass
+    and the ReLU on the last one's, so a one-input layer (the tutorial's
+    first) is a single pass.
+    """
+    cdef Py_ssize_t i, j, kk
+    cdef floating* y
+    cdef const floating* x
+    cdef floating bj, w
+    if use_blas(blas, n, k, m):
+        for j in range(m):
+            y = YT + j * n
+            bj = b[j]
+            for i in range(n):
+                y[i] = bj
+        gemm(blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
+        if relu:
+            for i in range(m * n):
+                YT[i] = _relu(YT[i])
+        return
+    if _blocked(n, m, k):
+        _small_gemm(W, 1, m, XT, n, YT, n, m, n, k, b, relu)
+        return
+    for j in range(m):
+        y = YT + j * n
+        bj = b[j]
+        w = W[j]
+        x = XT
+        if k == 1 and relu:
+            for i in range(n):
+                y[i] = _relu(bj + w * x[i])
+            continue
+        for i in range(n):
+            y[i] = bj + w * x[i]
+        for kk in range(1, k - 1):
+            _axpy(W[kk * m + j], XT + kk * n, y, n)
+        if k > 1:
+            w = W[(k - 1) * m + j]
+            x = XT + (k - 1) * n
+            if relu:
+                for i in range(n):
+                    y[i] = _relu(y[i] + w * x[i])
+            else:
+                _axpy(w, x, y, n)
+
+
+cdef void dense_backward_kernel(
+    const Blas* blas, const floating* XT, const floating* W, const floating* G, const floating* GT,
+    floating* dXT, floating* dW, floating* db, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
+) noexcept nogil:
+    """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n)).
+
+    BLAS when ``use_blas``; else (see ``_blocked``): with eight outputs and
+    four inputs or more, dW is the register-tiled product X @ G.T over the
+    batch, which needs G sample-major: ``GT`` (n, m), when the caller has it
+    (see ``dense_backward_takes_GT``); without it (NULL), one lane-parallel
+    dot product (``_dot``) per weight. With four inputs or more and a batch
+    of eight or more, dXT is the register-tiled product W @ G.
+    """
+    cdef Py_ssize_t kk, j, i
+    cdef floating* dx
+    cdef floating w
+    for j in range(m):
+        db[j] = _sum(G + j * n, n)
+    if use_blas(blas, n, k, m):
+        gemm(blas, False, True, k, m, n, XT, n, G, n, 0, dW, m)
+        if dXT != NULL:
+            gemm(blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
+        return
+    if _blocked(m, k, n) and GT != NULL:
+        _small_gemm(XT, n, 1, GT, m, dW, m, k, m, n, NULL, False)
+    else:
+        for kk in range(k):
+            for j in range(m):
+                dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
+    if dXT != NULL and _blocked(n, k, m):
+        _small_gemm(W, m, 1, G, n, dXT, n, k, n, m, NULL, False)
+    elif dXT != NULL:
+        for kk in range(k):
+            dx = dXT + kk * n
+            w = W[kk * m]
+            for i in range(n):
+                dx[i] = w * G[i]
+            for j in range(1, m):
+                _axpy(W[kk * m + j], G + j * n, dx, n)
+
+
+# ---------------------------------------------------------------------------
+# Elementwise
+# ---------------------------------------------------------------------------
+
+cdef void relu_forward_kernel(
+    const floating* Z, floating* A, Py_ssize_t size,
+) noexcept nogil:
+    """A = max(Z, 0), elementwise (A may be Z)."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        A[i] = _relu(Z[i])
+
+
+cdef void relu_backward_kernel(
+    const floating* Z, const floating* dA, floating* dZ, Py_ssize_t size,
+) noexcept nogil:
+    """dZ = dA * (Z > 0) (the subgradient at Z == 0 is taken as 0).
+
+    A multiplication by the 0/1 mask rather than a branch: the signs of Z are
+    as good as random, and a mispredicted branch per element cost more than
+    the whole multiplication (measured: a quarter of a float32 training step).
+    dZ may be dA itself: each element is read before it is written.
+    """
+    cdef Py_ssize_t i
+    cdef floating zero = 0, mask
+    for i in range(size):
+        mask = Z[i] > zero
+        dZ[i] = dA[i] * mask
+
+
+cdef double mse_loss_grad_kernel(
+    const floating* yhat, const floating* y, floating* grad, Py_ssize_t size,
+) noexcept nogil:
+    """grad = 2 * (yhat - y) / size, and return mean((yhat - y) ** 2).
+
+    One pass computes both, as a training step needs both. The loss is summed
+    in double, in eight independent lanes (one chain of dependent additions
+    would not vectorise); the gradient is computed in the buffers' own type,
+    as the reference computes it. ``grad`` may be ``yhat`` or ``y`` itself.
+    """
+    cdef Py_ssize_t i = 0, t
+    cdef floating d[8]
+    cdef double lane[8]
+    cdef floating scale = <floating>(2.0 / size)
+    for t in range(8):
+        lane[t] = 0.0
+    while i + 8 <= size:
+        for t in range(8):
+            d[t] = yhat[i + t] - y[i + t]
+        for t in range(8):
+            lane[t] += <double>d[t] * <double>d[t]
+        for t in range(8):
+            grad[i + t] = scale * d[t]
+        i += 8
+    while i < size:
+        d[0] = yhat[i] - y[i]
+        lane[0] += <double>d[0] * <double>d[0]
+        grad[i] = scale * d[0]
+        i += 1
+    return _lanes_total_d(lane) / size
+
+
+cdef void sgd_update_kernel(
+    floating* param, const floating* grad, double lr, Py_ssize_t size,
+) noexcept nogil:
+    """param -= lr * grad, in place."""
+    cdef Py_ssize_t i
+    cdef floating step = <floating>lr
+    for i in range(size):
+        param[i] -= step * grad[i]
+
+
+cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
+    """True when no element of x is NaN or infinite.
+
+    x * 0 is 0 for every finite x and NaN for NaN and +-inf, and NaN is the
+    one value unequal to itself: the count of such elements is an integer
+    sum, which the compiler vectorises (a floating-point sum it may not
+    reorder).
+    """
+    cdef Py_ssize_t i, bad = 0
+    cdef floating chk, zero = 0
+    for i in range(size):
+        chk = x[i] * zero
+        bad += chk != chk
+    return bad == 0
 
 
 # ---------------------------------------------------------------------------
@@ -506,13 +697,6 @@ cdef inline floating _log1p(floating x) noexcept nogil:
         return log1pf(x)
     else:
         return log1p(x)
-
-
-cdef inline floating _log(floating x) noexcept nogil:
-    if floating is float:
-        return logf(x)
-    else:
-        return log(x)
 
 
 cdef double loss_grad_kernel(

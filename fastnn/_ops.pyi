@@ -1,4 +1,4 @@
-"""Type stub of ``fastnn._kernels``, compiled from ``fastnn/_kernels.pyx``.
+"""Type stub of ``fastnn._ops``, compiled from ``fastnn/_ops.pyx``.
 
 Keep it in step with the ``.pyx``: tests/test_packaging.py checks that both
 define the same public names. The array arguments are typed memoryviews in
@@ -18,8 +18,10 @@ _Floats = npt.NDArray[np.floating[Any]]
 
 #: True when the extension was compiled with bounds checking (FASTNN_DEBUG=1).
 DEBUG_BUILD: bool
-OPS_BLAS_MIN_WORK: int
-OPS_BLAS_MIN_WEIGHTS: int
+#: From which sizes the Dense wrappers call BLAS (the rule of fastnn/_kernels.pxi's use_blas).
+BLAS_MIN_WEIGHTS: int
+BLAS_MIN_WIDTH: int
+BLAS_MIN_WEIGHTS_TILED: int
 #: Activation name -> its code in the kernels.
 FN_CODES: dict[str, int]
 #: Loss name -> its code in the kernels.
@@ -32,8 +34,6 @@ def dense_forward(X: _Floats, W: _Floats, b: _Floats, out: _Floats) -> None: ...
 def dense_backward(X: _Floats, W: _Floats, dY: _Floats, dX: _Floats, dW: _Floats, db: _Floats) -> None: ...
 def relu_forward(Z: _Floats, out: _Floats) -> None: ...
 def relu_backward(Z: _Floats, dA: _Floats, out: _Floats) -> None: ...
-def mse_loss(yhat: _Floats, y: _Floats) -> float: ...
-def mse_grad(yhat: _Floats, y: _Floats, out: _Floats) -> float: ...
 def sgd_update(param: _Floats, grad: _Floats, lr: float) -> None: ...
 def all_finite(x: _Floats) -> bool: ...
 def optimizer_update(

@@ -1,18 +1,21 @@
-"""Typed loops behind fastnn.ops: Dense, ReLU, MSE and SGD.
+"""The compiled kernels behind fastnn.ops, and the CPU and build facts.
 
 Design
 ------
-Two layers live in this file.
+Two layers live here.
 
-1. ``cdef ... noexcept nogil`` kernels over raw pointers, in
-   ``_loops.pxi`` (included here and in the network walker, which compiles
-   its own copy so that it can inline them). They check nothing, raise
-   nothing and touch no Python object.
+1. ``cdef ... noexcept nogil`` loops over raw pointers, in ``_kernels.pxi``
+   (included here and in the network walker, which compiles its own copy
+   so that it can inline them): one body per kernel, which both sides run.
+   They check nothing, raise nothing and touch no Python object.
 2. ``def`` wrappers over typed, C-contiguous memoryviews (``const`` for
    inputs, so read-only arrays work), fused over float32/float64. They check
    that the shapes fit together (which is what makes ``boundscheck(False)``
-   in the kernels safe), release the GIL and call the kernel. Outputs are
-   buffers the caller allocated, so a model can reuse them.
+   in the loops safe), release the GIL and call the loop. Outputs are
+   buffers the caller allocated. The Dense wrappers take sample-major
+   arrays: BLAS (``use_blas``, the walker's rule) multiplies them as they
+   are, a one-output layer is a dot product per row, and every other layer
+   runs the walker's feature-major Dense loops on transposed copies.
 
 ``fastnn.ops`` is the public, validated face of the wrappers (array-likes,
 dtypes, finiteness, messages that name the argument); ``fastnn.reference``
@@ -21,6 +24,8 @@ holds the NumPy twin of each kernel, which the tests hold these loops to.
 Compiler directives (boundscheck, wraparound, ...) are set once, in
 ``setup.py``; ``FASTNN_DEBUG=1`` at build time turns the checks back on.
 """
+
+from libc.stdlib cimport free, malloc
 
 
 cdef extern from *:
@@ -61,17 +66,13 @@ def cpu_has_avx512():
     return bool(fastnn_cpu_has_avx512())
 
 
-include "_loops.pxi"
+include "_kernels.pxi"
 
 
-#: The BLAS the ``def`` wrappers below use for large products (``set_blas``).
+#: The BLAS of the Dense wrappers below (``set_blas``), with this module's
+#: thresholds (BLAS_MIN_WEIGHTS, BLAS_MIN_WIDTH, BLAS_MIN_WEIGHTS_TILED).
 cdef Blas _BLAS
-_BLAS.kind = BLAS_NONE
-
-#: The wrappers multiply with BLAS once n_samples * in * out reaches this and
-#: in * out reaches OPS_BLAS_MIN_WEIGHTS (as the model does; see fastnn.model).
-OPS_BLAS_MIN_WORK = 2048
-OPS_BLAS_MIN_WEIGHTS = 64
+blas_init(&_BLAS)
 
 
 def set_blas(info):
@@ -84,12 +85,6 @@ def set_blas(info):
     _BLAS.kind = info.kind
 
 
-cdef bint _ops_use_blas(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m):
-    if _BLAS.kind == BLAS_NONE or k * m < OPS_BLAS_MIN_WEIGHTS or n * k * m < OPS_BLAS_MIN_WORK:
-        return False
-    return _BLAS.kind != BLAS_FORTRAN32 or max(n, k, m) <= INT_MAX
-
-
 # --------------------------------------------------------------------------
 # Wrappers: typed memoryviews, shape checks, GIL released around the loops.
 # --------------------------------------------------------------------------
@@ -97,6 +92,14 @@ cdef bint _ops_use_blas(Py_ssize_t n, Py_ssize_t k, Py_ssize_t m):
 cdef inline void _check_same_size(Py_ssize_t a, Py_ssize_t b, str what) except *:
     if a != b:
         raise ValueError(f"{what}: sizes {a} and {b} differ")
+
+
+cdef void* _scratch(Py_ssize_t n_values, size_t itemsize) except NULL:
+    """malloc'd room for n_values values (at least one), or MemoryError."""
+    cdef void* room = malloc(max(n_values, 1) * itemsize)
+    if room == NULL:
+        raise MemoryError(f"cannot allocate {n_values} values of scratch")
+    return room
 
 
 def dense_forward(
@@ -107,27 +110,42 @@ def dense_forward(
 ):
     """Write X @ W + b into ``out``."""
     cdef Py_ssize_t n_samples = X.shape[0], in_features = X.shape[1]
-    cdef Py_ssize_t out_features = W.shape[1]
+    cdef Py_ssize_t out_features = W.shape[1], i
+    cdef floating* XT
+    cdef floating* YT
     _check_same_size(W.shape[0], in_features, "W rows vs X columns")
     _check_same_size(b.shape[0], out_features, "b vs W columns")
     _check_same_size(out.shape[0], n_samples, "out rows vs X rows")
     _check_same_size(out.shape[1], out_features, "out columns vs W columns")
     if n_samples == 0 or out_features == 0:
         return
-    cdef bint use_blas = in_features > 0 and _ops_use_blas(n_samples, in_features, out_features)
-    cdef Py_ssize_t i
-    with nogil:
-        if use_blas:
+    if in_features == 0:
+        # No input: every row is b.
+        for i in range(n_samples):
+            out[i, :] = b
+        return
+    if use_blas(&_BLAS, n_samples, in_features, out_features):
+        # BLAS takes the sample-major arrays as they are: out = b, then out += X @ W.
+        with nogil:
             for i in range(n_samples):
                 memcpy(&out[i, 0], &b[0], out_features * sizeof(floating))
             gemm(&_BLAS, False, False, n_samples, out_features, in_features,
                  &X[0, 0], in_features, &W[0, 0], out_features, 1, &out[0, 0], out_features)
-        else:
-            dense_forward_kernel(
-                &X[0, 0] if in_features > 0 else NULL,
-                &W[0, 0] if in_features > 0 else NULL,
-                &b[0], &out[0, 0], n_samples, in_features, out_features, False,
-            )
+        return
+    if out_features == 1:
+        # One output: a dot product per row, on the rows as they are (a transpose would cost
+        # as much as the products).
+        with nogil:
+            for i in range(n_samples):
+                out[i, 0] = b[0] + _dot(&X[i, 0], &W[0, 0], in_features)
+        return
+    XT = <floating*>_scratch(n_samples * (in_features + out_features), sizeof(floating))
+    YT = XT + n_samples * in_features
+    with nogil:
+        transpose(&X[0, 0], XT, n_samples, in_features)
+        dense_forward_kernel(&_BLAS, XT, &W[0, 0], &b[0], YT, n_samples, in_features, out_features, False)
+        transpose(YT, &out[0, 0], out_features, n_samples)
+    free(XT)
 
 
 def dense_backward(
@@ -140,7 +158,10 @@ def dense_backward(
 ):
     """Write dY @ W.T into ``dX``, X.T @ dY into ``dW`` and dY.sum(0) into ``db``."""
     cdef Py_ssize_t n_samples = X.shape[0], in_features = X.shape[1]
-    cdef Py_ssize_t out_features = W.shape[1]
+    cdef Py_ssize_t out_features = W.shape[1], i, j, kk
+    cdef floating* XT
+    cdef floating* G
+    cdef floating* dXT
     _check_same_size(W.shape[0], in_features, "W rows vs X columns")
     _check_same_size(dY.shape[0], n_samples, "dY rows vs X rows")
     _check_same_size(dY.shape[1], out_features, "dY columns vs W columns")
@@ -150,16 +171,16 @@ def dense_backward(
     _check_same_size(dW.shape[1], out_features, "dW columns vs W columns")
     _check_same_size(db.shape[0], out_features, "db vs W columns")
     if out_features == 0:
+        dX[:, :] = 0
         return
     if n_samples == 0 or in_features == 0:
         # No sample or no input: dW (if any) and db are sums over nothing.
         dW[:, :] = 0
         db[:] = 0
         return
-    cdef bint use_blas = _ops_use_blas(n_samples, in_features, out_features)
-    cdef Py_ssize_t i, j
-    with nogil:
-        if use_blas:
+    if use_blas(&_BLAS, n_samples, in_features, out_features):
+        # BLAS takes the sample-major arrays as they are; db sums dY's rows in order.
+        with nogil:
             for j in range(out_features):
                 db[j] = 0
             for i in range(n_samples):
@@ -169,11 +190,30 @@ def dense_backward(
                  &dY[0, 0], out_features, &W[0, 0], out_features, 0, &dX[0, 0], in_features)
             gemm(&_BLAS, True, False, in_features, out_features, n_samples,
                  &X[0, 0], in_features, &dY[0, 0], out_features, 0, &dW[0, 0], out_features)
-        else:
-            dense_backward_kernel(
-                &X[0, 0], &W[0, 0], &dY[0, 0], &dX[0, 0], &dW[0, 0], &db[0],
-                n_samples, in_features, out_features,
-            )
+        return
+    if out_features == 1:
+        # One output, on the rows as they are: db = sum(dY), dW = sum over rows of
+        # dY[i] * X[i], dX[i] = dY[i] * W[:, 0].
+        with nogil:
+            db[0] = _sum(&dY[0, 0], n_samples)
+            for kk in range(in_features):
+                dW[kk, 0] = 0
+            for i in range(n_samples):
+                _axpy(dY[i, 0], &X[i, 0], &dW[0, 0], in_features)
+                for kk in range(in_features):
+                    dX[i, kk] = dY[i, 0] * W[kk, 0]
+        return
+    # XT and dXT (in_features, n), G (out_features, n); dY is G sample-major (GT).
+    XT = <floating*>_scratch(n_samples * (2 * in_features + out_features), sizeof(floating))
+    dXT = XT + n_samples * in_features
+    G = dXT + n_samples * in_features
+    with nogil:
+        transpose(&X[0, 0], XT, n_samples, in_features)
+        transpose(&dY[0, 0], G, n_samples, out_features)
+        dense_backward_kernel(&_BLAS, XT, &W[0, 0], G, &dY[0, 0], dXT, &dW[0, 0], &db[0],
+                              n_samples, in_features, out_features)
+        transpose(dXT, &dX[0, 0], in_features, n_samples)
+    free(XT)
 
 
 def relu_forward(const floating[::1] Z, floating[::1] out):
@@ -193,29 +233,6 @@ def relu_backward(const floating[::1] Z, const floating[::1] dA, floating[::1] o
         return
     with nogil:
         relu_backward_kernel(&Z[0], &dA[0], &out[0], Z.shape[0])
-
-
-def mse_loss(const floating[::1] yhat, const floating[::1] y):
-    """Return mean((yhat - y) ** 2) as a Python float (flat views)."""
-    cdef double loss
-    _check_same_size(y.shape[0], yhat.shape[0], "y vs yhat")
-    if yhat.shape[0] == 0:
-        raise ValueError("mse_loss of an empty array is undefined")
-    with nogil:
-        loss = mse_loss_kernel(&yhat[0], &y[0], yhat.shape[0])
-    return loss
-
-
-def mse_grad(const floating[::1] yhat, const floating[::1] y, floating[::1] out):
-    """Write 2 * (yhat - y) / yhat.size into ``out``; return the MSE too."""
-    cdef double loss
-    _check_same_size(y.shape[0], yhat.shape[0], "y vs yhat")
-    _check_same_size(out.shape[0], yhat.shape[0], "out vs yhat")
-    if yhat.shape[0] == 0:
-        raise ValueError("mse_grad of an empty array is undefined")
-    with nogil:
-        loss = mse_loss_grad_kernel(&yhat[0], &y[0], &out[0], yhat.shape[0])
-    return loss
 
 
 def sgd_update(floating[::1] param, const floating[::1] grad, double lr):

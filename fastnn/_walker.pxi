@@ -1,9 +1,9 @@
 """Walk a whole network in one call without the GIL.
 
 This source is compiled up to three times (see setup.py): as
-fastnn._network_baseline for any x86-64 (or other) CPU, and as
-fastnn._network_avx2 and fastnn._network_avx512 for CPUs that have AVX2 or
-AVX-512; fastnn._network imports the widest one the CPU can run. No fused
+fastnn._walker_baseline for any x86-64 (or other) CPU, and as
+fastnn._walker_avx2 and fastnn._walker_avx512 for CPUs that have AVX2 or
+AVX-512; fastnn._walker imports the widest one the CPU can run. No fused
 multiply-add (-ffp-contract=off) and sums in a fixed order: on the same
 path (BLAS or own loops for each layer), every build gives the same bits.
 
@@ -28,9 +28,23 @@ shape); anything else returns ``SLOW`` and the Python layer validates and
 converts it, then calls again. Finiteness of X, y and the sample weights
 (and the labels' range) is checked inside the step's first pass.
 
-Dense layers multiply with fastnn's own loops when they are small and with
-a BLAS ``gemm`` (see ``fastnn._blas``) when the layer is large enough (see
-``_use_blas`` and ``benchmarks/crossover.py``); both run without the GIL.
+The loops themselves (Dense, activations, losses, optimizer updates) are
+those of ``_kernels.pxi``, which fastnn.ops runs too; this file holds the
+walk. Dense layers multiply with fastnn's own loops when they are small and
+with a BLAS ``gemm`` (see ``fastnn._blas``) when the layer is large enough
+(``use_blas``, from this build's thresholds in ``_tile.h``, measured with
+``benchmarks/crossover.py``); both run without the GIL. The dtype is
+picked once per call, in ``_run``.
+
+Some functions here are longer than a reader would like, on purpose:
+``_forward`` and ``_backward`` keep every kind of row in one loop over the
+plan, and ``_train_step`` the forward pass, loss, backward pass and update
+in one body, because they run once per mini-batch, where a whole tutorial
+step takes well under a microsecond: splitting them would add calls and
+pointer set-up on that path. (Likewise ``_update_pass`` and
+``loss_grad_kernel`` in ``_kernels.pxi`` keep one branch-free loop per rule
+inline, so that the compiler vectorises each.) ``Network.__init__`` checks
+the whole plan in one place, before anything is kept.
 
 Inside a step everything is feature-major, ``(width, n)``. Workspace layout
 for a batch of ``n`` samples (``acts_width`` is the sum of the rows' output
@@ -68,7 +82,7 @@ that must first be validated (including input that is not finite).
 cimport numpy as cnp
 from libc.math cimport NAN, isfinite
 
-include "_loops.pxi"
+include "_kernels.pxi"
 
 
 import numpy as np
@@ -76,11 +90,11 @@ import numpy as np
 cnp.import_array()
 
 cdef enum:
-    KIND = 0        # KIND_DENSE or KIND_RELU
+    KIND = 0        # KIND_DENSE_ or KIND_ACT_
     IN = 1          # input width
     OUT = 2         # output width
-    W_OFF = 3       # offset of W (in x out, row-major) in params; -1 for ReLU
-    B_OFF = 4       # offset of b (out,) in params; -1 for ReLU
+    W_OFF = 3       # offset of W (in x out, row-major) in params; -1 for an activation
+    B_OFF = 4       # offset of b (out,) in params; -1 for an activation
     ACT = 5         # per-sample offset of this row's output in the activations
     FN = 6          # activation (FN_* code) applied to this row's output; a Dense's folded one
     N_FIELDS = 7
@@ -95,11 +109,6 @@ KIND_ACT = KIND_ACT_
 #: Activation codes of the plan's ``fn`` field.
 FN_CODES = {"identity": FN_IDENTITY, "relu": FN_RELU, "leaky_relu": FN_LEAKY_RELU,
             "tanh": FN_TANH, "sigmoid": FN_SIGMOID}
-
-cdef enum:
-    # From this batch size on, own loops' register tiles run (see _blocked),
-    # and BLAS must beat them (blas_min_weights_tiled).
-    TILE_MIN_BATCH = 8
 
 cdef enum:
     OK_ = 0
@@ -129,22 +138,10 @@ cdef struct NetC:
     Py_ssize_t n_params
     Py_ssize_t n_in, n_out
     Py_ssize_t acts_width, max_width
-    Blas blas
-    Py_ssize_t blas_min_work      # use BLAS when n * in * out >= this,
-    Py_ssize_t blas_min_weights   # in * out >= this
-    Py_ssize_t blas_min_width     # and min(in, out) >= this,
-    Py_ssize_t blas_min_weights_tiled  # and, for a batch of TILE_MIN_BATCH or more, in * out >= this
-    void* grad_backup             # n_params values: the gradients before the current step
-    Py_ssize_t scratch_width      # per-sample width of the workspace's scratch block (_scratch_width)
-
-
-cdef inline bint _use_blas(const NetC* net, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m) noexcept nogil:
-    if (net.blas.kind == BLAS_NONE or k * m < net.blas_min_weights or n * k * m < net.blas_min_work
-            or k < net.blas_min_width or m < net.blas_min_width
-            or (n >= TILE_MIN_BATCH and k * m < net.blas_min_weights_tiled)):
-        return False
-    # A BLAS with 32-bit integers takes no dimension (nor leading dimension) above INT_MAX.
-    return net.blas.kind != BLAS_FORTRAN32 or (n <= INT_MAX and k <= INT_MAX and m <= INT_MAX)
+    Blas blas                  # the gemm of large Dense products, and from which sizes (use_blas)
+    void* grad_backup          # n_params values: the gradients before the current step
+    Py_ssize_t scratch_width   # per-sample width of the workspace's scratch block (_scratch_width)
+    bint is_double             # the dtype of every buffer: float64, else float32
 
 
 cdef inline Py_ssize_t _last_act(const NetC* net) noexcept nogil:
@@ -152,97 +149,9 @@ cdef inline Py_ssize_t _last_act(const NetC* net) noexcept nogil:
 
 
 # Inside a step every activation is stored feature-major, (width, n): row j
-# holds unit j for every sample of the batch. The loops then run along the
-# batch, which is long and contiguous however narrow the layer is (the
-# tutorial's layers are 1 and 3 wide), so they vectorise; the input is
-# transposed once on the way in (fused with the mini-batch gather) and the
-# output once on the way out.
-
-cdef inline void _axpy(floating a, const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
-    """y += a * x."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] += a * x[i]
-
-
-cdef inline floating _lanes_total(const floating* lane) noexcept nogil:
-    """The sum of the 8 (double) or 16 (float) lanes of _dot and _sum, as a fixed tree."""
-    if floating is float:
-        return ((((lane[0] + lane[8]) + (lane[4] + lane[12])) + ((lane[1] + lane[9]) + (lane[5] + lane[13])))
-                + (((lane[2] + lane[10]) + (lane[6] + lane[14])) + ((lane[3] + lane[11]) + (lane[7] + lane[15]))))
-    else:
-        return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]))
-
-
-cdef inline floating _dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
-    """sum(x * y), in independent lanes that the compiler keeps in vector registers.
-
-    A compiler may not reorder one floating-point sum, so a plain loop is a
-    single chain of dependent additions; independent lanes vectorise. 64
-    bytes of lanes (8 doubles, 16 floats): with fewer floats than the
-    AVX-512 build's vectors hold, GCC vectorises two steps of the loop at
-    once and must then add their lanes in order, one by one.
-    """
-    cdef floating lane[16]
-    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
-    for t in range(lanes):
-        lane[t] = 0
-    while i + lanes <= n:
-        for t in range(lanes):
-            lane[t] += x[i + t] * y[i + t]
-        i += lanes
-    while i < n:
-        lane[0] += x[i] * y[i]
-        i += 1
-    return _lanes_total(lane)
-
-
-cdef inline floating _sum(const floating* x, Py_ssize_t n) noexcept nogil:
-    """sum(x), in vectorisable lanes (as ``_dot``)."""
-    cdef floating lane[16]
-    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
-    for t in range(lanes):
-        lane[t] = 0
-    while i + lanes <= n:
-        for t in range(lanes):
-            lane[t] += x[i + t]
-        i += lanes
-    while i < n:
-        lane[0] += x[i]
-        i += 1
-    return _lanes_total(lane)
-
-
-cdef inline void _relu_inplace(floating* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef floating zero = 0, v
-    for i in range(n):
-        v = x[i]
-        x[i] = v if v > zero else zero
-
-
-cdef void _transpose(const floating* src, floating* dst, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
-    """dst (cols, rows) = src (rows, cols).T"""
-    cdef Py_ssize_t r, c, t, r0 = 0
-    cdef floating* d
-    cdef const floating* s
-    if rows == 1 or cols == 1:
-        memcpy(dst, src, rows * cols * sizeof(floating))
-        return
-    # Eight source rows at a time: each column of them is one contiguous
-    # 8-element store, where a row-by-row copy would store every element
-    # into another cache line.
-    while r0 + 8 <= rows:
-        s = src + r0 * cols
-        d = dst + r0
-        for c in range(cols):
-            for t in range(8):
-                d[c * rows + t] = s[t * cols + c]
-        r0 += 8
-    for r in range(r0, rows):
-        for c in range(cols):
-            dst[c * rows + r] = src[r * cols + c]
-
+# holds unit j for every sample of the batch, as the Dense loops of
+# _kernels.pxi take them; the input is transposed once on the way in (fused
+# with the mini-batch gather) and the output once on the way out.
 
 cdef void _gather_transpose(
     const floating* src, Py_ssize_t cols, const Py_ssize_t* rows, Py_ssize_t n_rows, floating* dst,
@@ -254,95 +163,6 @@ cdef void _gather_transpose(
         row = src + rows[i] * cols
         for c in range(cols):
             dst[c * n_rows + i] = row[c]
-
-
-cdef extern from "_tile.h":
-    # The register-tiled product, one per dtype (see fastnn/_tile.h).
-    void fastnn_small_gemm_d(const double* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const double* B,
-                             Py_ssize_t ldb, double* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
-                             Py_ssize_t K, const double* bias, int relu) noexcept nogil
-    void fastnn_small_gemm_f(const float* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const float* B,
-                             Py_ssize_t ldb, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N,
-                             Py_ssize_t K, const float* bias, int relu) noexcept nogil
-
-
-cdef inline void _small_gemm(
-    const floating* A, Py_ssize_t sa_r, Py_ssize_t sa_c, const floating* B, Py_ssize_t ldb,
-    floating* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
-    const floating* bias, bint relu,
-) noexcept nogil:
-    """C (M, N) = A (M, K) @ B (K, N) [+ bias[:, None]] [then max(., 0)], for small sizes.
-
-    A's element (r, c) is at ``A[r * sa_r + c * sa_c]`` (so W serves as A or
-    as A.T without a copy); B's rows and C's rows are contiguous, ``ldb`` and
-    ``ldc`` apart. Register-tiled in explicit vectors, 4 rows of C by two of
-    the build's widest vector registers (``fastnn/_tile.h``); every element
-    is one sum in the order of K, so every build gives the same bits.
-    """
-    if floating is double:
-        fastnn_small_gemm_d(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
-    else:
-        fastnn_small_gemm_f(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu)
-
-
-cdef inline bint _blocked(Py_ssize_t n, Py_ssize_t rows, Py_ssize_t depth) noexcept nogil:
-    """Whether the register-tiled product pays: 4 rows and TILE_MIN_BATCH (8)
-    columns or more, and a sum of two terms or more (one is a single fused pass)."""
-    return rows >= 4 and n >= TILE_MIN_BATCH and depth >= 2
-
-
-cdef void _dense_forward(
-    const NetC* net, const floating* XT, const floating* W, const floating* b,
-    floating* YT, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m, bint relu,
-) noexcept nogil:
-    """YT (m, n) = W.T @ XT + b[:, None], then max(., 0) when ``relu``.
-
-    Own loops: the register-tiled product for a layer of four outputs or
-    more (W.T as A), else output row j is b[j] + sum over kk of W[kk, j] *
-    XT[kk], where the bias rides on the first input row's pass and the ReLU
-    on the last one's, so a one-input layer (the tutorial's first) is a
-    single pass.
-    """
-    cdef Py_ssize_t i, j, kk
-    cdef floating* y
-    cdef const floating* x
-    cdef floating bj, w, v, zero = 0
-    if _use_blas(net, n, k, m):
-        for j in range(m):
-            y = YT + j * n
-            bj = b[j]
-            for i in range(n):
-                y[i] = bj
-        gemm(&net.blas, True, False, m, n, k, W, m, XT, n, 1, YT, n)
-        if relu:
-            _relu_inplace(YT, m * n)
-        return
-    if _blocked(n, m, k):
-        _small_gemm(W, 1, m, XT, n, YT, n, m, n, k, b, relu)
-        return
-    for j in range(m):
-        y = YT + j * n
-        bj = b[j]
-        w = W[j]
-        x = XT
-        if k == 1 and relu:
-            for i in range(n):
-                v = bj + w * x[i]
-                y[i] = v if v > zero else zero
-            continue
-        for i in range(n):
-            y[i] = bj + w * x[i]
-        for kk in range(1, k - 1):
-            _axpy(W[kk * m + j], XT + kk * n, y, n)
-        if k > 1:
-            w = W[(k - 1) * m + j]
-            x = XT + (k - 1) * n
-            if relu:
-                for i in range(n):
-                    v = y[i] + w * x[i]
-                    y[i] = v if v > zero else zero
-            else:
-                _axpy(w, x, y, n)
 
 
 cdef void _forward(
@@ -358,57 +178,13 @@ cdef void _forward(
         out = acts + n * rec[ACT]
         if rec[KIND] == KIND_DENSE_:
             # A folded ReLU rides on the product's last pass; other activations follow it.
-            _dense_forward(net, inp, params + rec[W_OFF], params + rec[B_OFF], out,
-                           n, rec[IN], rec[OUT], rec[FN] == FN_RELU)
+            dense_forward_kernel(&net.blas, inp, params + rec[W_OFF], params + rec[B_OFF], out,
+                                 n, rec[IN], rec[OUT], rec[FN] == FN_RELU)
             if rec[FN] != FN_RELU and rec[FN] != FN_IDENTITY:
                 act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, n * rec[OUT])
         else:
             act_forward_kernel(<int>rec[FN], net.fn_params[l], inp, out, n * rec[IN])
         inp = out
-
-
-cdef void _dense_backward(
-    const NetC* net, const floating* XT, const floating* W, const floating* G,
-    floating* dXT, floating* dW, floating* db, Py_ssize_t n, Py_ssize_t k, Py_ssize_t m,
-    floating* scratch,
-) noexcept nogil:
-    """dW = XT @ G.T, db = G.sum(1), and dXT = W @ G unless dXT is NULL (G is (m, n)).
-
-    Own loops (see ``_blocked``): with eight outputs and four inputs or
-    more, dW is the register-tiled product X @ G.T over the batch, with G
-    laid out sample-major in ``scratch`` (when it fits: ``_scratch_width``);
-    else one lane-parallel dot product (``_dot``) per weight. With four
-    inputs or more and a batch of eight or more, dXT is the register-tiled
-    product W @ G.
-    """
-    cdef Py_ssize_t kk, j, i
-    cdef floating* dx
-    cdef floating w
-    cdef floating* GT = scratch
-    for j in range(m):
-        db[j] = _sum(G + j * n, n)
-    if _use_blas(net, n, k, m):
-        gemm(&net.blas, False, True, k, m, n, XT, n, G, n, 0, dW, m)
-        if dXT != NULL:
-            gemm(&net.blas, False, False, k, n, m, W, m, G, n, 0, dXT, n)
-        return
-    if _blocked(m, k, n) and m <= net.scratch_width:
-        _transpose(G, GT, m, n)                    # (n, m)
-        _small_gemm(XT, n, 1, GT, m, dW, m, k, m, n, NULL, False)
-    else:
-        for kk in range(k):
-            for j in range(m):
-                dW[kk * m + j] = _dot(XT + kk * n, G + j * n, n)
-    if dXT != NULL and _blocked(n, k, m):
-        _small_gemm(W, m, 1, G, n, dXT, n, k, n, m, NULL, False)
-    elif dXT != NULL:
-        for kk in range(k):
-            dx = dXT + kk * n
-            w = W[kk * m]
-            for i in range(n):
-                dx[i] = w * G[i]
-            for j in range(1, m):
-                _axpy(W[kk * m + j], G + j * n, dx, n)
 
 
 cdef void _backward(
@@ -428,6 +204,7 @@ cdef void _backward(
     cdef floating* out
     cdef floating* g_cur = g_block
     cdef floating* G
+    cdef floating* GT
     for l in range(net.n_rows - 1, -1, -1):
         rec = net.plan + l * N_FIELDS
         inp = XT if l == 0 else acts + n * net.plan[(l - 1) * N_FIELDS + ACT]
@@ -443,9 +220,13 @@ cdef void _backward(
                 G = out
             else:
                 G = g_cur
+            GT = NULL
+            if rec[OUT] <= net.scratch_width and dense_backward_takes_GT(&net.blas, n, rec[IN], rec[OUT]):
+                transpose(G, scratch, rec[OUT], n)
+                GT = scratch
             # The network's input needs no gradient: dX is skipped for l == 0.
-            _dense_backward(net, inp, params + rec[W_OFF], G, g_block if l > 0 else NULL,
-                            grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT], scratch)
+            dense_backward_kernel(&net.blas, inp, params + rec[W_OFF], G, GT, g_block if l > 0 else NULL,
+                                  grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT])
             g_cur = g_block
         elif l > 0:
             act_backward_kernel(<int>rec[FN], net.fn_params[l], out, g_cur, out, n * rec[IN])
@@ -526,9 +307,9 @@ cdef void _load_batch(
         if lossc.weighted:
             _gather_transpose(w, 1, order + start, nb, wT)
     else:
-        _transpose(X + start * net.n_in, XT, nb, net.n_in)
+        transpose(X + start * net.n_in, XT, nb, net.n_in)
         if y != NULL:
-            _transpose(y + start * yw, yT, nb, yw)
+            transpose(y + start * yw, yT, nb, yw)
         if lossc.weighted:
             memcpy(wT, w + start, nb * sizeof(floating))
 
@@ -574,9 +355,25 @@ cdef void _predict_chunk(
     """out (n, n_out) = the network on X (n, n_in), through the feature-major workspace."""
     cdef floating* XT = work
     cdef floating* acts = XT + n * net.n_in + n * net.n_out + n
-    _transpose(X, XT, n, net.n_in)
+    transpose(X, XT, n, net.n_in)
     _forward(net, params, XT, acts, n)
-    _transpose(acts + n * _last_act(net), out, net.n_out, n)
+    transpose(acts + n * _last_act(net), out, net.n_out, n)
+
+
+cdef int _predict(
+    const NetC* net, const floating* params, const floating* X, floating* work, Py_ssize_t n,
+    Py_ssize_t chunk, floating* out,
+) noexcept nogil:
+    """out (n, n_out) = the network on X (n, n_in), ``chunk`` rows at a time (the
+    workspace holds that many); BAD_INPUT_ if X is not finite."""
+    cdef Py_ssize_t start = 0, nb
+    if not all_finite_kernel(X, n * net.n_in):
+        return BAD_INPUT_
+    while start < n:
+        nb = chunk if chunk < n - start else n - start
+        _predict_chunk(net, params, X + start * net.n_in, work, nb, out + start * net.n_out)
+        start += nb
+    return OK_
 
 
 cdef bint _valid_targets(const NetC* net, const LossC* lossc, const floating* y,
@@ -636,6 +433,61 @@ cdef int _step_on(
         for i in range(n):
             yT[i] = <floating>labels[i]
     return _train_step(net, params, grads, work, n, opt, buf1, buf2, lossc, &wsum, loss_out, True)
+
+
+# ---------------------------------------------------------------------------
+# The one float/double dispatch: the face fills a Call with the addresses of
+# its buffers, all of the network's dtype, and _run casts them once.
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    ENTRY_PREDICT = 0
+    ENTRY_STEP = 1
+    ENTRY_EPOCH = 2
+
+
+cdef struct Call:
+    int entry                   # ENTRY_*
+    void* params
+    void* grads
+    void* work
+    const void* X
+    const void* y               # targets, or NULL with labels
+    const Py_ssize_t* labels    # ENTRY_STEP: intp class labels, or NULL
+    const void* w               # sample weights, or NULL
+    const Py_ssize_t* order     # ENTRY_EPOCH: the rows' order, or NULL
+    void* out                   # ENTRY_PREDICT: (n, n_out)
+    void* buf1
+    void* buf2
+    Opt* opt
+    LossC loss
+    Py_ssize_t n                # rows of X
+    Py_ssize_t batch_size       # ENTRY_EPOCH: rows per step; ENTRY_PREDICT: rows per chunk
+    double loss_value           # OUT: the step's loss, or the epoch's mean loss
+    Py_ssize_t done             # OUT: ENTRY_EPOCH's samples used
+
+
+cdef int _run_typed(const NetC* net, Call* c, floating dtype) noexcept nogil:
+    """Run ``c.entry`` with every buffer of ``c`` taken as ``floating`` (``dtype`` only
+    picks the specialization)."""
+    if c.entry == ENTRY_PREDICT:
+        return _predict(net, <const floating*>c.params, <const floating*>c.X, <floating*>c.work, c.n,
+                        c.batch_size, <floating*>c.out)
+    if c.entry == ENTRY_STEP:
+        return _step_on(net, <floating*>c.params, <floating*>c.grads, <const floating*>c.X,
+                        <const floating*>c.y, c.labels, <const floating*>c.w, <floating*>c.work, c.n,
+                        c.opt, <floating*>c.buf1, <floating*>c.buf2, &c.loss, &c.loss_value)
+    return _train_epoch(net, <floating*>c.params, <floating*>c.grads, <const floating*>c.X,
+                        <const floating*>c.y, <const floating*>c.w, c.n, c.order, c.batch_size,
+                        <floating*>c.work, c.opt, <floating*>c.buf1, <floating*>c.buf2, &c.loss,
+                        &c.done, &c.loss_value)
+
+
+cdef inline int _run(const NetC* net, Call* c) noexcept nogil:
+    """Run ``c.entry`` in the network's dtype: its status (OK_ or a code)."""
+    if net.is_double:
+        return _run_typed(net, c, <double>0)
+    return _run_typed(net, c, <float>0)
 
 
 # ---------------------------------------------------------------------------
@@ -709,19 +561,23 @@ cdef class Network:
     params, grads : 1-D C-contiguous float32 or float64 arrays of one size
         Kept by reference: the network reads and updates them in place.
     blas : fastnn._blas.BlasInfo or None
-    blas_min_work, blas_min_weights, blas_min_width, blas_min_weights_tiled : int
-        A Dense product uses BLAS when n_samples * in * out reaches
-        ``blas_min_work``, in * out reaches ``blas_min_weights``, both in
-        and out reach ``blas_min_width`` and, for a batch of 8 rows or more
-        (where own loops run their register tiles), in * out reaches
-        ``blas_min_weights_tiled``.
+        The gemm of large Dense products (None: own loops for every size).
+    fn_params : sequence of float, optional
+        Per plan row, its activation's parameter (LeakyReLU's slope); zeros.
+    blas_min_weights, blas_min_width, blas_min_weights_tiled : int
+        A Dense product uses BLAS when in * out reaches ``blas_min_weights``,
+        both in and out reach ``blas_min_width`` and, for a batch of 8 rows
+        or more (where own loops run their register tiles), in * out reaches
+        ``blas_min_weights_tiled``. The defaults are this build's crossover,
+        the module's BLAS_MIN_WEIGHTS, BLAS_MIN_WIDTH and
+        BLAS_MIN_WEIGHTS_TILED; other values serve the tests and benchmarks
+        that force a path.
     """
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
     cdef object work, grad_backup
     cdef Py_ssize_t work_size
-    cdef readonly bint is_double
     cdef int typenum
     cdef readonly str blas_source
     #: The loss of the last train_step (before its update) or the mean loss of the
@@ -730,9 +586,10 @@ cdef class Network:
     #: The samples the last train_epoch used (all of them after OK).
     cdef readonly Py_ssize_t last_done
 
-    def __init__(self, plan, params, grads, blas=None, Py_ssize_t blas_min_work=1 << 62,
-                 Py_ssize_t blas_min_weights=0, Py_ssize_t blas_min_width=0, fn_params=None,
-                 Py_ssize_t blas_min_weights_tiled=0):
+    def __init__(self, plan, params, grads, blas=None, fn_params=None, *,
+                 Py_ssize_t blas_min_weights=FASTNN_BLAS_MIN_WEIGHTS,
+                 Py_ssize_t blas_min_width=FASTNN_BLAS_MIN_WIDTH,
+                 Py_ssize_t blas_min_weights_tiled=FASTNN_BLAS_MIN_WEIGHTS_TILED):
         cdef Py_ssize_t l, n_in, n_out, acts_width = 0, max_width = 0
         cdef const Py_ssize_t[:, ::1] rows = plan
         fn_params = np.zeros(rows.shape[0]) if fn_params is None else np.array(fn_params, dtype=np.float64)
@@ -777,11 +634,10 @@ cdef class Network:
         self.plan.setflags(write=False)
         self.params = params
         self.grads = grads
-        self.is_double = params_dtype == np.dtype(np.float64)
+        self.net.is_double = params_dtype == np.dtype(np.float64)
         self.typenum = params_dtype.num
         self.net.plan = <const Py_ssize_t*>cnp.PyArray_DATA(self.plan)
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
-        # Made by the first train_step (a fit never needs it).
         self.grad_backup = None
         self.net.grad_backup = NULL
         self.net.n_rows = rows.shape[0]
@@ -791,11 +647,10 @@ cdef class Network:
         self.net.acts_width = acts_width
         self.net.max_width = max_width
         self.net.scratch_width = 0
-        self.net.blas.kind = BLAS_NONE
-        self.net.blas_min_work = blas_min_work
-        self.net.blas_min_weights = blas_min_weights
-        self.net.blas_min_width = blas_min_width
-        self.net.blas_min_weights_tiled = blas_min_weights_tiled
+        blas_init(&self.net.blas)
+        self.net.blas.min_weights = blas_min_weights
+        self.net.blas.min_width = blas_min_width
+        self.net.blas.min_weights_tiled = blas_min_weights_tiled
         self.blas_source = "none"
         if blas is not None and blas.kind in (BLAS_CBLAS64, BLAS_FORTRAN32) and blas.dgemm and blas.sgemm:
             self.net.blas.kind = blas.kind
@@ -821,43 +676,37 @@ cdef class Network:
         return _work_per_sample(&self.net)
 
     @property
-    def blas_min_work(self):
-        """A Dense product uses BLAS (when one was found) once n * in * out reaches this."""
-        return self.net.blas_min_work
-
-    @blas_min_work.setter
-    def blas_min_work(self, Py_ssize_t value):
-        self.net.blas_min_work = value
-        self._scratch_width()
+    def is_double(self):
+        return self.net.is_double
 
     @property
     def blas_min_weights(self):
-        """... and in * out reaches this."""
-        return self.net.blas_min_weights
+        """A Dense product uses BLAS (when one was found) once in * out reaches this,"""
+        return self.net.blas.min_weights
 
     @blas_min_weights.setter
     def blas_min_weights(self, Py_ssize_t value):
-        self.net.blas_min_weights = value
+        self.net.blas.min_weights = value
         self._scratch_width()
 
     @property
     def blas_min_width(self):
-        """... and min(in, out) reaches this."""
-        return self.net.blas_min_width
+        """... and min(in, out) reaches this,"""
+        return self.net.blas.min_width
 
     @blas_min_width.setter
     def blas_min_width(self, Py_ssize_t value):
-        self.net.blas_min_width = value
+        self.net.blas.min_width = value
         self._scratch_width()
 
     @property
     def blas_min_weights_tiled(self):
         """... and, for a batch of 8 rows or more, in * out reaches this."""
-        return self.net.blas_min_weights_tiled
+        return self.net.blas.min_weights_tiled
 
     @blas_min_weights_tiled.setter
     def blas_min_weights_tiled(self, Py_ssize_t value):
-        self.net.blas_min_weights_tiled = value
+        self.net.blas.min_weights_tiled = value
         self._scratch_width()
 
     @property
@@ -866,28 +715,30 @@ cdef class Network:
 
     cdef int _scratch_width(self) except -1:
         """Size the scratch block for the Dense layers that may take the tiled dW
-        path on own loops (``_blocked`` for a batch of two rows or more), and are not
-        always on BLAS (a layer on BLAS for one batch size may take own loops for another)."""
+        path on own loops for some batch size (``dense_backward_takes_GT``:
+        whether BLAS takes a layer depends on the batch only through
+        TILE_MIN_BATCH)."""
         cdef Py_ssize_t l, k, m, width = 0
         cdef const Py_ssize_t* rec
         for l in range(self.net.n_rows):
             rec = self.net.plan + l * N_FIELDS
             k, m = rec[IN], rec[OUT]
-            if rec[KIND] != KIND_DENSE_ or not _blocked(m, k, 2):
-                continue
-            if (self.net.blas_min_work <= 1 and _use_blas(&self.net, 1, k, m)
-                    and _use_blas(&self.net, TILE_MIN_BATCH, k, m)):
-                continue
-            width = max(width, m)
+            if rec[KIND] == KIND_DENSE_ and (dense_backward_takes_GT(&self.net.blas, 2, k, m)
+                                             or dense_backward_takes_GT(&self.net.blas, TILE_MIN_BATCH, k, m)):
+                width = max(width, m)
         self.net.scratch_width = width
         return 0
 
     cdef char* _workspace(self, Py_ssize_t n_samples) except NULL:
+        """The workspace for a batch of n_samples, starting on a 64-byte boundary: NumPy
+        aligns to 16 bytes only, and AVX-512 loads that straddle cache lines are slower."""
         cdef Py_ssize_t needed = n_samples * _work_per_sample(&self.net)
+        cdef char* start
         if self.work_size < needed:
-            self.work = np.empty(needed, dtype=self.params.dtype)
+            self.work = np.empty(needed * self.params.dtype.itemsize + 64, dtype=np.uint8)
             self.work_size = needed
-        return <char*>cnp.PyArray_DATA(self.work)
+        start = <char*>cnp.PyArray_DATA(self.work)
+        return start + (-<size_t>start) % 64
 
     cdef bint _fits_X(self, object X) noexcept:
         return (_fits(X, self.typenum, 2) and _dim(X, 1) == self.net.n_in and _dim(X, 0) > 0)
@@ -901,41 +752,24 @@ cdef class Network:
         """The network's output for X, or None when X must be validated first
         (not of the exact type, dtype, layout or shape the fast path takes, or
         not finite: the caller's check then says what is wrong)."""
-        cdef Py_ssize_t n, start, nb, chunk, n_out = self.net.n_out, n_in = self.net.n_in
+        cdef Call c
         cdef cnp.npy_intp dims[2]
-        cdef char* work
-        cdef char* xp
-        cdef char* outp
-        cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
-        cdef bint finite = True
+        cdef int status
         if not self._fits_X(X):
             return None
-        n = _dim(X, 0)
-        chunk = min(n, PREDICT_CHUNK)
-        dims[0] = n
-        dims[1] = n_out
+        c.entry = ENTRY_PREDICT
+        c.n = _dim(X, 0)
+        c.batch_size = min(c.n, PREDICT_CHUNK)
+        dims[0] = c.n
+        dims[1] = self.net.n_out
         out = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
-        work = self._workspace(chunk)
-        xp = <char*>cnp.PyArray_DATA(X)
-        outp = <char*>cnp.PyArray_DATA(out)
+        c.params = cnp.PyArray_DATA(self.params)
+        c.X = cnp.PyArray_DATA(X)
+        c.out = cnp.PyArray_DATA(out)
+        c.work = self._workspace(c.batch_size)
         with nogil:
-            if self.is_double:
-                finite = all_finite_kernel(<const double*>xp, n * n_in)
-            else:
-                finite = all_finite_kernel(<const float*>xp, n * n_in)
-            start = 0
-            while finite and start < n:
-                nb = min(chunk, n - start)
-                if self.is_double:
-                    _predict_chunk(&self.net, <const double*>pp, <const double*>xp + start * n_in,
-                                   <double*>work, nb, <double*>outp + start * n_out)
-                else:
-                    _predict_chunk(&self.net, <const float*>pp, <const float*>xp + start * n_in,
-                                   <float*>work, nb, <float*>outp + start * n_out)
-                start += nb
-        if not finite:
-            return None
-        return out
+            status = _run(&self.net, &c)
+        return out if status == OK_ else None
 
     def make_update(self, str kind, double lr, double momentum=0.0, bint nesterov=False,
                     double weight_decay=0.0, double beta1=0.9, double beta2=0.999,
@@ -973,11 +807,6 @@ cdef class Network:
         u.buf1, u.buf2 = bufs
         return u
 
-    cdef int _check_update(self, Update u) except -1:
-        if u.n_params != self.net.n_params or u.typenum != self.typenum:
-            raise ValueError("this optimizer state was made for another network")
-        return 0
-
     cdef bint _fits_targets(self, object y, object w, Py_ssize_t n, const LossC* lossc) noexcept:
         """y (and w) fit this batch: labels (n,) for cross-entropy, else (n, n_out) or (n,)."""
         if lossc.kind == LOSS_CROSS_ENTROPY:
@@ -991,12 +820,22 @@ cdef class Network:
         """No sample weights, or (n,) of the network's dtype."""
         return w is None or (_fits(w, self.typenum, 1) and _dim(w, 0) == n)
 
-    cdef int _set_loss(self, LossC* lossc, str loss, double loss_param, object w) except -1:
+    cdef int _start_training(self, Call* c, Update u, str loss, double loss_param,
+                             object sample_weight) except -1:
+        """Check the update and the loss; put the buffers of both into ``c``."""
+        if u.n_params != self.net.n_params or u.typenum != self.typenum:
+            raise ValueError("this optimizer state was made for another network")
         if loss not in LOSS_CODES:
             raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
-        lossc.kind = LOSS_CODES[loss]
-        lossc.param = loss_param
-        lossc.weighted = w is not None
+        c.loss.kind = LOSS_CODES[loss]
+        c.loss.param = loss_param
+        c.loss.weighted = sample_weight is not None
+        c.params = cnp.PyArray_DATA(self.params)
+        c.grads = cnp.PyArray_DATA(self.grads)
+        c.opt = &u.opt
+        c.buf1 = NULL if u.buf1 is None else cnp.PyArray_DATA(u.buf1)
+        c.buf2 = NULL if u.buf2 is None else cnp.PyArray_DATA(u.buf2)
+        c.loss_value = NAN
         return 0
 
     def train_step(self, X, y, Update u, str loss="mse", double loss_param=0.0, sample_weight=None):
@@ -1006,53 +845,31 @@ cdef class Network:
         validate X, y and sample_weight first, then call again. Other codes:
         nothing was changed. For cross-entropy, y may hold the class labels
         as floats of the network's dtype or as intp integers."""
-        cdef Py_ssize_t n
-        cdef LossC lossc
-        cdef char* work
-        cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
-        cdef char* gp = <char*>cnp.PyArray_DATA(self.grads)
-        cdef char* xp
-        cdef char* yp
-        cdef char* wp = NULL
-        cdef const Py_ssize_t* lp = NULL
-        cdef double value = 0.0
-        cdef int status
-        cdef char* b1 = NULL
-        cdef char* b2 = NULL
-        self._check_update(u)
-        self._set_loss(&lossc, loss, loss_param, sample_weight)
-        if not self._fits_X(X):
-            self.last_loss = NAN
-            return SLOW_
-        n = _dim(X, 0)
-        if (lossc.kind == LOSS_CROSS_ENTROPY and _fits(y, cnp.NPY_INTP, 1) and _dim(y, 0) == n
-                and self._fits_weights(sample_weight, n)):
-            lp = <const Py_ssize_t*>cnp.PyArray_DATA(y)    # integer labels, the usual kind
-        elif not self._fits_targets(y, sample_weight, n, &lossc):
-            self.last_loss = NAN
-            return SLOW_
-        if u.buf1 is not None:
-            b1 = <char*>cnp.PyArray_DATA(u.buf1)
-        if u.buf2 is not None:
-            b2 = <char*>cnp.PyArray_DATA(u.buf2)
-        if sample_weight is not None:
-            wp = <char*>cnp.PyArray_DATA(sample_weight)
-        work = self._workspace(n)
-        if self.grad_backup is None:
-            self.grad_backup = np.empty(max(self.params.shape[0], 1), dtype=self.params.dtype)
-            self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
-        xp = <char*>cnp.PyArray_DATA(X)
-        yp = NULL if lp != NULL else <char*>cnp.PyArray_DATA(y)
-        with nogil:
-            if self.is_double:
-                status = _step_on(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                  <const double*>yp, lp, <const double*>wp, <double*>work, n, &u.opt,
-                                  <double*>b1, <double*>b2, &lossc, &value)
-            else:
-                status = _step_on(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                  <const float*>yp, lp, <const float*>wp, <float*>work, n, &u.opt,
-                                  <float*>b1, <float*>b2, &lossc, &value)
-        self.last_loss = value if status == OK_ else NAN
+        cdef Call c
+        cdef int status = SLOW_
+        self._start_training(&c, u, loss, loss_param, sample_weight)
+        c.entry = ENTRY_STEP
+        c.labels = NULL
+        if self._fits_X(X):
+            c.n = _dim(X, 0)
+            if (c.loss.kind == LOSS_CROSS_ENTROPY and _fits(y, cnp.NPY_INTP, 1) and _dim(y, 0) == c.n
+                    and self._fits_weights(sample_weight, c.n)):
+                c.labels = <const Py_ssize_t*>cnp.PyArray_DATA(y)    # integer labels, the usual kind
+                status = OK_
+            elif self._fits_targets(y, sample_weight, c.n, &c.loss):
+                status = OK_
+        if status == OK_:
+            c.X = cnp.PyArray_DATA(X)
+            c.y = NULL if c.labels != NULL else cnp.PyArray_DATA(y)
+            c.w = NULL if sample_weight is None else cnp.PyArray_DATA(sample_weight)
+            c.work = self._workspace(c.n)
+            if self.grad_backup is None:
+                # Made by the first train_step (a fit never needs it).
+                self.grad_backup = np.empty(max(self.params.shape[0], 1), dtype=self.params.dtype)
+                self.net.grad_backup = cnp.PyArray_DATA(self.grad_backup)
+            with nogil:
+                status = _run(&self.net, &c)
+        self.last_loss = c.loss_value if status == OK_ else NAN
         return status
 
     def train_epoch(self, X, y, order, Py_ssize_t batch_size, Update u, str loss="mse",
@@ -1066,57 +883,36 @@ cdef class Network:
         ``last_done`` holds the samples used (before the refused step, after
         another code; then the gradients are those of the refused step).
         """
-        cdef Py_ssize_t n, i, done = 0
-        cdef LossC lossc
+        cdef Call c
+        cdef Py_ssize_t i
         cdef const Py_ssize_t[::1] rows
-        cdef const Py_ssize_t* order_p = NULL
-        cdef char* work
-        cdef char* pp = <char*>cnp.PyArray_DATA(self.params)
-        cdef char* gp = <char*>cnp.PyArray_DATA(self.grads)
-        cdef char* xp
-        cdef char* yp
-        cdef char* wp = NULL
-        cdef double value = 0.0
         cdef int status
-        cdef char* b1 = NULL
-        cdef char* b2 = NULL
-        self._check_update(u)
-        self._set_loss(&lossc, loss, loss_param, sample_weight)
-        if u.buf1 is not None:
-            b1 = <char*>cnp.PyArray_DATA(u.buf1)
-        if u.buf2 is not None:
-            b2 = <char*>cnp.PyArray_DATA(u.buf2)
+        self._start_training(&c, u, loss, loss_param, sample_weight)
+        c.entry = ENTRY_EPOCH
         if not self._fits_X(X):
             raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
-        n = _dim(X, 0)
-        if not self._fits_targets(y, sample_weight, n, &lossc):
+        c.n = _dim(X, 0)
+        if not self._fits_targets(y, sample_weight, c.n, &c.loss):
             raise ValueError("y and sample_weight must be C-contiguous arrays matching X and the network")
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        c.batch_size = batch_size
+        c.order = NULL
         if order is not None:
             rows = order
-            if rows.shape[0] != n:
+            if rows.shape[0] != c.n:
                 raise ValueError("order must have one entry per row of X")
-            for i in range(n):
-                if rows[i] < 0 or rows[i] >= n:
+            for i in range(c.n):
+                if rows[i] < 0 or rows[i] >= c.n:
                     raise ValueError("order holds a row index out of range")
-            order_p = &rows[0]
-        if sample_weight is not None:
-            wp = <char*>cnp.PyArray_DATA(sample_weight)
-        work = self._workspace(min(batch_size, n))
-        xp = <char*>cnp.PyArray_DATA(X)
-        yp = <char*>cnp.PyArray_DATA(y)
+            c.order = &rows[0]
+        c.X = cnp.PyArray_DATA(X)
+        c.y = cnp.PyArray_DATA(y)
+        c.w = NULL if sample_weight is None else cnp.PyArray_DATA(sample_weight)
+        c.work = self._workspace(min(batch_size, c.n))
+        c.done = 0
         with nogil:
-            if self.is_double:
-                status = _train_epoch(&self.net, <double*>pp, <double*>gp, <const double*>xp,
-                                      <const double*>yp, <const double*>wp, n, order_p, batch_size,
-                                      <double*>work, &u.opt, <double*>b1, <double*>b2, &lossc, &done,
-                                      &value)
-            else:
-                status = _train_epoch(&self.net, <float*>pp, <float*>gp, <const float*>xp,
-                                      <const float*>yp, <const float*>wp, n, order_p, batch_size,
-                                      <float*>work, &u.opt, <float*>b1, <float*>b2, &lossc, &done,
-                                      &value)
-        self.last_loss = value if status == OK_ else NAN
-        self.last_done = done
+            status = _run(&self.net, &c)
+        self.last_loss = c.loss_value if status == OK_ else NAN
+        self.last_done = c.done
         return status

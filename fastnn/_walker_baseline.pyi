@@ -1,7 +1,7 @@
-"""Type stub of the compiled network walker, ``fastnn/_network.pxi``.
+"""Type stub of the compiled network walker, ``fastnn/_walker.pxi``.
 
-The walker is compiled up to three times, as ``fastnn._network_baseline``,
-``fastnn._network_avx2`` and ``fastnn._network_avx512`` (``fastnn._network``
+The walker is compiled up to three times, as ``fastnn._walker_baseline``,
+``fastnn._walker_avx2`` and ``fastnn._walker_avx512`` (``fastnn._walker``
 picks one at import); the other builds' stubs re-export this one's names. Keep it in step with the
 ``.pxi``: tests/test_packaging.py checks that the compiled modules define
 the same public names as the stubs.
@@ -35,6 +35,10 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
+#: This build's crossover between its own loops and BLAS: the Network's defaults.
+BLAS_MIN_WEIGHTS: int
+BLAS_MIN_WIDTH: int
+BLAS_MIN_WEIGHTS_TILED: int
 
 class Update:
     """An optimizer's rule, hyperparameters and state for one network (``Network.make_update``)."""
@@ -51,7 +55,6 @@ class Update:
 class Network:
     """A compiled plan with its parameter, gradient and work buffers."""
 
-    blas_min_work: int
     blas_min_weights: int
     blas_min_width: int
     blas_min_weights_tiled: int
@@ -61,11 +64,11 @@ class Network:
         params: _Floats,
         grads: _Floats,
         blas: BlasInfo | None = None,
-        blas_min_work: int = ...,
-        blas_min_weights: int = 0,
-        blas_min_width: int = 0,
         fn_params: npt.ArrayLike | None = None,
-        blas_min_weights_tiled: int = 0,
+        *,
+        blas_min_weights: int = ...,
+        blas_min_width: int = ...,
+        blas_min_weights_tiled: int = ...,
     ) -> None: ...
     @property
     def plan(self) -> npt.NDArray[np.intp]: ...
