@@ -11,8 +11,11 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import fastnn
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "fastnn"
+# The package the tests run against: the source tree in a checkout (an editable install), the
+# installed package in the wheel runs; either way its .py files are the ones read.
+PACKAGE = pathlib.Path(fastnn.__file__).resolve().parent
 SOURCES = sorted(path for path in PACKAGE.glob("*.py") if path.name != "_build_info.py")
 
 #: The longest function a reader is asked to hold: ``def`` line to last line, less its docstring
