@@ -326,10 +326,18 @@ cdef int _train_epoch(
     of each batch's loss before its update (sum over batches of loss * weight
     sum, over the total weight); or returns the first negative code (then
     ``done`` holds the samples already used).
+
+    Where that sum or the total weight overflows (every loss finite, but a
+    loss times its batch's weight sum beyond the dtype's range), the mean is
+    the running weighted mean instead, kept alongside: m += (loss - m) *
+    wsum / total, with the weights rescaled by 2**-64 whenever their total
+    passes 1e300, so that it stays finite. Elsewhere the plain quotient is
+    kept, for the same bits as fastnn.reference's fit_epoch.
     """
     cdef Py_ssize_t start = 0, stop, nb
     cdef int status
     cdef double loss = 0.0, wsum = 0.0, total = 0.0, total_weight = 0.0
+    cdef double running = 0.0, scaled_weight = 0.0, scale = 1.0
     while start < n:
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
@@ -342,9 +350,18 @@ cdef int _train_epoch(
             return status
         total += loss * wsum
         total_weight += wsum
+        if wsum > 0:
+            scaled_weight += wsum * scale
+            running += (loss - running) * (wsum * scale / scaled_weight)
+            if scaled_weight > 1e300:
+                scaled_weight *= 5.421010862427522e-20   # 2**-64
+                scale *= 5.421010862427522e-20
         start = stop
     done[0] = n
-    mean_out[0] = total / total_weight if total_weight > 0 else 0.0
+    if isfinite(total) and isfinite(total_weight):
+        mean_out[0] = total / total_weight if total_weight > 0 else 0.0
+    else:
+        mean_out[0] = running
     return OK_
 
 
