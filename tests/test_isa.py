@@ -39,7 +39,8 @@ BUILDS = ("baseline", "avx2", "avx512")
 
 
 def run(isa, **env_vars):
-    env = dict(os.environ, FASTNN_ISA=isa, **env_vars)
+    # The fixed plan: each model runs the build FASTNN_ISA gives (the planner may pick another).
+    env = dict(os.environ, FASTNN_ISA=isa, FASTNN_PLAN="fixed", **env_vars)
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), done.stderr
@@ -55,9 +56,11 @@ def expected_build(cap):
     return usable[-1]
 
 
-def test_the_cpu_gets_the_widest_build_it_runs():
+def test_the_cpu_gets_the_widest_build_it_runs(monkeypatch):
     expected = expected_build(os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto")
     assert _walker.ISA == expected
+    assert _walker.BUILDS[-1] == expected and _walker.BUILDS[0] == "baseline"
+    monkeypatch.setenv("FASTNN_PLAN", "fixed")
     assert fastnn.Sequential([fastnn.Dense(1, 1)])._net.__class__.__module__ == f"fastnn._walker_{expected}"
 
 

@@ -390,8 +390,10 @@ print(json.dumps({"uses_blas": bool(model._net.uses_blas), "source": model._net.
 
 
 @pytest.mark.parametrize("choice", ["none", "scipy"])
-def test_fastnn_blas_environment_variable(choice, tmp_path):
-    env = dict(os.environ, FASTNN_BLAS=choice)
+def test_fastnn_blas_environment_variable(choice, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTNN_PLAN", "fixed")
+    # The fixed plan there and here: the same build and thresholds, whatever the planner would pick.
+    env = dict(os.environ, FASTNN_BLAS=choice, FASTNN_PLAN="fixed")
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     saved = tmp_path / "params.npy"
