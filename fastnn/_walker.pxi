@@ -3,9 +3,12 @@
 This source is compiled up to three times (see setup.py): as
 fastnn._walker_baseline for any x86-64 (or other) CPU, and as
 fastnn._walker_avx2 and fastnn._walker_avx512 for CPUs that have AVX2 or
-AVX-512; fastnn._walker imports the widest one the CPU can run. No fused
-multiply-add (-ffp-contract=off) and sums in a fixed order: on the same
-path (BLAS or own loops for each layer), every build gives the same bits.
+AVX-512; fastnn._walker imports them, and the plan (fastnn._planner)
+picks one per network. Sums in a fixed order, and no fused multiply-add
+but in the register tiles of the AVX2 and AVX-512 builds (TILE_FMA): on
+the same path (BLAS or own loops for each layer), the AVX2 and AVX-512
+builds give the same bits, and the baseline build the same to rounding
+(the same bits as they do when built with FASTNN_TILE_FMA=0).
 
 Design
 ------
@@ -124,6 +127,15 @@ SLOW = int(SLOW_)
 BAD_INPUT = int(BAD_INPUT_)
 BAD_LOSS = int(BAD_LOSS_)
 BAD_UPDATE = int(BAD_UPDATE_)
+
+cdef extern from "_tile.h":
+    enum:
+        FASTNN_TILE_FUSED
+
+#: Whether this build's register tiles fuse each multiply-add (FMA, rounded
+#: once): the AVX2 and AVX-512 builds unless built with FASTNN_TILE_FMA=0.
+#: Builds that agree on it give the same bits on the same path.
+TILE_FMA = bool(FASTNN_TILE_FUSED)
 
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
