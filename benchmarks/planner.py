@@ -14,7 +14,8 @@ at most 1.05 for every config).
 Each time is the median over ``--repeat`` blocks of calls (each block at
 least ``--min-time`` seconds), the choices interleaved round-robin so that
 a neighbour's load on a shared machine falls on all of them alike; rerun it
-(``--rounds``) and compare::
+and compare. BLAS runs on ``--threads`` threads (default 1, as in
+``compare.py``), the planner's own timings included::
 
     python benchmarks/planner.py [--dtype float64] [--configs tiny medium] [--repeat 7]
 """
@@ -69,7 +70,15 @@ def main(argv=None) -> int:
     parser.add_argument("--min-time", type=float, default=0.02)
     parser.add_argument("--keep-cache", action="store_true", help="use the user's plan cache (default: a fresh one)")
     parser.add_argument("--all", action="store_true", help="print every fixed choice's time too")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (threadpoolctl), for the planner's timing too (default 1, as compare.py)")
     args = parser.parse_args(argv)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl is not installed: BLAS runs with its default threads")
+    else:
+        limits = threadpool_limits(args.threads)  # noqa: F841  (kept for the whole run)
     if not args.keep_cache:
         os.environ["FASTNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastnn-planner-bench-")
     os.environ.pop("FASTNN_PLAN", None)
@@ -78,7 +87,7 @@ def main(argv=None) -> int:
     from fastnn import _planner, _walker
 
     print(f"CPU: {_planner._cpu_model()}; builds: {', '.join(_walker.BUILDS)}; {_planner._numpy_blas()}")
-    print(f"fastnn {fastnn.__version__}; median of {args.repeat} blocks of >= {args.min_time * 1e3:g} ms, "
+    print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; median of {args.repeat} blocks of >= {args.min_time * 1e3:g} ms, "
           "choices interleaved")
     print()
     print("| config | dtype | best fixed choice | best fixed µs | fixed plan µs | planner's pick | pick µs "

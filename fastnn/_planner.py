@@ -23,8 +23,9 @@ benchmark mode do, and remembers it:
 The baseline build is measured only where it is the only one: on a CPU
 that runs AVX2 its 128-bit tiles were 1.5x to 4x slower in every layer
 timed (README, "Choosing the build"), and leaving it out keeps planning a
-large network within half a second. Each timing is the best of 3 to 7
-runs, stopping after :data:`MEASURE_SECONDS` once 3 are done. Nothing is measured at ``import fastnn``: a model
+large network within half a second (on an idle machine). Each timing is
+the median of 3 to 7 runs, stopping after :data:`MEASURE_SECONDS` once 3
+are done. Nothing is measured at ``import fastnn``: a model
 is planned when it is built (``Sequential(...)``, ``copy``, ``load``), and a
 choice once made is reused by every model of the same shapes and dtype.
 
@@ -71,6 +72,10 @@ __all__ = ["Plan", "walker_rows", "plan_for", "tune", "forced", "mode", "cache_p
 #: The batch sizes a layer is timed at, and from which batch BLAS takes it if it wins there
 #: (and at every larger one timed).
 MEASURE_BATCHES = ((32, 8), (128, 64))
+#: A choice departs from the fixed plan's only when it is faster by this factor (a layer's
+#: BLAS-or-tiles, at each batch timed; the build): closer than that, the timings of a
+#: shared or busy machine cannot tell them apart, and the fixed plan stands.
+MARGIN = 0.9
 #: The largest batch the whole network is timed at.
 MEASURE_BATCH = 128
 #: Layers of this many weights or more take BLAS without being timed.
@@ -274,20 +279,21 @@ _forced: list[Plan | Callable[[np.ndarray, np.dtype], Plan]] = []
 
 # -- timing -----------------------------------------------------------------------------------
 
-def _best_time(run: Callable[[], object]) -> float:
-    """The best of 3 to 7 runs (after one to warm up): on a shared machine a run
-    that lost its core (a BLAS thread waiting for its twin) can take 100 times
-    longer, and only the fastest says what the code costs."""
+def _typical_time(run: Callable[[], object]) -> float:
+    """The median of 3 to 7 runs (after one to warm up). Not the best run: a BLAS
+    whose threads share their cores with other work (a loaded or shared machine)
+    is fast in its luckiest run and many times slower in most, and the plan
+    should follow what most runs cost."""
     run()  # warm up (workspace, caches)
-    best = float("inf")
+    times = []
     start = time.perf_counter()
     for i in range(7):
         t0 = time.perf_counter()
         run()
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         if i >= 2 and time.perf_counter() - start > MEASURE_SECONDS:
             break
-    return best
+    return sorted(times)[len(times) // 2]
 
 
 def _network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None) -> Any:
@@ -315,7 +321,7 @@ def time_network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Seque
     X = rng.standard_normal((batch, net.n_in)).astype(dtype)
     y = rng.standard_normal((batch, net.n_out)).astype(dtype)
     update = net.make_update("sgd", 0.0)
-    return _best_time(lambda: net.train_step(X, y, update))
+    return _typical_time(lambda: net.train_step(X, y, update))
 
 
 def _layer_rows(n_in: int, n_out: int) -> np.ndarray:
@@ -350,10 +356,14 @@ def _layer_key(build: str, n_in: int, n_out: int, dtype: np.dtype) -> str:
 
 
 def _layer_choice(build: str, n_in: int, n_out: int, dtype: np.dtype, measured: list[bool]) -> int:
-    """From which batch BLAS takes one layer in one build (remembered, else timed)."""
+    """From which batch BLAS takes one layer in one build (remembered, else timed).
+
+    At each batch timed (the largest first), the side faster by MARGIN wins;
+    closer than that, the build's fixed rule decides (BLAS_MIN_WEIGHTS_TILED)."""
     key = _layer_key(build, n_in, n_out, dtype)
     if not isinstance(_store.choices.get(key), int):
         choice = TILES
+        rule_blas = n_in * n_out >= _walker.build(build).BLAS_MIN_WEIGHTS_TILED
         if n_in * n_out >= ALWAYS_BLAS:
             choice = BLAS
         else:
@@ -361,7 +371,7 @@ def _layer_choice(build: str, n_in: int, n_out: int, dtype: np.dtype, measured: 
             for batch, blas_from in reversed(MEASURE_BATCHES):
                 tiles = time_network(build, rows, dtype, [TILES], batch)
                 blas = time_network(build, rows, dtype, [BLAS], batch)
-                if blas >= tiles:
+                if not (blas < tiles * MARGIN or (rule_blas and tiles >= blas * MARGIN)):
                     break
                 choice = blas_from
         _store.choices[key] = BLAS if choice <= 8 else choice
@@ -415,6 +425,8 @@ def _measure(rows: np.ndarray, dtype: np.dtype, *, again: bool = False) -> Plan:
                 batch = _network_batch(rows)
                 times = {build: time_network(build, rows, dtype, tiled, batch) for build, tiled in candidates.items()}
                 chosen = min(times, key=lambda build: times[build])
+                if _walker.ISA in times and times[chosen] >= times[_walker.ISA] * MARGIN:
+                    chosen = _walker.ISA    # not clearly faster: the fixed plan's build
             _store.choices[key] = chosen
             measured[0] = True
         if measured[0]:

@@ -275,3 +275,16 @@ def test_results_agree_whatever_the_plan(monkeypatch, plan, dtype):
     np.testing.assert_allclose(other.get_parameters(), fixed.get_parameters(), **tol)
     ref = reference.ReferenceMLP.from_model(other)
     np.testing.assert_allclose(other.predict(X), ref.predict(X), **tol)
+
+
+def test_close_timings_keep_the_fixed_plan(monkeypatch):
+    """Within MARGIN, neither a layer's side nor another build is 'faster': the fixed plan's rule and build stand."""
+    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 1.05,
+                      network=lambda build: 1.0 if build != _walker.ISA else 1.05)
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan.build == _walker.ISA
+    if _planner._blas_found():
+        rule = _walker.BLAS_MIN_WEIGHTS_TILED
+        expected = [BLAS if n_in * n_out >= rule else TILES for n_in, n_out in ((16, 64), (64, 64))] + [TILES]
+        assert list(model._net.row_blas_min_batch) == expected
