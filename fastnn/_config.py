@@ -200,6 +200,8 @@ def _format_runtime(runtime: dict[str, Any]) -> list[str]:
 
 def _format_plan(plan: dict[str, Any]) -> list[str]:
     """The plan in force (fastnn._planner): fixed, forced or measured, and what the cache holds."""
+    from fastnn import _planner
+
     fixed = plan["fixed_plan"]
     lines = [f"  plan: {plan['mode']} (FASTNN_PLAN={plan['FASTNN_PLAN']}); builds this CPU runs: "
              f"{', '.join(plan['builds'])}",
@@ -215,7 +217,7 @@ def _format_plan(plan: dict[str, Any]) -> list[str]:
         for name, build in sorted(networks.items()):
             lines.append(f"    network {name[4:]}: {build} build")
         for name, choice in sorted(layers.items()):
-            lines.append(f"    layer {name[6:]}: {choice}")
+            lines.append(f"    layer {name[6:]}: {_planner.choice_text(choice)}")
     return lines
 
 

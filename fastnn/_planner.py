@@ -72,6 +72,8 @@ __all__ = ["Plan", "walker_rows", "plan_for", "tune", "forced", "mode", "cache_p
 #: The batch sizes a layer is timed at, and from which batch BLAS takes it if it wins there
 #: (and at every larger one timed).
 MEASURE_BATCHES = ((32, 8), (128, 64))
+#: The layout of the cache file's choices (part of its key: another layout is measured anew).
+CACHE_FORMAT = 1
 #: A choice departs from the fixed plan's only when it is faster by this factor (a layer's
 #: BLAS-or-tiles, at each batch timed; the build): closer than that, the timings of a
 #: shared or busy machine cannot tell them apart, and the fixed plan stands.
@@ -207,7 +209,8 @@ def _blas_names(fastnn_blas: str) -> str:
 
 def cache_key() -> dict[str, str]:
     """What a remembered choice depends on."""
-    return {"cpu": _cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine()}
+    return {"cpu": _cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine(),
+            "format": CACHE_FORMAT}
 
 
 def cache_dir() -> str:
@@ -480,6 +483,13 @@ def tune(models: Sequence[Any] = ()) -> dict[str, Any]:
     for rows, dtype in shapes:
         _measure(rows, dtype, again=True)
     return describe()
+
+
+def choice_text(value: Any) -> str:
+    """A remembered layer choice (the batch from which BLAS takes it), in words."""
+    if not isinstance(value, int):
+        return str(value)
+    return "blas" if value <= 8 else "tiles" if value == TILES else f"blas from {value} rows"
 
 
 def describe() -> dict[str, Any]:
