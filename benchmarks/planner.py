@@ -11,8 +11,8 @@ measures (its cache in a fresh temporary directory unless
 planner's pick, their times and the ratio pick / best (the issue's target:
 at most 1.05 for every config).
 
-Each time is the median over ``--repeat`` blocks of calls (each block at
-least ``--min-time`` seconds), the choices interleaved round-robin so that
+Each time is the median (or with ``--stat min`` the fastest) over
+``--repeat`` blocks of calls (each block at least ``--min-time`` seconds), the choices interleaved round-robin so that
 a neighbour's load on a shared machine falls on all of them alike; rerun it
 and compare. BLAS runs on ``--threads`` threads (default 1, as in
 ``compare.py``), the planner's own timings included::
@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(common.CONFIG_NAMES))
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--min-time", type=float, default=0.02)
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="per choice, the median block or the fastest (min: on a loaded machine, the "
+                             "least disturbed by other work)")
     parser.add_argument("--keep-cache", action="store_true", help="use the user's plan cache (default: a fresh one)")
     parser.add_argument("--all", action="store_true", help="print every fixed choice's time too")
     parser.add_argument("--threads", type=int, default=1,
@@ -87,7 +90,7 @@ def main(argv=None) -> int:
     from fastnn import _planner, _walker
 
     print(f"CPU: {_planner._cpu_model()}; builds: {', '.join(_walker.BUILDS)}; {_planner._numpy_blas()}")
-    print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; median of {args.repeat} blocks of >= {args.min_time * 1e3:g} ms, "
+    print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; {args.stat} of {args.repeat} blocks of >= {args.min_time * 1e3:g} ms, "
           "choices interleaved")
     print()
     print("| config | dtype | best fixed choice | best fixed µs | fixed plan µs | planner's pick | pick µs "
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
             for _ in range(args.repeat):
                 for label, run in runs.items():
                     times[label].append(_block(run, args.min_time))
-            med = {label: statistics.median(values) * 1e6 for label, values in times.items()}
+            stat = statistics.median if args.stat == "median" else min
+            med = {label: stat(values) * 1e6 for label, values in times.items()}
             fixed_choices = {k: v for k, v in med.items() if k not in ("planner", "fixed plan")}
             best = min(fixed_choices, key=lambda k: fixed_choices[k])
             print(f"| {config_name} | {dtype_name} | {best} | {med[best]:.4g} | {med['fixed plan']:.4g} | {pick} "
