@@ -53,10 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -67,6 +64,9 @@ import numpy as np
 
 from fastnn import _walker
 from fastnn._version import __version__
+
+# json, hashlib and platform are imported where used: a planner that has not
+# planned yet costs ``import fastnn`` nothing but this module.
 
 __all__ = ["Plan", "walker_rows", "plan_for", "tune", "forced", "mode", "cache_path", "describe"]
 
@@ -175,6 +175,8 @@ def walker_rows(layers: Sequence[Any]) -> tuple[np.ndarray, list[float]]:
 @functools.lru_cache(maxsize=None)
 def _cpu_model() -> str:
     """The CPU's model name, family and model (``/proc/cpuinfo``), else what platform knows."""
+    import platform
+
     fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -212,6 +214,8 @@ def _blas_names(fastnn_blas: str) -> str:
 
 def cache_key() -> dict[str, str]:
     """What a remembered choice depends on."""
+    import platform
+
     return {"cpu": _cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine(),
             "format": str(CACHE_FORMAT)}
 
@@ -232,6 +236,9 @@ def cache_path() -> str:
 
 @functools.lru_cache(maxsize=None)
 def _cache_path(directory: str, fastnn_blas: str) -> str:
+    import hashlib
+    import json
+
     digest = hashlib.sha256(json.dumps(cache_key(), sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(directory, f"plan-{digest}.json")
 
@@ -248,6 +255,8 @@ class _Store:
 
     def load(self) -> None:
         """Read the cache file once (per path: FASTNN_CACHE_DIR may change, in tests)."""
+        import json
+
         path = cache_path()
         if path == self.path:
             return
@@ -267,6 +276,8 @@ class _Store:
 
     def save(self) -> None:
         """Write the choices (atomically); on any failure keep them in memory only."""
+        import json
+
         assert self.path is not None
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
