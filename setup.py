@@ -52,9 +52,17 @@ else:
     # sqrt() need not set errno (fastnn never reads it): without this, every
     # sqrt carries a branch to the libm call, and loops with one do not vectorise.
     extra_compile_args.append("-fno-math-errno")
-    # No fused multiply-add (AVX-512 has it): a * b + c rounds twice in every
-    # build, so the walker's builds give the same bits.
+    # No fused multiply-add contracted by the compiler: a * b + c rounds twice
+    # in every loop it writes, the same in every build. The register tiles of
+    # the AVX2 and AVX-512 builds fuse explicitly (FASTNN_TILE_FMA, below).
     extra_compile_args.append("-ffp-contract=off")
+
+# The register tiles (fastnn/_tile.h) of the AVX2 and AVX-512 walker builds
+# use fused multiply-add intrinsics: one instruction per multiply-add where
+# there were two, measured faster (README); FASTNN_TILE_FMA=0 builds them
+# without (then every build gives the same bits on the same path).
+TILE_FMA = os.environ.get("FASTNN_TILE_FMA", "1") != "0"
+_FMA_FLAGS = ["-mfma", "-DFASTNN_TILE_FMA=1"] if TILE_FMA else ["-DFASTNN_TILE_FMA=0"]
 
 define_macros = [
     ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
@@ -87,10 +95,10 @@ extensions = [extension("_ops"), extension("_walker_baseline")]
 # the register tile's rows in fastnn/_tile.h: two of the build's widest
 # vectors (the baseline's default is two SSE2 registers). GCC/Clang on x86-64.
 if os.name != "nt" and _targets_x86_64_only():
-    extensions.append(extension("_walker_avx2", ["-mavx2", "-DFASTNN_TILE_BYTES=64"]))
+    extensions.append(extension("_walker_avx2", ["-mavx2", "-DFASTNN_TILE_BYTES=64", *_FMA_FLAGS]))
     extensions.append(extension("_walker_avx512", [
         "-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512",
-        "-DFASTNN_TILE_BYTES=128",
+        "-DFASTNN_TILE_BYTES=128", *_FMA_FLAGS,
     ]))
 
 BUILD_INFO_MODULE = "_build_info.py"

@@ -29,6 +29,26 @@ from fastnn.model import Callback, History, Sequential  # noqa: E402
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer  # noqa: E402
 from fastnn.io import load, save  # noqa: E402
 
+
+def tune(models=()):
+    """Measure, now, how this machine runs networks fastest, and remember it.
+
+    fastnn picks for each network the build of its compiled walker (AVX-512,
+    AVX2 or the baseline) and, per Dense layer, BLAS or its own register
+    tiles, by timing them on first need (when a ``Sequential`` is built) and
+    keeping the choice in the user's cache directory (``FASTNN_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/fastnn`` or ``~/.cache/fastnn``). ``tune()`` times
+    again, at once, the networks of ``models`` (a sequence of
+    :class:`Sequential`), or without models those of fastnn's benchmarks,
+    in float64 and float32, replacing what the cache held; models built
+    afterwards use the new choices. ``FASTNN_PLAN=fixed`` switches measuring
+    off (the fixed plan: the same path on every machine). Returns the plan's
+    report, as ``fastnn.show_config(mode="dicts")["runtime"]["plan"]``.
+    """
+    from fastnn import _planner
+
+    return _planner.tune(list(models))
+
 __all__ = [
     "__version__",
     "Dense",
@@ -56,6 +76,7 @@ __all__ = [
     "ops",
     "reference",
     "show_config",
+    "tune",
     "save",
     "load",
     "MLPRegressor",

@@ -80,7 +80,7 @@ def _facts() -> dict[str, Any]:
 
     import numpy
 
-    from fastnn import _blas, _ops, _walker
+    from fastnn import _blas, _ops, _planner, _walker
 
     build = _build_info()
     blas = _blas.find_blas()
@@ -119,6 +119,7 @@ def _facts() -> dict[str, Any]:
                 "ops_thresholds": ops_thresholds,
                 **threads,
             },
+            "plan": _planner.describe(),
         },
     }
 
@@ -193,6 +194,30 @@ def _format_runtime(runtime: dict[str, Any]) -> list[str]:
     threads = blas["num_threads"] if blas["num_threads"] is not None else "unknown"
     lines.append(f"    threads: {threads} ({blas['note']})")
     lines.append("  fastnn's own loops: one thread per call, without the GIL")
+    lines += _format_plan(runtime["plan"])
+    return lines
+
+
+def _format_plan(plan: dict[str, Any]) -> list[str]:
+    """The plan in force (fastnn._planner): fixed, forced or measured, and what the cache holds."""
+    from fastnn import _planner
+
+    fixed = plan["fixed_plan"]
+    lines = [f"  plan: {plan['mode']} (FASTNN_PLAN={plan['FASTNN_PLAN']}); builds this CPU runs: "
+             f"{', '.join(plan['builds'])}",
+             f"    fixed plan: the {fixed['build']} build; BLAS for Dense layers with in*out >= "
+             f"{fixed['blas_min_weights']}, min(in, out) >= {fixed['blas_min_width']} and, for a batch of 8 "
+             f"rows or more, in*out >= {fixed['blas_min_weights_tiled']}"]
+    if plan["mode"] == "measure":
+        key = plan["cache_key"]
+        lines += [f"    measured per network on this machine: CPU {key['cpu']}; {key['blas']}",
+                  f"    cache: {plan['cache']}"]
+        networks = {k: v for k, v in plan["choices"].items() if k.startswith("net:")}
+        layers = {k: v for k, v in plan["choices"].items() if k.startswith("layer:")}
+        for name, build in sorted(networks.items()):
+            lines.append(f"    network {name[4:]}: {build} build")
+        for name, choice in sorted(layers.items()):
+            lines.append(f"    layer {name[6:]}: {_planner.choice_text(choice)}")
     return lines
 
 
@@ -226,7 +251,9 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     flags, and whether this is the bounds-checked build (``FASTNN_DEBUG=1``).
     The runtime facts: the network walker's build this CPU runs (baseline
     or AVX2), the BLAS fastnn calls for large layers and its thread count
-    (from ``threadpoolctl`` when installed, else "unknown").
+    (from ``threadpoolctl`` when installed, else "unknown"), and the plan in
+    force (``"plan"``: fixed or measured, with the cache file, its key and
+    the choices it holds; see ``fastnn.tune``).
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")

@@ -34,7 +34,11 @@ cdef extern from *:
     #define FASTNN_DEBUG_BUILD 0
     #endif
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-    static int fastnn_cpu_has_avx2(void) { __builtin_cpu_init(); return __builtin_cpu_supports("avx2"); }
+    /* The AVX2 walker is compiled with FMA too (setup.py): every AVX2 CPU but a few has it. */
+    static int fastnn_cpu_has_avx2(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
     /* What the AVX-512 walker is compiled for (setup.py): F, VL, DQ and BW. The
        checks include the operating system's support for the registers. */
     static int fastnn_cpu_has_avx512(void) {

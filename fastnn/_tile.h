@@ -14,10 +14,12 @@
  * wide (setup.py sets it per build of the walker: the build's widest
  * vector register), written out explicitly so that neither the strides of
  * A nor the compiler's vectoriser can turn the K loop into a slow
- * reduction. Every element of C is one sum in the order of K, with a
- * multiply and an add per term (no fused multiply-add: the builds pass
- * -ffp-contract=off where FMA exists), so the baseline, AVX2 and AVX-512
- * builds give the same bits. Other compilers (MSVC) get the same code with
+ * reduction. Every element of C is one sum in the order of K: in the AVX2
+ * and AVX-512 builds one fused multiply-add per term (FASTNN_MADD_*, below;
+ * setup.py defines FASTNN_TILE_FMA there), so those two give the same bits;
+ * in the baseline build a multiply and an add (the compiler contracts
+ * nothing: -ffp-contract=off), the same sums rounded twice per term, equal
+ * to the others' to rounding. Other compilers (MSVC) get the same code with
  * one-element "vectors": plain scalars.
  */
 #ifndef FASTNN_TILE_H
@@ -88,10 +90,30 @@ static inline fastnn_vf fastnn_load_part_f(const float* p, ptrdiff_t rem)
 { fastnn_vf v; ptrdiff_t l; memset(&v, 0, sizeof v); for (l = 0; l < rem; l++) ((float*)&v)[l] = p[l]; return v; }
 #endif
 
+/* acc + a * b for a scalar a and vectors acc, b: one fused multiply-add
+ * (rounded once) where the build defines FASTNN_TILE_FMA and has FMA
+ * (setup.py: the AVX2 build with -mfma, and the AVX-512 build), else a
+ * multiply and an add (rounded twice: the baseline build, and MSVC). */
+#if FASTNN_VECTOR_TILE && defined(FASTNN_TILE_FMA) && FASTNN_TILE_FMA && defined(__AVX512F__) \
+    && FASTNN_TILE_BYTES == 128
+#define FASTNN_MADD_D(acc, a, b) ((fastnn_vd)_mm512_fmadd_pd(_mm512_set1_pd(a), (__m512d)(b), (__m512d)(acc)))
+#define FASTNN_MADD_F(acc, a, b) ((fastnn_vf)_mm512_fmadd_ps(_mm512_set1_ps(a), (__m512)(b), (__m512)(acc)))
+#define FASTNN_TILE_FUSED 1
+#elif FASTNN_VECTOR_TILE && defined(FASTNN_TILE_FMA) && FASTNN_TILE_FMA && defined(__AVX2__) \
+    && defined(__FMA__) && FASTNN_TILE_BYTES == 64
+#define FASTNN_MADD_D(acc, a, b) ((fastnn_vd)_mm256_fmadd_pd(_mm256_set1_pd(a), (__m256d)(b), (__m256d)(acc)))
+#define FASTNN_MADD_F(acc, a, b) ((fastnn_vf)_mm256_fmadd_ps(_mm256_set1_ps(a), (__m256)(b), (__m256)(acc)))
+#define FASTNN_TILE_FUSED 1
+#else
+#define FASTNN_MADD_D(acc, a, b) ((acc) + (a) * (b))
+#define FASTNN_MADD_F(acc, a, b) ((acc) + (a) * (b))
+#define FASTNN_TILE_FUSED 0
+#endif
+
 /* Defines NAME(A, sa_r, sa_c, B, ldb, C, ldc, M, N, K, bias, relu) for
  * elements of type T in vectors of type V (mask type M), loading a part of
  * a vector with LOAD_PART. */
-#define FASTNN_DEFINE_SMALL_GEMM(NAME, T, V, M, LOAD_PART)                               \
+#define FASTNN_DEFINE_SMALL_GEMM(NAME, T, V, M, LOAD_PART, MADD)                         \
 FASTNN_ALWAYS_INLINE void NAME##_tile(                                                   \
     int rows, int nv, const T* a, ptrdiff_t sa_r, ptrdiff_t sa_c, const T* b,            \
     ptrdiff_t ldb, T* c, ptrdiff_t ldc, ptrdiff_t K, const T* bias, int relu)            \
@@ -112,7 +134,7 @@ FASTNN_ALWAYS_INLINE void NAME##_tile(                                          
         for (r = 0; r < rows; r++) {                                                     \
             ar = a[r * sa_r + k * sa_c];                                                 \
             for (v = 0; v < nv; v++)                                                     \
-                acc[r][v] += ar * bv[v];                                                 \
+                acc[r][v] = MADD(acc[r][v], ar, bv[v]);                                  \
         }                                                                                \
     }                                                                                    \
     for (r = 0; r < rows; r++)                                                           \
@@ -135,7 +157,7 @@ static void NAME##_tail(                                                        
         bv = LOAD_PART(b + k * ldb, rem);                                                \
         for (r = 0; r < rows; r++) {                                                     \
             ar = a[r * sa_r + k * sa_c];                                                 \
-            acc[r] += ar * bv;                                                           \
+            acc[r] = MADD(acc[r], ar, bv);                                               \
         }                                                                                \
     }                                                                                    \
     for (r = 0; r < rows; r++) {                                                         \
@@ -174,7 +196,7 @@ static void NAME(                                                               
                     bias ? bias + r0 : NULL, relu);                                      \
 }
 
-FASTNN_DEFINE_SMALL_GEMM(fastnn_small_gemm_d, double, fastnn_vd, fastnn_vd_mask, fastnn_load_part_d)
-FASTNN_DEFINE_SMALL_GEMM(fastnn_small_gemm_f, float, fastnn_vf, fastnn_vf_mask, fastnn_load_part_f)
+FASTNN_DEFINE_SMALL_GEMM(fastnn_small_gemm_d, double, fastnn_vd, fastnn_vd_mask, fastnn_load_part_d, FASTNN_MADD_D)
+FASTNN_DEFINE_SMALL_GEMM(fastnn_small_gemm_f, float, fastnn_vf, fastnn_vf_mask, fastnn_load_part_f, FASTNN_MADD_F)
 
 #endif /* FASTNN_TILE_H */

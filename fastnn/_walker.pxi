@@ -3,9 +3,12 @@
 This source is compiled up to three times (see setup.py): as
 fastnn._walker_baseline for any x86-64 (or other) CPU, and as
 fastnn._walker_avx2 and fastnn._walker_avx512 for CPUs that have AVX2 or
-AVX-512; fastnn._walker imports the widest one the CPU can run. No fused
-multiply-add (-ffp-contract=off) and sums in a fixed order: on the same
-path (BLAS or own loops for each layer), every build gives the same bits.
+AVX-512; fastnn._walker imports them, and the plan (fastnn._planner)
+picks one per network. Sums in a fixed order, and no fused multiply-add
+but in the register tiles of the AVX2 and AVX-512 builds (TILE_FMA): on
+the same path (BLAS or own loops for each layer), the AVX2 and AVX-512
+builds give the same bits, and the baseline build the same to rounding
+(the same bits as they do when built with FASTNN_TILE_FMA=0).
 
 Design
 ------
@@ -80,6 +83,7 @@ that must first be validated (including input that is not finite).
 """
 
 cimport numpy as cnp
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.math cimport NAN, isfinite
 
 include "_kernels.pxi"
@@ -124,6 +128,15 @@ BAD_INPUT = int(BAD_INPUT_)
 BAD_LOSS = int(BAD_LOSS_)
 BAD_UPDATE = int(BAD_UPDATE_)
 
+cdef extern from "_tile.h":
+    enum:
+        FASTNN_TILE_FUSED
+
+#: Whether this build's register tiles fuse each multiply-add (FMA, rounded
+#: once): the AVX2 and AVX-512 builds unless built with FASTNN_TILE_FMA=0.
+#: Builds that agree on it give the same bits on the same path.
+TILE_FMA = bool(FASTNN_TILE_FUSED)
+
 #: Rows of a batch predicted at once (bounds the workspace of predict).
 PREDICT_CHUNK = 1024
 
@@ -139,9 +152,22 @@ cdef struct NetC:
     Py_ssize_t n_in, n_out
     Py_ssize_t acts_width, max_width
     Blas blas                  # the gemm of large Dense products, and from which sizes (use_blas)
+    const Py_ssize_t* row_batch  # per plan row, the batch from which BLAS takes it (the plan's choice); or NULL
     void* grad_backup          # n_params values: the gradients before the current step
     Py_ssize_t scratch_width   # per-sample width of the workspace's scratch block (_scratch_width)
     bint is_double             # the dtype of every buffer: float64, else float32
+
+
+cdef inline const Blas* _row_blas(const NetC* net, Py_ssize_t l, Py_ssize_t n, Blas* tmp) noexcept nogil:
+    """The BLAS rule of plan row ``l`` at a batch of ``n`` rows: the network's; or,
+    where the plan chose per row, for a batch of TILE_MIN_BATCH rows or more
+    BLAS from the row's own batch size on (still only for a layer of
+    blas.min_weights and blas.min_width), fastnn's tiles below it."""
+    if net.row_batch == NULL:
+        return &net.blas
+    tmp[0] = net.blas
+    tmp.min_weights_tiled = 0 if n >= net.row_batch[l] else PY_SSIZE_T_MAX
+    return tmp
 
 
 cdef inline Py_ssize_t _last_act(const NetC* net) noexcept nogil:
@@ -170,6 +196,7 @@ cdef void _forward(
 ) noexcept nogil:
     """Run every row of the plan on XT (n_in, n); row l's output lands at acts + n * ACT."""
     cdef Py_ssize_t l
+    cdef Blas row_blas
     cdef const Py_ssize_t* rec
     cdef const floating* inp = XT
     cdef floating* out
@@ -178,7 +205,7 @@ cdef void _forward(
         out = acts + n * rec[ACT]
         if rec[KIND] == KIND_DENSE_:
             # A folded ReLU rides on the product's last pass; other activations follow it.
-            dense_forward_kernel(&net.blas, inp, params + rec[W_OFF], params + rec[B_OFF], out,
+            dense_forward_kernel(_row_blas(net, l, n, &row_blas), inp, params + rec[W_OFF], params + rec[B_OFF], out,
                                  n, rec[IN], rec[OUT], rec[FN] == FN_RELU)
             if rec[FN] != FN_RELU and rec[FN] != FN_IDENTITY:
                 act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, n * rec[OUT])
@@ -203,6 +230,7 @@ cdef void _backward(
     cdef const floating* inp
     cdef floating* out
     cdef floating* g_cur = g_block
+    cdef Blas row_blas
     cdef floating* G
     cdef floating* GT
     for l in range(net.n_rows - 1, -1, -1):
@@ -221,11 +249,12 @@ cdef void _backward(
             else:
                 G = g_cur
             GT = NULL
-            if rec[OUT] <= net.scratch_width and dense_backward_takes_GT(&net.blas, n, rec[IN], rec[OUT]):
+            if rec[OUT] <= net.scratch_width and dense_backward_takes_GT(_row_blas(net, l, n, &row_blas), n,
+                                                                         rec[IN], rec[OUT]):
                 transpose(G, scratch, rec[OUT], n)
                 GT = scratch
             # The network's input needs no gradient: dX is skipped for l == 0.
-            dense_backward_kernel(&net.blas, inp, params + rec[W_OFF], G, GT, g_block if l > 0 else NULL,
+            dense_backward_kernel(_row_blas(net, l, n, &row_blas), inp, params + rec[W_OFF], G, GT, g_block if l > 0 else NULL,
                                   grads + rec[W_OFF], grads + rec[B_OFF], n, rec[IN], rec[OUT])
             g_cur = g_block
         elif l > 0:
@@ -326,10 +355,18 @@ cdef int _train_epoch(
     of each batch's loss before its update (sum over batches of loss * weight
     sum, over the total weight); or returns the first negative code (then
     ``done`` holds the samples already used).
+
+    Where that sum or the total weight overflows (every loss finite, but a
+    loss times its batch's weight sum beyond the dtype's range), the mean is
+    the running weighted mean instead, kept alongside: m += (loss - m) *
+    wsum / total, with the weights rescaled by 2**-64 whenever their total
+    passes 1e300, so that it stays finite. Elsewhere the plain quotient is
+    kept, for the same bits as fastnn.reference's fit_epoch.
     """
     cdef Py_ssize_t start = 0, stop, nb
     cdef int status
     cdef double loss = 0.0, wsum = 0.0, total = 0.0, total_weight = 0.0
+    cdef double running = 0.0, scaled_weight = 0.0, scale = 1.0
     while start < n:
         stop = start + batch_size if start + batch_size < n else n
         nb = stop - start
@@ -342,9 +379,18 @@ cdef int _train_epoch(
             return status
         total += loss * wsum
         total_weight += wsum
+        if wsum > 0:
+            scaled_weight += wsum * scale
+            running += (loss - running) * (wsum * scale / scaled_weight)
+            if scaled_weight > 1e300:
+                scaled_weight *= 5.421010862427522e-20   # 2**-64
+                scale *= 5.421010862427522e-20
         start = stop
     done[0] = n
-    mean_out[0] = total / total_weight if total_weight > 0 else 0.0
+    if isfinite(total) and isfinite(total_weight):
+        mean_out[0] = total / total_weight if total_weight > 0 else 0.0
+    else:
+        mean_out[0] = running
     return OK_
 
 
@@ -576,7 +622,7 @@ cdef class Network:
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
-    cdef object work, grad_backup
+    cdef object work, grad_backup, row_batch
     cdef Py_ssize_t work_size
     cdef int typenum
     cdef readonly str blas_source
@@ -647,6 +693,8 @@ cdef class Network:
         self.net.acts_width = acts_width
         self.net.max_width = max_width
         self.net.scratch_width = 0
+        self.row_batch = None
+        self.net.row_batch = NULL
         blas_init(&self.net.blas)
         self.net.blas.min_weights = blas_min_weights
         self.net.blas.min_width = blas_min_width
@@ -687,7 +735,7 @@ cdef class Network:
     @blas_min_weights.setter
     def blas_min_weights(self, Py_ssize_t value):
         self.net.blas.min_weights = value
-        self._scratch_width()
+        self._rows_follow_thresholds()
 
     @property
     def blas_min_width(self):
@@ -697,7 +745,7 @@ cdef class Network:
     @blas_min_width.setter
     def blas_min_width(self, Py_ssize_t value):
         self.net.blas.min_width = value
-        self._scratch_width()
+        self._rows_follow_thresholds()
 
     @property
     def blas_min_weights_tiled(self):
@@ -707,6 +755,43 @@ cdef class Network:
     @blas_min_weights_tiled.setter
     def blas_min_weights_tiled(self, Py_ssize_t value):
         self.net.blas.min_weights_tiled = value
+        self._rows_follow_thresholds()
+
+    cdef int _rows_follow_thresholds(self) except -1:
+        """Setting a threshold hands every row back to the thresholds (row_blas_min_batch None)."""
+        self.row_batch = None
+        self.net.row_batch = NULL
+        return self._scratch_width()
+
+    @property
+    def row_blas_min_batch(self):
+        """Per plan row, the batch size from which BLAS takes that Dense layer
+        (a read-only copy), or None when every row follows the network's
+        thresholds. The planner sets it: for a batch of 8 rows or more, a layer
+        whose in * out and min(in, out) reach blas_min_weights and
+        blas_min_width runs on BLAS from this many rows on and on fastnn's
+        tiles below (0: BLAS at every such batch; a number larger than any
+        batch: never); a batch of fewer than 8 rows follows the thresholds.
+        Setting any of the thresholds sets this back to None."""
+        if self.row_batch is None:
+            return None
+        copy = np.array(self.row_batch)
+        copy.setflags(write=False)
+        return copy
+
+    @row_blas_min_batch.setter
+    def row_blas_min_batch(self, values):
+        if values is None:
+            self.row_batch = None
+            self.net.row_batch = NULL
+        else:
+            rows = np.array(values, dtype=np.intp)
+            if rows.shape != (self.net.n_rows,):
+                raise ValueError(f"row_blas_min_batch must hold one int per plan row ({self.net.n_rows})")
+            if np.any(rows < 0):
+                raise ValueError("row_blas_min_batch must be >= 0")
+            self.row_batch = rows
+            self.net.row_batch = <const Py_ssize_t*>cnp.PyArray_DATA(rows)
         self._scratch_width()
 
     @property
@@ -720,11 +805,14 @@ cdef class Network:
         TILE_MIN_BATCH)."""
         cdef Py_ssize_t l, k, m, width = 0
         cdef const Py_ssize_t* rec
+        cdef Blas row_blas
+        cdef const Blas* rule
         for l in range(self.net.n_rows):
             rec = self.net.plan + l * N_FIELDS
             k, m = rec[IN], rec[OUT]
-            if rec[KIND] == KIND_DENSE_ and (dense_backward_takes_GT(&self.net.blas, 2, k, m)
-                                             or dense_backward_takes_GT(&self.net.blas, TILE_MIN_BATCH, k, m)):
+            rule = _row_blas(&self.net, l, TILE_MIN_BATCH, &row_blas)
+            if rec[KIND] == KIND_DENSE_ and (dense_backward_takes_GT(rule, 2, k, m)
+                                             or dense_backward_takes_GT(rule, TILE_MIN_BATCH, k, m)):
                 width = max(width, m)
         self.net.scratch_width = width
         return 0

@@ -12,10 +12,18 @@ own ``BLAS_MIN_WEIGHTS_TILED``, the default of its ``Network``).
 ``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
 takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,
 ``baseline`` the baseline build.
+
+This module's own names are those of that widest build (``ISA``): the
+fixed plan's build. Which build runs a given ``Sequential`` is the plan's
+choice (``fastnn._planner``): :data:`BUILDS` lists every build this CPU
+runs within the cap, narrowest first, and :func:`build` gives one by name
+(imported on first use, so that ``import fastnn`` loads only ``ISA``'s).
 """
 
+import importlib
 import os
 import warnings
+from types import ModuleType
 
 from fastnn import _ops
 
@@ -45,3 +53,14 @@ for _name, _runs in reversed(_BUILDS[1:_limit]):
     break
 if ISA == "baseline":
     from fastnn._walker_baseline import *  # noqa: F401,F403
+
+#: The builds this CPU runs within FASTNN_ISA's cap, narrowest first; the last is ISA.
+BUILDS: tuple[str, ...] = tuple(_NAMES[:_NAMES.index(ISA) + 1])
+_RUNS = dict(_BUILDS)
+
+
+def build(name: str) -> ModuleType:
+    """The compiled walker module of build ``name`` (one of :data:`BUILDS`)."""
+    if name not in BUILDS:
+        raise ValueError(f"walker build {name!r} is not one this CPU runs within FASTNN_ISA: {', '.join(BUILDS)}")
+    return importlib.import_module(f"fastnn._walker_{name}")

@@ -35,6 +35,8 @@ BAD_LOSS: int
 BAD_UPDATE: int
 #: Rows predicted per pass through the workspace.
 PREDICT_CHUNK: int
+#: Whether the register tiles fuse each multiply-add (the AVX2 and AVX-512 builds).
+TILE_FMA: bool
 #: This build's crossover between its own loops and BLAS: the Network's defaults.
 BLAS_MIN_WEIGHTS: int
 BLAS_MIN_WIDTH: int
@@ -70,6 +72,10 @@ class Network:
         blas_min_width: int = ...,
         blas_min_weights_tiled: int = ...,
     ) -> None: ...
+    @property
+    def row_blas_min_batch(self) -> npt.NDArray[np.intp] | None: ...
+    @row_blas_min_batch.setter
+    def row_blas_min_batch(self, values: npt.ArrayLike | None) -> None: ...
     @property
     def plan(self) -> npt.NDArray[np.intp]: ...
     @property

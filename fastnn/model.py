@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import _walker, ops
+from fastnn import _planner, _walker, ops
 from fastnn._blas import find_blas
 from fastnn._savefile import write_model
 from fastnn.callbacks import Callback, EarlyStopping, History, progress_callback
@@ -134,12 +134,10 @@ class Sequential:
         return layers
 
     def _build(self, layers: list, dtype: np.dtype) -> None:
-        width = next(layer for layer in layers if isinstance(layer, Dense)).in_features
         n_params = sum(layer.n_parameters for layer in layers if isinstance(layer, Dense))
         params = np.empty(n_params, dtype=dtype)
         grads = np.zeros(n_params, dtype=dtype)
-        rows, fn_params = [], []
-        offset = act = 0
+        offset = 0
         for layer in layers:
             if isinstance(layer, Dense):
                 n_in, n_out = layer.in_features, layer.out_features
@@ -147,27 +145,19 @@ class Sequential:
                 params[offset:offset + n_in * n_out] = layer.W.ravel()
                 params[offset + n_in * n_out:stop] = layer.b
                 layer.attach(params[offset:stop], grads[offset:stop], owner=self)
-                rows.append([_walker.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act,
-                             _walker.FN_CODES["identity"]])
-                fn_params.append(0.0)
                 offset = stop
-            elif rows and rows[-1][0] == _walker.KIND_DENSE and rows[-1][6] == _walker.FN_CODES["identity"]:
-                # An activation right after a Dense is computed in the Dense's output pass.
-                rows[-1][6] = _walker.FN_CODES[layer.function]
-                fn_params[-1] = layer.function_param
-                continue
-            else:
-                rows.append([_walker.KIND_ACT, width, width, -1, -1, act, _walker.FN_CODES[layer.function]])
-                fn_params.append(layer.function_param)
-            act += rows[-1][2]
-            width = rows[-1][2]
+        plan_rows, fn_params = _planner.walker_rows(layers)
         self._layers = layers
         self._dtype = dtype
         self._params = params
         self._grads = grads
-        # Dense products call BLAS from the walker build's own thresholds (_walker.BLAS_MIN_*).
-        self._net = _walker.Network(np.array(rows, dtype=np.intp), params, grads, blas=find_blas(),
-                                     fn_params=fn_params)
+        # The planner picks the walker build and, per Dense layer, BLAS or own loops
+        # (fastnn._planner: measured on this machine, or the fixed plan).
+        self._plan = _planner.plan_for(plan_rows, dtype)
+        self._net = _walker.build(self._plan.build).Network(plan_rows, params, grads, blas=find_blas(),
+                                                             fn_params=fn_params)
+        if self._plan.row_batch is not None:
+            self._net.row_blas_min_batch = self._plan.row_batch
 
     # -- description ---------------------------------------------------------------
 

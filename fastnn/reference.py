@@ -607,6 +607,10 @@ class ReferenceMLP:
         if order is None:
             order = np.arange(n_samples)
         total = total_weight = 0.0
+        # The running weighted mean, for when the plain sum overflows (weights
+        # rescaled by 2**-64 whenever their total passes 1e300), as the walker.
+        running = scaled_weight = 0.0
+        scale = 1.0
         for start in range(0, n_samples, batch_size):
             rows = order[start:start + batch_size]
             if on_batch is not None:
@@ -620,4 +624,12 @@ class ReferenceMLP:
             batch_weight = len(rows) if batch_weights is None else float(np.sum(batch_weights, dtype=np.float64))
             total += value * batch_weight
             total_weight += batch_weight
-        return total / total_weight if total_weight > 0 else 0.0
+            if batch_weight > 0:
+                scaled_weight += batch_weight * scale
+                running += (value - running) * (batch_weight * scale / scaled_weight)
+                if scaled_weight > 1e300:
+                    scaled_weight *= 2.0**-64
+                    scale *= 2.0**-64
+        if math.isfinite(total) and math.isfinite(total_weight):
+            return total / total_weight if total_weight > 0 else 0.0
+        return running

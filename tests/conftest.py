@@ -1,7 +1,9 @@
 """Shared fixtures; and a guard that the tests run against a compiled fastnn."""
 
 import importlib.machinery
+import os
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -15,11 +17,20 @@ TOLERANCE = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6), np.dtype(np.float
 _EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def pytest_configure(config):
+    # The planner's measurements go to a cache of this session's own, not the user's.
+    if not os.environ.get("FASTNN_CACHE_DIR"):
+        os.environ["FASTNN_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastnn-test-cache-")
+
+
 def pytest_report_header(config):
+    from fastnn import _planner
+
     return [
         f"fastnn {fastnn.__version__} from {fastnn.__file__}",
         f"compiled kernels: {_ops.__file__} (bounds-checked build: {_ops.DEBUG_BUILD})",
         f"network walker: {_walker.ISA} build, {_walker.Network.__module__}",
+        f"plan: {_planner.mode()} (FASTNN_PLAN), cache {os.environ.get('FASTNN_CACHE_DIR')}",
     ]
 
 

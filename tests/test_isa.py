@@ -31,7 +31,7 @@ for sizes, batch in [((1, 3, 1), 1000), ((8, 32, 32, 1), 32), ((5, 7, 3), 13), (
         y = rng.normal(size=(100, sizes[-1]))
         model.fit(X, y, epochs=3, batch_size=batch, seed=0, optimizer=fastnn.SGD(0.01))
         out += model.get_parameters().astype(float).tolist() + model.predict(X).astype(float).ravel().tolist()
-print(json.dumps({"isa": fastnn._walker.ISA, "values": out}))
+print(json.dumps({"isa": fastnn._walker.ISA, "fma": fastnn._walker.TILE_FMA, "values": out}))
 """
 
 
@@ -39,7 +39,8 @@ BUILDS = ("baseline", "avx2", "avx512")
 
 
 def run(isa, **env_vars):
-    env = dict(os.environ, FASTNN_ISA=isa, **env_vars)
+    # The fixed plan: each model runs the build FASTNN_ISA gives (the planner may pick another).
+    env = dict(os.environ, FASTNN_ISA=isa, FASTNN_PLAN="fixed", **env_vars)
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), done.stderr
@@ -55,9 +56,11 @@ def expected_build(cap):
     return usable[-1]
 
 
-def test_the_cpu_gets_the_widest_build_it_runs():
+def test_the_cpu_gets_the_widest_build_it_runs(monkeypatch):
     expected = expected_build(os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto")
     assert _walker.ISA == expected
+    assert _walker.BUILDS[-1] == expected and _walker.BUILDS[0] == "baseline"
+    monkeypatch.setenv("FASTNN_PLAN", "fixed")
     assert fastnn.Sequential([fastnn.Dense(1, 1)])._net.__class__.__module__ == f"fastnn._walker_{expected}"
 
 
@@ -67,15 +70,23 @@ def test_avx512_implies_avx2():
 
 @pytest.mark.parametrize("blas", ["auto", "none"])
 def test_every_build_gives_the_same_bits(blas):
-    """The same bits where the builds take the same paths: each layer on BLAS or
-    on own loops by one rule (``blas="auto"``), or every layer on own loops."""
+    """The same bits where the builds take the same paths (each layer on BLAS or on
+    own loops by one rule, ``blas="auto"``, or every layer on own loops) and their
+    register tiles round alike: the AVX2 and AVX-512 builds fuse each multiply-add
+    (TILE_FMA), the baseline's does not, and agrees with them to rounding."""
     results = {cap: run(cap, FASTNN_BLAS=blas)[0] for cap in ("baseline", "avx2", "auto")}
     for cap, result in results.items():
         assert result["isa"] == expected_build(cap), cap
     baseline = np.array(results["baseline"]["values"])
     assert baseline.size > 1000
+    assert results["baseline"]["fma"] is False
     for cap, result in results.items():
-        assert np.array_equal(np.array(result["values"]), baseline), f"FASTNN_ISA={cap} ({result['isa']} build)"
+        values = np.array(result["values"])
+        twin = next(other for other in results if results[other]["fma"] == result["fma"])
+        assert np.array_equal(values, np.array(results[twin]["values"])), \
+            f"FASTNN_ISA={cap} ({result['isa']} build) against FASTNN_ISA={twin}"
+        np.testing.assert_allclose(values, baseline, rtol=1e-4, atol=1e-5,
+                                   err_msg=f"FASTNN_ISA={cap} ({result['isa']} build)")
 
 
 def test_an_unknown_fastnn_isa_warns_and_takes_the_widest_build():

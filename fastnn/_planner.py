@@ -1,0 +1,530 @@
+"""The plan of a ``Sequential``: which walker build runs it, and for each Dense layer, BLAS or fastnn's own loops.
+
+The fastest choice depends on the CPU (a 512-bit vector is twice a 256-bit
+one on a Zen 5 or a Sapphire Rapids, the same two halves on a Zen 4, and
+lowers the clock on a Skylake-X) and on the BLAS NumPy or SciPy brings, so
+the planner measures it on the machine at hand, as FFTW, ATLAS and cuDNN's
+benchmark mode do, and remembers it:
+
+- **layers**: for each Dense layer that BLAS may take (``in * out`` reaches
+  ``BLAS_MIN_WEIGHTS`` and both widths ``BLAS_MIN_WIDTH``, and a BLAS was
+  found), a training step of that layer alone on fastnn's register tiles
+  and on BLAS, in each build, at the batch sizes of :data:`MEASURE_BATCHES`
+  (32 and 128 rows): if BLAS wins at 32 rows it takes the layer from 8 rows
+  on; if only at 128, from 64 rows on (between the two); else never (the
+  batch-size classes of 8 rows or more, where the tiles run; below 8 rows
+  the build's fixed rule holds). Layers of :data:`ALWAYS_BLAS` weights or
+  more take BLAS unmeasured.
+- **the build**: a training step of the whole network in each build this
+  CPU runs (within ``FASTNN_ISA``'s cap), with its layers' choices, at
+  :data:`SMALL_BATCH` rows and at up to :data:`MEASURE_BATCH` rows (fewer
+  for large networks, to stay within a few hundred milliseconds); the
+  build with the smallest geometric mean of the two runs the model.
+
+The baseline build is measured only where it is the only one: on a CPU
+that runs AVX2 its 128-bit tiles were 1.5x to 4x slower in every layer
+timed (README, "Choosing the build"), and leaving it out keeps planning a
+large network within half a second (on an idle machine). Each timing is
+the median of 3 to 7 runs, stopping after :data:`MEASURE_SECONDS` once 3
+are done. Nothing is measured at ``import fastnn``: a model
+is planned when it is built (``Sequential(...)``, ``copy``, ``load``), and a
+choice once made is reused by every model of the same shapes and dtype.
+
+The choices are kept in memory and in a JSON file in the user's cache
+directory (``$FASTNN_CACHE_DIR``, else ``$XDG_CACHE_HOME/fastnn``, else
+``~/.cache/fastnn``; never inside the installed package), one file per
+(CPU model, fastnn version, NumPy's BLAS and the BLAS fastnn calls): a new
+CPU, release or BLAS measures again. A cache directory that is missing and
+cannot be made, unreadable, read-only or holding a damaged file degrades to
+measuring in memory, never to an error.
+
+``FASTNN_PLAN=fixed`` switches measuring off: every model then runs the
+*fixed plan*, the same everywhere: the widest build the CPU runs (within
+``FASTNN_ISA``) and that build's own thresholds (``BLAS_MIN_WEIGHTS``,
+``BLAS_MIN_WIDTH``, ``BLAS_MIN_WEIGHTS_TILED`` of ``fastnn._walker``).
+``FASTNN_PLAN=measure`` (the default) measures. :func:`tune` measures all at
+once (again), and :func:`forced` fixes a plan for a block of code (tests,
+benchmarks). A plan changes how a product is computed, not what: results
+agree to rounding whatever the plan (within one build, a layer on BLAS or
+on the tiles sums in a different order).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastnn import _walker
+from fastnn._version import __version__
+
+# json, hashlib and platform are imported where used: a planner that has not
+# planned yet costs ``import fastnn`` nothing but this module.
+
+__all__ = ["Plan", "walker_rows", "plan_for", "tune", "forced", "mode", "cache_path", "describe"]
+
+#: The batch sizes a layer is timed at, and from which batch BLAS takes it if it wins there
+#: (and at every larger one timed).
+MEASURE_BATCHES = ((32, 8), (128, 64))
+#: The layout of the cache file's choices (part of its key: another layout is measured anew).
+CACHE_FORMAT = 1
+#: A choice departs from the fixed plan's only when it is faster by this factor (a layer's
+#: BLAS-or-tiles, at each batch timed; the build): closer than that, the timings of a
+#: shared or busy machine cannot tell them apart, and the fixed plan stands.
+MARGIN = 0.9
+#: The small batch the whole network is timed at (the demo's and the tiny nets' class).
+SMALL_BATCH = 16
+#: The largest batch the whole network is timed at.
+MEASURE_BATCH = 128
+#: Layers of this many weights or more take BLAS without being timed.
+ALWAYS_BLAS = 1 << 20
+#: Each candidate is timed until this many seconds have passed (at most 5 runs).
+MEASURE_SECONDS = 0.01
+#: The whole network is timed at a batch of at most this many multiply-adds per step.
+NETWORK_BUDGET = 4_000_000
+#: The batch from which a row the plan keeps on the tiles takes BLAS: never.
+TILES = int(np.iinfo(np.intp).max)
+#: ... and of a row the plan gives to BLAS at every batch of 8 rows or more.
+BLAS = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one network runs: its walker build, and per plan row the BLAS rule.
+
+    ``row_batch`` holds, per row of the walker's plan, the batch size from
+    which BLAS takes the row at 8 rows or more (:data:`BLAS`: always;
+    :data:`TILES`: never), the walker's ``Network.row_blas_min_batch``; or
+    is None for the build's thresholds.
+    ``source`` says where it came from: ``"fixed"`` (FASTNN_PLAN=fixed),
+    ``"measured"`` (timed now), ``"cache"`` (timed before, remembered) or
+    ``"forced"`` (:func:`forced`).
+    """
+
+    build: str
+    row_batch: tuple[int, ...] | None
+    source: str
+
+    def layer_choices(self, rows: np.ndarray) -> list[str]:
+        """Per Dense row, ``"blas"``, ``"tiles"``, ``"blas from N rows"`` or ``"rule"`` (the build's thresholds)."""
+        choices = []
+        for i, row in enumerate(rows):
+            if row[0] != _walker.KIND_DENSE:
+                continue
+            if self.row_batch is None:
+                choices.append("rule")
+            else:
+                batch = self.row_batch[i]
+                choices.append("blas" if batch <= 8 else "tiles" if batch == TILES else f"blas from {batch} rows")
+        return choices
+
+
+def mode() -> str:
+    """``"fixed"`` or ``"measure"``, from FASTNN_PLAN (unknown values measure)."""
+    wanted = os.environ.get("FASTNN_PLAN", "measure").strip().lower()
+    return "fixed" if wanted == "fixed" else "measure"
+
+
+def fixed_plan() -> Plan:
+    """The fixed plan: the widest build (``fastnn._walker.ISA``) with its own thresholds."""
+    return Plan(_walker.ISA, None, "fixed")
+
+
+def walker_rows(layers: Sequence[Any]) -> tuple[np.ndarray, list[float]]:
+    """The walker's plan rows of a validated layer list, and each row's activation parameter.
+
+    One row per Dense layer or stand-alone activation (``PLAN_FIELDS`` of
+    ``fastnn._walker``); an activation right after a Dense is folded into
+    its row (computed in the Dense's output pass). Parameters are laid out
+    Dense by Dense, W (row-major) then b, as ``Sequential`` keeps them.
+    """
+    from fastnn.layers import Dense
+
+    rows: list[list[int]] = []
+    fn_params: list[float] = []
+    offset = act = 0
+    width = next(layer for layer in layers if isinstance(layer, Dense)).in_features
+    identity = _walker.FN_CODES["identity"]
+    for layer in layers:
+        if isinstance(layer, Dense):
+            n_in, n_out = layer.in_features, layer.out_features
+            rows.append([_walker.KIND_DENSE, n_in, n_out, offset, offset + n_in * n_out, act, identity])
+            fn_params.append(0.0)
+            offset += layer.n_parameters
+        elif rows and rows[-1][0] == _walker.KIND_DENSE and rows[-1][6] == identity:
+            rows[-1][6] = _walker.FN_CODES[layer.function]
+            fn_params[-1] = layer.function_param
+            continue
+        else:
+            rows.append([_walker.KIND_ACT, width, width, -1, -1, act, _walker.FN_CODES[layer.function]])
+            fn_params.append(layer.function_param)
+        act += rows[-1][2]
+        width = rows[-1][2]
+    return np.array(rows, dtype=np.intp), fn_params
+
+
+# -- where the choices are remembered -------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    """The CPU's model name, family and model (``/proc/cpuinfo``), else what platform knows."""
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if fields.get("model name"):
+        return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _numpy_blas() -> str:
+    """NumPy's BLAS (name and version, from numpy.show_config) and the BLAS fastnn calls."""
+    return _blas_names(os.environ.get("FASTNN_BLAS", "auto"))
+
+
+@functools.lru_cache(maxsize=None)
+def _blas_names(fastnn_blas: str) -> str:
+    from fastnn._blas import find_blas
+
+    name = "unknown"
+    try:
+        config: Any = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        name = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy: no mode="dicts"
+        pass
+    found = find_blas()
+    return f"numpy {np.__version__}: {name}; fastnn calls {found.source}"
+
+
+def cache_key() -> dict[str, str]:
+    """What a remembered choice depends on."""
+    import platform
+
+    return {"cpu": _cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine(),
+            "format": str(CACHE_FORMAT)}
+
+
+def cache_dir() -> str:
+    """The directory of the plan's cache file (it may not exist)."""
+    explicit = os.environ.get("FASTNN_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastnn")
+
+
+def cache_path() -> str:
+    """The cache file of this (CPU, fastnn version, BLAS)."""
+    return _cache_path(cache_dir(), os.environ.get("FASTNN_BLAS", "auto"))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_path(directory: str, fastnn_blas: str) -> str:
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(cache_key(), sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(directory, f"plan-{digest}.json")
+
+
+class _Store:
+    """The choices, in memory and (where it can) in the cache file."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.path: str | None = None
+        self.choices: dict[str, Any] = {}
+        self.plans: dict[str, Plan] = {}     # the plans made from the choices, by network
+        self.note = "not loaded"
+
+    def load(self) -> None:
+        """Read the cache file once (per path: FASTNN_CACHE_DIR may change, in tests)."""
+        import json
+
+        path = cache_path()
+        if path == self.path:
+            return
+        self.path, self.choices, self.plans = path, {}, {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+            if data.get("key") == cache_key() and isinstance(data.get("choices"), dict):
+                self.choices = dict(data["choices"])
+                self.note = f"read from {path}"
+            else:
+                self.note = f"{path} is for another CPU, version or BLAS: measuring anew"
+        except FileNotFoundError:
+            self.note = f"no cache file yet ({path})"
+        except (OSError, ValueError, AttributeError) as exc:
+            self.note = f"cache file {path} not usable ({type(exc).__name__}): measuring in memory"
+
+    def save(self) -> None:
+        """Write the choices (atomically); on any failure keep them in memory only."""
+        import json
+
+        assert self.path is not None
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"key": cache_key(), "choices": self.choices}, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+            self.note = f"saved to {self.path}"
+        except OSError as exc:
+            self.note = f"cache directory not writable ({type(exc).__name__}: {exc}): measuring in memory"
+
+
+_store = _Store()
+_forced: list[Plan | Callable[[np.ndarray, np.dtype], Plan]] = []
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+def _typical_time(run: Callable[[], object]) -> float:
+    """The median of 3 to 7 runs (after one to warm up). Not the best run: a BLAS
+    whose threads share their cores with other work (a loaded or shared machine)
+    is fast in its luckiest run and many times slower in most, and the plan
+    should follow what most runs cost."""
+    run()  # warm up (workspace, caches)
+    times = []
+    start = time.perf_counter()
+    for i in range(7):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() - start > MEASURE_SECONDS:
+            break
+    return sorted(times)[len(times) // 2]
+
+
+def _network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None) -> Any:
+    """A walker Network of ``build`` over ``rows``, with random parameters."""
+    from fastnn._blas import find_blas
+
+    module = _walker.build(build)
+    n_params = int(max((row[4] + row[2] for row in rows if row[0] == _walker.KIND_DENSE), default=0))
+    rng = np.random.default_rng(0)
+    params = (rng.standard_normal(n_params) * 0.1).astype(dtype)
+    grads = np.zeros(n_params, dtype=dtype)
+    net = module.Network(np.ascontiguousarray(rows, dtype=np.intp), params, grads, blas=find_blas())
+    if row_batch is not None:
+        net.row_blas_min_batch = list(row_batch)
+    return net
+
+
+def time_network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None,
+                 batch: int) -> float:
+    """Seconds of one SGD training step (MSE, learning rate 0) of ``rows`` at ``batch`` rows.
+
+    The tests replace this function (and nothing else) to plan without timing."""
+    net = _network(build, rows, dtype, row_batch)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((batch, net.n_in)).astype(dtype)
+    y = rng.standard_normal((batch, net.n_out)).astype(dtype)
+    update = net.make_update("sgd", 0.0)
+    return _typical_time(lambda: net.train_step(X, y, update))
+
+
+def _layer_rows(n_in: int, n_out: int) -> np.ndarray:
+    return np.array([[_walker.KIND_DENSE, n_in, n_out, 0, n_in * n_out, 0, _walker.FN_CODES["identity"]]],
+                    dtype=np.intp)
+
+
+def _eligible(n_in: int, n_out: int, module: Any) -> bool:
+    """Whether BLAS may take this layer at all (the build's size floor)."""
+    return n_in * n_out >= module.BLAS_MIN_WEIGHTS and min(n_in, n_out) >= module.BLAS_MIN_WIDTH
+
+
+def _blas_found() -> bool:
+    from fastnn._blas import find_blas
+
+    return find_blas().kind != 0
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def _candidate_builds() -> tuple[str, ...]:
+    """The builds the planner times: every one this CPU runs but the baseline, if another runs."""
+    return _walker.BUILDS[1:] if len(_walker.BUILDS) > 1 else _walker.BUILDS
+
+
+def _shape_key(rows: np.ndarray, dtype: np.dtype) -> str:
+    return f"{np.dtype(dtype).name}:" + ",".join(f"{r[0]}/{r[1]}x{r[2]}" for r in np.asarray(rows)[:, :3].tolist())
+
+
+def _layer_key(build: str, n_in: int, n_out: int, dtype: np.dtype) -> str:
+    return f"layer:{build}:{np.dtype(dtype).name}:{n_in}x{n_out}"
+
+
+def _layer_choice(build: str, n_in: int, n_out: int, dtype: np.dtype, measured: list[bool]) -> int:
+    """From which batch BLAS takes one layer in one build (remembered, else timed).
+
+    At each batch timed (the largest first), the side faster by MARGIN wins;
+    closer than that, the build's fixed rule decides (BLAS_MIN_WEIGHTS_TILED)."""
+    key = _layer_key(build, n_in, n_out, dtype)
+    if not isinstance(_store.choices.get(key), int):
+        choice = TILES
+        rule_blas = n_in * n_out >= _walker.build(build).BLAS_MIN_WEIGHTS_TILED
+        if n_in * n_out >= ALWAYS_BLAS:
+            choice = BLAS
+        else:
+            rows = _layer_rows(n_in, n_out)
+            for batch, blas_from in reversed(MEASURE_BATCHES):
+                tiles = time_network(build, rows, dtype, [TILES], batch)
+                blas = time_network(build, rows, dtype, [BLAS], batch)
+                if not (blas < tiles * MARGIN or (rule_blas and tiles >= blas * MARGIN)):
+                    break
+                choice = blas_from
+        _store.choices[key] = BLAS if choice <= 8 else choice
+        measured[0] = True
+    return int(_store.choices[key])
+
+
+def _row_batch(build: str, rows: np.ndarray, dtype: np.dtype, measured: list[bool]) -> tuple[int, ...] | None:
+    if not _blas_found():
+        return None
+    module = _walker.build(build)
+    choices, any_choice = [], False
+    for row in rows:
+        if row[0] == _walker.KIND_DENSE and _eligible(int(row[1]), int(row[2]), module):
+            choices.append(_layer_choice(build, int(row[1]), int(row[2]), dtype, measured))
+            any_choice = True
+        else:
+            choices.append(TILES)
+    return tuple(choices) if any_choice else None
+
+
+def _network_batch(rows: np.ndarray) -> int:
+    weights = sum(int(r[1]) * int(r[2]) for r in rows if r[0] == _walker.KIND_DENSE)
+    return int(max(8, min(MEASURE_BATCH, NETWORK_BUDGET // max(weights, 1))))
+
+
+def _measure(rows: np.ndarray, dtype: np.dtype, *, again: bool = False) -> Plan:
+    """The measured (or remembered) plan of ``rows`` in ``dtype``."""
+    with _store.lock:
+        _store.load()
+        key = f"net:{_shape_key(rows, dtype)}"
+        if not again and key in _store.plans:
+            return _store.plans[key]
+        measured = [False]
+        if again:
+            for build in _walker.BUILDS:
+                for row in rows:
+                    _store.choices.pop(_layer_key(build, int(row[1]), int(row[2]), dtype), None)
+            _store.choices.pop(key, None)
+        candidates: dict[str, tuple[int, ...] | None] = {}
+        for build in _candidate_builds():
+            try:
+                candidates[build] = _row_batch(build, rows, dtype, measured)
+            except ImportError:  # that build was not compiled
+                continue
+        chosen = _store.choices.get(key)
+        if chosen not in candidates:
+            if len(candidates) == 1:
+                chosen = next(iter(candidates))
+            else:
+                batches = sorted({SMALL_BATCH, _network_batch(rows)})
+                times = {build: float(np.prod([time_network(build, rows, dtype, tiled, batch) for batch in batches]))
+                         for build, tiled in candidates.items()}
+                chosen = min(times, key=lambda build: times[build])
+                if _walker.ISA in times and times[chosen] >= times[_walker.ISA] * MARGIN ** len(batches):
+                    chosen = _walker.ISA    # not clearly faster: the fixed plan's build
+            _store.choices[key] = chosen
+            measured[0] = True
+        if measured[0]:
+            _store.save()
+        _store.plans[key] = Plan(chosen, candidates[chosen], "cache")
+        return Plan(chosen, candidates[chosen], "measured" if measured[0] else "cache")
+
+
+def plan_for(rows: np.ndarray, dtype: np.dtype) -> Plan:
+    """The plan a network of walker plan ``rows`` in ``dtype`` runs: forced, fixed, or measured."""
+    if _forced:
+        force = _forced[-1]
+        return force(rows, np.dtype(dtype)) if callable(force) else force
+    if mode() == "fixed":
+        return fixed_plan()
+    return _measure(np.asarray(rows), np.dtype(dtype))
+
+
+@contextlib.contextmanager
+def forced(plan: Plan | Callable[[np.ndarray, np.dtype], Plan]) -> Iterator[None]:
+    """Within the block, every model built runs ``plan`` (or ``plan(rows, dtype)``), unmeasured."""
+    _forced.append(plan)
+    try:
+        yield
+    finally:
+        _forced.remove(plan)
+
+
+def tune(models: Sequence[Any] = ()) -> dict[str, Any]:
+    """Measure now, and remember: the plans of ``models`` (Sequential), or of the benchmark shapes.
+
+    Every choice these models need is timed again (replacing what the cache
+    held); with no models, the networks of ``benchmarks/common.py``'s configs
+    (tiny 8-32-32-1, medium 64-256-256-1, large 784-512-512-10, the tutorial's
+    1-3-1 and the demo's 1-16-1) in float64 and float32. Returns
+    :func:`describe`'s report afterwards. Each model's current ``Sequential``
+    keeps its plan; models built afterwards take the new one.
+    """
+    from fastnn.layers import Dense, ReLU
+
+    shapes: list[tuple[np.ndarray, np.dtype]] = []
+    if models:
+        shapes = [(walker_rows(model.layers)[0], np.dtype(model.dtype)) for model in models]
+    else:
+        for widths in ((8, 32, 32, 1), (64, 256, 256, 1), (784, 512, 512, 10), (1, 3, 1), (1, 16, 1)):
+            layers: list[Any] = []
+            for a, b in zip(widths, widths[1:]):
+                layers += [Dense(a, b, seed=0), ReLU()]
+            for name in ("float64", "float32"):
+                shapes.append((walker_rows(layers[:-1])[0], np.dtype(name)))
+    for rows, dtype in shapes:
+        _measure(rows, dtype, again=True)
+    return describe()
+
+
+def choice_text(value: Any) -> str:
+    """A remembered layer choice (the batch from which BLAS takes it), in words."""
+    if not isinstance(value, int):
+        return str(value)
+    return "blas" if value <= 8 else "tiles" if value == TILES else f"blas from {value} rows"
+
+
+def describe() -> dict[str, Any]:
+    """The plan in force and where it comes from (for ``python -m fastnn info``)."""
+    with _store.lock:
+        if mode() == "measure" and not _forced:
+            _store.load()
+        choices = dict(_store.choices) if mode() == "measure" else {}
+        return {
+            "mode": "forced" if _forced else mode(),
+            "FASTNN_PLAN": os.environ.get("FASTNN_PLAN", "measure"),
+            "fixed_plan": {
+                "build": _walker.ISA,
+                "blas_min_weights": _walker.BLAS_MIN_WEIGHTS,
+                "blas_min_width": _walker.BLAS_MIN_WIDTH,
+                "blas_min_weights_tiled": _walker.BLAS_MIN_WEIGHTS_TILED,
+            },
+            "builds": list(_walker.BUILDS),
+            "cache_key": cache_key(),
+            "cache_file": cache_path(),
+            "cache": _store.note,
+            "choices": choices,
+        }

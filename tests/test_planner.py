@@ -1,0 +1,290 @@
+"""The planner (fastnn._planner): which walker build runs a network and, per Dense layer, BLAS or own loops.
+
+No test here depends on timing: the measurements are injected (the one
+function that times, ``_planner.time_network``, is replaced by a table), or
+the plan is forced. What is checked: the plan follows the measurements, is
+remembered in the cache file and read back, degrades to memory when the
+cache cannot be written or read, is the fixed plan under FASTNN_PLAN=fixed,
+is shown by ``python -m fastnn info``, and never changes results beyond
+rounding.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _planner, _walker, reference
+from conftest import TOLERANCE
+
+BLAS, TILES = _planner.BLAS, _planner.TILES
+
+
+@pytest.fixture(autouse=True)
+def measuring(monkeypatch, tmp_path):
+    """Each test measures (FASTNN_PLAN unset) into a cache directory of its own."""
+    monkeypatch.delenv("FASTNN_PLAN", raising=False)
+    monkeypatch.setenv("FASTNN_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+
+
+class FakeTimer:
+    """time_network from a table: a layer (one-row network) costs ``layer(build, in, out, choice)``,
+    a whole network ``network(build)``; every call is recorded."""
+
+    def __init__(self, layer=None, network=None):
+        self.layer = layer or (lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 2.0)
+        self.network = network or (lambda build: {"baseline": 3.0, "avx2": 2.0, "avx512": 1.0}[build])
+        self.calls = []
+
+    def __call__(self, build, rows, dtype, row_tiled, batch):
+        self.calls.append((build, tuple(map(tuple, rows)), None if row_tiled is None else tuple(row_tiled), batch))
+        assert build in _walker.BUILDS
+        if len(rows) == 1 and row_tiled is not None:
+            return self.layer(build, int(rows[0][1]), int(rows[0][2]), row_tiled[0], batch)
+        return self.network(build)
+
+
+def medium(dtype=np.float64, seed=0):
+    return fastnn.Sequential([fastnn.Dense(16, 64, seed=seed), fastnn.ReLU(), fastnn.Dense(64, 64, seed=seed + 1),
+                              fastnn.Tanh(), fastnn.Dense(64, 1, seed=seed + 2)], dtype=dtype)
+
+
+def dense_choices(model):
+    return model._plan.layer_choices(model._net.plan)
+
+
+def test_fixed_plan_under_FASTNN_PLAN_fixed(monkeypatch):
+    monkeypatch.setenv("FASTNN_PLAN", "fixed")
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan == _planner.Plan(_walker.ISA, None, "fixed")
+    assert type(model._net).__module__ == f"fastnn._walker_{_walker.ISA}"
+    assert model._net.row_blas_min_batch is None
+    assert model._net.blas_min_weights_tiled == _walker.BLAS_MIN_WEIGHTS_TILED
+    assert timer.calls == []
+    assert not os.path.exists(os.environ["FASTNN_CACHE_DIR"])
+
+
+def test_measured_plan_follows_the_measurements_and_is_cached(monkeypatch):
+    # BLAS wins the 64x64 layer only; the AVX2 build wins the network (where it runs).
+    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: (1.0 if choice == BLAS else 2.0)
+                      if (n_in, n_out) == (64, 64) else (1.0 if choice == TILES else 2.0),
+                      network=lambda build: 1.0 if build == "avx2" else 2.0)
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    builds = _planner._candidate_builds()
+    expected_build = "avx2" if "avx2" in builds else builds[-1]
+    assert model._plan.build == expected_build and model._plan.source == "measured"
+    assert type(model._net).__module__ == f"fastnn._walker_{expected_build}"
+    eligible = _planner._blas_found()
+    if eligible:
+        # 16x64 and 64x64 may take BLAS (64x1 is narrower than BLAS_MIN_WIDTH): only those were timed.
+        assert dense_choices(model) == ["tiles", "blas", "tiles"]
+        assert list(model._net.row_blas_min_batch) == [TILES, BLAS, TILES]
+        timed_layers = {(c[0], c[1][0][1], c[1][0][2]) for c in timer.calls if len(c[1]) == 1}
+        assert timed_layers == {(b, 16, 64) for b in builds} | {(b, 64, 64) for b in builds}
+        # 128 rows, then 32 rows where BLAS won at 128.
+        assert (sorted(c[3] for c in timer.calls if len(c[1]) == 1 and c[1][0][1] == 64)
+                == sorted([32, 32, 128, 128] * len(builds)))
+        assert sorted(c[3] for c in timer.calls if len(c[1]) == 1 and c[1][0][1] == 16) == [128, 128] * len(builds)
+    with open(_planner.cache_path()) as f:
+        saved = json.load(f)
+    assert saved["key"] == _planner.cache_key()
+    assert saved["choices"][f"net:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"] == expected_build
+    assert _planner.cache_path().startswith(os.environ["FASTNN_CACHE_DIR"])
+    assert not _planner.cache_path().startswith(os.path.dirname(fastnn.__file__))
+
+    # A second model of the same shapes: from memory, nothing timed again.
+    before = len(timer.calls)
+    again = medium(seed=5)
+    assert again._plan.build == expected_build and again._plan.source == "cache"
+    assert len(timer.calls) == before
+    # A new process (a fresh store) reads the file: nothing timed.
+    monkeypatch.setattr(_planner, "_store", _planner._Store())
+    third = medium(seed=6)
+    assert third._plan.source == "cache" and third._plan.build == expected_build
+    assert len(timer.calls) == before
+
+
+@pytest.mark.skipif(not _planner._blas_found(), reason="no BLAS: every layer runs on fastnn's loops")
+def test_blas_from_the_batch_where_it_wins(monkeypatch):
+    """BLAS wins at 128 rows but not at 32: the layer takes it from 64 rows on, the tiles below."""
+    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch:
+                      (1.0 if choice == BLAS else 2.0) if batch >= 128 else (1.0 if choice == TILES else 2.0))
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert list(model._net.row_blas_min_batch) == [64, 64, TILES]
+    assert dense_choices(model) == ["blas from 64 rows", "blas from 64 rows", "tiles"]
+    # The results of both sides of the crossover agree with the reference.
+    ref = reference.ReferenceMLP.from_model(model)
+    for n in (9, 63, 64, 200):
+        X = np.random.default_rng(n).standard_normal((n, 16))
+        np.testing.assert_allclose(model.predict(X), ref.predict(X), **TOLERANCE[np.dtype(np.float64)])
+
+
+def test_other_dtype_and_shapes_are_planned_apart(monkeypatch):
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    medium(np.float64)
+    count = len(timer.calls)
+    assert medium(np.float32)._plan.source == "measured"
+    assert len(timer.calls) > count or len(_planner._candidate_builds()) == 1
+
+
+@pytest.mark.parametrize("damage", ["not json", json.dumps({"key": {"cpu": "another"}, "choices": {"x": 1}}),
+                                    json.dumps([1, 2])])
+def test_damaged_or_foreign_cache_file_is_measured_anew(monkeypatch, damage):
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    path = _planner.cache_path()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        f.write(damage)
+    model = medium()
+    assert model._plan.source == "measured"
+    with open(path) as f:
+        assert json.load(f)["key"] == _planner.cache_key()   # replaced by a good one
+
+
+def test_unwritable_cache_directory_degrades_to_memory(monkeypatch, tmp_path):
+    # A cache "directory" under a regular file can be neither made nor written (even by root).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FASTNN_CACHE_DIR", str(blocker / "cache"))
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan.source == "measured"
+    assert "measuring in memory" in _planner.describe()["cache"]
+    count = len(timer.calls)
+    assert medium(seed=3)._plan.source == "cache"    # remembered in memory
+    assert len(timer.calls) == count
+    X = np.random.default_rng(0).standard_normal((4, 16))
+    assert model.predict(X).shape == (4, 1)
+
+
+def test_cache_directory_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTNN_CACHE_DIR", str(tmp_path / "explicit"))
+    assert _planner.cache_dir() == str(tmp_path / "explicit")
+    monkeypatch.delenv("FASTNN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _planner.cache_dir() == str(tmp_path / "xdg" / "fastnn")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _planner.cache_dir() == str(tmp_path / "home" / ".cache" / "fastnn")
+
+
+def test_cache_key_names_cpu_version_and_blas():
+    key = _planner.cache_key()
+    assert key["fastnn"] == fastnn.__version__
+    assert key["cpu"] and "numpy " + np.__version__ in key["blas"]
+
+
+def test_tune_measures_again_and_replaces_the_cache(monkeypatch):
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    first = len(timer.calls)
+    assert first > 0 or len(_planner._candidate_builds()) == 1
+    report = fastnn.tune([model])
+    assert len(timer.calls) == 2 * first
+    assert report["mode"] == "measure" and report["cache_file"] == _planner.cache_path()
+    assert f"net:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}" in report["choices"]
+
+
+def test_tune_without_models_plans_the_benchmark_networks(monkeypatch):
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    report = fastnn.tune()
+    nets = [k for k in report["choices"] if k.startswith("net:")]
+    assert len(nets) == 10     # five networks, two dtypes
+    assert any("784x512" in k for k in nets) and any(k.startswith("net:float32") for k in nets)
+
+
+def test_import_measures_nothing(tmp_path):
+    env = dict(os.environ, FASTNN_CACHE_DIR=str(tmp_path / "c"))
+    code = ("import fastnn, sys; from fastnn import _planner; "
+            "assert _planner._store.path is None, _planner._store.path; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("plan", ["fixed", "measure"])
+def test_info_shows_the_plan(tmp_path, plan):
+    env = dict(os.environ, FASTNN_CACHE_DIR=str(tmp_path / "c"), FASTNN_PLAN=plan)
+    out = subprocess.run([sys.executable, "-m", "fastnn", "info"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert f"plan: {plan} (FASTNN_PLAN={plan})" in out
+    assert f"fixed plan: the {_walker.ISA} build" in out
+    if plan == "measure":
+        assert f"cache: no cache file yet ({tmp_path / 'c'}" in out
+    else:
+        assert "cache:" not in out
+    facts = fastnn.show_config(mode="dicts")["runtime"]["plan"]
+    assert facts["builds"] == list(_walker.BUILDS)
+
+
+def test_forced_plan_and_plan_validation(monkeypatch):
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    plan = _planner.Plan(_walker.BUILDS[0], (BLAS, BLAS, BLAS), "forced")
+    with _planner.forced(plan):
+        model = medium()
+    assert model._plan is plan and timer.calls == []
+    assert list(model._net.row_blas_min_batch) == [BLAS] * 3
+    with pytest.raises(ValueError, match="one int per plan row"):
+        model._net.row_blas_min_batch = [0]
+    with pytest.raises(ValueError, match=">= 0"):
+        model._net.row_blas_min_batch = [0, -1, 0]
+    model._net.row_blas_min_batch = None
+    assert model._net.row_blas_min_batch is None
+    with pytest.raises(ValueError, match="is not one this CPU runs"):
+        _walker.build("sse9")
+
+
+def _plans():
+    """Every build with every layer on BLAS, every layer on the tiles, and the build's rule."""
+    for build in _walker.BUILDS:
+        for rows in (None, (BLAS,) * 3, (TILES,) * 3):
+            yield _planner.Plan(build, rows, "forced")
+
+
+@pytest.mark.parametrize("plan", list(_plans()), ids=lambda p: f"{p.build}-{'rule' if p.row_batch is None else 'blas' if p.row_batch[0] == 0 else 'tiles'}")
+def test_results_agree_whatever_the_plan(monkeypatch, plan, dtype):
+    """The same model and data under the fixed plan and a forced one: the same to the dtype's rounding."""
+    monkeypatch.setenv("FASTNN_PLAN", "fixed")
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((96, 16)).astype(dtype)
+    y = rng.standard_normal((96, 1)).astype(dtype)
+    fixed = medium(dtype)
+    with _planner.forced(plan):
+        other = medium(dtype)
+    assert type(other._net).__module__ == f"fastnn._walker_{plan.build}"
+    tol = TOLERANCE[np.dtype(dtype)]
+    np.testing.assert_allclose(other.predict(X), fixed.predict(X), **tol)
+    h1 = fixed.fit(X, y, optimizer=fastnn.SGD(lr=0.01), epochs=2, batch_size=32, seed=0)
+    h2 = other.fit(X, y, optimizer=fastnn.SGD(lr=0.01), epochs=2, batch_size=32, seed=0)
+    np.testing.assert_allclose(h2.loss, h1.loss, **tol)
+    np.testing.assert_allclose(other.get_parameters(), fixed.get_parameters(), **tol)
+    ref = reference.ReferenceMLP.from_model(other)
+    np.testing.assert_allclose(other.predict(X), ref.predict(X), **tol)
+
+
+def test_close_timings_keep_the_fixed_plan(monkeypatch):
+    """Within MARGIN, neither a layer's side nor another build is 'faster': the fixed plan's rule and build stand."""
+    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 1.05,
+                      network=lambda build: 1.0 if build != _walker.ISA else 1.05)
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan.build == _walker.ISA
+    if _planner._blas_found():
+        rule = _walker.BLAS_MIN_WEIGHTS_TILED
+        expected = [BLAS if n_in * n_out >= rule else TILES for n_in, n_out in ((16, 64), (64, 64))] + [TILES]
+        assert list(model._net.row_blas_min_batch) == expected
