@@ -627,10 +627,20 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
-    static inline double fastnn_as_d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
-    static inline uint64_t fastnn_bits_d(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
-    static inline float fastnn_as_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-    static inline uint32_t fastnn_bits_f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+    /* Always inlined: a loop vectorises only around inlined calls, and GCC's
+       inliner, left to itself, keeps some of these out of line in a large module. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTNN_MATH static inline __attribute__((always_inline))
+    #elif defined(_MSC_VER)
+    #define FASTNN_MATH static __forceinline
+    #else
+    #define FASTNN_MATH static inline
+    #endif
+
+    FASTNN_MATH double fastnn_as_d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
+    FASTNN_MATH uint64_t fastnn_bits_d(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+    FASTNN_MATH float fastnn_as_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    FASTNN_MATH uint32_t fastnn_bits_f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
     /* m ? a : b for a mask m of all ones or all zeros, as bit operations;
        FASTNN_MASK_D/F(c) makes the mask of a comparison (in the width of the
@@ -640,24 +650,24 @@ cdef extern from *:
        with AVX-512's masks. */
     #define FASTNN_MASK_D(c) ((uint64_t)(-(int64_t)(c)))
     #define FASTNN_MASK_F(c) ((uint32_t)(-(int32_t)(c)))
-    static inline double fastnn_sel_d(uint64_t m, double a, double b) {
+    FASTNN_MATH double fastnn_sel_d(uint64_t m, double a, double b) {
         return fastnn_as_d((fastnn_bits_d(a) & m) | (fastnn_bits_d(b) & ~m));
     }
-    static inline float fastnn_sel_f(uint32_t m, float a, float b) {
+    FASTNN_MATH float fastnn_sel_f(uint32_t m, float a, float b) {
         return fastnn_as_f((fastnn_bits_f(a) & m) | (fastnn_bits_f(b) & ~m));
     }
 
     /* 2^k for an integral k in [-1022, 1023] (double) or [-126, 127] (float):
        k + 1.5 * 2^52 + 1023 holds k + 1023 in its low bits. */
-    static inline double fastnn_pow2_d(double k) {
+    FASTNN_MATH double fastnn_pow2_d(double k) {
         return fastnn_as_d(fastnn_bits_d(k + (0x1.8p52 + 1023.0)) << 52);
     }
-    static inline float fastnn_pow2_f(float k) {
+    FASTNN_MATH float fastnn_pow2_f(float k) {
         return fastnn_as_f(fastnn_bits_f(k + (0x1.8p23f + 127.0f)) << 23);
     }
     /* x rounded to an integer (ties to even), for |x| < 2^51 (2^22). */
-    static inline double fastnn_rint_d(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
-    static inline float fastnn_rint_f(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
+    FASTNN_MATH double fastnn_rint_d(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
+    FASTNN_MATH float fastnn_rint_f(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
 
     #define FASTNN_LN2_HI_D 0x1.62e42fee00000p-1
     #define FASTNN_LN2_LO_D 0x1.a39ef35793c76p-33
@@ -667,7 +677,7 @@ cdef extern from *:
     #define FASTNN_LOG2E_F 0x1.715476p+0f
 
     /* e^r - 1 - r = r^2 q(r), |r| <= ln2/2: Taylor to r^13 (double), r^7 (float). */
-    static inline double fastnn_expm1_poly_d(double r) {
+    FASTNN_MATH double fastnn_expm1_poly_d(double r) {
         double q = 1.0 / 6227020800.0;
         q = q * r + 1.0 / 479001600.0;
         q = q * r + 1.0 / 39916800.0;
@@ -682,7 +692,7 @@ cdef extern from *:
         q = q * r + 0.5;
         return r + (r * r) * q;
     }
-    static inline float fastnn_expm1_poly_f(float r) {
+    FASTNN_MATH float fastnn_expm1_poly_f(float r) {
         float q = 1.0f / 5040.0f;
         q = q * r + 1.0f / 720.0f;
         q = q * r + 1.0f / 120.0f;
@@ -692,7 +702,7 @@ cdef extern from *:
         return r + (r * r) * q;
     }
 
-    static inline double fastnn_exp_d(double x) {
+    FASTNN_MATH double fastnn_exp_d(double x) {
         double xc = fastnn_sel_d(FASTNN_MASK_D(x > 709.8), 709.8, x);          /* NaN passes both */
         xc = fastnn_sel_d(FASTNN_MASK_D(xc < -745.2), -745.2, xc);
         double n = fastnn_rint_d(xc * FASTNN_LOG2E_D);
@@ -700,7 +710,7 @@ cdef extern from *:
         double n1 = fastnn_rint_d(n * 0.5);
         return ((1.0 + fastnn_expm1_poly_d(r)) * fastnn_pow2_d(n1)) * fastnn_pow2_d(n - n1);
     }
-    static inline float fastnn_exp_f(float x) {
+    FASTNN_MATH float fastnn_exp_f(float x) {
         float xc = fastnn_sel_f(FASTNN_MASK_F(x > 88.8f), 88.8f, x);
         xc = fastnn_sel_f(FASTNN_MASK_F(xc < -104.0f), -104.0f, xc);
         float n = fastnn_rint_f(xc * FASTNN_LOG2E_F);
@@ -711,7 +721,7 @@ cdef extern from *:
 
     /* tanh(x) = sign(x) t / (t + 2), t = expm1(2|x|) = 2^n (expm1(r) + 1) - 1.
        |x| >= 20 (double), 10 (float): tanh rounds to 1 (and 2^n stays normal). */
-    static inline double fastnn_tanh_d(double x) {
+    FASTNN_MATH double fastnn_tanh_d(double x) {
         double a = fabs(x);
         a = fastnn_sel_d(FASTNN_MASK_D(a > 20.0), 20.0, a);
         double y = a + a;
@@ -721,7 +731,7 @@ cdef extern from *:
         double t = p * fastnn_expm1_poly_d(r) + (p - 1.0);
         return copysign(t / (t + 2.0), x);
     }
-    static inline float fastnn_tanh_f(float x) {
+    FASTNN_MATH float fastnn_tanh_f(float x) {
         float a = fabsf(x);
         a = fastnn_sel_f(FASTNN_MASK_F(a > 10.0f), 10.0f, a);
         float y = a + a;
@@ -732,17 +742,17 @@ cdef extern from *:
         return copysignf(t / (t + 2.0f), x);
     }
 
-    static inline double fastnn_sigmoid_d(double x) {
+    FASTNN_MATH double fastnn_sigmoid_d(double x) {
         double e = fastnn_exp_d(-fabs(x));
         return fastnn_sel_d(FASTNN_MASK_D(x >= 0.0), 1.0, e) / (1.0 + e);
     }
-    static inline float fastnn_sigmoid_f(float x) {
+    FASTNN_MATH float fastnn_sigmoid_f(float x) {
         float e = fastnn_exp_f(-fabsf(x));
         return fastnn_sel_f(FASTNN_MASK_F(x >= 0.0f), 1.0f, e) / (1.0f + e);
     }
 
     /* fdlibm's log: x = 2^k (1 + f), 1 + f in [sqrt(2)/2, sqrt(2)). */
-    static inline double fastnn_log_d(double x) {
+    FASTNN_MATH double fastnn_log_d(double x) {
         uint64_t tiny = FASTNN_MASK_D(x < 0x1p-1022);
         double xs = fastnn_sel_d(tiny, x * 0x1p54, x);
         uint64_t u = fastnn_bits_d(xs) + (0x3ff0000000000000ULL - 0x3fe6a09e00000000ULL);
@@ -764,7 +774,7 @@ cdef extern from *:
         y = fastnn_sel_d(FASTNN_MASK_D(x == 0.0), -INFINITY, y);
         return fastnn_sel_d(FASTNN_MASK_D(x < INFINITY), y, x);                 /* inf gives inf; NaN (x < inf false) NaN */
     }
-    static inline float fastnn_log_f(float x) {
+    FASTNN_MATH float fastnn_log_f(float x) {
         uint32_t tiny = FASTNN_MASK_F(x < 0x1p-126f);
         float xs = fastnn_sel_f(tiny, x * 0x1p25f, x);
         uint32_t u = fastnn_bits_f(xs) + (0x3f800000U - 0x3f3504f3U);
@@ -788,14 +798,14 @@ cdef extern from *:
        (over x rather than u = 0, where x = -1 and the numerator is 0); x itself
        where u is 1 (|x| < 2^-53 or 2^-24: x - x^2/2 rounds to x; this keeps
        -0.0); inf for inf; NaN below -1 and for NaN. */
-    static inline double fastnn_log1p_d(double x) {
+    FASTNN_MATH double fastnn_log1p_d(double x) {
         double u = 1.0 + x;
         double c = (x - (u - 1.0)) / fastnn_sel_d(FASTNN_MASK_D(u != 0.0), u, x);
         double y = fastnn_sel_d(FASTNN_MASK_D(u == 1.0), x, fastnn_log_d(u) + c);
         y = fastnn_sel_d(FASTNN_MASK_D(x < INFINITY), y, x);
         return fastnn_sel_d(FASTNN_MASK_D(x >= -1.0), y, (x - x) * INFINITY);
     }
-    static inline float fastnn_log1p_f(float x) {
+    FASTNN_MATH float fastnn_log1p_f(float x) {
         float u = 1.0f + x;
         float c = (x - (u - 1.0f)) / fastnn_sel_f(FASTNN_MASK_F(u != 0.0f), u, x);
         float y = fastnn_sel_f(FASTNN_MASK_F(u == 1.0f), x, fastnn_log_f(u) + c);
