@@ -22,10 +22,11 @@
 # contiguous however narrow the layer is, so they vectorise. fastnn.ops'
 # sample-major arrays are transposed on the way in and out (``transpose``).
 
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.math cimport pow, sqrt, sqrtf
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 # A BLAS gemm found at run time (see fastnn/_blas.py): kind and addresses,
@@ -1072,3 +1073,150 @@ cdef double loss_grad_kernel(
         # size even when the weights are subnormal (w_i * sample would round).
         total += (wi / wsum) * sample if w != NULL else sample
     return total / C if w != NULL else total / (C * wsum)
+
+
+# ---------------------------------------------------------------------------
+# fastnn.ops' common case (see fastnn/_ops.pyx): the activations with the
+# finiteness of their inputs checked in the same pass. Here, so that every
+# build compiles them: fastnn._ops runs the copy of the widest walker build
+# the CPU runs (PlainKernels, handed over in a capsule).
+# ---------------------------------------------------------------------------
+
+cdef bint act_forward_checked(
+    int fn, double param, const floating* Z, floating* A, Py_ssize_t size,
+) noexcept nogil:
+    """A = f(Z) as act_forward_kernel computes it, and whether every Z is finite,
+    in one pass (z * 0 is NaN exactly for a non-finite z; the flags are or-ed
+    in an integer of the values' width, which vectorises)."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating z, chk, zero = 0, slope = <floating>param
+    if fn == FN_RELU:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _relu(z)
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = z if z > zero else z * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _tanh(z)
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _sigmoid(z)
+    else:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = z
+    return (bad32 | bad64) == 0
+
+
+cdef bint act_backward_checked(
+    int fn, double param, const floating* Z, const floating* dA, floating* dZ, Py_ssize_t size,
+) noexcept nogil:
+    """dZ = dA * f'(Z) with f' from A = f(Z), as act_forward_kernel then
+    act_backward_kernel compute them (ReLU: relu_backward_kernel on Z), and
+    whether every Z and dA is finite, in one pass."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating z, a, d, chk, mask, zero = 0, one = 1, slope = <floating>param
+    if fn == FN_RELU:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            mask = z > zero
+            dZ[i] = d * mask
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = z if z > zero else z * slope
+            dZ[i] = d if a > zero else d * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = _tanh(z)
+            dZ[i] = d * (one - a * a)
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = _sigmoid(z)
+            dZ[i] = d * (a * (one - a))
+    else:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            dZ[i] = d
+    return (bad32 | bad64) == 0
+
+
+cdef struct PlainKernels:
+    bint (*forward_f)(int, double, const float*, float*, Py_ssize_t) noexcept nogil
+    bint (*forward_d)(int, double, const double*, double*, Py_ssize_t) noexcept nogil
+    bint (*backward_f)(int, double, const float*, const float*, float*, Py_ssize_t) noexcept nogil
+    bint (*backward_d)(int, double, const double*, const double*, double*, Py_ssize_t) noexcept nogil
+
+
+cdef PlainKernels _PLAIN_KERNELS
+_PLAIN_KERNELS.forward_f = act_forward_checked[float]
+_PLAIN_KERNELS.forward_d = act_forward_checked[double]
+_PLAIN_KERNELS.backward_f = act_backward_checked[float]
+_PLAIN_KERNELS.backward_d = act_backward_checked[double]
+_PLAIN_KERNELS_CAPSULE = PyCapsule_New(&_PLAIN_KERNELS, b"fastnn._kernels.PlainKernels", NULL)

@@ -25,6 +25,7 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 ``setup.py``; ``FASTNN_DEBUG=1`` at build time turns the checks back on.
 """
 
+cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
 
@@ -67,6 +68,8 @@ def cpu_has_avx512():
 
 
 include "_kernels.pxi"
+
+cnp.import_array()
 
 
 #: The BLAS of the Dense wrappers below (``set_blas``), with this module's
@@ -361,3 +364,99 @@ def loss_and_grad(
     with nogil:
         loss = loss_grad_kernel(kind, param, &yhat[0, 0], &y[0], wp, gp, n, C, C, 1, &wsum)
     return loss
+
+
+# --------------------------------------------------------------------------
+# The common case, recognised here: an elementwise kernel on plain arrays
+# (exactly ndarray, C-contiguous, aligned, native float32/float64, 1 to 32
+# dimensions, not empty; the inputs of one dtype and one shape) runs from the
+# arrays' flags, type number and shape, into a new array, counting the
+# non-finite inputs in the same pass. Anything else, including a non-finite
+# input, returns None: fastnn.ops then validates and converts as before (and
+# raises its messages). Nothing the caller passed is written to.
+# --------------------------------------------------------------------------
+
+#: The checked elementwise loops the common case runs: this module's own
+#: (SSE2 on x86-64) until ``use_kernels_of`` points them at a walker build's
+#: copy of the same loops (AVX2, AVX-512; the same bits, see
+#: tests/test_transcendentals.py).
+cdef const PlainKernels* _PLAIN = &_PLAIN_KERNELS
+
+
+def use_kernels_of(module):
+    """Run the common case's loops from ``module`` (a walker build, compiled from
+    the same _kernels.pxi for a wider instruction set), or this module's (None)."""
+    global _PLAIN
+    if module is None:
+        _PLAIN = &_PLAIN_KERNELS
+        return
+    _PLAIN = <const PlainKernels*>PyCapsule_GetPointer(module._PLAIN_KERNELS_CAPSULE, b"fastnn._kernels.PlainKernels")
+
+
+cdef int _plain_typenum(object a) noexcept:
+    """NPY_FLOAT or NPY_DOUBLE for a plain array (above), else -1."""
+    cdef cnp.ndarray arr
+    cdef int t
+    if not cnp.PyArray_CheckExact(a):
+        return -1
+    arr = <cnp.ndarray>a
+    t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        return -1
+    if (cnp.PyArray_NDIM(arr) < 1 or cnp.PyArray_NDIM(arr) > 32 or cnp.PyArray_SIZE(arr) == 0
+            or not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)):
+        return -1
+    return t
+
+
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef int d
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+def activation_forward_plain(int fn, double param, object Z):
+    """f(Z) as a new array for plain, finite Z (see above); else None."""
+    cdef int t = _plain_typenum(Z)
+    cdef cnp.ndarray z, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or fn < FN_IDENTITY or fn > FN_SIGMOID:
+        return None
+    z = <cnp.ndarray>Z
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(z), cnp.PyArray_DIMS(z), t, 0)
+    n = cnp.PyArray_SIZE(z)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.forward_f(fn, param, <const float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = _PLAIN.forward_d(fn, param, <const double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
+
+
+def activation_backward_plain(int fn, double param, object Z, object dA):
+    """dA * f'(Z) as a new array for plain, finite Z and dA of one dtype and shape; else None."""
+    cdef int t = _plain_typenum(Z)
+    cdef cnp.ndarray z, d, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or _plain_typenum(dA) != t or fn < FN_IDENTITY or fn > FN_SIGMOID:
+        return None
+    z = <cnp.ndarray>Z
+    d = <cnp.ndarray>dA
+    if not _same_shape(z, d):
+        return None
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(z), cnp.PyArray_DIMS(z), t, 0)
+    n = cnp.PyArray_SIZE(z)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.backward_f(fn, param, <const float*>cnp.PyArray_DATA(z), <const float*>cnp.PyArray_DATA(d),
+                                   <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = _PLAIN.backward_d(fn, param, <const double*>cnp.PyArray_DATA(z), <const double*>cnp.PyArray_DATA(d),
+                                   <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
