@@ -460,3 +460,87 @@ def activation_backward_plain(int fn, double param, object Z, object dA):
             ok = _PLAIN.backward_d(fn, param, <const double*>cnp.PyArray_DATA(z), <const double*>cnp.PyArray_DATA(d),
                                    <double*>cnp.PyArray_DATA(out), n)
     return out if ok else None
+
+
+cdef bint mse_grad_checked(const floating* yhat, const floating* y, floating* grad, Py_ssize_t size) noexcept nogil:
+    """grad = (2 * s) * (yhat - y) with s = 1 / size in the buffers' type (the bits
+    of loss_grad_kernel's unweighted MSE gradient), and whether every yhat and y
+    is finite, in one pass."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating a, b, chk, zero = 0, two = 2
+    cdef floating scale = <floating>(1.0 / size)
+    for i in range(size):
+        a = yhat[i]
+        b = y[i]
+        chk = a * zero + b * zero
+        if floating is float:
+            bad32 |= chk != chk
+        else:
+            bad64 |= chk != chk
+        grad[i] = (two * scale) * (a - b)
+    return (bad32 | bad64) == 0
+
+
+def mse_grad_plain(object yhat, object y):
+    """The unweighted MSE gradient as a new array for plain, finite yhat and y of
+    one dtype and shape, 1-D or 2-D; else None."""
+    cdef int t = _plain_typenum(yhat)
+    cdef cnp.ndarray p, q, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or _plain_typenum(y) != t:
+        return None
+    p = <cnp.ndarray>yhat
+    q = <cnp.ndarray>y
+    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
+        return None
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p), t, 0)
+    n = cnp.PyArray_SIZE(p)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = mse_grad_checked(<const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
+                                  <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = mse_grad_checked(<const double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(q),
+                                  <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
+
+
+def sgd_update_plain(object param, object grad, object lr):
+    """param -= lr * grad in place, for a plain, writable param and a plain grad of
+    its dtype and shape that does not overlap it, a float lr in (0, inf), and
+    finite values (checked by a read-only pass first: nothing is written
+    otherwise). True when done; False hands the call back unchanged."""
+    cdef int t = _plain_typenum(param)
+    cdef cnp.ndarray p, g
+    cdef Py_ssize_t n
+    cdef double rate
+    cdef char* p0
+    cdef char* g0
+    cdef bint ok = False
+    if t < 0 or _plain_typenum(grad) != t or type(lr) is not float:
+        return False
+    rate = <double>lr
+    if not (rate > 0 and rate < float("inf")):
+        return False
+    p = <cnp.ndarray>param
+    g = <cnp.ndarray>grad
+    if not cnp.PyArray_ISWRITEABLE(p) or not _same_shape(p, g):
+        return False
+    n = cnp.PyArray_SIZE(p)
+    p0 = <char*>cnp.PyArray_DATA(p)
+    g0 = <char*>cnp.PyArray_DATA(g)
+    if p0 < g0 + cnp.PyArray_NBYTES(g) and g0 < p0 + cnp.PyArray_NBYTES(p):
+        return False        # overlapping buffers: the converting path copies grad first
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            if all_finite_kernel(<const float*>p0, n) and all_finite_kernel(<const float*>g0, n):
+                sgd_update_kernel(<float*>p0, <const float*>g0, rate, n)
+                ok = True
+        else:
+            if all_finite_kernel(<const double*>p0, n) and all_finite_kernel(<const double*>g0, n):
+                sgd_update_kernel(<double*>p0, <const double*>g0, rate, n)
+                ok = True
+    return ok

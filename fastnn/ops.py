@@ -306,6 +306,10 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
 
 def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
+    if sample_weight is None:
+        grad = _ops.mse_grad_plain(yhat, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
 
 
@@ -380,6 +384,8 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     lr : float
         A finite positive learning rate.
     """
+    if _ops.sgd_update_plain(param, grad, lr):
+        return
     _check_param(param)
     lr = check_learning_rate(lr, "lr")
     dtype = np.dtype(param.dtype.name)   # native byte order

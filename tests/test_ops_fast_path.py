@@ -187,3 +187,86 @@ def test_every_builds_loops_give_the_same_bits(dtype, rng):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 1), (5, 3), (300, 2)])
+def test_mse_grad_common_case_gives_the_validating_paths_bits(shape, dtype, rng):
+    yhat = rng.normal(size=shape).astype(dtype)
+    y = rng.normal(size=shape).astype(dtype)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    fast = _ops.mse_grad_plain(yhat, y)
+    assert fast is not None and fast.shape == shape and fast.dtype == dtype
+    np.testing.assert_array_equal(ops.mse_grad(yhat, y).view(bits), fast.view(bits))
+    np.testing.assert_array_equal(ops.mse_grad(_not_plain(yhat), y).view(bits), fast.view(bits))
+    np.testing.assert_array_equal(ops.mse_grad(yhat, y, sample_weight=np.ones(shape[0])).view(bits), fast.view(bits))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_mse_grad_common_case_refuses_non_finite_values_by_name(bad, dtype, rng):
+    yhat = rng.normal(size=(50, 2)).astype(dtype)
+    y = rng.normal(size=(50, 2)).astype(dtype)
+    for name, array in (("yhat", yhat), ("y", y)):
+        broken = array.copy()
+        broken[17, 1] = bad
+        args = (broken, y) if name == "yhat" else (yhat, broken)
+        assert _ops.mse_grad_plain(*args) is None
+        with pytest.raises(ValueError, match=f"{name} must contain only finite values"):
+            ops.mse_grad(*args)
+
+
+def test_mse_grad_hands_back_shapes_it_does_not_take(dtype):
+    assert _ops.mse_grad_plain(np.zeros((2, 2, 2), dtype), np.zeros((2, 2, 2), dtype)) is None
+    assert _ops.mse_grad_plain(np.zeros((3, 1), dtype), np.zeros(3, dtype)) is None
+    np.testing.assert_array_equal(ops.mse_grad(np.ones((3, 1), dtype), np.zeros(3, dtype)), np.full((3, 1), 2 / 3, dtype))
+
+
+@pytest.mark.parametrize("shape", [(1,), (9,), (4, 5), (2, 3, 4)])
+def test_sgd_update_common_case_gives_the_validating_paths_bits(shape, dtype, rng):
+    param = rng.normal(size=shape).astype(dtype)
+    grad = rng.normal(size=shape).astype(dtype)
+    slow = np.asfortranarray(param) if len(shape) > 1 else param.copy()
+    if len(shape) == 1:
+        ops.sgd_update(slow, grad.tolist(), 0.1)   # a list: the converting path
+    else:
+        ops.sgd_update(slow, grad, 0.1)
+    fast = param.copy()
+    assert _ops.sgd_update_plain(fast, grad, 0.1)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(np.ascontiguousarray(slow).view(bits), fast.view(bits))
+    again = param.copy()
+    ops.sgd_update(again, grad, 0.1)
+    np.testing.assert_array_equal(again.view(bits), fast.view(bits))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["param", "grad"])
+def test_sgd_update_common_case_writes_nothing_when_a_value_is_not_finite(bad, where, dtype, rng):
+    param = rng.normal(size=(30, 3)).astype(dtype)
+    grad = rng.normal(size=(30, 3)).astype(dtype)
+    (param if where == "param" else grad)[29, 2] = bad
+    before = param.copy()
+    assert not _ops.sgd_update_plain(param, grad, 0.1)
+    np.testing.assert_array_equal(param, before)
+    with pytest.raises(ValueError, match=f"{where} must contain only finite values"):
+        ops.sgd_update(param, grad, 0.1)
+    np.testing.assert_array_equal(param, before)
+
+
+def test_sgd_update_hands_back_what_it_does_not_take(dtype):
+    param = np.arange(6, dtype=dtype)
+    grad = np.ones(6, dtype)
+    for lr in (1, np.float64(0.5), 0.0, -1.0, float("inf"), float("nan"), True, "0.1"):
+        assert not _ops.sgd_update_plain(param, grad, lr)
+    ro = param.copy()
+    ro.flags.writeable = False
+    assert not _ops.sgd_update_plain(ro, grad, 0.1)
+    assert not _ops.sgd_update_plain(param, grad.reshape(2, 3), 0.1)
+    assert not _ops.sgd_update_plain(param, grad.astype(np.float16), 0.1)
+    np.testing.assert_array_equal(param, np.arange(6))
+    # grad a shifted view of param's buffer: the converting path takes grad as it was.
+    buffer = np.arange(7, dtype=dtype)
+    p, g = buffer[1:], buffer[:-1]
+    assert not _ops.sgd_update_plain(p, g, 1.0)
+    expected = np.arange(1, 7, dtype=dtype) - np.arange(0, 6, dtype=dtype)
+    ops.sgd_update(p, g, 1.0)
+    np.testing.assert_array_equal(p, expected)
