@@ -544,3 +544,33 @@ def sgd_update_plain(object param, object grad, object lr):
                 sgd_update_kernel(<double*>p0, <const double*>g0, rate, n)
                 ok = True
     return ok
+
+
+def mse_loss_plain(object yhat, object y):
+    """The unweighted MSE loss for plain yhat and y of one dtype and shape (1-D or
+    2-D), from loss_grad_kernel as the converting path calls it (the same
+    value); None for anything else, or when the loss is not finite (a
+    non-finite input, or squares that overflow: the converting path then
+    refuses the input or returns the overflowed loss)."""
+    cdef int t = _plain_typenum(yhat)
+    cdef cnp.ndarray p, q
+    cdef Py_ssize_t n, C
+    cdef double loss, wsum
+    if t < 0 or _plain_typenum(y) != t:
+        return None
+    p = <cnp.ndarray>yhat
+    q = <cnp.ndarray>y
+    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
+        return None
+    n = cnp.PyArray_DIM(p, 0)
+    C = cnp.PyArray_SIZE(p) // n
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
+                                    NULL, NULL, n, C, C, 1, &wsum)
+        else:
+            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const double*>cnp.PyArray_DATA(p),
+                                    <const double*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+    if loss - loss != 0:       # NaN or infinite
+        return None
+    return loss

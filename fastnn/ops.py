@@ -301,6 +301,10 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     sum(w_i)`` with ``l_i`` the mean over sample i's outputs. Summed in
     double precision.
     """
+    if sample_weight is None:
+        loss = _ops.mse_loss_plain(yhat, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("mse", yhat, y, sample_weight)
 
 

@@ -270,3 +270,35 @@ def test_sgd_update_hands_back_what_it_does_not_take(dtype):
     expected = np.arange(1, 7, dtype=dtype) - np.arange(0, 6, dtype=dtype)
     ops.sgd_update(p, g, 1.0)
     np.testing.assert_array_equal(p, expected)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 1), (5, 3), (300, 2)])
+def test_mse_loss_common_case_gives_the_validating_paths_value(shape, dtype, rng):
+    yhat = rng.normal(size=shape).astype(dtype)
+    y = rng.normal(size=shape).astype(dtype)
+    fast = _ops.mse_loss_plain(yhat, y)
+    assert type(fast) is float
+    assert ops.mse_loss(yhat, y) == fast
+    assert ops.mse_loss(_not_plain(yhat), y) == fast
+    assert ops.mse_loss(yhat, y, sample_weight=np.ones(shape[0])) == pytest.approx(fast, rel=1e-15)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_mse_loss_common_case_refuses_non_finite_values_by_name(bad, dtype, rng):
+    yhat = rng.normal(size=(40, 3)).astype(dtype)
+    y = rng.normal(size=(40, 3)).astype(dtype)
+    for name, array in (("yhat", yhat), ("y", y)):
+        broken = array.copy()
+        broken[39, 2] = bad
+        args = (broken, y) if name == "yhat" else (yhat, broken)
+        assert _ops.mse_loss_plain(*args) is None
+        with pytest.raises(ValueError, match=f"{name} must contain only finite values"):
+            ops.mse_loss(*args)
+
+
+def test_mse_loss_that_overflows_goes_to_the_converting_path(dtype):
+    big = np.finfo(dtype).max
+    yhat = np.array([big, -big], dtype)
+    y = np.array([-big, big], dtype)
+    assert _ops.mse_loss_plain(yhat, y) is None
+    assert ops.mse_loss(yhat, y) == np.inf
