@@ -5,7 +5,8 @@ network, layer by layer in NumPy), parameterised over (config, dtype, impl);
 ``impl`` is last, so asv prints the two side by side. Each config brings its
 loss and optimizer (``common.make_loss``, ``common.make_optimizer``): MSE and
 plain SGD, MSE and Adam ("tiny-adam"), cross-entropy on integer labels and
-Adam ("digits"); the reference trains with ``ReferenceMLP.train_step`` and
+Adam ("digits"); the Tanh and Sigmoid networks ("tiny-tanh", "tiny-sigmoid",
+"medium-tanh") against ReLU's ("tiny-256"); the reference trains with ``ReferenceMLP.train_step`` and
 ``fit_epoch`` (the config's loss, and ``common.reference_optimizer``).
 ``Agreement`` tracks how far fastnn's results are from the reference's, and
 fails when they are further apart than ``common.TOLERANCE`` allows.
@@ -141,6 +142,9 @@ class Agreement:
         for Z, dA in step["relu"]:
             both("relu_forward", Z)
             both("relu_backward", Z, dA)
+        for name, Z, dA in step["activation"]:
+            both(f"{name}_forward", Z)
+            both(f"{name}_backward", Z, dA)
         both(f"{loss}_loss", *step["loss"])
         both(f"{loss}_grad", *step["loss"])
         for param, grad in step["update"]:

@@ -73,6 +73,11 @@ class Dense(_KernelSuite):
 class ReLU(_KernelSuite):
     """``relu_forward`` and ``relu_backward`` over every ReLU."""
 
+    def setup(self, config, dtype, impl):
+        super().setup(config, dtype, impl)
+        if not self.step["relu"]:
+            raise NotImplementedError("no ReLU in this network")   # asv: skipped
+
     def time_forward(self, *params):
         for Z, _ in self.step["relu"]:
             self.kernels.relu_forward(Z)
@@ -91,15 +96,28 @@ class ReLU(_KernelSuite):
 
 
 class Activations(_KernelSuite):
-    """``tanh_forward`` and ``sigmoid_forward`` on the inputs of every ReLU."""
+    """``tanh_forward``/``_backward`` and ``sigmoid_forward``/``_backward`` on the
+    inputs (and incoming gradients) of every activation of the network."""
+
+    def setup(self, config, dtype, impl):
+        super().setup(config, dtype, impl)
+        self.inputs = self.step["relu"] + [(Z, dA) for _, Z, dA in self.step["activation"]]
 
     def time_tanh_forward(self, *params):
-        for Z, _ in self.step["relu"]:
+        for Z, _ in self.inputs:
             self.kernels.tanh_forward(Z)
 
+    def time_tanh_backward(self, *params):
+        for Z, dA in self.inputs:
+            self.kernels.tanh_backward(Z, dA)
+
     def time_sigmoid_forward(self, *params):
-        for Z, _ in self.step["relu"]:
+        for Z, _ in self.inputs:
             self.kernels.sigmoid_forward(Z)
+
+    def time_sigmoid_backward(self, *params):
+        for Z, dA in self.inputs:
+            self.kernels.sigmoid_backward(Z, dA)
 
 
 class MSE(_KernelSuite):

@@ -5,8 +5,8 @@ comparison (``benchmarks/compare.py``) import the networks, data and
 learning rates from here, so that the numbers they print describe the same
 work.
 
-A configuration is a network (the sizes of its Dense layers, ReLU between
-them, and optionally on the output), a batch size, a data set of
+A configuration is a network (the sizes of its Dense layers, an activation
+between them: ReLU, Tanh or Sigmoid, and optionally ReLU on the output), a batch size, a data set of
 ``n_samples`` rows (a ``fit`` epoch visits all of them; a step uses the
 first ``batch_size``), a loss (MSE, or cross-entropy on integer class
 labels), an optimizer (plain SGD, or Adam) and a learning rate. Everything
@@ -16,7 +16,7 @@ synthetic data of the shape of scikit-learn's ``load_digits`` (64 features,
 10 classes) rather than loading it, so that the numbers do not depend on
 whether scikit-learn is installed.
 
-Only fastnn's public API is used (``Sequential``, ``Dense``, ``ReLU``,
+Only fastnn's public API is used (``Sequential``, ``Dense``, ``ReLU``, ``Tanh``, ``Sigmoid``,
 ``SGD``, ``Adam``, ``MSELoss``, ``CrossEntropyLoss``, ``fastnn.ops``,
 ``fastnn.reference``), so the benchmarks keep working while the internals
 change. The NumPy side of a training step is the reference's own loop,
@@ -64,6 +64,8 @@ class Config:
     sizes : tuple of int
         Layer widths, input first: ``(1, 3, 1)`` is Dense(1, 3), ReLU,
         Dense(3, 1).
+    activation : {"relu", "tanh", "sigmoid"}
+        The activation between the Dense layers.
     batch_size : int
         Rows per training step (and per ``predict`` call).
     n_samples : int
@@ -104,6 +106,7 @@ class Config:
     n_samples: int
     title: str
     relu_output: bool = False
+    activation: str = "relu"
     lr: float = 0.01
     data: str = "random"
     weights: str = "uniform"
@@ -158,6 +161,17 @@ CONFIGS = {
         Config("digits", (64, 32, 10), batch_size=64, n_samples=1792, lr=1e-3, data="classes",
                loss="cross_entropy", optimizer="adam",
                title="digits 64-32-10, batch 64, cross-entropy, Adam"),
+        # The same network at batch 256 with ReLU, Tanh and Sigmoid: the cost of the
+        # transcendental activations against ReLU's, step for step.
+        Config("tiny-256", (8, 32, 32, 1), batch_size=256, n_samples=1024,
+               title="tiny 8-32-32-1, batch 256"),
+        Config("tiny-tanh", (8, 32, 32, 1), batch_size=256, n_samples=1024, activation="tanh",
+               title="tiny 8-32-32-1 Tanh, batch 256"),
+        Config("tiny-sigmoid", (8, 32, 32, 1), batch_size=256, n_samples=1024, activation="sigmoid",
+               title="tiny 8-32-32-1 Sigmoid, batch 256"),
+        # Tanh-heavy: 512 tanh per sample.
+        Config("medium-tanh", (64, 256, 256, 1), batch_size=256, n_samples=2048, activation="tanh",
+               title="medium 64-256-256-1 Tanh, batch 256"),
     )
 }
 
@@ -233,7 +247,9 @@ def make_model(config, dtype, seed: int = 0):
         layer = fastnn.Dense(n_in, n_out, seed=seed + i)
         dense.append(layer)
         layers.append(layer)
-        if i < len(config.sizes) - 2 or config.relu_output:
+        if i < len(config.sizes) - 2:
+            layers.append({"relu": fastnn.ReLU, "tanh": fastnn.Tanh, "sigmoid": fastnn.Sigmoid}[config.activation]())
+        elif config.relu_output:
             layers.append(fastnn.ReLU())
     model = fastnn.Sequential(layers, dtype=dtype)
     if config.weights == "tutorial":
@@ -304,6 +320,8 @@ def trace(reference, X, y, loss: str = "mse") -> dict:
         one ``(X_in, W, b, dY)`` per Dense layer;
     ``relu``
         one ``(Z, dA)`` per ReLU;
+    ``activation``
+        one ``(name, Z, dA)`` per Tanh or Sigmoid (name "tanh" or "sigmoid");
     ``loss``
         ``(yhat, y)`` (for cross-entropy: the logits and the labels);
     ``update``
@@ -321,7 +339,7 @@ def trace(reference, X, y, loss: str = "mse") -> dict:
         grad = ref.mse_grad(yhat, y)
     else:  # pragma: no cover - a typo in CONFIGS
         raise ValueError(f"unknown loss {loss!r}")
-    dense, relu, update = [], [], []
+    dense, relu, activation, update = [], [], [], []
     for i in range(len(reference.layers) - 1, -1, -1):
         layer = reference.layers[i]
         if layer[0] == "dense":
@@ -329,10 +347,14 @@ def trace(reference, X, y, loss: str = "mse") -> dict:
             dense.append((inputs[i], W, b, grad))
             grad, dW, db = ref.dense_backward(inputs[i], W, grad)
             update += [(b.copy(), db), (W.copy(), dW)]
-        else:
+        elif layer[0] == "relu":
             relu.append((inputs[i], grad))
             grad = ref.relu_backward(inputs[i], grad)
-    return {"dense": dense[::-1], "relu": relu[::-1], "loss": (yhat, y), "update": update[::-1]}
+        else:
+            activation.append((layer[0], inputs[i], grad))
+            grad = getattr(ref, f"{layer[0]}_backward")(inputs[i], grad)
+    return {"dense": dense[::-1], "relu": relu[::-1], "activation": activation[::-1], "loss": (yhat, y),
+            "update": update[::-1]}
 
 
 def max_abs_diff(got, expected, dtype_name: str, what: str) -> float:

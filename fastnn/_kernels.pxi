@@ -22,10 +22,11 @@
 # contiguous however narrow the layer is, so they vectorise. fastnn.ops'
 # sample-major arrays are transposed on the way in and out (``transpose``).
 
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.math cimport exp, expf, log, log1p, log1pf, pow, sqrt, sqrtf, tanh, tanhf
-from libc.stdint cimport int64_t
+from libc.math cimport pow, sqrt, sqrtf
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 # A BLAS gemm found at run time (see fastnn/_blas.py): kind and addresses,
@@ -592,6 +593,318 @@ cdef bint update_kernel(
 
 
 # ---------------------------------------------------------------------------
+# Transcendentals: exp, log, log1p, tanh and the logistic sigmoid, each a
+# branch-free C function (selects, not jumps; no table, no libm call) that
+# GCC and Clang inline and vectorise inside the loops that call them, in
+# every build: the baseline (SSE2), AVX2 and AVX-512 walkers and
+# fastnn._ops. Only +, -, *, /, comparisons, selects and integer bit
+# operations are used, each rounded once (setup.py turns fused multiply-add
+# off), so every build gives the same bits for the same input.
+#
+# exp: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in two parts, the
+# first with trailing zeros so that n * LN2_HI is exact), e^r by its Taylor
+# polynomial (degree 13 in double, 7 in float: truncation under 0.05 ulp),
+# then times 2^n as two powers of two built from their exponent bits (so
+# that a subnormal result is rounded once). Arguments beyond the overflow
+# and underflow thresholds are clamped to just past them: the result is
+# then inf or 0 by the arithmetic itself; NaN passes every clamp and
+# propagates.
+# tanh(x) = sign(x) t / (t + 2) with t = expm1(2|x|) (the same reduction;
+# expm1(r) = r + r^2 q(r), so tiny x keep their relative precision and
+# tanh(+-0) is +-0); |x| is clamped where tanh rounds to 1.
+# sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|):
+# one exp, never overflowing.
+# log: x = 2^k m with m in [sqrt(2)/2, sqrt(2)) (subnormals scaled up
+# first), log(m) = 2 atanh(f / (2 + f)) with f = m - 1, by fdlibm's
+# polynomial in s^2; 0 gives -inf, negatives NaN, inf inf.
+# log1p(x) = log(u) + (x - (u - 1)) / u with u = 1 + x rounded.
+# The error bounds in ulp, over the whole range, are in
+# tests/test_transcendentals.py.
+# ---------------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+
+    /* Always inlined: a loop vectorises only around inlined calls, and GCC's
+       inliner, left to itself, keeps some of these out of line in a large module. */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTNN_MATH static inline __attribute__((always_inline))
+    #elif defined(_MSC_VER)
+    #define FASTNN_MATH static __forceinline
+    #else
+    #define FASTNN_MATH static inline
+    #endif
+
+    FASTNN_MATH double fastnn_as_d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
+    FASTNN_MATH uint64_t fastnn_bits_d(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
+    FASTNN_MATH float fastnn_as_f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+    FASTNN_MATH uint32_t fastnn_bits_f(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+    /* m ? a : b for a mask m of all ones or all zeros, as bit operations;
+       FASTNN_MASK_D/F(c) makes the mask of a comparison (in the width of the
+       values: an int would not vectorise next to doubles in SSE2). GCC keeps
+       a conditional expression whose arm could trap (an overflowing product
+       moved into it) as a branch, and a loop with a branch vectorises only
+       with AVX-512's masks. */
+    #define FASTNN_MASK_D(c) ((uint64_t)(-(int64_t)(c)))
+    #define FASTNN_MASK_F(c) ((uint32_t)(-(int32_t)(c)))
+    FASTNN_MATH double fastnn_sel_d(uint64_t m, double a, double b) {
+        return fastnn_as_d((fastnn_bits_d(a) & m) | (fastnn_bits_d(b) & ~m));
+    }
+    FASTNN_MATH float fastnn_sel_f(uint32_t m, float a, float b) {
+        return fastnn_as_f((fastnn_bits_f(a) & m) | (fastnn_bits_f(b) & ~m));
+    }
+
+    /* 2^k for an integral k in [-1022, 1023] (double) or [-126, 127] (float):
+       k + 1.5 * 2^52 + 1023 holds k + 1023 in its low bits. */
+    FASTNN_MATH double fastnn_pow2_d(double k) {
+        return fastnn_as_d(fastnn_bits_d(k + (0x1.8p52 + 1023.0)) << 52);
+    }
+    FASTNN_MATH float fastnn_pow2_f(float k) {
+        return fastnn_as_f(fastnn_bits_f(k + (0x1.8p23f + 127.0f)) << 23);
+    }
+    /* x rounded to an integer (ties to even), for |x| < 2^51 (2^22). */
+    FASTNN_MATH double fastnn_rint_d(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
+    FASTNN_MATH float fastnn_rint_f(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
+
+    #define FASTNN_LN2_HI_D 0x1.62e42fee00000p-1
+    #define FASTNN_LN2_LO_D 0x1.a39ef35793c76p-33
+    #define FASTNN_LOG2E_D 0x1.71547652b82fep+0
+    #define FASTNN_LN2_HI_F 0x1.62e4p-1f
+    #define FASTNN_LN2_LO_F 0x1.7f7d1cp-20f
+    #define FASTNN_LOG2E_F 0x1.715476p+0f
+
+    /* e^r - 1 - r = r^2 q(r), |r| <= ln2/2: Taylor to r^13 (double), r^7 (float). */
+    FASTNN_MATH double fastnn_expm1_poly_d(double r) {
+        double q = 1.0 / 6227020800.0;
+        q = q * r + 1.0 / 479001600.0;
+        q = q * r + 1.0 / 39916800.0;
+        q = q * r + 1.0 / 3628800.0;
+        q = q * r + 1.0 / 362880.0;
+        q = q * r + 1.0 / 40320.0;
+        q = q * r + 1.0 / 5040.0;
+        q = q * r + 1.0 / 720.0;
+        q = q * r + 1.0 / 120.0;
+        q = q * r + 1.0 / 24.0;
+        q = q * r + 1.0 / 6.0;
+        q = q * r + 0.5;
+        return r + (r * r) * q;
+    }
+    FASTNN_MATH float fastnn_expm1_poly_f(float r) {
+        float q = 1.0f / 5040.0f;
+        q = q * r + 1.0f / 720.0f;
+        q = q * r + 1.0f / 120.0f;
+        q = q * r + 1.0f / 24.0f;
+        q = q * r + 1.0f / 6.0f;
+        q = q * r + 0.5f;
+        return r + (r * r) * q;
+    }
+
+    FASTNN_MATH double fastnn_exp_d(double x) {
+        double xc = fastnn_sel_d(FASTNN_MASK_D(x > 709.8), 709.8, x);          /* NaN passes both */
+        xc = fastnn_sel_d(FASTNN_MASK_D(xc < -745.2), -745.2, xc);
+        double n = fastnn_rint_d(xc * FASTNN_LOG2E_D);
+        double r = (xc - n * FASTNN_LN2_HI_D) - n * FASTNN_LN2_LO_D;
+        double n1 = fastnn_rint_d(n * 0.5);
+        return ((1.0 + fastnn_expm1_poly_d(r)) * fastnn_pow2_d(n1)) * fastnn_pow2_d(n - n1);
+    }
+    FASTNN_MATH float fastnn_exp_f(float x) {
+        float xc = fastnn_sel_f(FASTNN_MASK_F(x > 88.8f), 88.8f, x);
+        xc = fastnn_sel_f(FASTNN_MASK_F(xc < -104.0f), -104.0f, xc);
+        float n = fastnn_rint_f(xc * FASTNN_LOG2E_F);
+        float r = (xc - n * FASTNN_LN2_HI_F) - n * FASTNN_LN2_LO_F;
+        float n1 = fastnn_rint_f(n * 0.5f);
+        return ((1.0f + fastnn_expm1_poly_f(r)) * fastnn_pow2_f(n1)) * fastnn_pow2_f(n - n1);
+    }
+
+    /* tanh(x) = sign(x) t / (t + 2), t = expm1(2|x|) = 2^n (expm1(r) + 1) - 1.
+       |x| >= 20 (double), 10 (float): tanh rounds to 1 (and 2^n stays normal). */
+    FASTNN_MATH double fastnn_tanh_d(double x) {
+        double a = fabs(x);
+        a = fastnn_sel_d(FASTNN_MASK_D(a > 20.0), 20.0, a);
+        double y = a + a;
+        double n = fastnn_rint_d(y * FASTNN_LOG2E_D);
+        double r = (y - n * FASTNN_LN2_HI_D) - n * FASTNN_LN2_LO_D;
+        double p = fastnn_pow2_d(n);
+        double t = p * fastnn_expm1_poly_d(r) + (p - 1.0);
+        return copysign(t / (t + 2.0), x);
+    }
+    FASTNN_MATH float fastnn_tanh_f(float x) {
+        float a = fabsf(x);
+        a = fastnn_sel_f(FASTNN_MASK_F(a > 10.0f), 10.0f, a);
+        float y = a + a;
+        float n = fastnn_rint_f(y * FASTNN_LOG2E_F);
+        float r = (y - n * FASTNN_LN2_HI_F) - n * FASTNN_LN2_LO_F;
+        float p = fastnn_pow2_f(n);
+        float t = p * fastnn_expm1_poly_f(r) + (p - 1.0f);
+        return copysignf(t / (t + 2.0f), x);
+    }
+
+    FASTNN_MATH double fastnn_sigmoid_d(double x) {
+        double e = fastnn_exp_d(-fabs(x));
+        return fastnn_sel_d(FASTNN_MASK_D(x >= 0.0), 1.0, e) / (1.0 + e);
+    }
+    FASTNN_MATH float fastnn_sigmoid_f(float x) {
+        float e = fastnn_exp_f(-fabsf(x));
+        return fastnn_sel_f(FASTNN_MASK_F(x >= 0.0f), 1.0f, e) / (1.0f + e);
+    }
+
+    /* fdlibm's log: x = 2^k (1 + f), 1 + f in [sqrt(2)/2, sqrt(2)). */
+    FASTNN_MATH double fastnn_log_d(double x) {
+        uint64_t tiny = FASTNN_MASK_D(x < 0x1p-1022);
+        double xs = fastnn_sel_d(tiny, x * 0x1p54, x);
+        uint64_t u = fastnn_bits_d(xs) + (0x3ff0000000000000ULL - 0x3fe6a09e00000000ULL);
+        /* the biased exponent (< 2^12) as a double, from its bits */
+        double e = fastnn_as_d((u >> 52) | 0x4330000000000000ULL) - 0x1p52;
+        /* e * 0.0 (e is finite): a select between two constants does not vectorise in SSE2 */
+        double k = (e - 1023.0) - fastnn_sel_d(tiny, 54.0, e * 0.0);
+        double f = fastnn_as_d((u & 0x000fffffffffffffULL) + 0x3fe6a09e00000000ULL) - 1.0;
+        double hfsq = 0.5 * f * f;
+        double s = f / (2.0 + f);
+        double z = s * s;
+        double w = z * z;
+        double t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+        double t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+                         + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+        double R = t2 + t1;
+        double y = s * (hfsq + R) + k * 1.90821492927058770002e-10 - hfsq + f + k * 6.93147180369123816490e-01;
+        y = fastnn_sel_d(FASTNN_MASK_D(x > 0.0), y, (x - x) * INFINITY);    /* NaN */
+        y = fastnn_sel_d(FASTNN_MASK_D(x == 0.0), -INFINITY, y);
+        return fastnn_sel_d(FASTNN_MASK_D(x < INFINITY), y, x);                 /* inf gives inf; NaN (x < inf false) NaN */
+    }
+    FASTNN_MATH float fastnn_log_f(float x) {
+        uint32_t tiny = FASTNN_MASK_F(x < 0x1p-126f);
+        float xs = fastnn_sel_f(tiny, x * 0x1p25f, x);
+        uint32_t u = fastnn_bits_f(xs) + (0x3f800000U - 0x3f3504f3U);
+        float e = (float)(int32_t)(u >> 23);
+        float k = (e - 127.0f) - fastnn_sel_f(tiny, 25.0f, e * 0.0f);
+        float f = fastnn_as_f((u & 0x007fffffU) + 0x3f3504f3U) - 1.0f;
+        float s = f / (2.0f + f);
+        float z = s * s;
+        float w = z * z;
+        float t1 = w * (0xccce13.0p-25f + w * 0xf89e26.0p-26f);
+        float t2 = z * (0xaaaaaa.0p-24f + w * 0x91e9ee.0p-25f);
+        float R = t2 + t1;
+        float hfsq = 0.5f * f * f;
+        float y = s * (hfsq + R) + k * 9.0580006145e-06f - hfsq + f + k * 6.9313812256e-01f;
+        y = fastnn_sel_f(FASTNN_MASK_F(x > 0.0f), y, (x - x) * INFINITY);
+        y = fastnn_sel_f(FASTNN_MASK_F(x == 0.0f), -INFINITY, y);
+        return fastnn_sel_f(FASTNN_MASK_F(x < INFINITY), y, x);
+    }
+
+    /* log1p(x) = log(u) + c, u = 1 + x rounded, c = (x - (u - 1)) / u its correction
+       (over x rather than u = 0, where x = -1 and the numerator is 0); x itself
+       where u is 1 (|x| < 2^-53 or 2^-24: x - x^2/2 rounds to x; this keeps
+       -0.0); inf for inf; NaN below -1 and for NaN. */
+    FASTNN_MATH double fastnn_log1p_d(double x) {
+        double u = 1.0 + x;
+        double c = (x - (u - 1.0)) / fastnn_sel_d(FASTNN_MASK_D(u != 0.0), u, x);
+        double y = fastnn_sel_d(FASTNN_MASK_D(u == 1.0), x, fastnn_log_d(u) + c);
+        y = fastnn_sel_d(FASTNN_MASK_D(x < INFINITY), y, x);
+        return fastnn_sel_d(FASTNN_MASK_D(x >= -1.0), y, (x - x) * INFINITY);
+    }
+    FASTNN_MATH float fastnn_log1p_f(float x) {
+        float u = 1.0f + x;
+        float c = (x - (u - 1.0f)) / fastnn_sel_f(FASTNN_MASK_F(u != 0.0f), u, x);
+        float y = fastnn_sel_f(FASTNN_MASK_F(u == 1.0f), x, fastnn_log_f(u) + c);
+        y = fastnn_sel_f(FASTNN_MASK_F(x < INFINITY), y, x);
+        return fastnn_sel_f(FASTNN_MASK_F(x >= -1.0f), y, (x - x) * INFINITY);
+    }
+    """
+    double fastnn_exp_d(double) noexcept nogil
+    float fastnn_exp_f(float) noexcept nogil
+    double fastnn_tanh_d(double) noexcept nogil
+    float fastnn_tanh_f(float) noexcept nogil
+    double fastnn_sigmoid_d(double) noexcept nogil
+    float fastnn_sigmoid_f(float) noexcept nogil
+    double fastnn_log_d(double) noexcept nogil
+    float fastnn_log_f(float) noexcept nogil
+    double fastnn_log1p_d(double) noexcept nogil
+    float fastnn_log1p_f(float) noexcept nogil
+
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return fastnn_exp_f(x)
+    else:
+        return fastnn_exp_d(x)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return fastnn_tanh_f(x)
+    else:
+        return fastnn_tanh_d(x)
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    if floating is float:
+        return fastnn_sigmoid_f(x)
+    else:
+        return fastnn_sigmoid_d(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return fastnn_log_f(x)
+    else:
+        return fastnn_log_d(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return fastnn_log1p_f(x)
+    else:
+        return fastnn_log1p_d(x)
+
+
+cdef enum:
+    MATH_EXP = 0
+    MATH_LOG = 1
+    MATH_LOG1P = 2
+    MATH_TANH = 3
+    MATH_SIGMOID = 4
+
+
+cdef void math_kernel(int fn, const floating* x, floating* out, Py_ssize_t size) noexcept nogil:
+    """out = f(x) elementwise for the function code ``fn`` (MATH_*); out may be x."""
+    cdef Py_ssize_t i
+    if fn == MATH_EXP:
+        for i in range(size):
+            out[i] = _exp(x[i])
+    elif fn == MATH_LOG:
+        for i in range(size):
+            out[i] = _log(x[i])
+    elif fn == MATH_LOG1P:
+        for i in range(size):
+            out[i] = _log1p(x[i])
+    elif fn == MATH_TANH:
+        for i in range(size):
+            out[i] = _tanh(x[i])
+    else:
+        for i in range(size):
+            out[i] = _sigmoid(x[i])
+
+
+def _math(int fn, const floating[::1] x, floating[::1] out):
+    """Write f(x) into ``out`` (flat views of one size) for the code ``fn``: 0 exp,
+    1 log, 2 log1p, 3 tanh, 4 sigmoid. Each compiled module has its own copy (the
+    one Python-facing function of this file), so that the tests hold every
+    build's transcendentals to the same bounds and the same bits."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError(f"out vs x: sizes {out.shape[0]} and {x.shape[0]} differ")
+    if not 0 <= fn <= MATH_SIGMOID:
+        raise ValueError(f"unknown function code {fn}")
+    if x.shape[0] == 0:
+        return
+    with nogil:
+        math_kernel(fn, &x[0], &out[0], x.shape[0])
+
+
+# ---------------------------------------------------------------------------
 # Activations, by code: each backward pass needs only the activation's
 # OUTPUT A (so a network stores one array per layer): ReLU' = A > 0,
 # LeakyReLU' = 1 if A > 0 else slope (slope >= 0), tanh' = 1 - A^2,
@@ -606,31 +919,16 @@ cdef enum:
     FN_SIGMOID = 4
 
 
-cdef inline floating _exp(floating x) noexcept nogil:
-    if floating is float:
-        return expf(x)
-    else:
-        return exp(x)
-
-
-cdef inline floating _tanh(floating x) noexcept nogil:
-    if floating is float:
-        return tanhf(x)
-    else:
-        return tanh(x)
-
-
 cdef void act_forward_kernel(
     int fn, double param, const floating* Z, floating* A, Py_ssize_t size,
 ) noexcept nogil:
     """A = f(Z) elementwise for the activation ``fn`` (``param``: LeakyReLU's slope).
 
-    A may be Z itself. The sigmoid is 1 / (1 + exp(-z)) for z >= 0 and
-    exp(z) / (1 + exp(z)) below, so that exp never overflows: it is exact to
-    rounding for any finite z.
+    A may be Z itself. tanh and the sigmoid are the vectorised ``_tanh`` and
+    ``_sigmoid`` above (the sigmoid's exp never overflows).
     """
     cdef Py_ssize_t i
-    cdef floating z, e, zero = 0, one = 1, slope = <floating>param
+    cdef floating z, zero = 0, slope = <floating>param
     if fn == FN_RELU:
         relu_forward_kernel(Z, A, size)
     elif fn == FN_LEAKY_RELU:
@@ -642,12 +940,7 @@ cdef void act_forward_kernel(
             A[i] = _tanh(Z[i])
     elif fn == FN_SIGMOID:
         for i in range(size):
-            z = Z[i]
-            if z >= zero:
-                A[i] = one / (one + _exp(-z))
-            else:
-                e = _exp(z)
-                A[i] = e / (one + e)
+            A[i] = _sigmoid(Z[i])
     elif A != Z:
         memcpy(A, Z, size * sizeof(floating))
 
@@ -690,13 +983,6 @@ cdef enum:
     LOSS_HUBER = 2
     LOSS_CROSS_ENTROPY = 3
     LOSS_BCE_WITH_LOGITS = 4
-
-
-cdef inline floating _log1p(floating x) noexcept nogil:
-    if floating is float:
-        return log1pf(x)
-    else:
-        return log1p(x)
 
 
 cdef double loss_grad_kernel(
@@ -743,7 +1029,7 @@ cdef double loss_grad_kernel(
             lse = 0.0
             for j in range(C):
                 lse += _exp(yhat[i * s_i + j * s_j] - zmax)
-            sample = zmax + log(lse) - yhat[i * s_i + label * s_j]   # log-sum-exp - z[label]
+            sample = zmax + fastnn_log_d(lse) - yhat[i * s_i + label * s_j]   # log-sum-exp - z[label]
             total += (wi / wsum) * sample if w != NULL else sample
             if grad != NULL:
                 scale = <floating>(wi / wsum)
@@ -782,9 +1068,155 @@ cdef double loss_grad_kernel(
                 a = z if z >= zero else -z
                 sample += (z if z > zero else zero) - z * y[at] + _log1p(_exp(-a))
                 if grad != NULL:
-                    e = one / (one + _exp(-z)) if z >= zero else _exp(z) / (one + _exp(z))
-                    grad[at] = scale * (e - y[at])
+                    grad[at] = scale * (_sigmoid(z) - y[at])
         # Weighted: each sample's share w_i / sum(w) first, a ratio of normal
         # size even when the weights are subnormal (w_i * sample would round).
         total += (wi / wsum) * sample if w != NULL else sample
     return total / C if w != NULL else total / (C * wsum)
+
+
+# ---------------------------------------------------------------------------
+# fastnn.ops' common case (see fastnn/_ops.pyx): the activations with the
+# finiteness of their inputs checked in the same pass. Here, so that every
+# build compiles them: fastnn._ops runs the copy of the widest walker build
+# the CPU runs (PlainKernels, handed over in a capsule).
+# ---------------------------------------------------------------------------
+
+cdef bint act_forward_checked(
+    int fn, double param, const floating* Z, floating* A, Py_ssize_t size,
+) noexcept nogil:
+    """A = f(Z) as act_forward_kernel computes it, and whether every Z is finite,
+    in one pass (z * 0 is NaN exactly for a non-finite z; the flags are or-ed
+    in an integer of the values' width, which vectorises)."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating z, chk, zero = 0, slope = <floating>param
+    if fn == FN_RELU:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _relu(z)
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = z if z > zero else z * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _tanh(z)
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = _sigmoid(z)
+    else:
+        for i in range(size):
+            z = Z[i]
+            chk = z * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            A[i] = z
+    return (bad32 | bad64) == 0
+
+
+cdef bint act_backward_checked(
+    int fn, double param, const floating* Z, const floating* dA, floating* dZ, Py_ssize_t size,
+) noexcept nogil:
+    """dZ = dA * f'(Z) with f' from A = f(Z), as act_forward_kernel then
+    act_backward_kernel compute them (ReLU: relu_backward_kernel on Z), and
+    whether every Z and dA is finite, in one pass."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating z, a, d, chk, mask, zero = 0, one = 1, slope = <floating>param
+    if fn == FN_RELU:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            mask = z > zero
+            dZ[i] = d * mask
+    elif fn == FN_LEAKY_RELU:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = z if z > zero else z * slope
+            dZ[i] = d if a > zero else d * slope
+    elif fn == FN_TANH:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = _tanh(z)
+            dZ[i] = d * (one - a * a)
+    elif fn == FN_SIGMOID:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            a = _sigmoid(z)
+            dZ[i] = d * (a * (one - a))
+    else:
+        for i in range(size):
+            z = Z[i]
+            d = dA[i]
+            chk = z * zero + d * zero
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
+            dZ[i] = d
+    return (bad32 | bad64) == 0
+
+
+cdef struct PlainKernels:
+    bint (*forward_f)(int, double, const float*, float*, Py_ssize_t) noexcept nogil
+    bint (*forward_d)(int, double, const double*, double*, Py_ssize_t) noexcept nogil
+    bint (*backward_f)(int, double, const float*, const float*, float*, Py_ssize_t) noexcept nogil
+    bint (*backward_d)(int, double, const double*, const double*, double*, Py_ssize_t) noexcept nogil
+
+
+cdef PlainKernels _PLAIN_KERNELS
+_PLAIN_KERNELS.forward_f = act_forward_checked[float]
+_PLAIN_KERNELS.forward_d = act_forward_checked[double]
+_PLAIN_KERNELS.backward_f = act_backward_checked[float]
+_PLAIN_KERNELS.backward_d = act_backward_checked[double]
+_PLAIN_KERNELS_CAPSULE = PyCapsule_New(&_PLAIN_KERNELS, b"fastnn._kernels.PlainKernels", NULL)

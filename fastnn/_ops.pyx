@@ -25,6 +25,7 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 ``setup.py``; ``FASTNN_DEBUG=1`` at build time turns the checks back on.
 """
 
+cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
 
@@ -71,6 +72,8 @@ def cpu_has_avx512():
 
 
 include "_kernels.pxi"
+
+cnp.import_array()
 
 
 #: The BLAS of the Dense wrappers below (``set_blas``), with this module's
@@ -364,4 +367,214 @@ def loss_and_grad(
         gp = &grad[0, 0]
     with nogil:
         loss = loss_grad_kernel(kind, param, &yhat[0, 0], &y[0], wp, gp, n, C, C, 1, &wsum)
+    return loss
+
+
+# --------------------------------------------------------------------------
+# The common case, recognised here: an elementwise kernel on plain arrays
+# (exactly ndarray, C-contiguous, aligned, native float32/float64, 1 to 32
+# dimensions, not empty; the inputs of one dtype and one shape) runs from the
+# arrays' flags, type number and shape, into a new array, counting the
+# non-finite inputs in the same pass. Anything else, including a non-finite
+# input, returns None: fastnn.ops then validates and converts as before (and
+# raises its messages). Nothing the caller passed is written to.
+# --------------------------------------------------------------------------
+
+#: The checked elementwise loops the common case runs: this module's own
+#: (SSE2 on x86-64) until ``use_kernels_of`` points them at a walker build's
+#: copy of the same loops (AVX2, AVX-512; the same bits, see
+#: tests/test_transcendentals.py).
+cdef const PlainKernels* _PLAIN = &_PLAIN_KERNELS
+
+
+def use_kernels_of(module):
+    """Run the common case's loops from ``module`` (a walker build, compiled from
+    the same _kernels.pxi for a wider instruction set), or this module's (None)."""
+    global _PLAIN
+    if module is None:
+        _PLAIN = &_PLAIN_KERNELS
+        return
+    _PLAIN = <const PlainKernels*>PyCapsule_GetPointer(module._PLAIN_KERNELS_CAPSULE, b"fastnn._kernels.PlainKernels")
+
+
+cdef int _plain_typenum(object a) noexcept:
+    """NPY_FLOAT or NPY_DOUBLE for a plain array (above), else -1."""
+    cdef cnp.ndarray arr
+    cdef int t
+    if not cnp.PyArray_CheckExact(a):
+        return -1
+    arr = <cnp.ndarray>a
+    t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        return -1
+    if (cnp.PyArray_NDIM(arr) < 1 or cnp.PyArray_NDIM(arr) > 32 or cnp.PyArray_SIZE(arr) == 0
+            or not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)):
+        return -1
+    return t
+
+
+cdef bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef int d
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b):
+        return False
+    for d in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, d) != cnp.PyArray_DIM(b, d):
+            return False
+    return True
+
+
+def activation_forward_plain(int fn, double param, object Z):
+    """f(Z) as a new array for plain, finite Z (see above); else None."""
+    cdef int t = _plain_typenum(Z)
+    cdef cnp.ndarray z, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or fn < FN_IDENTITY or fn > FN_SIGMOID:
+        return None
+    z = <cnp.ndarray>Z
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(z), cnp.PyArray_DIMS(z), t, 0)
+    n = cnp.PyArray_SIZE(z)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.forward_f(fn, param, <const float*>cnp.PyArray_DATA(z), <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = _PLAIN.forward_d(fn, param, <const double*>cnp.PyArray_DATA(z), <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
+
+
+def activation_backward_plain(int fn, double param, object Z, object dA):
+    """dA * f'(Z) as a new array for plain, finite Z and dA of one dtype and shape; else None."""
+    cdef int t = _plain_typenum(Z)
+    cdef cnp.ndarray z, d, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or _plain_typenum(dA) != t or fn < FN_IDENTITY or fn > FN_SIGMOID:
+        return None
+    z = <cnp.ndarray>Z
+    d = <cnp.ndarray>dA
+    if not _same_shape(z, d):
+        return None
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(z), cnp.PyArray_DIMS(z), t, 0)
+    n = cnp.PyArray_SIZE(z)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.backward_f(fn, param, <const float*>cnp.PyArray_DATA(z), <const float*>cnp.PyArray_DATA(d),
+                                   <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = _PLAIN.backward_d(fn, param, <const double*>cnp.PyArray_DATA(z), <const double*>cnp.PyArray_DATA(d),
+                                   <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
+
+
+cdef bint mse_grad_checked(const floating* yhat, const floating* y, floating* grad, Py_ssize_t size) noexcept nogil:
+    """grad = (2 * s) * (yhat - y) with s = 1 / size in the buffers' type (the bits
+    of loss_grad_kernel's unweighted MSE gradient), and whether every yhat and y
+    is finite, in one pass."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating a, b, chk, zero = 0, two = 2
+    cdef floating scale = <floating>(1.0 / size)
+    for i in range(size):
+        a = yhat[i]
+        b = y[i]
+        chk = a * zero + b * zero
+        if floating is float:
+            bad32 |= chk != chk
+        else:
+            bad64 |= chk != chk
+        grad[i] = (two * scale) * (a - b)
+    return (bad32 | bad64) == 0
+
+
+def mse_grad_plain(object yhat, object y):
+    """The unweighted MSE gradient as a new array for plain, finite yhat and y of
+    one dtype and shape, 1-D or 2-D; else None."""
+    cdef int t = _plain_typenum(yhat)
+    cdef cnp.ndarray p, q, out
+    cdef Py_ssize_t n
+    cdef bint ok
+    if t < 0 or _plain_typenum(y) != t:
+        return None
+    p = <cnp.ndarray>yhat
+    q = <cnp.ndarray>y
+    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
+        return None
+    out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p), t, 0)
+    n = cnp.PyArray_SIZE(p)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = mse_grad_checked(<const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
+                                  <float*>cnp.PyArray_DATA(out), n)
+        else:
+            ok = mse_grad_checked(<const double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(q),
+                                  <double*>cnp.PyArray_DATA(out), n)
+    return out if ok else None
+
+
+def sgd_update_plain(object param, object grad, object lr):
+    """param -= lr * grad in place, for a plain, writable param and a plain grad of
+    its dtype and shape that does not overlap it, a float lr in (0, inf), and
+    finite values (checked by a read-only pass first: nothing is written
+    otherwise). True when done; False hands the call back unchanged."""
+    cdef int t = _plain_typenum(param)
+    cdef cnp.ndarray p, g
+    cdef Py_ssize_t n
+    cdef double rate
+    cdef char* p0
+    cdef char* g0
+    cdef bint ok = False
+    if t < 0 or _plain_typenum(grad) != t or type(lr) is not float:
+        return False
+    rate = <double>lr
+    if not (rate > 0 and rate < float("inf")):
+        return False
+    p = <cnp.ndarray>param
+    g = <cnp.ndarray>grad
+    if not cnp.PyArray_ISWRITEABLE(p) or not _same_shape(p, g):
+        return False
+    n = cnp.PyArray_SIZE(p)
+    p0 = <char*>cnp.PyArray_DATA(p)
+    g0 = <char*>cnp.PyArray_DATA(g)
+    if p0 < g0 + cnp.PyArray_NBYTES(g) and g0 < p0 + cnp.PyArray_NBYTES(p):
+        return False        # overlapping buffers: the converting path copies grad first
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            if all_finite_kernel(<const float*>p0, n) and all_finite_kernel(<const float*>g0, n):
+                sgd_update_kernel(<float*>p0, <const float*>g0, rate, n)
+                ok = True
+        else:
+            if all_finite_kernel(<const double*>p0, n) and all_finite_kernel(<const double*>g0, n):
+                sgd_update_kernel(<double*>p0, <const double*>g0, rate, n)
+                ok = True
+    return ok
+
+
+def mse_loss_plain(object yhat, object y):
+    """The unweighted MSE loss for plain yhat and y of one dtype and shape (1-D or
+    2-D), from loss_grad_kernel as the converting path calls it (the same
+    value); None for anything else, or when the loss is not finite (a
+    non-finite input, or squares that overflow: the converting path then
+    refuses the input or returns the overflowed loss)."""
+    cdef int t = _plain_typenum(yhat)
+    cdef cnp.ndarray p, q
+    cdef Py_ssize_t n, C
+    cdef double loss, wsum
+    if t < 0 or _plain_typenum(y) != t:
+        return None
+    p = <cnp.ndarray>yhat
+    q = <cnp.ndarray>y
+    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
+        return None
+    n = cnp.PyArray_DIM(p, 0)
+    C = cnp.PyArray_SIZE(p) // n
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
+                                    NULL, NULL, n, C, C, 1, &wsum)
+        else:
+            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const double*>cnp.PyArray_DATA(p),
+                                    <const double*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+    if loss - loss != 0:       # NaN or infinite
+        return None
     return loss

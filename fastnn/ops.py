@@ -8,14 +8,22 @@ output and calls the compiled loop in :mod:`fastnn._ops`, which runs
 without the GIL (large Dense products call a BLAS ``gemm``, see
 :mod:`fastnn._blas`). Read-only, strided, Fortran-ordered and byte-swapped
 arrays are accepted and give the same result as contiguous ones.
+
+The elementwise activations first try the compiled common case
+(``_ops.activation_forward_plain``/``activation_backward_plain``): plain
+float32/float64 arrays are recognised from their flags, dtype and shape and
+checked for finiteness in the kernel's own pass; anything else (or a
+non-finite value) takes the validating path, once.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from fastnn import _ops
+from fastnn import _ops, _walker
 from fastnn._blas import find_blas
 from fastnn.validation import (
     as_numeric_array,
@@ -34,6 +42,12 @@ from fastnn.validation import (
 
 # Large products go to the same BLAS the models use (see fastnn._blas).
 _ops.set_blas(find_blas())
+
+_FN_RELU = _ops.FN_CODES["relu"]
+
+# The common case runs the checked activation loops of the walker build this
+# CPU runs best (the same loops compiled for AVX2 or AVX-512: the same bits).
+_ops.use_kernels_of(importlib.import_module(_walker.Network.__module__))
 
 __all__ = [
     "dense_forward",
@@ -132,6 +146,9 @@ def dense_backward(X: ArrayLike, W: ArrayLike, dY: ArrayLike) -> tuple[np.ndarra
 
 def relu_forward(Z: ArrayLike) -> np.ndarray:
     """ReLU, ``max(Z, 0)`` elementwise, for an array of any shape (1-D or more)."""
+    out = _ops.activation_forward_plain(_FN_RELU, 0.0, Z)
+    if out is not None:
+        return out
     dtype = _common_dtype(Z=Z)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     out = np.empty_like(Z)
@@ -141,6 +158,9 @@ def relu_forward(Z: ArrayLike) -> np.ndarray:
 
 def relu_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
     """Gradient of ReLU: ``dA * (Z > 0)``, where ``Z`` is the ReLU's input."""
+    out = _ops.activation_backward_plain(_FN_RELU, 0.0, Z, dA)
+    if out is not None:
+        return out
     dtype = _common_dtype(Z=Z, dA=dA)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     dA = check_array(dA, "dA", ndim=Z.ndim, dtype=dtype, shape_hint=str(Z.shape))
@@ -152,6 +172,9 @@ def relu_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
 
 
 def _activation(name: str, Z, param: float = 0.0) -> np.ndarray:
+    out = _ops.activation_forward_plain(_ops.FN_CODES[name], param, Z)
+    if out is not None:
+        return out
     dtype = _common_dtype(Z=Z)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     out = np.empty_like(Z)
@@ -160,6 +183,9 @@ def _activation(name: str, Z, param: float = 0.0) -> np.ndarray:
 
 
 def _activation_grad(name: str, Z, dA, param: float = 0.0) -> np.ndarray:
+    out = _ops.activation_backward_plain(_ops.FN_CODES[name], param, Z, dA)
+    if out is not None:
+        return out
     dtype = _common_dtype(Z=Z, dA=dA)
     Z = check_array(Z, "Z", ndim=tuple(range(1, 33)), dtype=dtype)
     dA = check_array(dA, "dA", ndim=Z.ndim, dtype=dtype, shape_hint=str(Z.shape))
@@ -275,11 +301,19 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     sum(w_i)`` with ``l_i`` the mean over sample i's outputs. Summed in
     double precision.
     """
+    if sample_weight is None:
+        loss = _ops.mse_loss_plain(yhat, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("mse", yhat, y, sample_weight)
 
 
 def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
     """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
+    if sample_weight is None:
+        grad = _ops.mse_grad_plain(yhat, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
 
 
@@ -354,6 +388,8 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
     lr : float
         A finite positive learning rate.
     """
+    if _ops.sgd_update_plain(param, grad, lr):
+        return
     _check_param(param)
     lr = check_learning_rate(lr, "lr")
     dtype = np.dtype(param.dtype.name)   # native byte order
