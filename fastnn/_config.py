@@ -212,6 +212,8 @@ def _format_plan(plan: dict[str, Any]) -> list[str]:
         key = plan["cache_key"]
         lines += [f"    measured per network on this machine: CPU {key['cpu']}; {key['blas']}",
                   f"    cache: {plan['cache']}"]
+        if plan.get("measure_error"):
+            lines.append(f"    measuring failed ({plan['measure_error']}): those networks run the fixed plan")
         networks = {k: v for k, v in plan["choices"].items() if k.startswith("net:")}
         layers = {k: v for k, v in plan["choices"].items() if k.startswith("layer:")}
         for name, build in sorted(networks.items()):

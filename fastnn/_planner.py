@@ -56,6 +56,7 @@ import functools
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,8 +105,9 @@ class Plan:
     :data:`TILES`: never), the walker's ``Network.row_blas_min_batch``; or
     is None for the build's thresholds.
     ``source`` says where it came from: ``"fixed"`` (FASTNN_PLAN=fixed),
-    ``"measured"`` (timed now), ``"cache"`` (timed before, remembered) or
-    ``"forced"`` (:func:`forced`).
+    ``"measured"`` (timed now), ``"cache"`` (timed before, remembered),
+    ``"forced"`` (:func:`forced`) or ``"fallback"`` (measuring failed: the
+    fixed plan, with a warning once per process).
     """
 
     build: str
@@ -248,49 +250,76 @@ class _Store:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.path: str | None = None
+        self.loaded = False
+        self.path: str | None = None         # None: no cache file (its path could not be worked out)
         self.choices: dict[str, Any] = {}
         self.plans: dict[str, Plan] = {}     # the plans made from the choices, by network
         self.note = "not loaded"
+        self.failure: str | None = None      # why measuring last failed (the fixed plan ran instead)
 
     def load(self) -> None:
         """Read the cache file once (per path: FASTNN_CACHE_DIR may change, in tests)."""
-        import json
-
-        path = cache_path()
-        if path == self.path:
-            return
-        self.path, self.choices, self.plans = path, {}, {}
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-            if data.get("key") == cache_key() and isinstance(data.get("choices"), dict):
-                self.choices = dict(data["choices"])
-                self.note = f"read from {path}"
-            else:
-                self.note = f"{path} is for another CPU, version or BLAS: measuring anew"
-        except FileNotFoundError:
-            self.note = f"no cache file yet ({path})"
-        except (OSError, ValueError, AttributeError) as exc:
-            self.note = f"cache file {path} not usable ({type(exc).__name__}): measuring in memory"
+            path: str | None = cache_path()
+        except Exception as exc:  # the key could not be made (a broken NumPy or BLAS query)
+            path, why = None, f"no cache file ({type(exc).__name__}: {exc}): measuring in memory"
+        if self.loaded and path == self.path:
+            return
+        self.loaded, self.path, self.choices, self.plans = True, path, {}, {}
+        if path is None:
+            self.note = why
+        else:
+            self.choices, self.note = _read_choices(path)
 
     def save(self) -> None:
         """Write the choices (atomically); on any failure keep them in memory only."""
         import json
 
-        assert self.path is not None
+        if self.path is None:
+            return
+        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump({"key": cache_key(), "choices": self.choices}, f, indent=1, sort_keys=True)
             os.replace(tmp, self.path)
             self.note = f"saved to {self.path}"
-        except OSError as exc:
-            self.note = f"cache directory not writable ({type(exc).__name__}: {exc}): measuring in memory"
+        except Exception as exc:  # read-only, full, missing or not a directory; anything else alike
+            self.note = f"cache file not writable ({type(exc).__name__}: {exc}): measuring in memory"
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+
+def _valid_choice(key: Any, value: Any) -> bool:
+    """Whether a remembered choice is one this planner could have made (a build name, or a batch)."""
+    if isinstance(key, str) and key.startswith("net:"):
+        return value in _walker.ALL_BUILDS
+    if isinstance(key, str) and key.startswith("layer:"):
+        return type(value) is int and BLAS <= value <= TILES
+    return False
+
+
+def _read_choices(path: str) -> tuple[dict[str, Any], str]:
+    """The valid choices of the cache file at ``path`` (none if it is missing, damaged or
+    another key's), and a note saying which."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}, f"no cache file yet ({path})"
+    except Exception as exc:  # unreadable, a directory, not UTF-8, not JSON, nested too deep
+        return {}, f"cache file {path} not usable ({type(exc).__name__}): measuring anew"
+    if not isinstance(data, dict) or data.get("key") != cache_key() or not isinstance(data.get("choices"), dict):
+        return {}, f"{path} is damaged or for another CPU, version or BLAS: measuring anew"
+    choices = {key: value for key, value in data["choices"].items() if _valid_choice(key, value)}
+    dropped = len(data["choices"]) - len(choices)
+    return choices, f"read from {path}" + (f" ({dropped} damaged choices dropped)" if dropped else "")
 
 
 _store = _Store()
+_warned = False     # whether a failure to measure has been warned about (once per process)
 _forced: list[Plan | Callable[[np.ndarray, np.dtype], Plan]] = []
 
 
@@ -416,41 +445,64 @@ def _network_batch(rows: np.ndarray) -> int:
 
 
 def _measure(rows: np.ndarray, dtype: np.dtype, *, again: bool = False) -> Plan:
-    """The measured (or remembered) plan of ``rows`` in ``dtype``."""
+    """The measured (or remembered) plan of ``rows`` in ``dtype``; the fixed plan (source
+    ``"fallback"``, with a warning, once) if measuring fails."""
     with _store.lock:
-        _store.load()
         key = f"net:{_shape_key(rows, dtype)}"
-        if not again and key in _store.plans:
-            return _store.plans[key]
-        measured = [False]
-        if again:
-            for build in _walker.BUILDS:
-                for row in rows:
-                    _store.choices.pop(_layer_key(build, int(row[1]), int(row[2]), dtype), None)
-            _store.choices.pop(key, None)
-        candidates: dict[str, tuple[int, ...] | None] = {}
-        for build in _candidate_builds():
-            try:
-                candidates[build] = _row_batch(build, rows, dtype, measured)
-            except ImportError:  # that build was not compiled
-                continue
-        chosen = _store.choices.get(key)
-        if chosen not in candidates:
-            if len(candidates) == 1:
-                chosen = next(iter(candidates))
-            else:
-                batches = sorted({SMALL_BATCH, _network_batch(rows)})
-                times = {build: float(np.prod([time_network(build, rows, dtype, tiled, batch) for batch in batches]))
-                         for build, tiled in candidates.items()}
-                chosen = min(times, key=lambda build: times[build])
-                if _walker.ISA in times and times[chosen] >= times[_walker.ISA] * MARGIN ** len(batches):
-                    chosen = _walker.ISA    # not clearly faster: the fixed plan's build
-            _store.choices[key] = chosen
-            measured[0] = True
-        if measured[0]:
-            _store.save()
-        _store.plans[key] = Plan(chosen, candidates[chosen], "cache")
-        return Plan(chosen, candidates[chosen], "measured" if measured[0] else "cache")
+        try:
+            _store.load()
+            if not again and key in _store.plans:
+                return _store.plans[key]
+            return _measure_network(key, rows, dtype, again)
+        except Exception as exc:  # a build that fails to load or run, no memory, a BLAS error...
+            plan = _fall_back(exc)
+            _store.plans[key] = plan     # not measured again in this process (but by tune())
+            return plan
+
+
+def _fall_back(exc: Exception) -> Plan:
+    """The fixed plan, after measuring failed with ``exc``: remembered for describe(), warned once."""
+    global _warned
+    _store.failure = f"{type(exc).__name__}: {exc}"
+    if not _warned:
+        _warned = True
+        warnings.warn(f"fastnn could not measure the fastest way to run this network ({_store.failure}); "
+                      "it runs the fixed plan instead (set FASTNN_PLAN=fixed to skip measuring)",
+                      RuntimeWarning, stacklevel=6)   # the user's Sequential(...)
+    return Plan(_walker.ISA, None, "fallback")
+
+
+def _measure_network(key: str, rows: np.ndarray, dtype: np.dtype, again: bool) -> Plan:
+    """Measure what the store does not hold yet (all of it, ``again``), remember and save it."""
+    measured = [False]
+    if again:
+        for build in _walker.BUILDS:
+            for row in rows:
+                _store.choices.pop(_layer_key(build, int(row[1]), int(row[2]), dtype), None)
+        _store.choices.pop(key, None)
+    candidates: dict[str, tuple[int, ...] | None] = {}
+    for build in _candidate_builds():
+        try:
+            candidates[build] = _row_batch(build, rows, dtype, measured)
+        except ImportError:  # that build was not compiled
+            continue
+    chosen = _store.choices.get(key)
+    if chosen not in candidates:
+        if len(candidates) == 1:
+            chosen = next(iter(candidates))
+        else:
+            batches = sorted({SMALL_BATCH, _network_batch(rows)})
+            times = {build: float(np.prod([time_network(build, rows, dtype, tiled, batch) for batch in batches]))
+                     for build, tiled in candidates.items()}
+            chosen = min(times, key=lambda build: times[build])
+            if _walker.ISA in times and times[chosen] >= times[_walker.ISA] * MARGIN ** len(batches):
+                chosen = _walker.ISA    # not clearly faster: the fixed plan's build
+        _store.choices[key] = chosen
+        measured[0] = True
+    if measured[0]:
+        _store.save()
+    _store.plans[key] = Plan(chosen, candidates[chosen], "cache")
+    return Plan(chosen, candidates[chosen], "measured" if measured[0] else "cache")
 
 
 def plan_for(rows: np.ndarray, dtype: np.dtype) -> Plan:
@@ -527,4 +579,5 @@ def describe() -> dict[str, Any]:
             "cache_file": cache_path(),
             "cache": _store.note,
             "choices": choices,
+            "measure_error": _store.failure,
         }

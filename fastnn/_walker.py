@@ -30,6 +30,8 @@ from fastnn import _ops
 #: The builds, narrowest first: (name, whether this CPU runs it).
 _BUILDS = (("baseline", True), ("avx2", _ops.cpu_has_avx2()), ("avx512", _ops.cpu_has_avx512()))
 _NAMES = [name for name, _ in _BUILDS]
+#: Every build's name, narrowest first, whether this CPU runs it or not.
+ALL_BUILDS: tuple[str, ...] = tuple(_NAMES)
 
 _wanted = os.environ.get("FASTNN_ISA", "auto").strip().lower() or "auto"
 if _wanted not in _NAMES and _wanted != "auto":

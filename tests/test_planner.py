@@ -288,3 +288,139 @@ def test_close_timings_keep_the_fixed_plan(monkeypatch):
         rule = _walker.BLAS_MIN_WEIGHTS_TILED
         expected = [BLAS if n_in * n_out >= rule else TILES for n_in, n_out in ((16, 64), (64, 64))] + [TILES]
         assert list(model._net.row_blas_min_batch) == expected
+
+
+# -- robustness: measuring or the cache failing never stops a model from being built -----------
+
+@pytest.fixture
+def fresh_warning(monkeypatch):
+    """A process that has not warned about a failed measurement yet, with a fresh store."""
+    monkeypatch.setattr(_planner, "_warned", False)
+    monkeypatch.setattr(_planner, "_store", _planner._Store())
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("timer exploded")
+
+
+def test_failure_while_measuring_falls_back_to_the_fixed_plan_warning_once(monkeypatch, fresh_warning):
+    monkeypatch.setattr(_planner, "time_network", _boom)
+    with pytest.warns(RuntimeWarning, match=r"could not measure .*RuntimeError: timer exploded.*fixed plan") as got:
+        model = medium()
+    assert len([w for w in got if "could not measure" in str(w.message)]) == 1
+    assert model._plan == _planner.Plan(_walker.ISA, None, "fallback")
+    assert type(model._net).__module__ == f"fastnn._walker_{_walker.ISA}"
+    assert model._net.row_blas_min_batch is None
+    # Another model (same or other shapes): no second warning, and the model still works.
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = medium(np.float32, seed=4)
+        other = fastnn.Sequential([fastnn.Dense(8, 32, seed=0), fastnn.ReLU(), fastnn.Dense(32, 1, seed=1)])
+    assert again._plan.source == other._plan.source == "fallback"
+    X = np.random.default_rng(0).standard_normal((40, 16))
+    np.testing.assert_allclose(model.predict(X), reference.ReferenceMLP.from_model(model).predict(X),
+                               **TOLERANCE[np.dtype(np.float64)])
+    report = _planner.describe()
+    assert report["measure_error"] == "RuntimeError: timer exploded"
+    from fastnn._config import _format_plan
+    assert any("measuring failed (RuntimeError: timer exploded)" in line for line in _format_plan(report))
+
+
+@pytest.mark.parametrize("where", ["_row_batch", "_candidate_builds", "_layer_choice"])
+def test_any_failure_inside_the_planner_falls_back(monkeypatch, fresh_warning, where):
+    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    monkeypatch.setattr(_planner, where, lambda *a, **k: (_ for _ in ()).throw(MemoryError("no room")))
+    with pytest.warns(RuntimeWarning, match="MemoryError: no room"):
+        model = medium()
+    assert model._plan.source == "fallback" and model._plan.build == _walker.ISA
+    assert model.fit(np.ones((8, 16)), np.ones((8, 1)), epochs=1).loss[0] >= 0
+
+
+def test_failed_measurement_is_retried_by_tune(monkeypatch, fresh_warning):
+    monkeypatch.setattr(_planner, "time_network", _boom)
+    with pytest.warns(RuntimeWarning):
+        model = medium()
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    assert medium()._plan.source == "fallback"        # remembered: not measured again by a build
+    assert timer.calls == []
+    fastnn.tune([model])
+    assert medium()._plan.source == "cache"
+    assert timer.calls or len(_planner._candidate_builds()) == 1
+
+
+def test_unusable_cache_key_measures_in_memory(monkeypatch, fresh_warning):
+    """NumPy's or the BLAS's description failing: no cache file, the plan measured in memory."""
+    monkeypatch.setattr(_planner, "cache_key", _boom)
+    monkeypatch.setattr(_planner, "_cache_path", lambda *a: _boom())
+    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    model = medium()
+    assert model._plan.source == "measured"
+    assert "measuring in memory" in _planner._store.note
+    assert medium(seed=2)._plan.source == "cache"
+    assert not os.path.exists(os.environ["FASTNN_CACHE_DIR"])
+
+
+def test_unreadable_cache_file_degrades_to_memory(monkeypatch, fresh_warning):
+    """The cache file's path is a directory: neither read nor replaced; the plan lives in memory."""
+    os.makedirs(_planner.cache_path())
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan.source == "measured"
+    assert "measuring in memory" in _planner._store.note
+    assert os.path.isdir(_planner.cache_path())
+    assert not [name for name in os.listdir(os.path.dirname(_planner.cache_path())) if name.endswith(".tmp")]
+    count = len(timer.calls)
+    assert medium(seed=1)._plan.source == "cache" and len(timer.calls) == count
+
+
+def test_cache_write_failing_otherwise_degrades_to_memory(monkeypatch, fresh_warning):
+    """Any error while writing (here: os.replace refused) keeps the choices in memory, no temporary left."""
+    def refuse(src, dst):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    model = medium()
+    assert model._plan.source == "measured"
+    assert "not writable (PermissionError: read-only file system): measuring in memory" in _planner._store.note
+    directory = os.path.dirname(_planner.cache_path())
+    assert os.listdir(directory) == []
+
+
+@pytest.mark.parametrize("bad", [-3, "tiles", 2 ** 70, True, 1.5, None])
+def test_damaged_choices_in_a_good_cache_file_are_dropped(monkeypatch, fresh_warning, bad):
+    """A cache file of the right key whose choices were edited or damaged: those are measured anew."""
+    layers = [fastnn.Dense(16, 64), fastnn.ReLU(), fastnn.Dense(64, 64), fastnn.Tanh(), fastnn.Dense(64, 1)]
+    net_key = f"net:{_planner._shape_key(_planner.walker_rows(layers)[0], np.dtype(np.float64))}"
+    layer_keys = [_planner._layer_key(build, n_in, n_out, np.dtype(np.float64))
+                  for build in _walker.BUILDS for n_in, n_out in ((16, 64), (64, 64))]
+    choices = {key: bad for key in layer_keys} | {net_key: bad if not isinstance(bad, str) else "sse9"}
+    path = _planner.cache_path()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump({"key": _planner.cache_key(), "choices": choices}, f)
+    assert _planner._read_choices(path) == ({}, f"read from {path} ({len(choices)} damaged choices dropped)")
+    timer = FakeTimer()
+    monkeypatch.setattr(_planner, "time_network", timer)
+    model = medium()
+    assert model._plan.source == "measured"
+    if model._net.row_blas_min_batch is not None:
+        assert all(0 <= b <= TILES for b in model._net.row_blas_min_batch)
+    with open(_planner.cache_path()) as f:
+        saved = json.load(f)["choices"]
+    assert all(_planner._valid_choice(key, value) for key, value in saved.items())
+    assert saved[net_key] in _walker.BUILDS
+
+
+def test_cache_file_not_utf8_is_measured_anew(monkeypatch, fresh_warning):
+    path = _planner.cache_path()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(b"\xff\xfe\x00{garbage")
+    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    assert medium()._plan.source == "measured"
+    with open(path) as f:
+        assert json.load(f)["key"] == _planner.cache_key()
