@@ -11,13 +11,24 @@ measures (its cache in a fresh temporary directory unless
 planner's pick, their times and the ratio pick / best (the issue's target:
 at most 1.05 for every config).
 
-Each time is the median (or with ``--stat min`` the fastest) over
-``--repeat`` blocks of calls (each block at least ``--min-time`` seconds), the choices interleaved round-robin so that
-a neighbour's load on a shared machine falls on all of them alike; rerun it
-and compare. BLAS runs on ``--threads`` threads (default 1, as in
-``compare.py``), the planner's own timings included::
+Choices that run the same code at the config's batch size (the same
+build, and each Dense layer on BLAS or on fastnn's loops alike: with no
+layer BLAS may take, every threshold is one path) are one *path*, timed
+once: the "best fixed choice" is the fastest path (named by one of its
+choices; ``--all`` lists them), the pick's time is its path's, and the
+ratio pick / best is 1.00 where the planner picked the best path. The
+planner's own model is timed too ("pick's model µs": against the pick's
+path, the run's noise). Each time is the fastest (``--stat median``: the
+median) of ``--repeat`` blocks of calls, each block at least
+``--min-time`` seconds, the paths interleaved round-robin so that a
+neighbour's load falls on all alike: on a shared core other work only adds
+time, and the fastest short block is the least disturbed. BLAS runs on
+``--threads`` threads (default 1, as in ``compare.py``), the planner's own
+timings included. The last line sums the planner's own cost (building the
+planned models, from an empty cache). ``--json PATH`` writes the rows
+(``docs/results/planner.json``)::
 
-    python benchmarks/planner.py [--dtype float64] [--configs tiny medium] [--repeat 7]
+    taskset -c 0 python benchmarks/planner.py [--all] [--dtype float64] [--configs tiny medium] [--json PATH]
 """
 
 from __future__ import annotations
@@ -62,20 +73,137 @@ def _block(run, min_time):
         number *= 2
 
 
-def main(argv=None) -> int:
+def _path(model, batch):
+    """What a model runs at ``batch`` rows: its walker build and, per Dense row, BLAS or own loops.
+
+    fastnn's rule (``use_blas`` of ``_kernels.pxi``): BLAS takes a Dense row of
+    k inputs and m outputs when a BLAS was found, k * m >= blas_min_weights and
+    min(k, m) >= blas_min_width and, at 8 rows or more, the row's
+    row_blas_min_batch is reached (else, without one, k * m >=
+    blas_min_weights_tiled). Two choices of one path run the same code."""
+    net = model._net
+    per_row = net.row_blas_min_batch
+    on_blas = []
+    for i, (kind, k, m) in enumerate(net.plan[:, :3].tolist()):
+        if kind != 0:       # an activation row
+            continue
+        blas = net.uses_blas and k * m >= net.blas_min_weights and min(k, m) >= net.blas_min_width
+        if blas and batch >= 8:
+            blas = batch >= per_row[i] if per_row is not None else k * m >= net.blas_min_weights_tiled
+        on_blas.append("blas" if blas else "own")
+    return (model._plan.build, *on_blas)
+
+
+def _machine(threads):
+    """The results files' "machine" record."""
+    import platform
+
+    from fastnn import _planner, _walker
+
+    blas = _planner.describe()["cache_key"]["blas"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            blas = f"{pools[0]['internal_api']} {pools[0]['version']} ({pools[0].get('architecture')})"
+    except ImportError:
+        pass
+    return {"cpu": _planner.cpu_model(), "isa": _walker.ISA, "blas": blas, "python": platform.python_version(),
+            "numpy": np.__version__, "threads": threads}
+
+
+def _write_json(path, argv, rows, threads):
+    import datetime
+    import json
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    data = {"command": " ".join(["python", "benchmarks/planner.py", *argv]), "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": _machine(threads), "rows": rows}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=common.DTYPE_NAMES, nargs="+", default=list(common.DTYPE_NAMES))
     parser.add_argument("--configs", nargs="+", default=list(common.CONFIG_NAMES))
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--min-time", type=float, default=0.02)
-    parser.add_argument("--stat", choices=("median", "min"), default="median",
-                        help="per choice, the median block or the fastest (min: on a loaded machine, the "
-                             "least disturbed by other work)")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--min-time", type=float, default=0.002)
+    parser.add_argument("--stat", choices=("median", "min"), default="min",
+                        help="per path, the fastest block (default: on a shared machine, the least disturbed "
+                             "by other work) or the median one")
     parser.add_argument("--keep-cache", action="store_true", help="use the user's plan cache (default: a fresh one)")
-    parser.add_argument("--all", action="store_true", help="print every fixed choice's time too")
+    parser.add_argument("--all", action="store_true", help="print every path's time and the choices running it")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS threads (threadpoolctl), for the planner's timing too (default 1, as compare.py)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows to PATH (docs/results/planner.json)")
+    return parser.parse_args(argv)
+
+
+def _fixed_models(config, dtype):
+    """Every fixed choice (build x threshold) and the fixed plan: label -> (model, run)."""
+    from fastnn import _planner, _walker
+
+    runs = {}
+    for build in _walker.BUILDS:
+        for label, threshold in THRESHOLDS.items():
+            with _planner.forced(lambda r, d, b=build, t=threshold: _planner.Plan(
+                    b, tuple(_planner.TILES if t is None else t for _ in r), "forced")):
+                runs[f"{build} {label}"] = _work(config, dtype)
+    os.environ["FASTNN_PLAN"] = "fixed"
+    runs["fixed plan"] = _work(config, dtype)
+    del os.environ["FASTNN_PLAN"]
+    return runs
+
+
+def _time_paths(runs, config, args):
+    """Time each distinct path once (choices of one path run the same code), plus the planner's own
+    model; interleaved round-robin. Returns (path -> labels, path -> µs, planner's model µs)."""
+    paths = {}
+    for label, (model, run) in runs.items():
+        if label != "planner":
+            paths.setdefault(_path(model, config.batch_size), []).append(label)
+    timed = {path: runs[labels[0]][1] for path, labels in paths.items()} | {"planner": runs["planner"][1]}
+    for run in timed.values():
+        run()
+    times = {key: [] for key in timed}
+    for _ in range(args.repeat):
+        for key, run in timed.items():
+            times[key].append(_block(run, args.min_time))
+    stat = statistics.median if args.stat == "median" else min
+    us = {key: stat(values) * 1e6 for key, values in times.items()}
+    return paths, us, us.pop("planner")
+
+
+def _row(config_name, dtype_name, runs, config, args):
+    paths, us, planner_model_us = _time_paths(runs, config, args)
+    fixed = {path: t for path, t in us.items() if paths[path] != ["fixed plan"]}
+    best = min(fixed, key=lambda path: fixed[path])
+    model = runs["planner"][0]
+    pick_path = _path(model, config.batch_size)
+    fixed_plan_path = _path(runs["fixed plan"][0], config.batch_size)
+    name = lambda path: next(label for label in paths[path] if label != "fixed plan")  # noqa: E731
+    return {"config": config_name, "dtype": dtype_name,
+            "planned": f"{model._plan.build} " + "/".join(model._plan.layer_choices(model._net.plan)),
+            "planned_us": us[pick_path], "best_fixed": name(best), "best_fixed_us": fixed[best],
+            "ratio": us[pick_path] / fixed[best], "fixed_plan_us": us[fixed_plan_path],
+            "planned_model_us": planner_model_us, "planned_path": " ".join(pick_path),
+            "best_fixed_path": " ".join(best), "same_path": pick_path == best,
+            "paths": {" ".join(path): {"us": t, "choices": paths[path]} for path, t in us.items()}}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parse(argv)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -89,46 +217,38 @@ def main(argv=None) -> int:
     import fastnn
     from fastnn import _planner, _walker
 
-    print(f"CPU: {_planner._cpu_model()}; builds: {', '.join(_walker.BUILDS)}; {_planner._numpy_blas()}")
-    print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; {args.stat} of {args.repeat} blocks of >= {args.min_time * 1e3:g} ms, "
-          "choices interleaved")
+    print(f"CPU: {_planner.cpu_model()}; builds: {', '.join(_walker.BUILDS)}; {_planner.describe()['cache_key']['blas']}")
+    print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; {args.stat} of {args.repeat} blocks of "
+          f">= {args.min_time * 1e3:g} ms per distinct path, paths interleaved")
     print()
-    print("| config | dtype | best fixed choice | best fixed µs | fixed plan µs | planner's pick | pick µs "
-          "| pick / best | planning ms |")
-    print("|---|---|---|---:|---:|---|---:|---:|---:|")
+    print("| config | dtype | best fixed choice | best µs | fixed plan µs | planner's pick | pick µs "
+          "| pick / best | pick's model µs | planning ms |")
+    print("|---|---|---|---:|---:|---|---:|---:|---:|---:|")
+    rows, planning_total = [], 0.0
     for config_name in args.configs:
         config = common.CONFIGS[config_name]
         for dtype_name in args.dtype:
-            dtype = np.dtype(dtype_name)
-            runs = {}
-            for build in _walker.BUILDS:
-                for label, threshold in THRESHOLDS.items():
-                    with _planner.forced(lambda r, d, b=build, t=threshold: _planner.Plan(
-                            b, tuple(_planner.TILES if t is None else t for _ in r), "forced")):
-                        _, run = _work(config, dtype)
-                    runs[f"{build} {label}"] = run
-            os.environ["FASTNN_PLAN"] = "fixed"
-            _, runs["fixed plan"] = _work(config, dtype)
-            del os.environ["FASTNN_PLAN"]
+            runs = _fixed_models(config, np.dtype(dtype_name))
             start = time.perf_counter()
-            model, runs["planner"] = _work(config, dtype)
+            runs["planner"] = _work(config, np.dtype(dtype_name))
             planning = time.perf_counter() - start
-            pick = f"{model._plan.build} " + "/".join(model._plan.layer_choices(model._net.plan))
-            for run in runs.values():
-                run()
-            times: dict[str, list[float]] = {label: [] for label in runs}
-            for _ in range(args.repeat):
-                for label, run in runs.items():
-                    times[label].append(_block(run, args.min_time))
-            stat = statistics.median if args.stat == "median" else min
-            med = {label: stat(values) * 1e6 for label, values in times.items()}
-            fixed_choices = {k: v for k, v in med.items() if k not in ("planner", "fixed plan")}
-            best = min(fixed_choices, key=lambda k: fixed_choices[k])
-            print(f"| {config_name} | {dtype_name} | {best} | {med[best]:.4g} | {med['fixed plan']:.4g} | {pick} "
-                  f"| {med['planner']:.4g} | {med['planner'] / med[best]:.2f} | {planning * 1e3:.0f} |", flush=True)
+            planning_total += planning
+            row = _row(config_name, dtype_name, runs, config, args)
+            row["planning_ms"] = planning * 1e3
+            rows.append(row)
+            same = " (same path)" if row["same_path"] else ""
+            print(f"| {config_name} | {dtype_name} | {row['best_fixed']} | {row['best_fixed_us']:.4g} "
+                  f"| {row['fixed_plan_us']:.4g} | {row['planned']}{same} | {row['planned_us']:.4g} "
+                  f"| {row['ratio']:.2f} | {row['planned_model_us']:.4g} | {planning * 1e3:.0f} |", flush=True)
             if args.all:
-                print("|   | all: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(fixed_choices.items(),
-                                                                               key=lambda kv: kv[1])) + " | | | | | | |")
+                print("|   | paths: " + "; ".join(f"{path} {v['us']:.4g} ({', '.join(v['choices'])})" for path, v in
+                                              sorted(row["paths"].items(), key=lambda kv: kv[1]["us"]))
+                      + " | | | | | | | |")
+    within = sum(row["ratio"] <= 1.05 for row in rows)
+    print(f"\nwithin 5% of the best fixed choice: {within} of {len(rows)}; planning all of them took "
+          f"{planning_total * 1e3:.0f} ms (model builds included)")
+    if args.json:
+        _write_json(args.json, argv, rows, args.threads)
     return 0
 
 

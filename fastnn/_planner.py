@@ -13,8 +13,9 @@ benchmark mode do, and remembers it:
   (32 and 128 rows): if BLAS wins at 32 rows it takes the layer from 8 rows
   on; if only at 128, from 64 rows on (between the two); else never (the
   batch-size classes of 8 rows or more, where the tiles run; below 8 rows
-  the build's fixed rule holds). Layers of :data:`ALWAYS_BLAS` weights or
-  more take BLAS unmeasured.
+  the build's fixed rule holds: there the tiles do not run, and the
+  builds' loops were within 5% of each other at batch 1 on a Zen 3). Layers
+  of :data:`ALWAYS_BLAS` weights or more take BLAS unmeasured.
 - **the build**: a training step of the whole network in each build this
   CPU runs (within ``FASTNN_ISA``'s cap), with its layers' choices, at
   :data:`SMALL_BATCH` rows and at up to :data:`MEASURE_BATCH` rows (fewer
@@ -24,9 +25,11 @@ benchmark mode do, and remembers it:
 The baseline build is measured only where it is the only one: on a CPU
 that runs AVX2 its 128-bit tiles were 1.5x to 4x slower in every layer
 timed (README, "Choosing the build"), and leaving it out keeps planning a
-large network within half a second (on an idle machine). Each timing is
-the median of 3 to 7 runs, stopping after :data:`MEASURE_SECONDS` once 3
-are done. Nothing is measured at ``import fastnn``: a model
+large network within a few hundred milliseconds. The candidates of each
+choice (tiles and BLAS; the builds) are timed side by side, interleaved,
+and each counts the least disturbed of its rounds (:func:`side_by_side`);
+a choice departs from the fixed plan's only when faster by :data:`MARGIN`.
+Nothing is measured at ``import fastnn``: a model
 is planned when it is built (``Sequential(...)``, ``copy``, ``load``), and a
 choice once made is reused by every model of the same shapes and dtype.
 
@@ -79,15 +82,22 @@ CACHE_FORMAT = 1
 #: A choice departs from the fixed plan's only when it is faster by this factor (a layer's
 #: BLAS-or-tiles, at each batch timed; the build): closer than that, the timings of a
 #: shared or busy machine cannot tell them apart, and the fixed plan stands.
-MARGIN = 0.9
+MARGIN = 0.95
 #: The small batch the whole network is timed at (the demo's and the tiny nets' class).
 SMALL_BATCH = 16
 #: The largest batch the whole network is timed at.
 MEASURE_BATCH = 128
-#: Layers of this many weights or more take BLAS without being timed.
-ALWAYS_BLAS = 1 << 20
-#: Each candidate is timed until this many seconds have passed (at most 5 runs).
-MEASURE_SECONDS = 0.01
+#: Layers of this many weights or more take BLAS without being timed (the tiles lost at
+#: 131072 and more on every CPU measured, the Zen 5's full-width AVX-512 included; timing
+#: a 512 x 512 layer at 128 rows costs tens of milliseconds).
+ALWAYS_BLAS = 1 << 18
+#: Candidates timed side by side (:func:`side_by_side`) go round until this many seconds have
+#: passed, at least MIN_ROUNDS and at most MAX_ROUNDS times.
+MEASURE_SECONDS = 0.015
+MIN_ROUNDS = 3
+MAX_ROUNDS = 9
+#: A sample of a short step repeats it until it takes this long (the timer's and the call's jitter).
+SAMPLE_SECONDS = 50e-6
 #: The whole network is timed at a batch of at most this many multiply-adds per step.
 NETWORK_BUDGET = 4_000_000
 #: The batch from which a row the plan keeps on the tiles takes BLAS: never.
@@ -175,7 +185,7 @@ def walker_rows(layers: Sequence[Any]) -> tuple[np.ndarray, list[float]]:
 # -- where the choices are remembered -------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name, family and model (``/proc/cpuinfo``), else what platform knows."""
     import platform
 
@@ -218,7 +228,7 @@ def cache_key() -> dict[str, str]:
     """What a remembered choice depends on."""
     import platform
 
-    return {"cpu": _cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine(),
+    return {"cpu": cpu_model(), "fastnn": __version__, "blas": _numpy_blas(), "machine": platform.machine(),
             "format": str(CACHE_FORMAT)}
 
 
@@ -325,21 +335,42 @@ _forced: list[Plan | Callable[[np.ndarray, np.dtype], Plan]] = []
 
 # -- timing -----------------------------------------------------------------------------------
 
-def _typical_time(run: Callable[[], object]) -> float:
-    """The median of 3 to 7 runs (after one to warm up). Not the best run: a BLAS
-    whose threads share their cores with other work (a loaded or shared machine)
-    is fast in its luckiest run and many times slower in most, and the plan
-    should follow what most runs cost."""
-    run()  # warm up (workspace, caches)
-    times = []
+def _sample(step: Callable[[], object], number: int) -> float:
+    """Seconds per call of ``number`` calls of ``step``."""
+    t0 = time.perf_counter()
+    for _ in range(number):
+        step()
+    return (time.perf_counter() - t0) / number
+
+
+def side_by_side(steps: Sequence[Callable[[], object]]) -> list[float]:
+    """The time of each step, timed side by side: the min over rounds of each round's median sample.
+
+    Each round takes, of every step in turn, the median of 3 samples (1 for a
+    step of a millisecond or more), a sample being as many calls as take
+    :data:`SAMPLE_SECONDS`; rounds go on until :data:`MEASURE_SECONDS` have
+    passed (at least :data:`MIN_ROUNDS`, at most :data:`MAX_ROUNDS`). The
+    candidates interleave, so that a neighbour's load falls on all of them
+    alike, and the least disturbed round counts: on a shared core other work
+    only ever adds time (a median over the whole run put identical paths 6%
+    and more apart), while the median within a round keeps one lucky call
+    from counting.
+    """
+    numbers, per_round = [], []
+    for step in steps:
+        step()  # warm up (workspace, caches, BLAS buffers)
+        once = _sample(step, 1)
+        numbers.append(max(1, int(SAMPLE_SECONDS / max(once, 1e-9))))
+        per_round.append(3 if once < 1e-3 else 1)
+    best = [float("inf")] * len(steps)
     start = time.perf_counter()
-    for i in range(7):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-        if i >= 2 and time.perf_counter() - start > MEASURE_SECONDS:
+    for round_ in range(MAX_ROUNDS):
+        for i, step in enumerate(steps):
+            samples = sorted(_sample(step, numbers[i]) for _ in range(per_round[i]))
+            best[i] = min(best[i], samples[len(samples) // 2])
+        if round_ + 1 >= MIN_ROUNDS and time.perf_counter() - start > MEASURE_SECONDS:
             break
-    return sorted(times)[len(times) // 2]
+    return best
 
 
 def _network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None) -> Any:
@@ -357,17 +388,26 @@ def _network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[
     return net
 
 
-def time_network(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None,
-                 batch: int) -> float:
-    """Seconds of one SGD training step (MSE, learning rate 0) of ``rows`` at ``batch`` rows.
+#: What :func:`time_networks` times: (build, plan rows, dtype, row_blas_min_batch or None, batch).
+Spec = tuple[str, np.ndarray, np.dtype, "Sequence[int] | None", int]
 
-    The tests replace this function (and nothing else) to plan without timing."""
+
+def _step(build: str, rows: np.ndarray, dtype: np.dtype, row_batch: Sequence[int] | None,
+          batch: int) -> Callable[[], object]:
+    """One SGD training step (MSE, learning rate 0) of ``rows`` at ``batch`` rows, as a call."""
     net = _network(build, rows, dtype, row_batch)
     rng = np.random.default_rng(1)
     X = rng.standard_normal((batch, net.n_in)).astype(dtype)
     y = rng.standard_normal((batch, net.n_out)).astype(dtype)
     update = net.make_update("sgd", 0.0)
-    return _typical_time(lambda: net.train_step(X, y, update))
+    return lambda: net.train_step(X, y, update)
+
+
+def time_networks(specs: Sequence[Spec]) -> list[float]:
+    """Seconds of one training step of each spec, timed side by side (:func:`side_by_side`).
+
+    The tests replace this function (and nothing else) to plan without timing."""
+    return side_by_side([_step(*spec) for spec in specs])
 
 
 def _layer_rows(n_in: int, n_out: int) -> np.ndarray:
@@ -415,8 +455,7 @@ def _layer_choice(build: str, n_in: int, n_out: int, dtype: np.dtype, measured: 
         else:
             rows = _layer_rows(n_in, n_out)
             for batch, blas_from in reversed(MEASURE_BATCHES):
-                tiles = time_network(build, rows, dtype, [TILES], batch)
-                blas = time_network(build, rows, dtype, [BLAS], batch)
+                tiles, blas = time_networks([(build, rows, dtype, [TILES], batch), (build, rows, dtype, [BLAS], batch)])
                 if not (blas < tiles * MARGIN or (rule_blas and tiles >= blas * MARGIN)):
                     break
                 choice = blas_from

@@ -1,7 +1,7 @@
 """The planner (fastnn._planner): which walker build runs a network and, per Dense layer, BLAS or own loops.
 
 No test here depends on timing: the measurements are injected (the one
-function that times, ``_planner.time_network``, is replaced by a table), or
+function that times, ``_planner.time_networks``, is replaced by a table), or
 the plan is forced. What is checked: the plan follows the measurements, is
 remembered in the cache file and read back, degrades to memory when the
 cache cannot be written or read, is the fixed plan under FASTNN_PLAN=fixed,
@@ -33,15 +33,18 @@ def measuring(monkeypatch, tmp_path):
 
 
 class FakeTimer:
-    """time_network from a table: a layer (one-row network) costs ``layer(build, in, out, choice)``,
-    a whole network ``network(build)``; every call is recorded."""
+    """time_networks from a table: a layer (one-row network) costs ``layer(build, in, out, choice, batch)``,
+    a whole network ``network(build)``; every spec timed is recorded."""
 
     def __init__(self, layer=None, network=None):
         self.layer = layer or (lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 2.0)
         self.network = network or (lambda build: {"baseline": 3.0, "avx2": 2.0, "avx512": 1.0}[build])
         self.calls = []
 
-    def __call__(self, build, rows, dtype, row_tiled, batch):
+    def __call__(self, specs):
+        return [self.one(*spec) for spec in specs]
+
+    def one(self, build, rows, dtype, row_tiled, batch):
         self.calls.append((build, tuple(map(tuple, rows)), None if row_tiled is None else tuple(row_tiled), batch))
         assert build in _walker.BUILDS
         if len(rows) == 1 and row_tiled is not None:
@@ -61,7 +64,7 @@ def dense_choices(model):
 def test_fixed_plan_under_FASTNN_PLAN_fixed(monkeypatch):
     monkeypatch.setenv("FASTNN_PLAN", "fixed")
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert model._plan == _planner.Plan(_walker.ISA, None, "fixed")
     assert type(model._net).__module__ == f"fastnn._walker_{_walker.ISA}"
@@ -76,7 +79,7 @@ def test_measured_plan_follows_the_measurements_and_is_cached(monkeypatch):
     timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: (1.0 if choice == BLAS else 2.0)
                       if (n_in, n_out) == (64, 64) else (1.0 if choice == TILES else 2.0),
                       network=lambda build: 1.0 if build == "avx2" else 2.0)
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     builds = _planner._candidate_builds()
     expected_build = "avx2" if "avx2" in builds else builds[-1]
@@ -117,7 +120,7 @@ def test_blas_from_the_batch_where_it_wins(monkeypatch):
     """BLAS wins at 128 rows but not at 32: the layer takes it from 64 rows on, the tiles below."""
     timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch:
                       (1.0 if choice == BLAS else 2.0) if batch >= 128 else (1.0 if choice == TILES else 2.0))
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert list(model._net.row_blas_min_batch) == [64, 64, TILES]
     assert dense_choices(model) == ["blas from 64 rows", "blas from 64 rows", "tiles"]
@@ -130,7 +133,7 @@ def test_blas_from_the_batch_where_it_wins(monkeypatch):
 
 def test_other_dtype_and_shapes_are_planned_apart(monkeypatch):
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     medium(np.float64)
     count = len(timer.calls)
     assert medium(np.float32)._plan.source == "measured"
@@ -141,7 +144,7 @@ def test_other_dtype_and_shapes_are_planned_apart(monkeypatch):
                                     json.dumps([1, 2])])
 def test_damaged_or_foreign_cache_file_is_measured_anew(monkeypatch, damage):
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     path = _planner.cache_path()
     os.makedirs(os.path.dirname(path))
     with open(path, "w") as f:
@@ -158,7 +161,7 @@ def test_unwritable_cache_directory_degrades_to_memory(monkeypatch, tmp_path):
     blocker.write_text("")
     monkeypatch.setenv("FASTNN_CACHE_DIR", str(blocker / "cache"))
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert model._plan.source == "measured"
     assert "measuring in memory" in _planner.describe()["cache"]
@@ -188,7 +191,7 @@ def test_cache_key_names_cpu_version_and_blas():
 
 def test_tune_measures_again_and_replaces_the_cache(monkeypatch):
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     first = len(timer.calls)
     assert first > 0 or len(_planner._candidate_builds()) == 1
@@ -200,7 +203,7 @@ def test_tune_measures_again_and_replaces_the_cache(monkeypatch):
 
 def test_tune_without_models_plans_the_benchmark_networks(monkeypatch):
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     report = fastnn.tune()
     nets = [k for k in report["choices"] if k.startswith("net:")]
     assert len(nets) == 10     # five networks, two dtypes
@@ -233,7 +236,7 @@ def test_info_shows_the_plan(tmp_path, plan):
 
 def test_forced_plan_and_plan_validation(monkeypatch):
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     plan = _planner.Plan(_walker.BUILDS[0], (BLAS, BLAS, BLAS), "forced")
     with _planner.forced(plan):
         model = medium()
@@ -279,9 +282,9 @@ def test_results_agree_whatever_the_plan(monkeypatch, plan, dtype):
 
 def test_close_timings_keep_the_fixed_plan(monkeypatch):
     """Within MARGIN, neither a layer's side nor another build is 'faster': the fixed plan's rule and build stand."""
-    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 1.05,
-                      network=lambda build: 1.0 if build != _walker.ISA else 1.05)
-    monkeypatch.setattr(_planner, "time_network", timer)
+    timer = FakeTimer(layer=lambda build, n_in, n_out, choice, batch: 1.0 if choice == TILES else 1.03,
+                      network=lambda build: 1.0 if build != _walker.ISA else 1.03)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert model._plan.build == _walker.ISA
     if _planner._blas_found():
@@ -304,7 +307,7 @@ def _boom(*args, **kwargs):
 
 
 def test_failure_while_measuring_falls_back_to_the_fixed_plan_warning_once(monkeypatch, fresh_warning):
-    monkeypatch.setattr(_planner, "time_network", _boom)
+    monkeypatch.setattr(_planner, "time_networks", _boom)
     with pytest.warns(RuntimeWarning, match=r"could not measure .*RuntimeError: timer exploded.*fixed plan") as got:
         model = medium()
     assert len([w for w in got if "could not measure" in str(w.message)]) == 1
@@ -329,7 +332,7 @@ def test_failure_while_measuring_falls_back_to_the_fixed_plan_warning_once(monke
 
 @pytest.mark.parametrize("where", ["_row_batch", "_candidate_builds", "_layer_choice"])
 def test_any_failure_inside_the_planner_falls_back(monkeypatch, fresh_warning, where):
-    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    monkeypatch.setattr(_planner, "time_networks", FakeTimer())
     monkeypatch.setattr(_planner, where, lambda *a, **k: (_ for _ in ()).throw(MemoryError("no room")))
     with pytest.warns(RuntimeWarning, match="MemoryError: no room"):
         model = medium()
@@ -338,11 +341,11 @@ def test_any_failure_inside_the_planner_falls_back(monkeypatch, fresh_warning, w
 
 
 def test_failed_measurement_is_retried_by_tune(monkeypatch, fresh_warning):
-    monkeypatch.setattr(_planner, "time_network", _boom)
+    monkeypatch.setattr(_planner, "time_networks", _boom)
     with pytest.warns(RuntimeWarning):
         model = medium()
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     assert medium()._plan.source == "fallback"        # remembered: not measured again by a build
     assert timer.calls == []
     fastnn.tune([model])
@@ -354,7 +357,7 @@ def test_unusable_cache_key_measures_in_memory(monkeypatch, fresh_warning):
     """NumPy's or the BLAS's description failing: no cache file, the plan measured in memory."""
     monkeypatch.setattr(_planner, "cache_key", _boom)
     monkeypatch.setattr(_planner, "_cache_path", lambda *a: _boom())
-    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    monkeypatch.setattr(_planner, "time_networks", FakeTimer())
     model = medium()
     assert model._plan.source == "measured"
     assert "measuring in memory" in _planner._store.note
@@ -366,7 +369,7 @@ def test_unreadable_cache_file_degrades_to_memory(monkeypatch, fresh_warning):
     """The cache file's path is a directory: neither read nor replaced; the plan lives in memory."""
     os.makedirs(_planner.cache_path())
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert model._plan.source == "measured"
     assert "measuring in memory" in _planner._store.note
@@ -382,7 +385,7 @@ def test_cache_write_failing_otherwise_degrades_to_memory(monkeypatch, fresh_war
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr(os, "replace", refuse)
-    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    monkeypatch.setattr(_planner, "time_networks", FakeTimer())
     model = medium()
     assert model._plan.source == "measured"
     assert "not writable (PermissionError: read-only file system): measuring in memory" in _planner._store.note
@@ -404,7 +407,7 @@ def test_damaged_choices_in_a_good_cache_file_are_dropped(monkeypatch, fresh_war
         json.dump({"key": _planner.cache_key(), "choices": choices}, f)
     assert _planner._read_choices(path) == ({}, f"read from {path} ({len(choices)} damaged choices dropped)")
     timer = FakeTimer()
-    monkeypatch.setattr(_planner, "time_network", timer)
+    monkeypatch.setattr(_planner, "time_networks", timer)
     model = medium()
     assert model._plan.source == "measured"
     if model._net.row_blas_min_batch is not None:
@@ -420,7 +423,26 @@ def test_cache_file_not_utf8_is_measured_anew(monkeypatch, fresh_warning):
     os.makedirs(os.path.dirname(path))
     with open(path, "wb") as f:
         f.write(b"\xff\xfe\x00{garbage")
-    monkeypatch.setattr(_planner, "time_network", FakeTimer())
+    monkeypatch.setattr(_planner, "time_networks", FakeTimer())
     assert medium()._plan.source == "measured"
     with open(path) as f:
         assert json.load(f)["key"] == _planner.cache_key()
+
+
+def test_side_by_side_interleaves_and_counts_the_least_disturbed_round(monkeypatch):
+    """Rounds alternate the candidates; each round's median of 3 samples, the least of them counts."""
+    monkeypatch.setattr(_planner, "MEASURE_SECONDS", 0.0)     # exactly MIN_ROUNDS rounds
+    log = []
+    scripted = {"a": [1e-5, 9e-5, 1e-5, 5e-5, 3e-5, 3e-5, 3e-5, 2e-6, 8e-5, 8e-5],
+                "b": [2e-3, 4e-3, 2.5e-3, 3e-3]}        # a slow step: one sample per round
+    def sample(step, number):
+        log.append((step.__name__, number))
+        return scripted[step.__name__].pop(0)
+    monkeypatch.setattr(_planner, "_sample", sample)
+    def a(): pass
+    def b(): pass
+    times = _planner.side_by_side([a, b])
+    # Calibration (one call each), then per round a's three samples of 5 calls (50 us / 10 us), then b's one.
+    assert log == [("a", 1), ("b", 1)] + [("a", 5)] * 3 + [("b", 1)] + [("a", 5)] * 3 + [("b", 1)] \
+        + [("a", 5)] * 3 + [("b", 1)]
+    assert times == [3e-5, 2.5e-3]       # a: medians 5e-5, 3e-5, 8e-5; b: 4e-3, 2.5e-3, 3e-3
