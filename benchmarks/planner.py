@@ -156,9 +156,9 @@ def _fixed_models(config, dtype):
     runs = {}
     for build in _walker.BUILDS:
         for label, threshold in THRESHOLDS.items():
-            with _planner.forced(lambda r, d, b=build, t=threshold: _planner.Plan(
-                    b, tuple(_planner.TILES if t is None else t for _ in r), "forced")):
-                runs[f"{build} {label}"] = _work(config, dtype)
+            with _planner.forced(_planner.Plan(build, None, "forced")):
+                model, run = runs[f"{build} {label}"] = _work(config, dtype)
+            model._net.blas_min_weights_tiled = _planner.TILES if threshold is None else threshold
     os.environ["FASTNN_PLAN"] = "fixed"
     runs["fixed plan"] = _work(config, dtype)
     del os.environ["FASTNN_PLAN"]
@@ -172,6 +172,7 @@ def _time_paths(runs, config, args):
     for label, (model, run) in runs.items():
         if label != "planner":
             paths.setdefault(_path(model, config.batch_size), []).append(label)
+    paths.setdefault(_path(runs["planner"][0], config.batch_size), ["planner"])  # a mix no threshold makes
     timed = {path: runs[labels[0]][1] for path, labels in paths.items()} | {"planner": runs["planner"][1]}
     for run in timed.values():
         run()
@@ -186,12 +187,12 @@ def _time_paths(runs, config, args):
 
 def _row(config_name, dtype_name, runs, config, args):
     paths, us, planner_model_us = _time_paths(runs, config, args)
-    fixed = {path: t for path, t in us.items() if paths[path] != ["fixed plan"]}
+    fixed = {path: t for path, t in us.items() if set(paths[path]) - {"fixed plan", "planner"}}
     best = min(fixed, key=lambda path: fixed[path])
     model = runs["planner"][0]
     pick_path = _path(model, config.batch_size)
     fixed_plan_path = _path(runs["fixed plan"][0], config.batch_size)
-    name = lambda path: next(label for label in paths[path] if label != "fixed plan")  # noqa: E731
+    name = lambda path: next(label for label in paths[path] if label not in ("fixed plan", "planner"))  # noqa: E731
     return {"config": config_name, "dtype": dtype_name,
             "planned": f"{model._plan.build} " + "/".join(model._plan.layer_choices(model._net.plan)),
             "planned_us": us[pick_path], "best_fixed": name(best), "best_fixed_us": fixed[best],

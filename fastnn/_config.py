@@ -220,6 +220,11 @@ def _format_plan(plan: dict[str, Any]) -> list[str]:
             lines.append(f"    network {name[4:]}: {build} build")
         for name, choice in sorted(layers.items()):
             lines.append(f"    layer {name[6:]}: {_planner.choice_text(choice)}")
+        for name, choice in sorted(plan["choices"].items()):
+            if name.startswith("rows:"):
+                build, _, shape = name[5:].partition(":")
+                lines.append(f"    network {shape} in the {build} build, checked whole: "
+                             + ", ".join(_planner.choice_text(value) for value in choice))
     return lines
 
 

@@ -100,6 +100,8 @@ MAX_ROUNDS = 9
 SAMPLE_SECONDS = 50e-6
 #: The whole network is timed at a batch of at most this many multiply-adds per step.
 NETWORK_BUDGET = 4_000_000
+#: The whole network is checked (:func:`_checked`) at a batch of at most this many multiply-adds per step.
+CHECK_BUDGET = 16_000_000
 #: The batch from which a row the plan keeps on the tiles takes BLAS: never.
 TILES = int(np.iinfo(np.intp).max)
 #: ... and of a row the plan gives to BLAS at every batch of 8 rows or more.
@@ -306,6 +308,8 @@ def _valid_choice(key: Any, value: Any) -> bool:
         return value in _walker.ALL_BUILDS
     if isinstance(key, str) and key.startswith("layer:"):
         return type(value) is int and BLAS <= value <= TILES
+    if isinstance(key, str) and key.startswith("rows:"):
+        return isinstance(value, list) and all(_valid_choice("layer:", v) for v in value)
     return False
 
 
@@ -465,17 +469,57 @@ def _layer_choice(build: str, n_in: int, n_out: int, dtype: np.dtype, measured: 
 
 
 def _row_batch(build: str, rows: np.ndarray, dtype: np.dtype, measured: list[bool]) -> tuple[int, ...] | None:
+    """Per plan row, from which batch BLAS takes it in ``build`` (remembered, else measured and checked);
+    None where no layer may take BLAS."""
     if not _blas_found():
         return None
     module = _walker.build(build)
-    choices, any_choice = [], False
+    key = f"rows:{build}:{_shape_key(rows, dtype)}"
+    if isinstance(_store.choices.get(key), list) and len(_store.choices[key]) == len(rows):
+        return tuple(_store.choices[key])
+    layer, rule, any_choice = [], [], False
     for row in rows:
-        if row[0] == _walker.KIND_DENSE and _eligible(int(row[1]), int(row[2]), module):
-            choices.append(_layer_choice(build, int(row[1]), int(row[2]), dtype, measured))
+        n_in, n_out = int(row[1]), int(row[2])
+        if row[0] == _walker.KIND_DENSE and _eligible(n_in, n_out, module):
+            layer.append(_layer_choice(build, n_in, n_out, dtype, measured))
+            rule.append(BLAS if n_in * n_out >= module.BLAS_MIN_WEIGHTS_TILED else TILES)
             any_choice = True
         else:
-            choices.append(TILES)
-    return tuple(choices) if any_choice else None
+            layer.append(TILES)
+            rule.append(TILES)
+    if not any_choice:
+        return None
+    _store.choices[key] = _checked(build, rows, dtype, layer, rule)
+    measured[0] = True
+    return tuple(_store.choices[key])
+
+
+def _checked(build: str, rows: np.ndarray, dtype: np.dtype, layer: list[int], rule: list[int]) -> list[int]:
+    """Per batch class, the layers' own choices if the whole network runs faster with them, by
+    MARGIN, than with the build's fixed rule; else the rule's (a layer timed alone can mislead:
+    the next layer's product and the loss follow it, in the same caches).
+
+    Each class where the two differ is timed at its batch of :data:`MEASURE_BATCHES` (fewer
+    rows, not below the class's first, for a network of more than CHECK_BUDGET multiply-adds
+    a step)."""
+    weights = sum(int(r[1]) * int(r[2]) for r in rows if r[0] == _walker.KIND_DENSE)
+    on_blas: dict[int, list[bool]] = {}
+    for batch, first in MEASURE_BATCHES:
+        mine, theirs = [b <= first for b in layer], [b <= first for b in rule]
+        on_blas[first] = mine
+        if mine != theirs:
+            n = max(first, min(batch, CHECK_BUDGET // max(weights, 1)))
+            t_mine, t_rule = time_networks([(build, rows, dtype, layer, n), (build, rows, dtype, rule, n)])
+            on_blas[first] = mine if t_mine < t_rule * MARGIN else theirs
+    choices = []
+    for i in range(len(rows)):
+        first_blas = TILES      # BLAS from the first class from which it holds in every larger one
+        for _, first in reversed(MEASURE_BATCHES):
+            if not on_blas[first][i]:
+                break
+            first_blas = first
+        choices.append(BLAS if first_blas <= MEASURE_BATCHES[0][1] else first_blas)
+    return choices
 
 
 def _network_batch(rows: np.ndarray) -> int:
@@ -518,6 +562,7 @@ def _measure_network(key: str, rows: np.ndarray, dtype: np.dtype, again: bool) -
         for build in _walker.BUILDS:
             for row in rows:
                 _store.choices.pop(_layer_key(build, int(row[1]), int(row[2]), dtype), None)
+            _store.choices.pop(f"rows:{build}:{_shape_key(rows, dtype)}", None)
         _store.choices.pop(key, None)
     candidates: dict[str, tuple[int, ...] | None] = {}
     for build in _candidate_builds():

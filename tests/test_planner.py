@@ -49,7 +49,18 @@ class FakeTimer:
         assert build in _walker.BUILDS
         if len(rows) == 1 and row_tiled is not None:
             return self.layer(build, int(rows[0][1]), int(rows[0][2]), row_tiled[0], batch)
-        return self.network(build)
+        # A whole network: the build's factor times the sum of its Dense layers' costs, each on
+        # the side row_tiled (or the build's rule) gives it at this batch.
+        module, total = _walker.build(build), 0.0
+        for i, (kind, n_in, n_out) in enumerate(np.asarray(rows)[:, :3].tolist()):
+            if kind == _walker.KIND_DENSE:
+                if row_tiled is None:
+                    on_blas = n_in * n_out >= module.BLAS_MIN_WEIGHTS_TILED
+                else:
+                    on_blas = batch >= row_tiled[i]
+                eligible = _planner._eligible(n_in, n_out, module) and _planner._blas_found()
+                total += self.layer(build, n_in, n_out, BLAS if on_blas and eligible else TILES, batch)
+        return self.network(build) * total
 
 
 def medium(dtype=np.float64, seed=0):
@@ -446,3 +457,33 @@ def test_side_by_side_interleaves_and_counts_the_least_disturbed_round(monkeypat
     assert log == [("a", 1), ("b", 1)] + [("a", 5)] * 3 + [("b", 1)] + [("a", 5)] * 3 + [("b", 1)] \
         + [("a", 5)] * 3 + [("b", 1)]
     assert times == [3e-5, 2.5e-3]       # a: medians 5e-5, 3e-5, 8e-5; b: 4e-3, 2.5e-3, 3e-3
+
+
+@pytest.mark.skipif(not _planner._blas_found(), reason="no BLAS: every layer runs on fastnn's loops")
+def test_layer_choices_are_checked_on_the_whole_network(monkeypatch):
+    """BLAS wins every layer timed alone, but the whole network runs slower with the 16x64 layer on
+    BLAS: in each batch class the build's rule stands for it (and the choice is remembered)."""
+    class Timer(FakeTimer):
+        def one(self, build, rows, dtype, row_tiled, batch):
+            if len(rows) > 1 and row_tiled is not None and batch >= row_tiled[0]:
+                self.calls.append((build, tuple(map(tuple, rows)), tuple(row_tiled), batch))
+                return 10.0
+            return super().one(build, rows, dtype, row_tiled, batch)
+
+    timer = Timer(layer=lambda build, n_in, n_out, choice, batch: 1.0 if choice == BLAS else 2.0)
+    monkeypatch.setattr(_planner, "time_networks", timer)
+    monkeypatch.setattr(_planner, "_candidate_builds", lambda: (_walker.ISA,))   # no whole-network build timing
+    model = medium()
+    for build in _planner._candidate_builds():
+        module = _walker.build(build)
+        rule = [BLAS if n_in * n_out >= module.BLAS_MIN_WEIGHTS_TILED else TILES for n_in, n_out in ((16, 64), (64, 64))]
+        assert _planner._store.choices[_planner._layer_key(build, 16, 64, np.dtype(np.float64))] == BLAS
+        expected = rule + [TILES] if rule[0] == TILES else [BLAS, BLAS, TILES]
+        key = f"rows:{build}:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"
+        assert _planner._store.choices[key] == expected
+        checks = sorted(c[3] for c in timer.calls if c[0] == build and len(c[1]) == 3 and c[2] is not None)
+        assert checks == ([32, 32, 128, 128] if rule[0] == TILES else [])
+    assert list(model._net.row_blas_min_batch) == _planner._store.choices[
+        f"rows:{model._plan.build}:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"]
+    count = len(timer.calls)
+    assert medium(seed=1)._plan.source == "cache" and len(timer.calls) == count
