@@ -22,7 +22,10 @@ path, the run's noise). Each time is the fastest (``--stat median``: the
 median) of ``--repeat`` blocks of calls, each block at least
 ``--min-time`` seconds, the paths interleaved round-robin so that a
 neighbour's load falls on all alike: on a shared core other work only adds
-time, and the fastest short block is the least disturbed. BLAS runs on
+time, and the fastest short block is the least disturbed; and a block
+counts the process's CPU time where that is less than the wall-clock time
+(``--clock wall``: the wall clock only), so that time spent descheduled by
+other work does not count at all. BLAS runs on
 ``--threads`` threads (default 1, as in ``compare.py``), the planner's own
 timings included. The last line sums the planner's own cost (building the
 planned models, from an empty cache). ``--json PATH`` writes the rows
@@ -61,15 +64,18 @@ def _work(config, dtype):
     return model, lambda: model.train_step(Xb, yb, loss, optimizer)
 
 
-def _block(run, min_time):
+def _block(run, min_time, clock="least"):
+    """Seconds per call of a block of calls lasting at least ``min_time``: by the wall clock, or
+    (``"least"``) by the process's CPU time where that is less (a process descheduled by other
+    work spends less CPU time than wall time; BLAS on several threads more)."""
     number = 1
     while True:
-        start = time.perf_counter()
+        cpu, start = time.process_time(), time.perf_counter()
         for _ in range(number):
             run()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         if elapsed >= min_time:
-            return elapsed / number
+            return (min(elapsed, cpu) if clock == "least" else elapsed) / number
         number *= 2
 
 
@@ -141,6 +147,9 @@ def _parse(argv):
     parser.add_argument("--stat", choices=("median", "min"), default="min",
                         help="per path, the fastest block (default: on a shared machine, the least disturbed "
                              "by other work) or the median one")
+    parser.add_argument("--clock", choices=("least", "wall"), default="least",
+                        help="per block, the lesser of wall-clock and process CPU time (default: time spent "
+                             "descheduled by other work does not count), or the wall clock")
     parser.add_argument("--keep-cache", action="store_true", help="use the user's plan cache (default: a fresh one)")
     parser.add_argument("--all", action="store_true", help="print every path's time and the choices running it")
     parser.add_argument("--threads", type=int, default=1,
@@ -179,7 +188,7 @@ def _time_paths(runs, config, args):
     times = {key: [] for key in timed}
     for _ in range(args.repeat):
         for key, run in timed.items():
-            times[key].append(_block(run, args.min_time))
+            times[key].append(_block(run, args.min_time, args.clock))
     stat = statistics.median if args.stat == "median" else min
     us = {key: stat(values) * 1e6 for key, values in times.items()}
     return paths, us, us.pop("planner")
@@ -220,7 +229,7 @@ def main(argv=None) -> int:
 
     print(f"CPU: {_planner.cpu_model()}; builds: {', '.join(_walker.BUILDS)}; {_planner.describe()['cache_key']['blas']}")
     print(f"fastnn {fastnn.__version__}; BLAS threads {args.threads}; {args.stat} of {args.repeat} blocks of "
-          f">= {args.min_time * 1e3:g} ms per distinct path, paths interleaved")
+          f">= {args.min_time * 1e3:g} ms per distinct path, paths interleaved; clock: {args.clock}")
     print()
     print("| config | dtype | best fixed choice | best µs | fixed plan µs | planner's pick | pick µs "
           "| pick / best | pick's model µs | planning ms |")
