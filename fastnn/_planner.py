@@ -100,8 +100,8 @@ MAX_ROUNDS = 9
 SAMPLE_SECONDS = 50e-6
 #: The whole network is timed at a batch of at most this many multiply-adds per step.
 NETWORK_BUDGET = 4_000_000
-#: The whole network is checked (:func:`_checked`) at a batch of at most this many multiply-adds per step.
-CHECK_BUDGET = 16_000_000
+#: The layers' choices are checked together (:func:`_checked`) at a batch of at most this many multiply-adds per step.
+CHECK_BUDGET = 24_000_000
 #: The batch from which a row the plan keeps on the tiles takes BLAS: never.
 TILES = int(np.iinfo(np.intp).max)
 #: ... and of a row the plan gives to BLAS at every batch of 8 rows or more.
@@ -504,24 +504,37 @@ def _row_batch(build: str, rows: np.ndarray, dtype: np.dtype, measured: list[boo
     return tuple(_store.choices[key])
 
 
+def _sub_rows(rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Plan rows ``start:stop`` as a network of their own (activation offsets from 0; the
+    parameter offsets kept: :func:`_network` makes room up to the largest)."""
+    sub = np.array(rows[start:stop], dtype=np.intp)
+    sub[:, 5] = np.concatenate([[0], np.cumsum(sub[:-1, 2])])
+    return sub
+
+
 def _checked(build: str, rows: np.ndarray, dtype: np.dtype, layer: list[int], rule: list[int]) -> list[int]:
-    """Per batch class, the layers' own choices if the whole network runs faster with them, by
+    """Per batch class, the layers' own choices if the network runs faster with them, by
     MARGIN, than with the build's fixed rule; else the rule's (a layer timed alone can mislead:
     the next layer's product and the loss follow it, in the same caches).
 
-    Each class where the two differ is timed at its batch of :data:`MEASURE_BATCHES` (fewer
-    rows, not below the class's first, for a network of more than CHECK_BUDGET multiply-adds
-    a step; not at all where even the class's first batch would pass it)."""
-    weights = sum(int(r[1]) * int(r[2]) for r in rows if r[0] == _walker.KIND_DENSE)
+    In each class where the two differ, the rows from the one before the first that differs
+    to the one after the last are timed as a network of their own, at the class's batch of
+    :data:`MEASURE_BATCHES` (fewer rows, not below the class's first, beyond CHECK_BUDGET
+    multiply-adds a step; not at all where even the class's first batch would pass it)."""
     on_blas: dict[int, list[bool]] = {}
     for batch, first in MEASURE_BATCHES:
         mine, theirs = [b <= first for b in layer], [b <= first for b in rule]
         on_blas[first] = mine
         if mine != theirs:
+            differ = [i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b]
+            start, stop = max(0, differ[0] - 1), min(len(rows), differ[-1] + 2)
+            sub = _sub_rows(rows, start, stop)
+            weights = sum(int(r[1]) * int(r[2]) for r in sub if r[0] == _walker.KIND_DENSE)
             if first * weights > CHECK_BUDGET:
-                continue        # too large to time whole within the budget: the layers' own choices
+                continue        # too large to time within the budget: the layers' own choices
             n = max(first, min(batch, CHECK_BUDGET // max(weights, 1)))
-            t_mine, t_rule = time_networks([(build, rows, dtype, layer, n), (build, rows, dtype, rule, n)])
+            t_mine, t_rule = time_networks([(build, sub, dtype, layer[start:stop], n),
+                                            (build, sub, dtype, rule[start:stop], n)])
             on_blas[first] = mine if t_mine < t_rule * MARGIN else theirs
     choices = []
     for i in range(len(rows)):

@@ -481,9 +481,22 @@ def test_layer_choices_are_checked_on_the_whole_network(monkeypatch):
         expected = rule + [TILES] if rule[0] == TILES else [BLAS, BLAS, TILES]
         key = f"rows:{build}:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"
         assert _planner._store.choices[key] == expected
-        checks = sorted(c[3] for c in timer.calls if c[0] == build and len(c[1]) == 3 and c[2] is not None)
+        # The 16x64 layer and the next one, as a network of their own.
+        checks = sorted(c[3] for c in timer.calls if c[0] == build and len(c[1]) == 2 and c[2] is not None)
         assert checks == ([32, 32, 128, 128] if rule[0] == TILES else [])
     assert list(model._net.row_blas_min_batch) == _planner._store.choices[
         f"rows:{model._plan.build}:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"]
     count = len(timer.calls)
     assert medium(seed=1)._plan.source == "cache" and len(timer.calls) == count
+
+
+def test_sub_rows_run_as_a_network_of_their_own():
+    """Rows 1:3 of a three-Dense plan: activation offsets from 0, the same parameters, a working walker."""
+    layers = [fastnn.Dense(16, 64), fastnn.ReLU(), fastnn.Dense(64, 32), fastnn.Tanh(), fastnn.Dense(32, 3)]
+    rows = _planner.walker_rows(layers)[0]
+    sub = _planner._sub_rows(rows, 1, 3)
+    assert sub[:, 5].tolist() == [0, 32] and sub[:, 3].tolist() == rows[1:3, 3].tolist()
+    for row_batch in (None, [TILES, BLAS]):
+        step = _planner._step(_walker.BUILDS[0], sub, np.dtype(np.float64), row_batch, 9)
+        step()
+        assert _planner.side_by_side([step])[0] > 0
