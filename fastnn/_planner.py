@@ -10,12 +10,16 @@ benchmark mode do, and remembers it:
   ``BLAS_MIN_WEIGHTS`` and both widths ``BLAS_MIN_WIDTH``, and a BLAS was
   found), a training step of that layer alone on fastnn's register tiles
   and on BLAS, in each build, at the batch sizes of :data:`MEASURE_BATCHES`
-  (32 and 128 rows): if BLAS wins at 32 rows it takes the layer from 8 rows
-  on; if only at 128, from 64 rows on (between the two); else never (the
+  (256, 128 and 32 rows, the largest first, the next only where BLAS won):
+  if BLAS wins at 32 rows it takes the layer from 8 rows on; if only from
+  128, from 64 rows on; if only at 256, from 192 rows on; else never (the
   batch-size classes of 8 rows or more, where the tiles run; below 8 rows
   the build's fixed rule holds: there the tiles do not run, and the
   builds' loops were within 5% of each other at batch 1 on a Zen 3). Layers
-  of :data:`ALWAYS_BLAS` weights or more take BLAS unmeasured.
+  of :data:`ALWAYS_BLAS` weights or more take BLAS unmeasured. Then, in
+  each class where the layers' choices differ from the build's fixed rule,
+  the rows around those that differ are timed together both ways, and
+  the layers' choices are kept only if faster (:func:`_checked`).
 - **the build**: a training step of the whole network in each build this
   CPU runs (within ``FASTNN_ISA``'s cap), with its layers' choices, at
   :data:`SMALL_BATCH` rows and at up to :data:`MEASURE_BATCH` rows (fewer
@@ -76,7 +80,7 @@ __all__ = ["Plan", "walker_rows", "plan_for", "tune", "forced", "mode", "cache_p
 
 #: The batch sizes a layer is timed at, and from which batch BLAS takes it if it wins there
 #: (and at every larger one timed).
-MEASURE_BATCHES = ((32, 8), (128, 64))
+MEASURE_BATCHES = ((32, 8), (128, 64), (256, 192))
 #: The layout of the cache file's choices (part of its key: another layout is measured anew).
 CACHE_FORMAT = 1
 #: A choice departs from the fixed plan's only when it is faster by this factor (a layer's

@@ -4,10 +4,13 @@ The walker (``fastnn/_walker.pxi``) is compiled up to three times: for the
 compiler's baseline instruction set (SSE2 on x86-64) and, on x86-64 with
 GCC or Clang, with AVX2 and with AVX-512 (F, VL, DQ, BW), whose vectors are
 two and four times as wide. On the same path (each Dense layer on BLAS, or
-on fastnn's own loops) all builds give bit-identical results (no fused
-multiply-add; every sum has a fixed order, whatever the vector width); the
-point from which a layer takes BLAS depends on the build (each exports its
-own ``BLAS_MIN_WEIGHTS_TILED``, the default of its ``Network``).
+on fastnn's own loops) every sum has a fixed order, whatever the vector
+width: the AVX2 and AVX-512 builds, whose register tiles fuse each
+multiply-add (``TILE_FMA``), give each other's bits, the baseline build
+(a multiply and an add) its own, equal to theirs to rounding; a build
+compiled with ``FASTNN_TILE_FMA=0`` gives the baseline's bits. The point
+from which a layer takes BLAS depends on the build (each exports its own
+``BLAS_MIN_WEIGHTS_TILED``, the default of its ``Network``).
 
 ``FASTNN_ISA`` in the environment caps the choice: ``auto`` (the default)
 takes the widest build the CPU runs, ``avx2`` at most the AVX2 build,

@@ -103,10 +103,10 @@ def test_measured_plan_follows_the_measurements_and_is_cached(monkeypatch):
         assert list(model._net.row_blas_min_batch) == [TILES, BLAS, TILES]
         timed_layers = {(c[0], c[1][0][1], c[1][0][2]) for c in timer.calls if len(c[1]) == 1}
         assert timed_layers == {(b, 16, 64) for b in builds} | {(b, 64, 64) for b in builds}
-        # 128 rows, then 32 rows where BLAS won at 128.
+        # 256 rows, then 128 and 32 rows where BLAS won at the larger batch.
         assert (sorted(c[3] for c in timer.calls if len(c[1]) == 1 and c[1][0][1] == 64)
-                == sorted([32, 32, 128, 128] * len(builds)))
-        assert sorted(c[3] for c in timer.calls if len(c[1]) == 1 and c[1][0][1] == 16) == [128, 128] * len(builds)
+                == sorted([32, 32, 128, 128, 256, 256] * len(builds)))
+        assert sorted(c[3] for c in timer.calls if len(c[1]) == 1 and c[1][0][1] == 16) == [256, 256] * len(builds)
     with open(_planner.cache_path()) as f:
         saved = json.load(f)
     assert saved["key"] == _planner.cache_key()
@@ -483,7 +483,7 @@ def test_layer_choices_are_checked_on_the_whole_network(monkeypatch):
         assert _planner._store.choices[key] == expected
         # The 16x64 layer and the next one, as a network of their own.
         checks = sorted(c[3] for c in timer.calls if c[0] == build and len(c[1]) == 2 and c[2] is not None)
-        assert checks == ([32, 32, 128, 128] if rule[0] == TILES else [])
+        assert checks == ([32, 32, 128, 128, 256, 256] if rule[0] == TILES else [])
     assert list(model._net.row_blas_min_batch) == _planner._store.choices[
         f"rows:{model._plan.build}:{_planner._shape_key(model._net.plan, np.dtype(np.float64))}"]
     count = len(timer.calls)
