@@ -605,8 +605,9 @@ def _measure_network(key: str, rows: np.ndarray, dtype: np.dtype, again: bool) -
             chosen = next(iter(candidates))
         else:
             batches = sorted({SMALL_BATCH, _network_batch(rows)})
-            times = {build: float(np.prod([time_network(build, rows, dtype, tiled, batch) for batch in batches]))
-                     for build, tiled in candidates.items()}
+            specs = [(build, rows, dtype, tiled, batch) for build, tiled in candidates.items() for batch in batches]
+            timed = iter(time_networks(specs))
+            times = {build: float(np.prod([next(timed) for _ in batches])) for build in candidates}
             chosen = min(times, key=lambda build: times[build])
             if _walker.ISA in times and times[chosen] >= times[_walker.ISA] * MARGIN ** len(batches):
                 chosen = _walker.ISA    # not clearly faster: the fixed plan's build

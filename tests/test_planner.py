@@ -500,3 +500,25 @@ def test_sub_rows_run_as_a_network_of_their_own():
         step = _planner._step(_walker.BUILDS[0], sub, np.dtype(np.float64), row_batch, 9)
         step()
         assert _planner.side_by_side([step])[0] > 0
+
+
+@pytest.mark.parametrize("faster", [False, True])
+def test_the_build_is_timed_side_by_side_where_several_run(monkeypatch, faster):
+    """Every build this CPU runs as a candidate (the baseline included, to run here on any x86-64):
+    the whole network timed in each, at SMALL_BATCH rows and at up to MEASURE_BATCH, in one call;
+    another build than the fixed plan's only if faster by MARGIN."""
+    monkeypatch.setattr(_planner, "_candidate_builds", lambda: _walker.BUILDS)
+    other = _walker.BUILDS[0]
+    timer = FakeTimer(network=lambda build: (0.5 if faster else 0.99) if build == other else 1.0)
+    batches = []
+    def time_networks(specs):
+        batches.append(sorted({(spec[0], spec[4]) for spec in specs}))
+        return timer(specs)
+    monkeypatch.setattr(_planner, "time_networks", time_networks)
+    model = medium()
+    expected = other if faster else _walker.ISA
+    assert model._plan.build == expected and model._plan.source == "measured"
+    assert type(model._net).__module__ == f"fastnn._walker_{expected}"
+    whole = [call for call in batches if len(call) == 2 * len(_walker.BUILDS)]
+    assert whole == [sorted((build, batch) for build in _walker.BUILDS
+                            for batch in (_planner.SMALL_BATCH, _planner.MEASURE_BATCH))] or len(_walker.BUILDS) == 1
