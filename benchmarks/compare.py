@@ -576,12 +576,18 @@ def main(argv=None) -> int:
     return 0
 
 
-#: The estimator tasks of --estimators: (task, solver, estimator settings). Each runs
-#: fastnn's estimator and scikit-learn's on the same data with the same settings.
+#: The estimator tasks of --estimators: (task, solver, estimator settings, fastnn's own
+#: settings). Each runs fastnn's estimator and scikit-learn's on the same data with the same
+#: settings; the float32 rows give fastnn's estimator dtype=float32 besides (scikit-learn's
+#: network computes in float64 on this float64 data).
+_DIGITS = dict(hidden_layer_sizes=(64,), max_iter=200, random_state=0)
+_FRIEDMAN = dict(hidden_layer_sizes=(64, 64), max_iter=200, random_state=0)
 ESTIMATOR_TASKS = (
-    ("digits", "adam", dict(hidden_layer_sizes=(64,), solver="adam", max_iter=50, random_state=0)),
-    ("digits", "lbfgs", dict(hidden_layer_sizes=(64,), solver="lbfgs", max_iter=200, random_state=0)),
-    ("friedman1", "lbfgs", dict(hidden_layer_sizes=(64, 64), solver="lbfgs", max_iter=200, random_state=0)),
+    ("digits", "adam", dict(hidden_layer_sizes=(64,), solver="adam", max_iter=50, random_state=0), {}),
+    ("digits", "lbfgs", dict(_DIGITS, solver="lbfgs"), {}),
+    ("friedman1", "lbfgs", dict(_FRIEDMAN, solver="lbfgs"), {}),
+    ("digits", "lbfgs", dict(_DIGITS, solver="lbfgs"), {"dtype": "float32"}),
+    ("friedman1", "lbfgs", dict(_FRIEDMAN, solver="lbfgs"), {"dtype": "float32"}),
 )
 
 
@@ -616,10 +622,11 @@ def estimator_rows(repeat: int) -> list[dict]:
     from sklearn.exceptions import ConvergenceWarning
 
     rows = []
-    for task, solver, settings in ESTIMATOR_TASKS:
+    for task, solver, settings, own in ESTIMATOR_TASKS:
         X_train, X_test, y_train, y_test, classifier = _estimator_data(task)
         kind = "MLPClassifier" if classifier else "MLPRegressor"
-        makers = {"fastnn": getattr(fastnn, kind), "sklearn": getattr(neural_network, kind)}
+        makers = {"fastnn": functools.partial(getattr(fastnn, kind), **own),
+                  "sklearn": getattr(neural_network, kind)}
         times: dict = {"fastnn": [], "sklearn": []}
         cpu_times: dict = {"fastnn": [], "sklearn": []}
         scores = {}
@@ -633,7 +640,8 @@ def estimator_rows(repeat: int) -> list[dict]:
                     times[who].append(time.perf_counter() - start)
                     cpu_times[who].append(time.process_time() - cpu_start)
                 scores[who] = float(estimator.score(X_test, y_test))
-        rows.append({"task": task, "estimator": kind, "solver": solver, "settings": repr(settings),
+        name = kind + "".join(f", fastnn {key}={value}" for key, value in own.items())
+        rows.append({"task": task, "estimator": name, "solver": solver, "settings": repr(settings),
                      "fastnn_s": statistics.median(times["fastnn"]), "sklearn_s": statistics.median(times["sklearn"]),
                      "fastnn_score": scores["fastnn"], "sklearn_score": scores["sklearn"],
                      "fastnn_cpu_s": statistics.median(cpu_times["fastnn"]),
