@@ -500,15 +500,18 @@ class _BaseMLP(BaseEstimator):
         optimizer = LBFGS(max_iter=params["max_iter"], tol=params["tol"] / scale, max_fun=params["max_fun"],
                           l2=params["alpha"] / (scale * total))
 
-
         def to_loss(objective: float) -> float:     # F, from fastnn's objective at the current weights
             squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
             return (self._loss_curve_factor * (objective - 0.5 * optimizer.l2 * squared_norm)
                     + 0.5 * params["alpha"] / total * squared_norm)
 
         progress = [_LBFGSProgress(to_loss)] if params["verbose"] else []
-        history = self.model_.fit(X, y, loss=self._loss, optimizer=optimizer, sample_weight=sample_weight,
-                                  callbacks=progress)
+        try:
+            history = self.model_.fit(X, y, loss=self._loss, optimizer=optimizer, sample_weight=sample_weight,
+                                      callbacks=progress)
+        except FloatingPointError as exc:      # scikit-learn's message, where its users match on it
+            raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
+                             f"values and need to be preprocessed. ({exc})") from exc
         for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
             vars(self).pop(name, None)      # scikit-learn's lbfgs keeps none of these
         self.n_iter_ = history.n_iter

@@ -171,6 +171,13 @@ def test_float32_trains_in_float32():
     assert estimator.score(X, y) > 0.9
 
 
+def test_a_diverging_fit_says_what_scikit_learn_says():
+    X, y = regression()
+    estimator = fastnn.MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0)
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        estimator.fit(X, y * 1e200)
+
+
 @pytest.mark.parametrize("value, error", [(0, ValueError), (1.5, TypeError), ("many", TypeError)])
 def test_bad_max_fun_is_refused_by_name(value, error):
     X, y = regression()
