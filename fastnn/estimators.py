@@ -116,6 +116,7 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6, where it is the es
     validate_data = None
 
 
+from fastnn._lbfgs import LBFGSHistory
 from fastnn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.model import Sequential
@@ -512,8 +513,9 @@ class _BaseMLP(BaseEstimator):
         except FloatingPointError as exc:      # scikit-learn's message, where its users match on it
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
                              f"values and need to be preprocessed. ({exc})") from exc
+        assert isinstance(history, LBFGSHistory)        # what fit returns for an LBFGS
         for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
-            vars(self).pop(name, None)      # scikit-learn's lbfgs keeps none of these
+            self.__dict__.pop(name, None)      # scikit-learn's lbfgs keeps none of these
         self.n_iter_ = history.n_iter
         self.loss_ = to_loss(history.final_loss)
         if not history.converged:      # scikit-learn's warning (sklearn.utils.optimize._check_optimize_result)
