@@ -413,8 +413,10 @@ class Sequential:
             The model keeps its state (momentum, moments): it carries over
             between ``fit`` and ``train_step`` calls with the same optimizer,
             a warm start. :class:`fastnn.LBFGS` trains on the full batch
-            instead (see :meth:`_fit_lbfgs` below: one iteration is one
-            "epoch" of the history and the callbacks).
+            instead: one iteration is one "epoch" of the history and the
+            callbacks, ``epochs`` must stay 1 and ``batch_size`` None, and
+            the History returned has ``n_evaluations``, ``status``,
+            ``converged``, ``message`` and ``final_loss`` besides.
         epochs : int, default 1
         batch_size : int or None, default None
             Samples per step; None (or a size larger than the data) means
