@@ -84,8 +84,9 @@ def _parse_args(argv=None):
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even if installed")
     parser.add_argument("--no-sklearn", action="store_true", help="leave scikit-learn out even if installed")
     parser.add_argument("--estimators", action="store_true",
-                        help="also time fastnn.MLPClassifier against scikit-learn's MLPClassifier on the digits "
-                             "data scikit-learn ships (fit time and test accuracy, same settings)")
+                        help="also time fastnn's estimators against scikit-learn's, same data and settings: "
+                             "digits with solver='adam' and 'lbfgs', Friedman #1 with 'lbfgs' (ESTIMATOR_TASKS; "
+                             "fit time and test score)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be a positive integer, got {args.repeat}")
@@ -575,40 +576,91 @@ def main(argv=None) -> int:
     return 0
 
 
-def _compare_estimators(repeat: int) -> str:
-    """fastnn.MLPClassifier against scikit-learn's on digits: median fit time and accuracy."""
+#: The estimator tasks of --estimators: (task, solver, estimator settings, fastnn's own
+#: settings). Each runs fastnn's estimator and scikit-learn's on the same data with the same
+#: settings; the float32 rows give fastnn's estimator dtype=float32 besides (scikit-learn's
+#: network computes in float64 on this float64 data).
+_DIGITS = dict(hidden_layer_sizes=(64,), max_iter=200, random_state=0)
+_FRIEDMAN = dict(hidden_layer_sizes=(64, 64), max_iter=200, random_state=0)
+ESTIMATOR_TASKS = (
+    ("digits", "adam", dict(hidden_layer_sizes=(64,), solver="adam", max_iter=50, random_state=0), {}),
+    ("digits", "lbfgs", dict(_DIGITS, solver="lbfgs"), {}),
+    ("friedman1", "lbfgs", dict(_FRIEDMAN, solver="lbfgs"), {}),
+    ("digits", "lbfgs", dict(_DIGITS, solver="lbfgs"), {"dtype": "float32"}),
+    ("friedman1", "lbfgs", dict(_FRIEDMAN, solver="lbfgs"), {"dtype": "float32"}),
+)
+
+
+def _estimator_data(task: str):
+    """(X_train, X_test, y_train, y_test, classifier?) of a task: the digits scaled to [0, 1]
+    (stratified 75/25 split), or Friedman #1 with 2,000 samples, noise 1 (75/25 split)."""
+    from sklearn.datasets import load_digits, make_friedman1
+    from sklearn.model_selection import train_test_split
+
+    if task == "digits":
+        X, y = load_digits(return_X_y=True)
+        return (*train_test_split(X / 16, y, random_state=0, stratify=y), True)
+    X, y = make_friedman1(n_samples=2000, noise=1.0, random_state=0)
+    return (*train_test_split(X, y, random_state=0), False)
+
+
+def estimator_rows(repeat: int) -> list[dict]:
+    """Median fit times and test scores (accuracy, or R^2) of fastnn's estimators and
+    scikit-learn's, one row per task: the rows of the "estimators" list of compare.json.
+
+    The two fits alternate, ``max(3, min(repeat, 7))`` times each, so that a change in the
+    machine's load falls on both alike. Besides the wall-clock medians of the schema
+    (``fastnn_s``, ``sklearn_s``), each row holds the medians of the process's CPU time
+    (``fastnn_cpu_s``, ``sklearn_cpu_s``: one thread, so the time the fit ran on a core),
+    which a loaded machine disturbs less."""
     import statistics
     import time
     import warnings
 
     import fastnn
-    from sklearn.datasets import load_digits
+    from sklearn import neural_network
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
-    from sklearn.neural_network import MLPClassifier
 
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X / 16, y, random_state=0, stratify=y)
-    settings = dict(hidden_layer_sizes=(64,), solver="adam", max_iter=50, random_state=0)
     rows = []
-    for name, make in [("fastnn.MLPClassifier", lambda: fastnn.MLPClassifier(**settings)),
-                       ("fastnn.MLPClassifier, float32", lambda: fastnn.MLPClassifier(**settings, dtype="float32")),
-                       ("sklearn MLPClassifier", lambda: MLPClassifier(**settings))]:
-        times = []
+    for task, solver, settings, own in ESTIMATOR_TASKS:
+        X_train, X_test, y_train, y_test, classifier = _estimator_data(task)
+        kind = "MLPClassifier" if classifier else "MLPRegressor"
+        makers = {"fastnn": functools.partial(getattr(fastnn, kind), **own),
+                  "sklearn": getattr(neural_network, kind)}
+        times: dict = {"fastnn": [], "sklearn": []}
+        cpu_times: dict = {"fastnn": [], "sklearn": []}
+        scores = {}
         for _ in range(max(3, min(repeat, 7))):
-            estimator = make()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                start = time.perf_counter()
-                estimator.fit(X_train, y_train)
-                times.append(time.perf_counter() - start)
-        rows.append((name, statistics.median(times), estimator.score(X_test, y_test)))
-    sklearn_time = rows[-1][1]
-    lines = ["Estimators on digits (hidden_layer_sizes=(64,), solver='adam', max_iter=50, random_state=0; "
-             "X/16, stratified 75/25 split; median fit time):", "",
-             "| estimator | fit s | test accuracy | fit speed-up vs scikit-learn |", "|---|---:|---:|---:|"]
-    for name, seconds, accuracy in rows:
-        lines.append(f"| {name} | {seconds:.3f} | {accuracy:.4f} | {sklearn_time / seconds:.2f}x |")
+            for who, make in makers.items():
+                estimator = make(**settings)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    estimator.fit(X_train, y_train)
+                    times[who].append(time.perf_counter() - start)
+                    cpu_times[who].append(time.process_time() - cpu_start)
+                scores[who] = float(estimator.score(X_test, y_test))
+        name = kind + "".join(f", fastnn {key}={value}" for key, value in own.items())
+        rows.append({"task": task, "estimator": name, "solver": solver, "settings": repr(settings),
+                     "fastnn_s": statistics.median(times["fastnn"]), "sklearn_s": statistics.median(times["sklearn"]),
+                     "fastnn_score": scores["fastnn"], "sklearn_score": scores["sklearn"],
+                     "fastnn_cpu_s": statistics.median(cpu_times["fastnn"]),
+                     "sklearn_cpu_s": statistics.median(cpu_times["sklearn"])})
+    return rows
+
+
+def _compare_estimators(repeat: int) -> str:
+    """The markdown table of :func:`estimator_rows`."""
+    lines = ["Estimators, fastnn against scikit-learn (same data, same settings, random_state=0; digits: X/16, "
+             "stratified 75/25 split, test accuracy; friedman1: make_friedman1(2000, noise=1), 75/25 split, "
+             "test R^2; median fit time, fits alternating; CPU: the process's CPU time):", "",
+             "| task | estimator | settings | fastnn fit s | scikit-learn fit s | speed-up | speed-up (CPU) "
+             "| fastnn score | scikit-learn score |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in estimator_rows(repeat):
+        lines.append(f"| {row['task']} | {row['estimator']} | {row['settings']} | {row['fastnn_s']:.3f} | "
+                     f"{row['sklearn_s']:.3f} | {row['sklearn_s'] / row['fastnn_s']:.2f}x | "
+                     f"{row['sklearn_cpu_s'] / row['fastnn_cpu_s']:.2f}x | "
+                     f"{row['fastnn_score']:.4f} | {row['sklearn_score']:.4f} |")
     return "\n".join(lines)
 
 

@@ -279,6 +279,20 @@ cdef inline Py_ssize_t _y_width(const NetC* net, const LossC* loss) noexcept nog
     return 1 if loss.kind == LOSS_CROSS_ENTROPY else net.n_out
 
 
+cdef inline double _batch_loss(
+    const NetC* net, const LossC* lossc, const floating* acts, const floating* yT, const floating* w,
+    floating* g_a, Py_ssize_t n, double* weight_sum,
+) noexcept nogil:
+    """The loss of the batch whose forward pass is in ``acts``, and its gradient with
+    respect to the network's output into ``g_a`` (feature-major, n_out * n values)."""
+    if lossc.kind == LOSS_MSE and not lossc.weighted:
+        # The common case: one flat, vectorised pass (the output block is contiguous).
+        weight_sum[0] = n
+        return mse_loss_grad_kernel(acts + n * _last_act(net), yT, g_a, n * net.n_out)
+    return loss_grad_kernel(lossc.kind, lossc.param, acts + n * _last_act(net), yT,
+                            w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
+
+
 cdef int _train_step(
     const NetC* net, floating* params, floating* grads, floating* work, Py_ssize_t n,
     Opt* opt, floating* buf1, floating* buf2, const LossC* lossc, double* weight_sum,
@@ -297,13 +311,7 @@ cdef int _train_step(
     cdef floating* scratch = g_a + n * net.max_width
     cdef double loss
     _forward(net, params, XT, acts, n)
-    if lossc.kind == LOSS_MSE and not lossc.weighted:
-        # The common case: one flat, vectorised pass (the output block is contiguous).
-        loss = mse_loss_grad_kernel(acts + n * _last_act(net), yT, g_a, n * net.n_out)
-        weight_sum[0] = n
-    else:
-        loss = loss_grad_kernel(lossc.kind, lossc.param, acts + n * _last_act(net), yT,
-                                w if lossc.weighted else NULL, g_a, n, net.n_out, 1, n, weight_sum)
+    loss = _batch_loss(net, lossc, acts, yT, w, g_a, n, weight_sum)
     if not isfinite(loss):
         return BAD_LOSS_
     if keep_grads:
@@ -391,6 +399,86 @@ cdef int _train_epoch(
         mean_out[0] = total / total_weight if total_weight > 0 else 0.0
     else:
         mean_out[0] = running
+    return OK_
+
+
+cdef double _l2_penalty(const NetC* net, const floating* params, floating* grads, double l2) noexcept nogil:
+    """l2 / 2 * the sum of every Dense weight squared (not the biases); adds l2 * W to
+    the weights' gradients."""
+    cdef Py_ssize_t l, i, size
+    cdef const Py_ssize_t* rec
+    cdef const floating* W
+    cdef floating* dW
+    cdef floating scale = <floating>l2
+    cdef double total = 0.0
+    for l in range(net.n_rows):
+        rec = net.plan + l * N_FIELDS
+        if rec[KIND] != KIND_DENSE_:
+            continue
+        W = params + rec[W_OFF]
+        dW = grads + rec[W_OFF]
+        size = rec[IN] * rec[OUT]
+        for i in range(size):
+            total += <double>W[i] * <double>W[i]
+            dW[i] += scale * W[i]
+    return 0.5 * l2 * total
+
+
+cdef int _loss_grad(
+    const NetC* net, const floating* params, floating* grads, floating* part, const floating* X,
+    const floating* y, const floating* w, Py_ssize_t n, Py_ssize_t batch_size, floating* work,
+    const LossC* lossc, double l2, double* loss_out,
+) noexcept nogil:
+    """The loss over all ``n`` rows, and its gradient with respect to every parameter into
+    ``grads``, ``batch_size`` rows at a time through the workspace (the L-BFGS objective).
+
+    Each chunk's loss and output gradient are its own weighted mean (over its weight
+    sum, as ``_train_step`` takes them); the chunk counts with its share of the
+    total weight, ``wsum / total``, its output gradient scaled by it before the
+    backward pass (not at all when one chunk holds every row), so that the result
+    is the full batch's loss and gradient to rounding. A later chunk's gradient
+    goes to ``part`` (n_params values) and is added to ``grads``. Plus
+    ``_l2_penalty``. Returns OK_ with the loss in ``loss_out``, or BAD_LOSS_.
+    The data must be valid (checked by the caller: finite, labels in range,
+    weights >= 0 with a positive sum).
+    """
+    cdef Py_ssize_t start = 0, nb, i
+    cdef double total = 0.0, loss, wsum, share, value = 0.0
+    cdef floating scale
+    cdef floating* XT
+    cdef floating* acts
+    cdef floating* g_a
+    if lossc.weighted:
+        for i in range(n):
+            total += w[i]
+    else:
+        total = n
+    while start < n:
+        nb = batch_size if batch_size < n - start else n - start
+        _load_batch(net, lossc, X, y, w, NULL, start, nb, work)
+        XT = work
+        acts = XT + nb * (net.n_in + net.n_out + 1)
+        g_a = acts + nb * net.acts_width
+        _forward(net, params, XT, acts, nb)
+        loss = _batch_loss(net, lossc, acts, XT + nb * net.n_in, XT + nb * (net.n_in + net.n_out), g_a, nb, &wsum)
+        if not isfinite(loss):
+            return BAD_LOSS_
+        share = wsum / total
+        if nb < n:
+            scale = <floating>share
+            for i in range(nb * net.n_out):
+                g_a[i] *= scale
+        _backward(net, params, grads if start == 0 else part, XT, acts, nb, g_a, g_a + nb * net.max_width)
+        if start > 0:
+            for i in range(net.n_params):
+                grads[i] += part[i]
+        value += loss * share
+        start += nb
+    if l2 != 0:
+        value += _l2_penalty(net, params, grads, l2)
+    if not isfinite(value):
+        return BAD_LOSS_
+    loss_out[0] = value
     return OK_
 
 
@@ -490,6 +578,7 @@ cdef enum:
     ENTRY_PREDICT = 0
     ENTRY_STEP = 1
     ENTRY_EPOCH = 2
+    ENTRY_LOSS_GRAD = 3
 
 
 cdef struct Call:
@@ -505,11 +594,13 @@ cdef struct Call:
     void* out                   # ENTRY_PREDICT: (n, n_out)
     void* buf1
     void* buf2
+    void* part                  # ENTRY_LOSS_GRAD: a later chunk's gradient (n_params), or NULL
+    double l2                   # ENTRY_LOSS_GRAD: the L2 factor of the Dense weights
     Opt* opt
     LossC loss
     Py_ssize_t n                # rows of X
-    Py_ssize_t batch_size       # ENTRY_EPOCH: rows per step; ENTRY_PREDICT: rows per chunk
-    double loss_value           # OUT: the step's loss, or the epoch's mean loss
+    Py_ssize_t batch_size       # ENTRY_EPOCH: rows per step; ENTRY_PREDICT, ENTRY_LOSS_GRAD: rows per chunk
+    double loss_value           # OUT: the step's loss, the epoch's mean loss, or the whole data's loss
     Py_ssize_t done             # OUT: ENTRY_EPOCH's samples used
 
 
@@ -523,6 +614,10 @@ cdef int _run_typed(const NetC* net, Call* c, floating dtype) noexcept nogil:
         return _step_on(net, <floating*>c.params, <floating*>c.grads, <const floating*>c.X,
                         <const floating*>c.y, c.labels, <const floating*>c.w, <floating*>c.work, c.n,
                         c.opt, <floating*>c.buf1, <floating*>c.buf2, &c.loss, &c.loss_value)
+    if c.entry == ENTRY_LOSS_GRAD:
+        return _loss_grad(net, <const floating*>c.params, <floating*>c.grads, <floating*>c.part,
+                          <const floating*>c.X, <const floating*>c.y, <const floating*>c.w, c.n, c.batch_size,
+                          <floating*>c.work, &c.loss, c.l2, &c.loss_value)
     return _train_epoch(net, <floating*>c.params, <floating*>c.grads, <const floating*>c.X,
                         <const floating*>c.y, <const floating*>c.w, c.n, c.order, c.batch_size,
                         <floating*>c.work, c.opt, <floating*>c.buf1, <floating*>c.buf2, &c.loss,
@@ -622,7 +717,7 @@ cdef class Network:
 
     cdef NetC net
     cdef readonly object plan, params, grads, fn_params
-    cdef object work, grad_backup, row_batch
+    cdef object work, grad_backup, grad_part, row_batch
     cdef Py_ssize_t work_size
     cdef int typenum
     cdef readonly str blas_source
@@ -685,6 +780,7 @@ cdef class Network:
         self.net.plan = <const Py_ssize_t*>cnp.PyArray_DATA(self.plan)
         self.net.fn_params = <const double*>cnp.PyArray_DATA(self.fn_params)
         self.grad_backup = None
+        self.grad_part = None
         self.net.grad_backup = NULL
         self.net.n_rows = rows.shape[0]
         self.net.n_params = params.shape[0]
@@ -1003,4 +1099,53 @@ cdef class Network:
             status = _run(&self.net, &c)
         self.last_loss = c.loss_value if status == OK_ else NAN
         self.last_done = c.done
+        return status
+
+    def loss_grad(self, X, y, Py_ssize_t batch_size, str loss="mse", double loss_param=0.0,
+                  sample_weight=None, double l2=0.0):
+        """The loss over all of X and y, and its gradient into ``grads``, in one nogil call.
+
+        ``X``, ``y`` and ``sample_weight`` must already be valid (this only checks
+        that they fit, as ``train_epoch``); they are taken ``batch_size`` rows at a
+        time, each chunk weighted by its share of the total weight, so that the
+        result is the full batch's to rounding. ``l2``: adds ``l2 / 2 * sum(W**2)``
+        over the Dense weights (not the biases) to the loss and ``l2 * W`` to their
+        gradients. Returns a status: after ``OK``, ``last_loss`` is the loss and
+        ``grads`` its gradient; after ``BAD_LOSS`` (a loss that is not finite),
+        ``grads`` holds partial sums. The parameters are never changed.
+        """
+        cdef Call c
+        cdef int status
+        if loss not in LOSS_CODES:
+            raise ValueError(f"loss must be one of {sorted(LOSS_CODES)}, got {loss!r}")
+        c.loss.kind = LOSS_CODES[loss]
+        c.loss.param = loss_param
+        c.loss.weighted = sample_weight is not None
+        if not self._fits_X(X):
+            raise ValueError("X must be a valid, non-empty C-contiguous array of the network's dtype")
+        c.n = _dim(X, 0)
+        if not self._fits_targets(y, sample_weight, c.n, &c.loss):
+            raise ValueError("y and sample_weight must be C-contiguous arrays matching X and the network")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not (l2 >= 0 and isfinite(l2)):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
+        c.entry = ENTRY_LOSS_GRAD
+        c.batch_size = min(batch_size, c.n)
+        c.l2 = l2
+        c.params = cnp.PyArray_DATA(self.params)
+        c.grads = cnp.PyArray_DATA(self.grads)
+        c.part = NULL
+        if c.batch_size < c.n:
+            if self.grad_part is None:
+                self.grad_part = np.empty(max(self.params.shape[0], 1), dtype=self.params.dtype)
+            c.part = cnp.PyArray_DATA(self.grad_part)
+        c.X = cnp.PyArray_DATA(X)
+        c.y = cnp.PyArray_DATA(y)
+        c.w = NULL if sample_weight is None else cnp.PyArray_DATA(sample_weight)
+        c.work = self._workspace(c.batch_size)
+        c.loss_value = NAN
+        with nogil:
+            status = _run(&self.net, &c)
+        self.last_loss = c.loss_value if status == OK_ else NAN
         return status

@@ -138,3 +138,14 @@ class Network:
         loss_param: float = 0.0,
         sample_weight: Any = None,
     ) -> int: ...
+    def loss_grad(
+        self,
+        X: Any,
+        y: Any,
+        batch_size: int,
+        loss: str = "mse",
+        loss_param: float = 0.0,
+        sample_weight: Any = None,
+        l2: float = 0.0,
+    ) -> int:
+        """The loss over all of X and y (``last_loss``) and its gradient into ``grads``."""

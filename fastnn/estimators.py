@@ -59,7 +59,14 @@ the last, shorter batch of an epoch gets the decay of a full one
 beta_2**t)``, larger in the first steps. Where a gradient is near zero that
 shows: with the default ``epsilon=1e-8`` the loss curves part in the 4th
 digit after some epochs, with a negligible ``epsilon`` they agree to
-rounding. ``solver="lbfgs"`` is not offered.
+rounding.
+
+``solver="lbfgs"`` trains with :class:`fastnn.LBFGS` (SciPy's L-BFGS-B on
+the whole data, one compiled loss-and-gradient call per evaluation; see
+``_BaseMLP._fit_lbfgs``): ``max_iter`` counts iterations, ``max_fun``
+evaluations, ``tol`` is L-BFGS-B's ``gtol`` and ``alpha`` penalises the
+weights only, as in scikit-learn. There is no ``loss_curve_`` and no
+``partial_fit`` then; ``verbose`` prints a line per iteration.
 
 ``loss_curve_`` is on scikit-learn's scale, so that ``tol`` means the same:
 each entry is the epoch's mean training loss as fastnn reports it
@@ -94,6 +101,7 @@ try:
     from sklearn.metrics import r2_score  # type: ignore[import-untyped]
     from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
     from sklearn.utils import check_random_state  # type: ignore[import-untyped]
+    from sklearn.utils.metaestimators import available_if  # type: ignore[import-untyped]
     from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
     from sklearn.utils.validation import check_is_fitted, column_or_1d  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - only without scikit-learn
@@ -108,10 +116,11 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6, where it is the es
     validate_data = None
 
 
+from fastnn._lbfgs import LBFGSHistory
 from fastnn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
 from fastnn.model import Sequential
-from fastnn.optimizers import SGD, Adam, Optimizer
+from fastnn.optimizers import LBFGS, SGD, Adam, Optimizer
 from fastnn.validation import (
     as_numeric_array,
     check_bool,
@@ -125,7 +134,7 @@ from fastnn.validation import (
 __all__ = ["MLPRegressor", "MLPClassifier"]
 
 _ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
-_SOLVERS = ("sgd", "adam")
+_SOLVERS = ("sgd", "adam", "lbfgs")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
 
@@ -184,6 +193,25 @@ def _check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | N
     return check_sample_weight(weights, n_samples, dtype)
 
 
+def _stochastic_solver(estimator) -> bool:
+    """``partial_fit`` is there for "sgd" and "adam" only, as in scikit-learn."""
+    if estimator.solver not in ("sgd", "adam"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. {estimator.solver} "
+                             "is not stochastic.")
+    return True
+
+
+class _LBFGSProgress:
+    """``verbose`` for solver="lbfgs": a line per iteration with the loss on scikit-learn's
+    scale (``to_loss`` of fastnn's objective)."""
+
+    def __init__(self, to_loss):
+        self.to_loss = to_loss
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        print(f"Iteration {epoch}, loss = {self.to_loss(logs['loss']):.8f}", flush=True)
+
+
 @dataclass
 class _Run:
     """What one call of ``fit`` or ``partial_fit`` trains on, fixed for all its epochs."""
@@ -230,6 +258,7 @@ class _BaseMLP(BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         dtype=np.float64,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -254,14 +283,13 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dtype = dtype
 
     # -- parameters -------------------------------------------------------------------------
 
     def _check_params(self) -> dict:
         """The parameters, checked, as the training loop uses them."""
-        if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not offered by fastnn's estimators; use 'adam' or 'sgd'")
         unit = dict(low=0.0, high=1.0, high_open=True)      # [0, 1)
         return dict(
             hidden_layer_sizes=_check_hidden_layer_sizes(self.hidden_layer_sizes),
@@ -286,6 +314,7 @@ class _BaseMLP(BaseEstimator):
             beta_2=check_number(self.beta_2, "beta_2", **unit),
             epsilon=check_number(self.epsilon, "epsilon", low=0.0, low_open=True),
             n_iter_no_change=_check_n_iter_no_change(self.n_iter_no_change),
+            max_fun=check_int(self.max_fun, "max_fun", low=1),
             dtype=check_float_dtype(self.dtype, "dtype"),
         )
 
@@ -419,7 +448,10 @@ class _BaseMLP(BaseEstimator):
             self._learning_rate = params["learning_rate_init"]
         else:
             self._continue(params, X.shape[1], n_outputs, incremental)
-        self._fit_stochastic(params, X, y, sample_weight, random_state, incremental)
+        if params["solver"] == "lbfgs":
+            self._fit_lbfgs(params, X, y, sample_weight)
+        else:
+            self._fit_stochastic(params, X, y, sample_weight, random_state, incremental)
         return self
 
     def _continue(self, params: dict, n_features: int, n_outputs: int, incremental: bool) -> None:
@@ -432,10 +464,13 @@ class _BaseMLP(BaseEstimator):
                 f"{self._architecture_}; these data and parameters ask for {architecture}")
         if not incremental or not hasattr(self, "_learning_rate"):
             self._learning_rate = params["learning_rate_init"]
-        if params["early_stopping"] and self.validation_scores_ is None:
+        # (getattr: after a solver="lbfgs" fit, which keeps none of them)
+        if params["early_stopping"] and getattr(self, "validation_scores_", None) is None:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
-        if not params["early_stopping"] and self.best_loss_ is None:
+        if not params["early_stopping"] and getattr(self, "best_loss_", None) is None:
             self.best_loss_ = np.inf
+        if not hasattr(self, "loss_curve_"):
+            self.loss_curve_ = []
 
     def _fit_stochastic(self, params, X, y, sample_weight, random_state, incremental) -> None:
         """scikit-learn's mini-batch loop: up to ``max_iter`` epochs (one for ``partial_fit``)."""
@@ -451,6 +486,45 @@ class _BaseMLP(BaseEstimator):
                               "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         if params["early_stopping"]:
             self.model_.set_parameters(self._best_params)
+
+    def _fit_lbfgs(self, params, X, y, sample_weight) -> None:
+        """scikit-learn's ``solver="lbfgs"``: :class:`fastnn.LBFGS` on the whole data.
+
+        scikit-learn minimises ``F = L + alpha / (2 * S) * ||W||^2`` (``L`` its loss,
+        ``S`` the number of samples, or their weight sum) with SciPy's L-BFGS-B and
+        ``gtol=tol``, but its gradient is ``c`` times fastnn's (module docstring), so
+        fastnn minimises ``F / c`` on fastnn's loss: ``l2 = alpha / (c * S)``,
+        ``gtol = tol / c``. ``loss_`` is ``F`` at the end.
+        """
+        scale = self._gradient_scale()
+        total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
+        optimizer = LBFGS(max_iter=params["max_iter"], tol=params["tol"] / scale, max_fun=params["max_fun"],
+                          l2=params["alpha"] / (scale * total))
+
+        def to_loss(objective: float) -> float:     # F, from fastnn's objective at the current weights
+            squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
+            return (self._loss_curve_factor * (objective - 0.5 * optimizer.l2 * squared_norm)
+                    + 0.5 * params["alpha"] / total * squared_norm)
+
+        progress = [_LBFGSProgress(to_loss)] if params["verbose"] else []
+        try:
+            history = self.model_.fit(X, y, loss=self._loss, optimizer=optimizer, sample_weight=sample_weight,
+                                      callbacks=progress)
+        except FloatingPointError as exc:      # scikit-learn's message, where its users match on it
+            raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
+                             f"values and need to be preprocessed. ({exc})") from exc
+        assert isinstance(history, LBFGSHistory)        # what fit returns for an LBFGS
+        for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+            self.__dict__.pop(name, None)      # scikit-learn's lbfgs keeps none of these
+        self.n_iter_ = history.n_iter
+        self.loss_ = to_loss(history.final_loss)
+        if not history.converged:      # scikit-learn's warning (sklearn.utils.optimize._check_optimize_result)
+            message = (f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={history.status}):\n"
+                       f"{history.message}\n")
+            if self.n_iter_ == params["max_iter"]:
+                message += (f"\nIncrease the number of iterations to improve the convergence "
+                            f"(max_iter={params['max_iter']}).")
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
     def _start_run(self, params, X, y, sample_weight, random_state) -> _Run:
         """The training data (less the validation split), the batch size and the optimizer."""
@@ -613,7 +687,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     hidden_layer_sizes : int or tuple of int, default=(100,)
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
         The hidden layers' activation.
-    solver : {"adam", "sgd"}, default="adam"
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        "lbfgs": full-batch L-BFGS (module docstring), with ``max_iter``
+        iterations and ``max_fun`` evaluations at most.
     alpha : float, default=1e-4
         L2 penalty, as scikit-learn's; fastnn's ``weight_decay`` is
         ``alpha / (n_outputs / 2 * batch_size * mean(sample_weight))``.
@@ -645,6 +721,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's.
     n_iter_no_change : int or numpy.inf, default=10
+    max_fun : int, default=15000
+        Most loss-and-gradient evaluations of solver="lbfgs".
     dtype : numpy.float64 or numpy.float32, default=numpy.float64
         The dtype the network stores its parameters and computes in.
 
@@ -697,6 +775,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(y, prediction.ravel() if y.ndim == 1 else prediction, sample_weight=sample_weight)
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X`` and ``y``, continuing from the current network (or a new one)."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -790,6 +869,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return float(hits.mean())
         return float(np.average(hits, weights=sample_weight))
 
+    @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``X`` and ``y``, continuing from the current network (or a new one).
 

@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from fastnn import _planner, _walker, ops
+from fastnn import _lbfgs, _planner, _walker, ops
 from fastnn._blas import find_blas
 from fastnn._savefile import write_model
 from fastnn.callbacks import Callback, EarlyStopping, History, progress_callback
 from fastnn.layers import Activation, Dense, Layer
 from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
-from fastnn.optimizers import SGD, Optimizer
+from fastnn.optimizers import LBFGS, SGD, Optimizer
 from fastnn.validation import (
     check_array,
     check_float_dtype,
@@ -233,6 +233,9 @@ class Sequential:
 
     @staticmethod
     def _check_optimizer(optimizer) -> Optimizer:
+        if isinstance(optimizer, LBFGS):
+            raise TypeError("fastnn.LBFGS is a full-batch method, not an update rule: train with "
+                            "Sequential.fit(X, y, optimizer=fastnn.LBFGS())")
         if not isinstance(optimizer, Optimizer) or not optimizer.kind:
             raise TypeError(f"optimizer must be a fastnn optimizer such as fastnn.SGD(lr=0.01) or "
                             f"fastnn.Adam(), got {type(optimizer).__name__}")
@@ -406,10 +409,14 @@ class Sequential:
         y : array-like, shape (n_samples, out_features), or (n_samples,) for one
             output; integer class labels (n_samples,) for CrossEntropyLoss
         loss : Loss, default MSELoss()
-        optimizer : Optimizer, default SGD(lr=0.01)
+        optimizer : Optimizer or LBFGS, default SGD(lr=0.01)
             The model keeps its state (momentum, moments): it carries over
             between ``fit`` and ``train_step`` calls with the same optimizer,
-            a warm start.
+            a warm start. :class:`fastnn.LBFGS` trains on the full batch
+            instead: one iteration is one "epoch" of the history and the
+            callbacks, ``epochs`` must stay 1 and ``batch_size`` None, and
+            the History returned has ``n_evaluations``, ``status``,
+            ``converged``, ``message`` and ``final_loss`` besides.
         epochs : int, default 1
         batch_size : int or None, default None
             Samples per step; None (or a size larger than the data) means
@@ -460,6 +467,9 @@ class Sequential:
             parameters and a copy per step).
         """
         loss = self._check_loss(loss)
+        if isinstance(optimizer, LBFGS):
+            return self._fit_lbfgs(X, y, loss, optimizer, epochs, batch_size, verbose, sample_weight,
+                                   (validation_data, validation_split), (early_stopping, patience, min_delta, callbacks))
         optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
         epochs = check_positive_int(epochs, "epochs")
         data = self._check_fit_data(X, y, sample_weight, loss, validation_data, validation_split)
@@ -502,6 +512,84 @@ class Sequential:
             if progress is not None and hasattr(progress, "close"):
                 progress.close()
         return history
+
+    def _fit_lbfgs(self, X, y, loss: Loss, optimizer: LBFGS, epochs, batch_size, verbose, sample_weight,
+                   validation: tuple, stopping: tuple) -> _lbfgs.LBFGSHistory:
+        """fit with :class:`fastnn.LBFGS`: full batch, up to ``optimizer.max_iter`` iterations.
+
+        ``epochs`` must stay 1 and ``batch_size`` None (L-BFGS counts iterations
+        and takes every row at once); ``shuffle`` and ``seed`` do not apply.
+        ``History.loss`` holds the objective (loss plus ``optimizer.l2``'s term)
+        after each iteration, ``val_loss`` the validation loss there; callbacks
+        hear of every iteration, and ``early_stopping`` watches iterations as it
+        watches epochs (restoring the best iterate's parameters). ``verbose``
+        reports iterations as fit reports epochs. Returns an
+        :class:`fastnn._lbfgs.LBFGSHistory` (a History with n_evaluations,
+        converged and message). FloatingPointError if the loss stops being
+        finite (the parameters are then the last iterate's).
+        """
+        if check_positive_int(epochs, "epochs") != 1:
+            raise ValueError(f"epochs does not apply to fastnn.LBFGS, which counts iterations: leave it 1 and set "
+                             f"LBFGS(max_iter=...), got epochs={epochs}")
+        if batch_size is not None:
+            raise ValueError(f"batch_size does not apply to fastnn.LBFGS, a full-batch method: leave it None, "
+                             f"got batch_size={batch_size!r}")
+        data = self._check_fit_data(X, y, sample_weight, loss, *validation)
+        stopper, user_callbacks = self._check_stopping(*stopping)
+        every = self._check_verbose(verbose)
+        _lbfgs.scipy_minimize()          # ImportError before anything runs, without SciPy
+        progress = progress_callback(every, verbose is True, optimizer.max_iter)
+        callbacks = [c for c in (progress, stopper) if c is not None] + user_callbacks
+        try:
+            with self._lock:
+                history = _lbfgs.minimize(self._net, data, loss, optimizer, callbacks)
+                if stopper is not None and stopper.best_parameters is not None:
+                    history.best_epoch = stopper.best_epoch
+                    self._params[...] = stopper.best_parameters
+        finally:
+            if progress is not None and hasattr(progress, "close"):
+                progress.close()
+        return history
+
+    def loss_gradient(self, X, y, *, loss=None, sample_weight=None, l2: float = 0.0) -> float:
+        """The loss over all of X and y, and its gradient, in one compiled call.
+
+        The objective :class:`fastnn.LBFGS` minimises: the data are walked in
+        chunks of rows through the model's workspace without the GIL, each
+        chunk weighted by its share of the total weight, so that the result
+        is the full batch's loss and gradient to rounding.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, in_features)
+        y : array-like, shape (n_samples, out_features), or (n_samples,) for one
+            output; integer class labels (n_samples,) for CrossEntropyLoss
+        loss : Loss, default MSELoss()
+        sample_weight : array-like (n_samples,), optional
+            Non-negative weights with a positive sum: the loss is
+            ``sum(w_i * l_i) / sum(w_i)``.
+        l2 : float, default 0
+            Adds ``l2 / 2 * sum(W ** 2)`` over the Dense weights (not the
+            biases) to the loss and ``l2 * W`` to their gradients.
+
+        Returns
+        -------
+        float
+            The loss. Its gradient is left in the model's gradient buffer
+            (each Dense layer's ``dW`` and ``db``); the parameters are unchanged.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss is not finite (the gradients are then partial sums).
+        """
+        loss = self._check_loss(loss)
+        l2 = check_number(l2, "l2", low=0.0)
+        X, y, w = self._check_Xyw(X, y, sample_weight, loss)
+        with self._lock:
+            if self._net.loss_grad(X, y, _lbfgs.CHUNK_ROWS, loss.kind, loss.param, w, l2) != _OK:
+                raise FloatingPointError("the loss is not finite for these parameters and data")
+            return self._net.last_loss
 
     def _fit_epoch(self, data: _FitData, order, batch_size: int, update, loss: Loss) -> tuple:
         """One training epoch and the validation loss after it: the epoch's status and,

@@ -26,12 +26,14 @@ from __future__ import annotations
 from fastnn import ops
 from fastnn.validation import (
     check_adam_hyperparameters,
+    check_int,
     check_learning_rate,
+    check_number,
     check_sgd_hyperparameters,
     describe,
 )
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "LBFGS"]
 
 
 class Optimizer:
@@ -187,3 +189,57 @@ class AdamW(Adam):
 
     _kind = "adamw"
     _default_weight_decay = 0.01
+
+
+class LBFGS:
+    """Full-batch L-BFGS, for :meth:`fastnn.Sequential.fit` (``optimizer=fastnn.LBFGS()``).
+
+    A description, like the other optimizers: its limits and tolerances,
+    checked once, and no state. ``fit`` hands the model's whole-data loss
+    and gradient (one compiled call without the GIL per evaluation) to
+    SciPy's L-BFGS-B (``scipy.optimize.minimize(method="L-BFGS-B",
+    jac=True)``), which needs SciPy (``pip install fastnn[lbfgs]``). It is
+    not an update rule: ``train_step`` refuses it. The method keeps no
+    state between ``fit`` calls: a second ``fit`` starts from the current
+    parameters with an empty curvature history.
+
+    Parameters
+    ----------
+    max_iter : int, default 200
+        Most iterations (scikit-learn's ``max_iter`` for ``solver="lbfgs"``).
+    tol : float, default 1e-4
+        Stop when the largest component of the gradient falls to ``tol``
+        (SciPy's ``gtol``, as scikit-learn passes its ``tol``), >= 0.
+    history_size : int, default 10
+        Correction pairs kept (SciPy's ``maxcor``), >= 1.
+    max_fun : int, default 15000
+        Most evaluations of the loss and gradient (SciPy's ``maxfun``).
+    l2 : float, default 0
+        Adds ``l2 / 2 * sum(W ** 2)`` over every Dense layer's weights (not
+        the biases) to the loss, and ``l2 * W`` to their gradients, >= 0.
+    """
+
+    kind = "lbfgs"
+
+    def __init__(self, max_iter: int = 200, tol: float = 1e-4, history_size: int = 10, max_fun: int = 15000,
+                 l2: float = 0.0):
+        self._max_iter = check_int(max_iter, "max_iter", low=1)
+        self._tol = check_number(tol, "tol", low=0.0)
+        self._history_size = check_int(history_size, "history_size", low=1)
+        self._max_fun = check_int(max_fun, "max_fun", low=1)
+        self._l2 = check_number(l2, "l2", low=0.0)
+
+    max_iter = property(lambda self: self._max_iter, doc="Most iterations.")
+    tol = property(lambda self: self._tol, doc="Gradient tolerance (SciPy's gtol).")
+    history_size = property(lambda self: self._history_size, doc="Correction pairs kept (SciPy's maxcor).")
+    max_fun = property(lambda self: self._max_fun, doc="Most loss-and-gradient evaluations.")
+    l2 = property(lambda self: self._l2, doc="L2 factor of the Dense weights.")
+
+    @property
+    def hyperparameters(self) -> dict:
+        """Every setting, by name (a new dict)."""
+        return {"max_iter": self._max_iter, "tol": self._tol, "history_size": self._history_size,
+                "max_fun": self._max_fun, "l2": self._l2}
+
+    def __repr__(self) -> str:
+        return "LBFGS(" + ", ".join(f"{name}={value!r}" for name, value in self.hyperparameters.items()) + ")"

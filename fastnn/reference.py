@@ -503,6 +503,22 @@ class ReferenceMLP:
                 grad = _ACTIVATIONS[layer[0]][1](inputs[i], grad, *layer[1:])
         return value, grads
 
+    def loss_gradient(self, X: ArrayLike, y: ArrayLike, *, loss: Any = "mse", sample_weight: ArrayLike | None = None,
+                      l2: float = 0.0, delta: float = 1.0) -> float:
+        """The loss over the whole of X and y plus ``l2 / 2 * sum(W ** 2)`` over the Dense
+        weights (not the biases), as ``Sequential.loss_gradient`` computes it in one
+        compiled call; its gradient (``l2 * W`` added to each ``dW``) is kept in
+        :attr:`grads`. The full batch at once: the compiled call's chunks agree with it
+        to rounding."""
+        value, grads = self.gradients(X, y, loss, sample_weight, delta)
+        for layer, pair in zip(self.layers, grads):
+            if pair is not None and l2:
+                W = layer[1]
+                value += 0.5 * l2 * float(np.sum(W.astype(np.float64) ** 2))
+                pair[0][...] += (l2 * W).astype(self.dtype)
+        self.grads = grads
+        return value
+
     def update(self, grads: list[tuple[np.ndarray, np.ndarray] | None], optimizer: Any = 0.01, *,
                check_finite: bool = False) -> None:
         """One step of ``optimizer``'s rule on every W and b, with the gradients of :meth:`gradients`.

@@ -69,7 +69,7 @@ def test_import_fastnn_does_not_import_sklearn_and_the_classes_load_lazily():
 
 
 @pytest.mark.parametrize("params,match", [
-    (dict(solver="lbfgs"), "lbfgs"),
+    (dict(solver="newton"), "solver"),
     (dict(activation="softmax"), "activation"),
     (dict(hidden_layer_sizes=(8, 0)), r"hidden_layer_sizes\[1\]"),
     (dict(momentum=1.0, solver="sgd"), "momentum"),
