@@ -498,6 +498,10 @@ def _onnx_network(net: _Network, helper, numpy_helper) -> tuple[list, list, str]
             nodes.append(helper.make_node("Gemm", [current, f"W{index}", f"b{index}"], [output],
                                           name=f"dense{index}"))
             index += 1
+        elif step[1] == "leaky_relu" and net.dtype == np.float64 and float(np.float32(step[2])) != step[2]:
+            # LeakyRelu's alpha is a float32 attribute: a slope it cannot hold goes in as PRelu's tensor.
+            initializers.append(numpy_helper.from_array(np.array([step[2]], np.float64), f"slope{k}"))
+            nodes.append(helper.make_node("PRelu", [current, f"slope{k}"], [output], name=f"act{k}"))
         elif step[1] == "leaky_relu":
             nodes.append(helper.make_node("LeakyRelu", [current], [output], alpha=step[2], name=f"act{k}"))
         else:
@@ -557,7 +561,9 @@ def to_onnx(model, path=None, *, opset: int | None = None):
     The graph takes ``X`` of shape ``(N, n_inputs)`` (``N`` symbolic) in the
     model's dtype (float32 or float64) and computes each Dense layer as
     ``Gemm`` and each activation as ``Relu``, ``LeakyRelu``, ``Tanh``,
-    ``Sigmoid`` or ``Identity``. A Sequential or a regressor outputs ``Y``
+    ``Sigmoid`` or ``Identity`` (a float64 network's LeakyReLU whose slope
+    float32 cannot hold as ``PRelu``: LeakyRelu's ``alpha`` is a float32
+    attribute). A Sequential or a regressor outputs ``Y``
     ``(N, n_outputs)``; a classifier estimator outputs ``label`` ``(N,)``
     (its ``classes_``: int64, double or string) and ``probabilities``
     ``(N, n_classes)`` (``Softmax``, or ``[1 - p, p]`` with ``p`` the
