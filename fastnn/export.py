@@ -522,6 +522,7 @@ def _onnx_labels(classes: np.ndarray, numpy_helper, TensorProto):
 
 def _onnx_classifier(net: _Network, logits: str, helper, numpy_helper, TensorProto) -> tuple[list, list, list]:
     """Nodes, initializers and outputs (label, probabilities) of a classifier's head on ``logits``."""
+    assert net.classes is not None          # a classifier estimator's head (to_onnx asks no proba of a Sequential)
     classes, label_type = _onnx_labels(net.classes, numpy_helper, TensorProto)
     initializers = [classes]
     if net.head == "softmax":
