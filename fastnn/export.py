@@ -254,25 +254,27 @@ class _CWriter:
         for step in self.net.steps:
             if step[0] == "dense":
                 W, b = step[1], step[2]
-                # Stored transposed, one row per output: the inner loop reads contiguous memory.
-                parts.append(self.array(f"{self.name}_W{index}", np.ascontiguousarray(W.T),
-                                        f"layer {index}: W transposed, {W.shape[1]} rows of {W.shape[0]}"))
+                parts.append(self.array(f"{self.name}_W{index}", W,
+                                        f"layer {index}: W, {W.shape[0]} rows (inputs) of {W.shape[1]} (outputs)"))
                 parts.append(self.array(f"{self.name}_b{index}", b, f"layer {index}: b, {b.shape[0]} values"))
                 index += 1
         return "\n".join(parts)
 
     def helpers(self) -> str:
         T, n, functions = self.ctype, self.name, self.net.functions
+        # Input by input over the rows of W: the inner loop updates n_out independent sums (it
+        # vectorises), each summed in the same order as a dot product b + x0 W0j + x1 W1j + ...
         parts = [f"""static inline void {n}_dense(size_t n_in, size_t n_out, const {T} *W, const {T} *b,
         const {T} *x, {T} *y)
 {{
     size_t i, j;
-    for (j = 0; j < n_out; ++j) {{
-        const {T} *row = W + j * n_in;
-        {T} acc = b[j];
-        for (i = 0; i < n_in; ++i)
-            acc += row[i] * x[i];
-        y[j] = acc;
+    for (j = 0; j < n_out; ++j)
+        y[j] = b[j];
+    for (i = 0; i < n_in; ++i) {{
+        const {T} xi = x[i];
+        const {T} *row = W + i * n_out;
+        for (j = 0; j < n_out; ++j)
+            y[j] += xi * row[j];
     }}
 }}
 """]

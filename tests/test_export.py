@@ -277,7 +277,7 @@ def test_c_weights_are_exact_literals():
     header = export.to_c(model, name="net")
     body = header.split("static const float net_W0[32] = {")[1].split("}")[0]
     values = np.array([float(text.strip().rstrip("f")) for text in body.split(",")], dtype=np.float32)
-    np.testing.assert_array_equal(values, model.layers[1].W.T.ravel())
+    np.testing.assert_array_equal(values, model.layers[1].W.ravel())
 
 
 def test_c_header_without_transcendentals_needs_no_math_h():
