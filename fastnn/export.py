@@ -43,9 +43,9 @@ from fastnn._savefile import check_path
 from fastnn._version import __version__
 from fastnn.layers import Activation, Dense, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnn.model import Sequential
-from fastnn.validation import check_float_dtype, check_int
+from fastnn.validation import check_float_dtype, check_int, check_option
 
-__all__ = ["to_c", "to_onnx", "to_torch", "from_torch", "from_sklearn",
+__all__ = ["to_c", "to_onnx", "to_torch", "from_torch", "from_sklearn", "quantize_int8",
            "ONNX_DEFAULT_OPSET", "ONNX_MIN_OPSET"]
 
 #: The opset :func:`to_onnx` writes by default (IR version 8): run by onnxruntime 1.13 and later.
@@ -200,8 +200,8 @@ def check_c_name(name) -> str:
 class _CWriter:
     """Writes one network as C99: the literals, the helpers, the functions."""
 
-    def __init__(self, net: _Network, name: str, dtype: np.dtype):
-        self.net, self.name, self.dtype = net, name, dtype
+    def __init__(self, net: _Network, name: str, dtype: np.dtype, int8: bool = False):
+        self.net, self.name, self.dtype, self.int8 = net, name, dtype, int8
         self.upper = name.upper()
         self.ctype = "float" if dtype == np.float32 else "double"
         self.suffix = "f" if dtype == np.float32 else ""
@@ -254,8 +254,15 @@ class _CWriter:
         for step in self.net.steps:
             if step[0] == "dense":
                 W, b = step[1], step[2]
-                parts.append(self.array(f"{self.name}_W{index}", W,
-                                        f"layer {index}: W, {W.shape[0]} rows (inputs) of {W.shape[1]} (outputs)"))
+                what = f"layer {index}: W, {W.shape[0]} rows (inputs) of {W.shape[1]} (outputs)"
+                if self.int8:
+                    quantized, scale = _quantize_int8(W, self.dtype)
+                    items = ", ".join(str(int(v)) for v in quantized.ravel())
+                    parts.append(f"/* {what}, int8: W = {self.name}_W{index} * {self.dtype.type(scale)} (off by at most "
+                                 f"{scale / 2:.3g}) */\nstatic const signed char {self.name}_W{index}"
+                                 f"[{quantized.size}] = {{\n    {items}\n}};\n")
+                else:
+                    parts.append(self.array(f"{self.name}_W{index}", W, what))
                 parts.append(self.array(f"{self.name}_b{index}", b, f"layer {index}: b, {b.shape[0]} values"))
                 index += 1
         return "\n".join(parts)
@@ -264,15 +271,16 @@ class _CWriter:
         T, n, functions = self.ctype, self.name, self.net.functions
         # Input by input over the rows of W: the inner loop updates n_out independent sums (it
         # vectorises), each summed in the same order as a dot product b + x0 W0j + x1 W1j + ...
-        parts = [f"""static inline void {n}_dense(size_t n_in, size_t n_out, const {T} *W, const {T} *b,
+        weight, scale, scaled = ("signed char", f", {T} scale", " * scale") if self.int8 else (T, "", "")
+        parts = [f"""static inline void {n}_dense(size_t n_in, size_t n_out, const {weight} *W{scale}, const {T} *b,
         const {T} *x, {T} *y)
 {{
     size_t i, j;
     for (j = 0; j < n_out; ++j)
         y[j] = b[j];
     for (i = 0; i < n_in; ++i) {{
-        const {T} xi = x[i];
-        const {T} *row = W + i * n_out;
+        const {T} xi = x[i]{scaled};
+        const {weight} *row = W + i * n_out;
         for (j = 0; j < n_out; ++j)
             y[j] += xi * row[j];
     }}
@@ -317,7 +325,9 @@ class _CWriter:
             if step[0] == "dense":
                 target = "y" if index == last else ("h1" if current == "h0" else "h0")
                 width = step[1].shape[1]
-                lines.append(f"{n}_dense({step[1].shape[0]}, {width}, {n}_W{index}, {n}_b{index}, {current}, {target});")
+                scale = f", {self.literal(_quantize_int8(step[1], self.dtype)[1])}" if self.int8 else ""
+                lines.append(f"{n}_dense({step[1].shape[0]}, {width}, {n}_W{index}{scale}, {n}_b{index}, "
+                             f"{current}, {target});")
                 current, index = target, index + 1
             elif step[1] != "identity":
                 if current == "x":
@@ -367,6 +377,52 @@ class _CWriter:
         return "\n".join(part for part in parts if part) + f"\n#endif /* {self.upper}_H */\n"
 
 
+def _quantize_int8(W: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, float]:
+    """``W`` as integers in [-127, 127] and one scale (in ``dtype``): ``W ~ quantized * scale``.
+
+    The scale maps the largest ``|W|`` to 127 (1 for an all-zero W); each
+    weight is rounded to the nearest multiple of it, off by at most half.
+    """
+    largest = float(np.max(np.abs(W)))
+    scale = float(dtype.type(largest / 127.0)) if largest > 0 else 1.0
+    if scale == 0.0:          # largest / 127 underflows the dtype: the weights round to zero
+        scale = 1.0
+    quantized = np.clip(np.rint(W.astype(np.float64) / scale), -127, 127).astype(np.int8)
+    return quantized, scale
+
+
+def quantize_int8(model) -> Sequential:
+    """The float model that ``to_c(model, weights="int8")`` computes: each W rounded to int8 steps.
+
+    Each Dense layer's ``W`` becomes ``quantized * scale`` with one scale
+    per layer (the largest ``|W|`` maps to 127), the biases stay as they
+    are. Compare its predictions with ``model``'s to see what int8 weights
+    cost on your data: each weight moves by at most ``scale / 2``, so an
+    output moves by at most ``scale / 2 * sum(|x|)`` per layer, passed on
+    through the later layers.
+
+    Parameters
+    ----------
+    model : Sequential or fitted MLPRegressor / MLPClassifier
+
+    Returns
+    -------
+    Sequential
+        A new model in ``model``'s dtype (a classifier estimator: its logits).
+    """
+    sequential = model if isinstance(model, Sequential) else from_sklearn(model)
+    layers: list = []
+    for step in _steps(sequential):
+        if step[0] == "dense":
+            quantized, scale = _quantize_int8(step[1], sequential.dtype)
+            layers.append(_dense(quantized.astype(np.float64) * scale, step[2]))
+        elif step[1] == "leaky_relu":
+            layers.append(LeakyReLU(step[2]))
+        else:
+            layers.append(_FASTNN_ACTIVATIONS[_TORCH_ACTIVATIONS[step[1]]]())
+    return Sequential(layers, dtype=sequential.dtype)
+
+
 def _describe_step(step) -> str:
     if step[0] == "dense":
         return f"Dense({step[1].shape[0]}, {step[1].shape[1]})"
@@ -385,7 +441,8 @@ def _check_finite(net: _Network, dtype: np.dtype) -> None:
                              f"an exported network needs finite weights")
 
 
-def to_c(model, path=None, *, name: str = "fastnn_model", dtype=None, proba: bool | None = None) -> str:
+def to_c(model, path=None, *, name: str = "fastnn_model", dtype=None, proba: bool | None = None,
+         weights: str = "float") -> str:
     """The network as one self-contained C99 header; written to ``path`` if given.
 
     The header holds the weights as ``static const`` arrays, ``#define``s
@@ -430,6 +487,12 @@ def to_c(model, path=None, *, name: str = "fastnn_model", dtype=None, proba: boo
         classifier estimator only. ``True`` for a Sequential adds them as
         :meth:`Sequential.predict_proba` computes: softmax of two or more
         outputs, the sigmoid of one.
+    weights : {"float", "int8"}, default "float"
+        ``"int8"`` stores each W as ``signed char`` with one scale per layer
+        (the largest ``|W|`` maps to 127; a quarter of the float32 size,
+        for small flash): the computation stays in ``T``, each weight off by
+        up to half a scale step. :func:`quantize_int8` gives the float model
+        that this header computes, to measure the error against ``model``.
 
     Returns
     -------
@@ -455,8 +518,9 @@ def to_c(model, path=None, *, name: str = "fastnn_model", dtype=None, proba: boo
     if proba is False:
         net.head, net.classes = "none", None
     dtype = net.dtype if dtype is None else check_float_dtype(dtype, "dtype")
+    weights = check_option(weights, "weights", ("float", "int8"))
     _check_finite(net, dtype)
-    source = _CWriter(net, name, dtype).source()
+    source = _CWriter(net, name, dtype, int8=weights == "int8").source()
     if path is not None:
         _write_atomically(path, source.encode("utf-8"))
     return source

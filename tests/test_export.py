@@ -295,6 +295,60 @@ def test_c_header_is_written_and_returned(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["net.h"]
 
 
+# -- C with int8 weights ---------------------------------------------------------------------------
+
+
+def quantization_bound(model: fastnn.Sequential, quantized: fastnn.Sequential, X: np.ndarray) -> np.ndarray:
+    """A per-element bound on |quantized.predict - model.predict| from the weights' rounding alone.
+
+    Each weight moved by at most half its layer's scale (the largest change, measured); that moves
+    a Dense layer's output by at most ``max|dW| * sum(|input|)``, and errors already there pass
+    through ``|W|^T`` and each activation's Lipschitz constant, as in :func:`error_bound`.
+    """
+    magnitude = np.abs(X.astype(np.float64))
+    error = np.zeros_like(magnitude)
+    for layer, twin in zip(model.layers, quantized.layers, strict=True):
+        if isinstance(layer, fastnn.Dense):
+            step = float(np.max(np.abs(twin.W.astype(np.float64) - layer.W)))
+            absW = np.abs(layer.W.astype(np.float64))
+            error = error @ absW + step * magnitude.sum(axis=1, keepdims=True)
+            magnitude = magnitude @ absW + np.abs(layer.b.astype(np.float64))
+        elif layer.function == "leaky_relu":
+            scale = max(1.0, layer.function_param)
+            magnitude, error = magnitude * scale, error * scale
+        elif layer.function == "tanh":
+            magnitude = np.minimum(magnitude, 1.0)
+        elif layer.function == "sigmoid":
+            magnitude, error = np.ones_like(magnitude), error / 4
+    return error
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_c_int8_weights(activation, dtype, tmp_path):
+    model = make_network(activation, dtype)
+    quantized = export.quantize_int8(model)
+    for layer, twin in zip(model.layers, quantized.layers):
+        if isinstance(layer, fastnn.Dense):
+            scale = np.max(np.abs(layer.W)) / 127
+            assert np.max(np.abs(twin.W - layer.W)) <= scale / 2 * (1 + 1e-5)
+            np.testing.assert_array_equal(twin.b, layer.b)
+    header = export.to_c(model, name="net", weights="int8")
+    assert "static const signed char net_W0[32]" in header
+    X = make_inputs(4, dtype)[:60]
+    Y, _, _ = run_c(header, X, 3, None, tmp_path)
+    # The header computes the quantized model (to rounding: it scales x, not W) ...
+    assert_within(Y, quantized.predict(X), 2 * error_bound(quantized, X), f"int8 C {activation} {dtype}")
+    # ... which is within the weights' rounding of the float model, and not equal to it.
+    error = np.abs(quantized.predict(X).astype(np.float64) - model.predict(X))
+    assert np.all(error <= quantization_bound(model, quantized, X) + error_bound(model, X))
+    assert error.max() > 0
+
+
+def test_unknown_weights_kind_is_refused():
+    with pytest.raises(ValueError, match="weights must be one of"):
+        export.to_c(make_network("relu", np.float64), weights="int4")
+
+
 # -- ONNX -----------------------------------------------------------------------------------------
 
 
