@@ -9,7 +9,7 @@ and reports the final MSE against the true curve.
 
 ``export MODEL.npz --to c|onnx -o OUT`` reads a model saved by :func:`fastnn.save`
 and writes it as one C99 header (:func:`fastnn.export.to_c`; ``--name``,
-``--dtype``) or an ONNX file (:func:`fastnn.export.to_onnx`; ``--opset``).
+``--dtype``, ``--weights int8``) or an ONNX file (:func:`fastnn.export.to_onnx`; ``--opset``).
 An error is printed on one line, exit status 1, and no file is written.
 """
 
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", metavar="OUT", required=True, help="the file to write")
     export.add_argument("--name", default="fastnn_model", help="C: the prefix of the generated names")
     export.add_argument("--dtype", choices=("float32", "float64"), help="C: float or double (default: the model's)")
+    export.add_argument("--weights", choices=("float", "int8"), default="float",
+                        help="C: int8 weights with a scale per layer (default float)")
     export.add_argument("--opset", type=_positive_int, help="ONNX: the ai.onnx opset (default 17)")
     return parser
 
@@ -121,7 +123,7 @@ def export(args: argparse.Namespace) -> int:
     try:
         model = fastnn.load(args.model)
         if args.to == "c":
-            exporting.to_c(model, args.output, name=args.name, dtype=args.dtype)
+            exporting.to_c(model, args.output, name=args.name, dtype=args.dtype, weights=args.weights)
         else:
             exporting.to_onnx(model, args.output, opset=args.opset)
     except (ValueError, TypeError, OSError, ImportError) as exc:

@@ -602,6 +602,10 @@ def test_cli_export_c_and_onnx(tmp_path):
     done = run_cli("export", tmp_path / "model.npz", "--to", "c", "-o", tmp_path / "net.h", "--name", "net")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "net.h").read_text() == export.to_c(model, name="net")
+    done = run_cli("export", tmp_path / "model.npz", "--to", "c", "-o", tmp_path / "q.h", "--weights", "int8",
+                   "--dtype", "float64")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "q.h").read_text() == export.to_c(model, weights="int8", dtype=np.float64)
     pytest.importorskip("onnx")
     done = run_cli("export", tmp_path / "model.npz", "--to", "onnx", "-o", tmp_path / "net.onnx")
     assert done.returncode == 0, done.stderr
