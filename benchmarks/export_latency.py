@@ -127,7 +127,7 @@ def build_c(model, directory: str) -> str | None:
     return binary
 
 
-def time_python(call, min_time: float) -> float:
+def microseconds_per_call(call, min_time: float) -> float:
     """Microseconds per call of ``call()``, over at least ``min_time`` seconds of calls."""
     calls, start = 0, time.perf_counter()
     while True:
@@ -165,14 +165,14 @@ def measure(model, batch: int, repeat: int, min_time: float, directory: str) -> 
             single, whole = map(float, out.stdout.split()[:2])
             times.setdefault(("one sample", "c_us"), []).append(single)
             times.setdefault((f"batch {batch}", "c_us"), []).append(whole)
-        times.setdefault(("one sample", "predict_us"), []).append(time_python(lambda: model.predict(one), min_time))
+        times.setdefault(("one sample", "predict_us"), []).append(microseconds_per_call(lambda: model.predict(one), min_time))
         times.setdefault((f"batch {batch}", "predict_us"), []).append(
-            time_python(lambda: model.predict(X), min_time))
+            microseconds_per_call(lambda: model.predict(X), min_time))
         if session is not None:
             times.setdefault(("one sample", "onnxruntime_us"), []).append(
-                time_python(lambda: session.run(None, {"X": one}), min_time))
+                microseconds_per_call(lambda: session.run(None, {"X": one}), min_time))
             times.setdefault((f"batch {batch}", "onnxruntime_us"), []).append(
-                time_python(lambda: session.run(None, {"X": X}), min_time))
+                microseconds_per_call(lambda: session.run(None, {"X": X}), min_time))
     return {key: statistics.median(values) for key, values in times.items()}
 
 
