@@ -33,6 +33,9 @@ import pytest
 import fastnn
 from fastnn import export
 
+# Short fits of the estimators (a few epochs are enough to export): their ConvergenceWarning is expected.
+pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+
 #: Ulps of its result each export's tanh/exp-based activation may be off, both sides counted (libm about
 #: 1-2 and fastnn 2.5).
 TRANSCENDENTAL_ULPS = 8
@@ -434,6 +437,7 @@ def test_onnx_classifier_outputs_label_and_probabilities(which, n_classes, label
 
 def test_onnx_regressor_estimator(dtype):
     pytest.importorskip("onnx")
+    pytest.importorskip("sklearn")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 3))
     reg = fastnn.MLPRegressor(hidden_layer_sizes=(5, 4), activation="tanh", max_iter=50, dtype=dtype,
@@ -480,6 +484,7 @@ def test_from_sklearn_reproduces_the_estimator(which, kind, activation):
 
 
 def test_from_sklearn_float32_estimator_gives_a_float32_model():
+    pytest.importorskip("sklearn")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 2))
     reg = fastnn.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, dtype=np.float32, random_state=0)
@@ -490,6 +495,7 @@ def test_from_sklearn_float32_estimator_gives_a_float32_model():
 
 
 def test_from_sklearn_model_trains_on():
+    pytest.importorskip("sklearn")
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 2))
     y = X[:, :1] * 2

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 from test_export import ACTIVATIONS, assert_within, error_bound, make_inputs, make_network  # noqa: E402
 
-TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+pytestmark = pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
