@@ -5,6 +5,7 @@
     from fastnn import export
 
     export.to_c(model, "net.h", name="net")          # one dependency-free C99 header
+    export.to_c(model, "q.h", weights="int8")        # int8 weights; quantize_int8(model) is what it computes
     export.to_onnx(model, "net.onnx")                # standard ai.onnx operators
     module = export.to_torch(model)                  # a torch.nn.Sequential
     model = export.from_torch(module)                # and back
