@@ -91,4 +91,9 @@ def __getattr__(name):
         from fastnn import estimators
 
         return getattr(estimators, name)
+    # fastnn.export (C, ONNX, PyTorch, scikit-learn) is loaded on first use too: ``fastnn.export.to_c``.
+    if name == "export":
+        import importlib
+
+        return importlib.import_module("fastnn.export")
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

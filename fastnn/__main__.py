@@ -1,4 +1,4 @@
-"""``python -m fastnn demo``: the tutorial, run; ``python -m fastnn info``: how fastnn was built.
+"""``python -m fastnn demo``: the tutorial, run; ``python -m fastnn info``: how fastnn was built; ``export``.
 
 ``demo`` first rebuilds the tutorial's hand-made network and checks it reproduces
 the curve exactly; then trains a fresh 1-16-1 ReLU network on noisy
@@ -6,6 +6,11 @@ samples of the curve with mini-batch SGD, printing the loss as it falls,
 and reports the final MSE against the true curve.
 
 ``info`` prints :func:`fastnn.show_config` (``--json`` for the same facts as JSON).
+
+``export MODEL.npz --to c|onnx -o OUT`` reads a model saved by :func:`fastnn.save`
+and writes it as one C99 header (:func:`fastnn.export.to_c`; ``--name``,
+``--dtype``, ``--weights int8``) or an ONNX file (:func:`fastnn.export.to_onnx`; ``--opset``).
+An error is printed on one line, exit status 1, and no file is written.
 """
 
 from __future__ import annotations
@@ -57,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plot", metavar="FILE.png", help="save the data, target and model curves (needs fastnn[plot])")
     info = commands.add_parser("info", help="how this fastnn was built and what it runs on (fastnn.show_config())")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
+    export = commands.add_parser("export", help="write a saved model as a C header or an ONNX file")
+    export.add_argument("model", metavar="MODEL.npz", help="a model saved by fastnn.save")
+    export.add_argument("--to", choices=("c", "onnx"), required=True, help="the format")
+    export.add_argument("-o", "--output", metavar="OUT", required=True, help="the file to write")
+    export.add_argument("--name", default="fastnn_model", help="C: the prefix of the generated names")
+    export.add_argument("--dtype", choices=("float32", "float64"), help="C: float or double (default: the model's)")
+    export.add_argument("--weights", choices=("float", "int8"), default="float",
+                        help="C: int8 weights with a scale per layer (default float)")
+    export.add_argument("--opset", type=_positive_int, help="ONNX: the ai.onnx opset (default 17)")
     return parser
 
 
@@ -103,12 +117,30 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from fastnn import export as exporting
+
+    try:
+        model = fastnn.load(args.model)
+        if args.to == "c":
+            exporting.to_c(model, args.output, name=args.name, dtype=args.dtype, weights=args.weights)
+        else:
+            exporting.to_onnx(model, args.output, opset=args.opset)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"python -m fastnn export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return demo(args)
     if args.command == "info":
         return info(args)
+    if args.command == "export":
+        return export(args)
     return 2  # pragma: no cover - argparse rejects other commands
 
 
