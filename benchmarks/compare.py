@@ -40,8 +40,11 @@ runs the step as many times as it takes to last at least ``--min-time``
 seconds, from the same starting weights (and, for Adam, the same optimizer
 state) every block.
 
-The table on stdout is markdown, ready to paste into the README; progress
-goes to stderr.
+The table on stdout is markdown; progress goes to stderr. ``--json PATH``
+also writes the measurements as JSON (the results file the documentation
+renders, ``docs/results/compare.json``): the command, the commit, the date,
+the machine and one row per config and dtype, with ``--estimators`` the
+estimator table too.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ def _parse_args(argv=None):
     parser.add_argument("--estimators", action="store_true",
                         help="also time fastnn.MLPClassifier against scikit-learn's MLPClassifier on the digits "
                              "data scikit-learn ships (fit time and test accuracy, same settings)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the results as JSON to PATH (docs/results/compare.json)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be a positive integer, got {args.repeat}")
@@ -566,12 +571,16 @@ def main(argv=None) -> int:
     for warning in warnings_seen:
         out.append(f"- WARNING: {warning}")
     print("\n".join(out))
+    estimators = None
     if args.estimators:
         print()
         if importlib.util.find_spec("sklearn") is None:
             print("--estimators: scikit-learn is not installed (pip install scikit-learn); no estimator table.")
             return 1
-        print(_compare_estimators(args.repeat))
+        estimators = _compare_estimators(args.repeat)
+        print(estimators)
+    if args.json:
+        _write_json(args.json, argv, rows, estimators, args.threads)
     return 0
 
 
@@ -610,6 +619,80 @@ def _compare_estimators(repeat: int) -> str:
     for name, seconds, accuracy in rows:
         lines.append(f"| {name} | {seconds:.3f} | {accuracy:.4f} | {sklearn_time / seconds:.2f}x |")
     return "\n".join(lines)
+
+
+# -- the results file (--json) -----------------------------------------------------
+
+
+def _json_machine(threads: int) -> dict:
+    """The results files' "machine" record: CPU, walker build, NumPy's BLAS, versions."""
+    import numpy as np
+
+    from fastnn import _walker
+
+    cpu, family, model = _cpu_model(), None, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            fields = dict(line.split(":", 1) for line in cpuinfo if ":" in line)
+        family, model = fields.get("cpu family\t", "").strip(), fields.get("model\t\t", "").strip()
+    except OSError:
+        pass
+    if family and model:
+        cpu += f", family {family} model {model}"
+    threadpoolctl = _optional("threadpoolctl")
+    blas = [line for line in _threadpools(threadpoolctl) if line.startswith("blas")]
+    return {"cpu": cpu, "isa": _walker.ISA, "blas": blas[0].split(": ", 1)[1] if blas else _numpy_blas(np),
+            "python": platform.python_version(), "numpy": np.__version__, "threads": threads}
+
+
+def _estimator_rows(table: str) -> list[dict]:
+    """The estimator table's markdown, as the results file's rows: each fastnn row beside scikit-learn's."""
+    lines = [line.strip() for line in table.splitlines() if line.strip().startswith("|")]
+    header = [cell.strip().lower() for cell in lines[0].strip("|").split("|")]
+    task = "digits" if "digits" in table.split("\n", 1)[0] else None
+
+    def column(*words):
+        return next((i for i, name in enumerate(header) if any(word in name for word in words)), None)
+
+    name_at, seconds_at, score_at = column("estimator"), column("fit s", "seconds"), column("accuracy", "score")
+    solver_at = column("solver")
+    parsed = []
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        solver = cells[solver_at] if solver_at is not None else "lbfgs" if "lbfgs" in cells[name_at] else "adam"
+        parsed.append((cells[name_at], solver, float(cells[seconds_at]), float(cells[score_at])))
+    theirs = {solver: (seconds, score) for name, solver, seconds, score in parsed if name.startswith("sklearn")}
+    return [{"task": task, "estimator": name, "solver": solver, "fastnn_s": seconds,
+             "sklearn_s": theirs.get(solver, (None, None))[0], "fastnn_score": score,
+             "sklearn_score": theirs.get(solver, (None, None))[1]}
+            for name, solver, seconds, score in parsed if not name.startswith("sklearn")]
+
+
+def _write_json(path, argv, rows, estimators, threads: int) -> None:
+    """Write the results file: the envelope of docs/results/*.json and one row per config and dtype."""
+    import datetime
+    import json
+
+    import fastnn
+
+    keys = {"fastnn": "fastnn_us", "NumPy": "numpy_us", "PyTorch": "torch_us", "scikit-learn": "sklearn_us"}
+    commit = _git_commit(Path(fastnn.__file__).resolve().parent)
+    words = ["python", "benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv)
+    record = {
+        "command": " ".join(words),
+        "commit": commit.split()[0] if commit else None,
+        "dirty": bool(commit and " " in commit),
+        "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "machine": _json_machine(threads),
+        "rows": [dict({"config": config.name, "title": config.title, "dtype": dtype, "unit": config.measure},
+                      **{key: (times.get(label) * 1e6 if times.get(label) is not None else None)
+                         for label, key in keys.items()})
+                 for config, dtype, times in rows],
+    }
+    if estimators is not None:
+        record["estimators"] = _estimator_rows(estimators)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def _has_fastnn() -> bool:
