@@ -408,6 +408,7 @@ def _ratio(other, mine) -> str:
 def main(argv=None) -> int:
     args, parser = _parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    json_commit = _git_commit(_ROOT / "fastnn") if args.json else None     # the checkout as the run starts
 
     # Before NumPy (and its BLAS) is loaded: the thread variables are read then.
     for variable in _THREAD_VARIABLES:
@@ -580,7 +581,7 @@ def main(argv=None) -> int:
         estimators = _compare_estimators(args.repeat)
         print(estimators)
     if args.json:
-        _write_json(args.json, argv, rows, estimators, args.threads)
+        _write_json(args.json, argv, json_commit, rows, estimators, args.threads)
     return 0
 
 
@@ -668,15 +669,12 @@ def _estimator_rows(table: str) -> list[dict]:
             for name, solver, seconds, score in parsed if not name.startswith("sklearn")]
 
 
-def _write_json(path, argv, rows, estimators, threads: int) -> None:
+def _write_json(path, argv, commit, rows, estimators, threads: int) -> None:
     """Write the results file: the envelope of docs/results/*.json and one row per config and dtype."""
     import datetime
     import json
 
-    import fastnn
-
     keys = {"fastnn": "fastnn_us", "NumPy": "numpy_us", "PyTorch": "torch_us", "scikit-learn": "sklearn_us"}
-    commit = _git_commit(Path(fastnn.__file__).resolve().parent)
     words = ["python", "benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv)
     record = {
         "command": " ".join(words),
