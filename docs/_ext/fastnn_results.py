@@ -88,6 +88,14 @@ TABLES = {
 }
 
 
+def escape(text) -> str:
+    """``text`` as reStructuredText that reads as itself (no emphasis, references or substitutions)."""
+    text = str(text)
+    for char in "\\*_`|":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
 def load(name: str, where: Path = RESULTS):
     """The parsed ``<where>/<name>.json``, or None when it is absent."""
     path = where / f"{name}.json"
@@ -98,14 +106,14 @@ def load(name: str, where: Path = RESULTS):
 
 def provenance(record: dict) -> list[str]:
     """The sentence that says how, when and where a results file was made."""
-    machine = record.get("machine") or {}
-    commit = record.get("commit") or "an unknown commit"
+    machine = {key: escape(value) for key, value in (record.get("machine") or {}).items()}
+    commit = escape(record.get("commit") or "an unknown commit")
     if record.get("dirty"):
         commit += " (with uncommitted changes)"
     details = [f"CPU: {machine.get('cpu', 'unknown')}", f"fastnn's walker build: {machine.get('isa', 'unknown')}",
                f"BLAS: {machine.get('blas', 'unknown')}", f"Python {machine.get('python', '?')}",
                f"NumPy {machine.get('numpy', '?')}", f"{machine.get('threads', '?')} thread(s)"]
-    return [f"Measured with ``{record.get('command', '?')}`` at commit {commit}, {record.get('date', '?')}; "
+    return [f"Measured with ``{record.get('command', '?')}`` at commit {commit}, {escape(record.get('date', '?'))}; "
             + "; ".join(details) + ".", ""]
 
 
@@ -122,7 +130,7 @@ def table_lines(name: str, table: str, record: dict | None) -> list[str]:
     if not rows:
         return [f"``docs/results/{name}.json`` holds no {table} rows.", ""]
     columns = TABLES[(name, table)]
-    cells = [[str(cell(row) if cell(row) is not None else "—") for _, cell in columns] for row in rows]
+    cells = [[escape(cell(row)) if cell(row) is not None else "—" for _, cell in columns] for row in rows]
     keep = [i for i in range(len(columns)) if any(row[i] != "—" for row in cells)]
     lines = provenance(record) + [".. list-table::", "   :header-rows: 1", ""]
     for row in [[columns[i][0] for i in keep]] + [[row[i] for i in keep] for row in cells]:
