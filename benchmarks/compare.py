@@ -642,6 +642,7 @@ def _json_machine(threads: int) -> dict:
         cpu += f", family {family} model {model}"
     threadpoolctl = _optional("threadpoolctl")
     blas = [line for line in _threadpools(threadpoolctl) if line.startswith("blas")]
+    blas = [line for line in blas if "numpy" in line] or blas        # NumPy's, not SciPy's (scikit-learn loads it)
     return {"cpu": cpu, "isa": _walker.ISA, "blas": blas[0].split(": ", 1)[1] if blas else _numpy_blas(np),
             "python": platform.python_version(), "numpy": np.__version__, "threads": threads}
 
