@@ -503,7 +503,8 @@ def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     Returns
     -------
     grad : ndarray of the shape of yhat
-        The gradient of the loss with respect to ``yhat``, float32 when every input is float32 (or float16), else float64.
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
 
     Raises
     ------
@@ -563,7 +564,8 @@ def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     Returns
     -------
     grad : ndarray of the shape of yhat
-        The gradient of the loss with respect to ``yhat``, float32 when every input is float32 (or float16), else float64.
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
 
     Raises
     ------
@@ -624,7 +626,8 @@ def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight:
     Returns
     -------
     grad : ndarray of the shape of yhat
-        The gradient of the loss with respect to ``yhat``, float32 when every input is float32 (or float16), else float64.
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
 
     Raises
     ------
@@ -679,7 +682,8 @@ def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
     Returns
     -------
     grad : ndarray of the shape of logits
-        The gradient of the loss with respect to ``logits``, float32 when every input is float32 (or float16), else float64.
+        The gradient of the loss with respect to ``logits``, float32 when every input is
+        float32 (or float16), else float64.
 
     Raises
     ------
@@ -749,7 +753,8 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
     Returns
     -------
     grad : ndarray of the shape of logits
-        The gradient of the loss with respect to ``logits``, float32 when every input is float32 (or float16), else float64.
+        The gradient of the loss with respect to ``logits``, float32 when every input is
+        float32 (or float16), else float64.
 
     Raises
     ------
