@@ -581,7 +581,7 @@ def main(argv=None) -> int:
         estimators = _compare_estimators(args.repeat)
         print(estimators)
     if args.json:
-        _write_json(args.json, argv, json_commit, rows, estimators, args.threads)
+        _write_json(args.json, argv, json_commit, rows, estimators, args.threads, load)
     return 0
 
 
@@ -670,7 +670,7 @@ def _estimator_rows(table: str) -> list[dict]:
             for name, solver, seconds, score in parsed if not name.startswith("sklearn")]
 
 
-def _write_json(path, argv, commit, rows, estimators, threads: int) -> None:
+def _write_json(path, argv, commit, rows, estimators, threads: int, load) -> None:
     """Write the results file: the envelope of docs/results/*.json and one row per config and dtype."""
     import datetime
     import json
@@ -683,6 +683,7 @@ def _write_json(path, argv, commit, rows, estimators, threads: int) -> None:
         "dirty": bool(commit and " " in commit),
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "machine": _json_machine(threads),
+        "load_average": None if load is None else round(load, 2),     # 1 minute, before the run
         "rows": [dict({"config": config.name, "title": config.title, "dtype": dtype, "unit": config.measure},
                       **{key: (times.get(label) * 1e6 if times.get(label) is not None else None)
                          for label, key in keys.items()})

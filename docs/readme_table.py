@@ -40,7 +40,9 @@ def table(record: dict | None) -> str:
     machine = record.get("machine") or {}
     lines += ["", f"µs per training step (the demo fit: per 20-epoch fit); \"vs X\" = X's time / fastnn's. "
                   f"Made by `{record.get('command')}` at commit {record.get('commit')}, {record.get('date')}, "
-                  f"on {machine.get('cpu')} ({machine.get('isa')} build, {machine.get('threads')} thread)."]
+                  f"on {machine.get('cpu')} ({machine.get('isa')} build, {machine.get('threads')} thread"
+                  + (f"; load average {record['load_average']} before the run" if record.get("load_average") else "")
+                  + ")."]
     return "\n".join(lines)
 
 

@@ -113,6 +113,8 @@ def provenance(record: dict) -> list[str]:
     details = [f"CPU: {machine.get('cpu', 'unknown')}", f"fastnn's walker build: {machine.get('isa', 'unknown')}",
                f"BLAS: {machine.get('blas', 'unknown')}", f"Python {machine.get('python', '?')}",
                f"NumPy {machine.get('numpy', '?')}", f"{machine.get('threads', '?')} thread(s)"]
+    if record.get("load_average") is not None:
+        details.append(f"load average {record['load_average']} before the run (the times grow with it)")
     return [f"Measured with ``{record.get('command', '?')}`` at commit {commit}, {escape(record.get('date', '?'))}; "
             + "; ".join(details) + ".", ""]
 
