@@ -4,6 +4,8 @@ import importlib.util
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,8 @@ def test_ci_builds_the_documentation_as_the_readme_says():
 
 
 def _readme_table():
+    if not (ROOT / "docs" / "readme_table.py").exists():
+        pytest.skip("docs/ is not in this tree (the sdist's tests, run against an installed wheel)")
     spec = importlib.util.spec_from_file_location("readme_table", ROOT / "docs" / "readme_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
