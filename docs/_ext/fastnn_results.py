@@ -195,7 +195,7 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
     ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     return True
 
 
