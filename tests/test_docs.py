@@ -77,7 +77,7 @@ def documented_names():
         except ImportError:
             assert module_name == "fastnn.export", f"{module_name} does not import"
             continue
-        names += [f"{module_name}.{name}" for name in module.__all__ if not name.startswith("__")]
+        names += [f"{module_name}.{name}" for name in getattr(module, "__all__", []) if not name.startswith("__")]
     return names
 
 
