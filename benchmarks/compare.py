@@ -40,8 +40,11 @@ runs the step as many times as it takes to last at least ``--min-time``
 seconds, from the same starting weights (and, for Adam, the same optimizer
 state) every block.
 
-The table on stdout is markdown, ready to paste into the README; progress
-goes to stderr.
+The table on stdout is markdown; progress goes to stderr. ``--json PATH``
+also writes the measurements as JSON (the results file the documentation
+renders, ``docs/results/compare.json``): the command, the commit, the date,
+the machine and one row per config and dtype, with ``--estimators`` the
+estimator table too.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def _parse_args(argv=None):
                         help="also time fastnn's estimators against scikit-learn's, same data and settings: "
                              "digits with solver='adam' and 'lbfgs', Friedman #1 with 'lbfgs' (ESTIMATOR_TASKS; "
                              "fit time and test score)")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the results as JSON to PATH (docs/results/compare.json)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be a positive integer, got {args.repeat}")
@@ -404,6 +409,7 @@ def _ratio(other, mine) -> str:
 def main(argv=None) -> int:
     args, parser = _parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    json_commit = _git_commit(_ROOT / "fastnn") if args.json else None     # the checkout as the run starts
 
     # Before NumPy (and its BLAS) is loaded: the thread variables are read then.
     for variable in _THREAD_VARIABLES:
@@ -567,12 +573,16 @@ def main(argv=None) -> int:
     for warning in warnings_seen:
         out.append(f"- WARNING: {warning}")
     print("\n".join(out))
+    estimators = None
     if args.estimators:
         print()
         if importlib.util.find_spec("sklearn") is None:
             print("--estimators: scikit-learn is not installed (pip install scikit-learn); no estimator table.")
             return 1
-        print(_compare_estimators(args.repeat))
+        estimators = estimator_rows(args.repeat)
+        print(_estimator_table(estimators))
+    if args.json:
+        _write_json(args.json, argv, json_commit, rows, estimators, args.threads, load)
     return 0
 
 
@@ -649,19 +659,69 @@ def estimator_rows(repeat: int) -> list[dict]:
     return rows
 
 
-def _compare_estimators(repeat: int) -> str:
-    """The markdown table of :func:`estimator_rows`."""
+def _estimator_table(rows: list[dict]) -> str:
+    """The markdown table of :func:`estimator_rows`'s rows."""
     lines = ["Estimators, fastnn against scikit-learn (same data, same settings, random_state=0; digits: X/16, "
              "stratified 75/25 split, test accuracy; friedman1: make_friedman1(2000, noise=1), 75/25 split, "
              "test R^2; median fit time, fits alternating; CPU: the process's CPU time):", "",
              "| task | estimator | settings | fastnn fit s | scikit-learn fit s | speed-up | speed-up (CPU) "
              "| fastnn score | scikit-learn score |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in estimator_rows(repeat):
+    for row in rows:
         lines.append(f"| {row['task']} | {row['estimator']} | {row['settings']} | {row['fastnn_s']:.3f} | "
                      f"{row['sklearn_s']:.3f} | {row['sklearn_s'] / row['fastnn_s']:.2f}x | "
                      f"{row['sklearn_cpu_s'] / row['fastnn_cpu_s']:.2f}x | "
                      f"{row['fastnn_score']:.4f} | {row['sklearn_score']:.4f} |")
     return "\n".join(lines)
+
+
+# -- the results file (--json) -----------------------------------------------------
+
+
+def _json_machine(threads: int) -> dict:
+    """The results files' "machine" record: CPU, walker build, NumPy's BLAS, versions."""
+    import numpy as np
+
+    from fastnn import _walker
+
+    cpu, family, model = _cpu_model(), None, None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            fields = dict(line.split(":", 1) for line in cpuinfo if ":" in line)
+        family, model = fields.get("cpu family\t", "").strip(), fields.get("model\t\t", "").strip()
+    except OSError:
+        pass
+    if family and model:
+        cpu += f", family {family} model {model}"
+    threadpoolctl = _optional("threadpoolctl")
+    blas = [line for line in _threadpools(threadpoolctl) if line.startswith("blas")]
+    blas = [line for line in blas if "numpy" in line] or blas        # NumPy's, not SciPy's (scikit-learn loads it)
+    return {"cpu": cpu, "isa": _walker.ISA, "blas": blas[0].split(": ", 1)[1] if blas else _numpy_blas(np),
+            "python": platform.python_version(), "numpy": np.__version__, "threads": threads}
+
+
+def _write_json(path, argv, commit, rows, estimators, threads: int, load) -> None:
+    """Write the results file: the envelope of docs/results/*.json and one row per config and dtype."""
+    import datetime
+    import json
+
+    keys = {"fastnn": "fastnn_us", "NumPy": "numpy_us", "PyTorch": "torch_us", "scikit-learn": "sklearn_us"}
+    words = ["python", "benchmarks/compare.py"] + list(sys.argv[1:] if argv is None else argv)
+    record = {
+        "command": " ".join(words),
+        "commit": commit.split()[0] if commit else None,
+        "dirty": bool(commit and " " in commit),
+        "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "machine": _json_machine(threads),
+        "load_average": None if load is None else round(load, 2),     # 1 minute, before the run
+        "rows": [dict({"config": config.name, "title": config.title, "dtype": dtype, "unit": config.measure},
+                      **{key: (times.get(label) * 1e6 if times.get(label) is not None else None)
+                         for label, key in keys.items()})
+                 for config, dtype, times in rows],
+    }
+    if estimators is not None:
+        record["estimators"] = estimators
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def _has_fastnn() -> bool:

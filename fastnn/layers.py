@@ -317,7 +317,7 @@ class Tanh(Activation):
 
 
 class Sigmoid(Activation):
-    """Logistic sigmoid, ``1 / (1 + exp(-x))``, stable for large |x|."""
+    """Logistic sigmoid, ``1 / (1 + exp(-x))``, stable for large ``|x|``."""
 
     _fn = "sigmoid"
 

@@ -145,7 +145,25 @@ def dense_backward(X: ArrayLike, W: ArrayLike, dY: ArrayLike) -> tuple[np.ndarra
 
 
 def relu_forward(Z: ArrayLike) -> np.ndarray:
-    """ReLU, ``max(Z, 0)`` elementwise, for an array of any shape (1-D or more)."""
+    """ReLU, ``max(Z, 0)`` elementwise, for an array of any shape (1-D or more).
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, float32 when every input is float32 (or float16),
+        else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     out = _ops.activation_forward_plain(_FN_RELU, 0.0, Z)
     if out is not None:
         return out
@@ -157,7 +175,27 @@ def relu_forward(Z: ArrayLike) -> np.ndarray:
 
 
 def relu_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
-    """Gradient of ReLU: ``dA * (Z > 0)``, where ``Z`` is the ReLU's input."""
+    """Gradient of ReLU: ``dA * (Z > 0)``, where ``Z`` is the ReLU's input.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : array-like of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, float32 when every input is float32 (or
+        float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     out = _ops.activation_backward_plain(_FN_RELU, 0.0, Z, dA)
     if out is not None:
         return out
@@ -203,32 +241,150 @@ def _check_slope(negative_slope) -> float:
 
 
 def leaky_relu_forward(Z: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
-    """LeakyReLU, ``Z if Z > 0 else negative_slope * Z`` (``negative_slope >= 0``)."""
+    """LeakyReLU, ``Z if Z > 0 else negative_slope * Z`` (``negative_slope >= 0``).
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input.
+    negative_slope : float, default 0.01
+        The slope for ``Z <= 0``, at least 0.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, float32 when every input is float32 (or float16),
+        else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation("leaky_relu", Z, _check_slope(negative_slope))
 
 
 def leaky_relu_backward(Z: ArrayLike, dA: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
-    """Gradient of LeakyReLU: ``dA if Z > 0 else negative_slope * dA``."""
+    """Gradient of LeakyReLU: ``dA if Z > 0 else negative_slope * dA``.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : array-like of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+    negative_slope : float, default 0.01
+        The slope for ``Z <= 0``, at least 0.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, float32 when every input is float32 (or
+        float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation_grad("leaky_relu", Z, dA, _check_slope(negative_slope))
 
 
 def tanh_forward(Z: ArrayLike) -> np.ndarray:
-    """``tanh(Z)`` elementwise."""
+    """``tanh(Z)`` elementwise.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, float32 when every input is float32 (or float16),
+        else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation("tanh", Z)
 
 
 def tanh_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
-    """Gradient of tanh: ``dA * (1 - tanh(Z) ** 2)``."""
+    """Gradient of tanh: ``dA * (1 - tanh(Z) ** 2)``.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : array-like of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, float32 when every input is float32 (or
+        float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation_grad("tanh", Z, dA)
 
 
 def sigmoid_forward(Z: ArrayLike) -> np.ndarray:
-    """The logistic sigmoid ``1 / (1 + exp(-Z))``, computed without overflow for any Z."""
+    """The logistic sigmoid ``1 / (1 + exp(-Z))``, computed without overflow for any Z.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, float32 when every input is float32 (or float16),
+        else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation("sigmoid", Z)
 
 
 def sigmoid_backward(Z: ArrayLike, dA: ArrayLike) -> np.ndarray:
-    """Gradient of the sigmoid: ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
+    """Gradient of the sigmoid: ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``.
+
+    Parameters
+    ----------
+    Z : array-like of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : array-like of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, float32 when every input is float32 (or
+        float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _activation_grad("sigmoid", Z, dA)
 
 
@@ -300,6 +456,28 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
     With ``sample_weight`` (n_samples,), the loss is ``sum(w_i * l_i) /
     sum(w_i)`` with ``l_i`` the mean over sample i's outputs. Summed in
     double precision.
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
     """
     if sample_weight is None:
         loss = _ops.mse_loss_plain(yhat, y)
@@ -309,7 +487,31 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
 
 
 def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted."""
+    """Gradient of :func:`mse_loss` with respect to ``yhat``: ``2 * (yhat - y) / yhat.size`` unweighted.
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     if sample_weight is None:
         grad = _ops.mse_grad_plain(yhat, y)
         if grad is not None:
@@ -318,34 +520,177 @@ def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
 
 
 def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Mean absolute error, ``mean(|yhat - y|)`` (shapes and weights as :func:`mse_loss`)."""
+    """Mean absolute error, ``mean(|yhat - y|)`` (shapes and weights as :func:`mse_loss`).
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("mae", yhat, y, sample_weight)
 
 
 def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`mae_loss`: ``sign(yhat - y) / yhat.size`` unweighted (0 where equal)."""
+    """Gradient of :func:`mae_loss`: ``sign(yhat - y) / yhat.size`` unweighted (0 where equal).
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
 
 
 def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> float:
     """Huber loss, as ``torch.nn.HuberLoss``: ``0.5 d**2`` where ``|d| < delta``, else
-    ``delta * (|d| - 0.5 * delta)``, with ``d = yhat - y``, averaged."""
+    ``delta * (|d| - 0.5 * delta)``, with ``d = yhat - y``, averaged.
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, greater than 0.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("huber", yhat, y, sample_weight, param=delta)
 
 
 def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`huber_loss`: ``clip(d, -delta, delta) / yhat.size`` unweighted."""
+    """Gradient of :func:`huber_loss`: ``clip(d, -delta, delta) / yhat.size`` unweighted.
+
+    Parameters
+    ----------
+    yhat : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : array-like of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, greater than 0.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("huber", yhat, y, sample_weight, param=delta, want_grad=True)
 
 
 def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Binary cross-entropy on logits, as ``torch.nn.BCEWithLogitsLoss``:
-    ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits."""
+    ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))``, stable for any logits.
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Unnormalised scores.
+    y : array-like of the shape of logits
+        Targets in ``[0, 1]``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
 
 
 def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted."""
+    """Gradient of :func:`bce_with_logits_loss`: ``(sigmoid(z) - y) / z.size`` unweighted.
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Unnormalised scores.
+    y : array-like of the shape of logits
+        Targets in ``[0, 1]``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of logits
+        The gradient of the loss with respect to ``logits``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
 
 
@@ -367,12 +712,56 @@ def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
 
     ``logits`` is (n_samples, n_classes); ``labels`` holds integer class
     indices in [0, n_classes), shape (n_samples,).
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples, n_classes)
+        Unnormalised scores (the network's output).
+    labels : array-like of shape (n_samples,)
+        Integer class indices in ``[0, n_classes)``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
     """
     return _cross_entropy(logits, labels, sample_weight, False)
 
 
 def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`cross_entropy_loss`: ``(softmax(logits) - onehot(labels)) / n_samples`` unweighted."""
+    """Gradient of :func:`cross_entropy_loss`: ``(softmax(logits) - onehot(labels)) / n_samples`` unweighted.
+
+    Parameters
+    ----------
+    logits : array-like of shape (n_samples, n_classes)
+        Unnormalised scores (the network's output).
+    labels : array-like of shape (n_samples,)
+        Integer class indices in ``[0, n_classes)``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of logits
+        The gradient of the loss with respect to ``logits``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
+    """
     return _cross_entropy(logits, labels, sample_weight, True)
 
 
@@ -468,6 +857,34 @@ def sgd_momentum_update(param: np.ndarray, grad: ArrayLike, momentum_buffer: np.
     ``momentum_buffer`` (start at zeros) are writable float arrays of one
     dtype and shape. Raises FloatingPointError, changing nothing, when a new
     value would not be finite.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        The parameters, updated in place.
+    grad : array-like of the shape of param
+        Their gradient.
+    momentum_buffer : ndarray of the shape and dtype of param
+        The velocity (zeros before the first step), updated in place.
+    lr : float
+        The learning rate, greater than 0.
+    momentum : float
+        The momentum factor, in ``[0, 1)``.
+    nesterov : bool, default False
+        Nesterov's momentum.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient, at least 0.
+
+    Returns
+    -------
+    None
+        ``param`` and ``momentum_buffer`` are updated in place.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value
+        (the message names it); nothing is computed.
     """
     lr = check_learning_rate(lr, "lr")
     momentum, nesterov, weight_decay = check_sgd_hyperparameters(momentum, nesterov, weight_decay)

@@ -67,55 +67,185 @@ __all__ = [
 
 
 def dense_forward(X: np.ndarray, W: np.ndarray, b: ArrayLike) -> np.ndarray:
-    """Return ``X @ W + b``: (n_samples, in_features) -> (n_samples, out_features)."""
+    """Return ``X @ W + b``: (n_samples, in_features) -> (n_samples, out_features).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, in_features)
+    W : ndarray of shape (in_features, out_features)
+    b : array-like of shape (out_features,)
+
+    Returns
+    -------
+    Y : ndarray of shape (n_samples, out_features)
+        ``X @ W + b``, in the dtype NumPy's promotion gives.
+    """
     return X @ W + b
 
 
 def dense_backward(X: np.ndarray, W: np.ndarray, dY: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(dX, dW, db) = (dY @ W.T, X.T @ dY, dY.sum(axis=0))``."""
+    """Return ``(dX, dW, db) = (dY @ W.T, X.T @ dY, dY.sum(axis=0))``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, in_features)
+        The layer's input in the forward pass.
+    W : ndarray of shape (in_features, out_features)
+    dY : ndarray of shape (n_samples, out_features)
+        The gradient of the loss with respect to the layer's output.
+
+    Returns
+    -------
+    dX : ndarray of shape (n_samples, in_features)
+        ``dY @ W.T``.
+    dW : ndarray of shape (in_features, out_features)
+        ``X.T @ dY``.
+    db : ndarray of shape (out_features,)
+        ``dY.sum(axis=0)``.
+    """
     return dY @ W.T, X.T @ dY, dY.sum(axis=0)
 
 
 def relu_forward(Z: ArrayLike) -> np.ndarray:
-    """Return ``max(Z, 0)`` elementwise."""
+    """Return ``max(Z, 0)`` elementwise.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, the dtype NumPy's promotion gives.
+    """
     return np.maximum(Z, 0)
 
 
 def relu_backward(Z: np.ndarray, dA: np.ndarray) -> np.ndarray:
-    """Return ``dA * (Z > 0)``: the gradient passes where the input was positive."""
+    """Return ``dA * (Z > 0)``: the gradient passes where the input was positive.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : ndarray of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, the dtype NumPy's promotion gives.
+    """
     return dA * (Z > 0)
 
 
 def leaky_relu_forward(Z: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """Return ``Z if Z > 0 else negative_slope * Z`` elementwise."""
+    """Return ``Z if Z > 0 else negative_slope * Z`` elementwise.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input.
+    negative_slope : float, default 0.01
+        The slope for ``Z <= 0``, at least 0.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, the dtype NumPy's promotion gives.
+    """
     return np.where(Z > 0, Z, Z * negative_slope)
 
 
 def leaky_relu_backward(Z: np.ndarray, dA: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """Return ``dA if Z > 0 else negative_slope * dA``."""
+    """Return ``dA if Z > 0 else negative_slope * dA``.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : ndarray of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+    negative_slope : float, default 0.01
+        The slope for ``Z <= 0``, at least 0.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, the dtype NumPy's promotion gives.
+    """
     return np.where(Z > 0, dA, dA * negative_slope)
 
 
 def tanh_forward(Z: ArrayLike) -> np.ndarray:
-    """Return ``tanh(Z)``."""
+    """Return ``tanh(Z)``.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, the dtype NumPy's promotion gives.
+    """
     return np.tanh(Z)
 
 
 def tanh_backward(Z: ArrayLike, dA: np.ndarray) -> np.ndarray:
-    """Return ``dA * (1 - tanh(Z) ** 2)``."""
+    """Return ``dA * (1 - tanh(Z) ** 2)``.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : ndarray of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, the dtype NumPy's promotion gives.
+    """
     A = np.tanh(Z)
     return dA * (1 - A * A)
 
 
 def sigmoid_forward(Z: ArrayLike) -> np.ndarray:
-    """Return ``1 / (1 + exp(-Z))``, as ``exp(Z) / (1 + exp(Z))`` for negative Z (no overflow)."""
+    """Return ``1 / (1 + exp(-Z))``, as ``exp(Z) / (1 + exp(Z))`` for negative Z (no overflow).
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input.
+
+    Returns
+    -------
+    A : ndarray of the shape of Z
+        The activation's output, the dtype NumPy's promotion gives.
+    """
     Z = np.asarray(Z)
     e = np.exp(-np.abs(Z))
     return np.where(Z >= 0, 1 / (1 + e), e / (1 + e))
 
 
 def sigmoid_backward(Z: ArrayLike, dA: np.ndarray) -> np.ndarray:
-    """Return ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``."""
+    """Return ``dA * s * (1 - s)`` with ``s = sigmoid(Z)``.
+
+    Parameters
+    ----------
+    Z : ndarray of any shape (1-D or more)
+        The activation's input in the forward pass.
+    dA : ndarray of the shape of Z
+        The gradient of the loss with respect to the activation's output.
+
+    Returns
+    -------
+    dZ : ndarray of the shape of Z
+        The gradient with respect to Z, the dtype NumPy's promotion gives.
+    """
     A = sigmoid_forward(Z)
     return dA * (A * (1 - A))
 
@@ -151,7 +281,24 @@ def _weighted(elements: np.ndarray, grad_elements: np.ndarray,
 
 
 def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Return ``mean((yhat - y) ** 2)`` as a Python float (weighted by sample)."""
+    """Return ``mean((yhat - y) ** 2)`` as a Python float (weighted by sample).
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     yhat, y = _paired(yhat, y)
     if sample_weight is None:
         return float(np.mean((yhat - y) ** 2))
@@ -159,7 +306,24 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
 
 
 def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``2 * (yhat - y) / yhat.size``, the gradient of :func:`mse_loss`."""
+    """Return ``2 * (yhat - y) / yhat.size``, the gradient of :func:`mse_loss`.
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, the dtype NumPy's promotion gives.
+    """
     yhat, y = _paired(yhat, y)
     if sample_weight is None:
         return 2 * (yhat - y) / yhat.size
@@ -167,13 +331,47 @@ def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
 
 
 def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Return ``mean(|yhat - y|)``."""
+    """Return ``mean(|yhat - y|)``.
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     yhat, y = _paired(yhat, y)
     return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[0]
 
 
 def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``sign(yhat - y) / yhat.size`` (0 where equal), the gradient of :func:`mae_loss`."""
+    """Return ``sign(yhat - y) / yhat.size`` (0 where equal), the gradient of :func:`mae_loss`.
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, the dtype NumPy's promotion gives.
+    """
     yhat, y = _paired(yhat, y)
     return _weighted(np.abs(yhat - y), np.sign(yhat - y), sample_weight)[1]
 
@@ -185,13 +383,51 @@ def _huber(yhat: np.ndarray, y: np.ndarray, delta: float) -> tuple[np.ndarray, n
 
 
 def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> float:
-    """Return the mean Huber loss: ``0.5 d**2`` if ``|d| < delta`` else ``delta (|d| - delta / 2)``."""
+    """Return the mean Huber loss: ``0.5 d**2`` if ``|d| < delta`` else ``delta (|d| - delta / 2)``.
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, greater than 0.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     yhat, y = _paired(yhat, y)
     return _weighted(*_huber(yhat, y, delta), sample_weight)[0]
 
 
 def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``clip(yhat - y, -delta, delta) / yhat.size``, the gradient of :func:`huber_loss`."""
+    """Return ``clip(yhat - y, -delta, delta) / yhat.size``, the gradient of :func:`huber_loss`.
+
+    Parameters
+    ----------
+    yhat : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predictions.
+    y : ndarray of the shape of yhat
+        The targets; a 1-D ``y`` of length n_samples also pairs with a (n_samples, 1)
+        ``yhat``.
+    delta : float, default 1.0
+        Where the loss turns from quadratic to linear, greater than 0.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of yhat
+        The gradient of the loss with respect to ``yhat``, the dtype NumPy's promotion gives.
+    """
     yhat, y = _paired(yhat, y)
     return _weighted(*_huber(yhat, y, delta), sample_weight)[1]
 
@@ -202,19 +438,62 @@ def _bce(logits: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Return ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))`` for logits z."""
+    """Return ``mean(max(z, 0) - z * y + log(1 + exp(-|z|)))`` for logits z.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Unnormalised scores.
+    y : ndarray of the shape of logits
+        Targets in ``[0, 1]``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     logits, y = _paired(logits, y)
     return _weighted(*_bce(logits, y), sample_weight)[0]
 
 
 def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``(sigmoid(z) - y) / z.size``, the gradient of :func:`bce_with_logits_loss`."""
+    """Return ``(sigmoid(z) - y) / z.size``, the gradient of :func:`bce_with_logits_loss`.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        Unnormalised scores.
+    y : ndarray of the shape of logits
+        Targets in ``[0, 1]``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of logits
+        The gradient of the loss with respect to ``logits``, the dtype NumPy's promotion gives.
+    """
     logits, y = _paired(logits, y)
     return _weighted(*_bce(logits, y), sample_weight)[1]
 
 
 def softmax(logits: ArrayLike) -> np.ndarray:
-    """Return ``exp(z - max z) / sum(exp(z - max z))`` along the last axis."""
+    """Return ``exp(z - max z) / sum(exp(z - max z))`` along the last axis.
+
+    Parameters
+    ----------
+    logits : array-like of any shape
+        Scores; the softmax runs along the last axis.
+
+    Returns
+    -------
+    ndarray of the shape of logits
+        Probabilities, non-negative, summing to 1 along the last axis.
+    """
     z = np.asarray(logits)
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -233,7 +512,23 @@ def _cross_entropy(logits: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np
 
 
 def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Return the mean over samples of ``logsumexp(logits[i]) - logits[i, labels[i]]``."""
+    """Return the mean over samples of ``logsumexp(logits[i]) - logits[i, labels[i]]``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_classes)
+        Unnormalised scores (the network's output).
+    labels : ndarray of shape (n_samples,)
+        Integer class indices in ``[0, n_classes)``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     per_sample, _ = _cross_entropy(logits, labels)
     if sample_weight is None:
         return float(np.mean(per_sample))
@@ -242,7 +537,23 @@ def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
 
 
 def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``(softmax(logits) - onehot(labels)) / n_samples``, or weighted by ``w_i / sum(w)``."""
+    """Return ``(softmax(logits) - onehot(labels)) / n_samples``, or weighted by ``w_i / sum(w)``.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n_samples, n_classes)
+        Unnormalised scores (the network's output).
+    labels : ndarray of shape (n_samples,)
+        Integer class indices in ``[0, n_classes)``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of logits
+        The gradient of the loss with respect to ``logits``, the dtype NumPy's promotion gives.
+    """
     per_sample, grad = _cross_entropy(logits, labels)
     if sample_weight is None:
         return grad / per_sample.shape[0]
@@ -251,13 +562,51 @@ def cross_entropy_grad(logits: ArrayLike, labels: ArrayLike, sample_weight: Arra
 
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> None:
-    """``param -= lr * grad``, in place. Returns None."""
+    """``param -= lr * grad``, in place. Returns None.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        The parameters, updated in place.
+    grad : ndarray of the shape of param
+        Their gradient.
+    lr : float
+        The learning rate.
+
+    Returns
+    -------
+    None
+        ``param`` is updated in place.
+    """
     param -= lr * grad
 
 
 def sgd_momentum_update(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray, lr: float, momentum: float,
                         nesterov: bool = False, weight_decay: float = 0.0) -> None:
-    """``torch.optim.SGD`` with momentum (dampening 0), in place on param and momentum_buffer."""
+    """``torch.optim.SGD`` with momentum (dampening 0), in place on param and momentum_buffer.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64
+        The parameters, updated in place.
+    grad : ndarray of the shape of param
+        Their gradient.
+    momentum_buffer : ndarray of the shape and dtype of param
+        The velocity (zeros before the first step), updated in place.
+    lr : float
+        The learning rate, greater than 0.
+    momentum : float
+        The momentum factor, in ``[0, 1)``.
+    nesterov : bool, default False
+        Nesterov's momentum.
+    weight_decay : float, default 0.0
+        L2 penalty added to the gradient, at least 0.
+
+    Returns
+    -------
+    None
+        ``param`` and ``momentum_buffer`` are updated in place.
+    """
     g = grad + weight_decay * param if weight_decay else np.array(grad, dtype=param.dtype)
     if momentum:                      # PyTorch keeps no buffer without momentum
         momentum_buffer *= momentum

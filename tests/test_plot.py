@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import fastnn  # noqa: E402
+import fastnn.plot  # noqa: E402
 from fastnn.plot import fit_1d, loss_curve, save_fit_figure  # noqa: E402
 
 
@@ -70,3 +71,77 @@ def test_plots_check_their_arguments(call, exc, match):
     model = fastnn.datasets.tutorial_network()
     with pytest.raises(exc, match=match):
         call(model, np.zeros(3), np.zeros(3))
+
+
+# -- the tutorial's figures for any model: hidden units and the network diagram ----------
+
+
+def relu(v):
+    return np.maximum(v, 0.0)
+
+
+def test_hidden_contributions_of_the_tutorial_network_are_its_three_lines():
+    model = fastnn.datasets.tutorial_network()
+    X = np.linspace(-1, 4, 101)
+    parts = fastnn.plot.hidden_contributions(model, X)
+    np.testing.assert_array_equal(parts, np.column_stack([relu(X), -relu(2 * X - 2), relu(2 * X - 4)]))
+    np.testing.assert_array_equal(relu(parts.sum(axis=1)), model.predict(X.reshape(-1, 1))[:, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hidden_contributions_sum_to_the_output_of_a_deeper_model(dtype):
+    last = fastnn.Dense(6, 1, seed=2)
+    model = fastnn.Sequential([fastnn.Dense(3, 5, seed=0), fastnn.Tanh(), fastnn.Dense(5, 6, seed=1),
+                               fastnn.Sigmoid(), last], dtype=dtype)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    parts = fastnn.plot.hidden_contributions(model, X)
+    assert parts.shape == (40, 6) and parts.dtype == dtype
+    np.testing.assert_allclose(parts.sum(axis=1) + last.b[0], model.predict(X)[:, 0],
+                               rtol={np.float32: 1e-5, np.float64: 1e-12}[dtype])
+
+
+def test_hidden_contributions_check_the_model_and_X():
+    with pytest.raises(ValueError, match="model must have one output, got 2"):
+        fastnn.plot.hidden_contributions(fastnn.Sequential([fastnn.Dense(1, 2)]), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, 2\)"):
+        fastnn.plot.hidden_contributions(fastnn.Sequential([fastnn.Dense(2, 1)]), np.zeros((3, 3)))
+    with pytest.raises(TypeError, match="X"):
+        fastnn.plot.hidden_contributions(fastnn.datasets.tutorial_network(), ["a", "b"])
+
+
+def test_hidden_units_draws_each_unit_and_the_output(tmp_path):
+    model = fastnn.datasets.tutorial_network()
+    ax = fastnn.plot.hidden_units(model, (0, 3), curve=fastnn.datasets.tutorial_curve, n_points=61)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels[:5] == ["unit 1", "unit 2", "unit 3", "model output", "target output"]
+    grid = np.linspace(0, 3, 61)
+    np.testing.assert_array_equal(ax.get_lines()[1].get_ydata(), -relu(2 * grid - 2))
+    np.testing.assert_array_equal(ax.get_lines()[3].get_ydata(), fastnn.datasets.tutorial_curve(grid))
+    assert len(np.unique(rendered(ax, tmp_path / "units.png"), axis=0)) > 20
+    with pytest.raises(ValueError, match="x_range"):
+        fastnn.plot.hidden_units(model, (3, 0))
+
+
+def test_network_diagram_draws_units_weights_and_biases(tmp_path):
+    model = fastnn.datasets.tutorial_network()
+    ax = fastnn.plot.network_diagram(model)
+    assert len(ax.patches) == 1 + 3 + 1                        # input, hidden, output units
+    texts = [text.get_text() for text in ax.texts]
+    for weight in ["1", "2", "-1"]:                            # W1 = [1, 2, 2], W2 = [1, -1, 1]
+        assert weight in texts
+    for bias in ["0", "-2", "-4"]:
+        assert bias in texts
+    assert "3 ReLU" in texts and "1 input" in texts
+    assert len(np.unique(rendered(ax, tmp_path / "net.png"), axis=0)) > 20
+
+
+def test_network_diagram_shows_at_most_max_units_per_layer():
+    model = fastnn.Sequential([fastnn.Dense(2, 40, seed=0), fastnn.Tanh(), fastnn.Dense(40, 3, seed=1)])
+    ax = fastnn.plot.network_diagram(model, max_units=6)
+    assert len(ax.patches) == 2 + 6 + 3
+    assert "40 Tanh (of 40)" in [text.get_text() for text in ax.texts]
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="max_units"):
+        fastnn.plot.network_diagram(model, max_units=0)
+    with pytest.raises(TypeError, match="weights"):
+        fastnn.plot.network_diagram(model, weights=1)

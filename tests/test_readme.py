@@ -1,7 +1,10 @@
-"""The README's two set-up commands, and CI running exactly the test one."""
+"""The README: its two set-up commands (CI runs exactly the test one), its examples, its size, its speed table."""
 
+import importlib.util
 import pathlib
 import re
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -33,8 +36,42 @@ def test_readme_python_examples_run(capsys, tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[0.  0.5 1.  0.5 0.  0.5 1. ]"
-    # The printed results the README quotes as comments (times aside) are the ones a run prints.
-    for line in out:
-        if line.startswith(("Friedman", "fastnn:", "scikit-learn:")):
-            quoted = line.split(", fit")[0]
-            assert f"# {quoted}" in text, line
+    assert (tmp_path / "net.npz").exists()
+
+
+def test_readme_is_a_landing_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text) < 10_000, "the README is the landing page: the rest belongs in docs/guide/"
+    for heading in ("## Two commands", "## A tour", "## Speed", "## Documentation"):
+        assert heading in text
+
+
+def test_ci_builds_the_documentation_as_the_readme_says():
+    ci = (ROOT / ".ci" / "run").read_text()
+    docs_command = next(c for c in readme_commands() if "-m sphinx" in c)
+    assert '".[docs]"' in docs_command and "-W -b html docs docs/_build/html" in docs_command
+    assert docs_command in ci.splitlines()
+
+
+def _readme_table():
+    if not (ROOT / "docs" / "readme_table.py").exists():
+        pytest.skip("docs/ is not in this tree (the sdist's tests, run against an installed wheel)")
+    spec = importlib.util.spec_from_file_location("readme_table", ROOT / "docs" / "readme_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_speed_table_is_the_results_file():
+    """The figures are docs/results/compare.json's, drawn by docs/readme_table.py, never typed by hand."""
+    readme_table = _readme_table()
+    text = (ROOT / "README.md").read_text()
+    block = text.split(readme_table.BEGIN, 1)[1].split(readme_table.END, 1)[0].strip()
+    expected = readme_table.table(readme_table.fastnn_results.load("compare"))
+    assert block == expected, "run `python docs/readme_table.py --write` after remaking docs/results/compare.json"
+
+
+def test_readme_speed_table_without_a_results_file(tmp_path):
+    readme_table = _readme_table()
+    assert readme_table.fastnn_results.load("compare", tmp_path) is None
+    assert readme_table.table(None) == "Not measured in this build: `docs/results/compare.json` is absent."

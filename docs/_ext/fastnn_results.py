@@ -1,0 +1,226 @@
+"""The ``fastnn-results`` directive: a table (and a chart) drawn from ``docs/results/<name>.json``.
+
+::
+
+    .. fastnn-results:: compare
+       :table: steps
+       :chart:
+
+Each results file (written by a benchmark script with ``--json``) holds the
+command that made it, the commit, the date, the machine and its rows; the
+directive prints that provenance above the table, so that no figure in the
+documentation is typed by hand. A file that is absent gives one sentence
+("not measured in this build") and the command that makes it, not an error.
+The functions below take the parsed file and return reStructuredText lines,
+so that they can be tested without Sphinx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+GENERATED = Path(__file__).resolve().parent.parent / "_generated"
+
+#: How each results file is made (said when it is absent).
+COMMANDS = {
+    "compare": "python benchmarks/compare.py --estimators --json docs/results/compare.json",
+    "asv_ratios": "python benchmarks/asv_ratios.py --json docs/results/asv_ratios.json",
+    "planner": "python benchmarks/planner.py --json docs/results/planner.json",
+    "export": "python benchmarks/export_latency.py --json docs/results/export.json",
+}
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    value = float(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _ratio(other, mine) -> str:
+    if other is None or mine is None or not mine:
+        return "—"
+    return f"{other / mine:.3g}x"
+
+
+# The tables: a title and (header, cell(row)) per column; a column whose cells are all "—" is left out.
+TABLES = {
+    ("compare", "steps"): [
+        ("config", lambda r: r.get("title") or r.get("config")), ("dtype", lambda r: r.get("dtype")),
+        ("unit", lambda r: r.get("unit")),
+        ("fastnn µs", lambda r: _number(r.get("fastnn_us"))), ("NumPy µs", lambda r: _number(r.get("numpy_us"))),
+        ("PyTorch µs", lambda r: _number(r.get("torch_us"))),
+        ("scikit-learn µs", lambda r: _number(r.get("sklearn_us"))),
+        ("vs NumPy", lambda r: _ratio(r.get("numpy_us"), r.get("fastnn_us"))),
+        ("vs PyTorch", lambda r: _ratio(r.get("torch_us"), r.get("fastnn_us"))),
+        ("vs scikit-learn", lambda r: _ratio(r.get("sklearn_us"), r.get("fastnn_us"))),
+    ],
+    ("compare", "estimators"): [
+        ("task", lambda r: r.get("task")), ("estimator", lambda r: r.get("estimator")),
+        ("solver", lambda r: r.get("solver")),
+        ("fastnn fit s", lambda r: _number(r.get("fastnn_s"))),
+        ("scikit-learn fit s", lambda r: _number(r.get("sklearn_s"))),
+        ("fit speed-up", lambda r: _ratio(r.get("sklearn_s"), r.get("fastnn_s"))),
+        ("fastnn score", lambda r: _number(r.get("fastnn_score"), 4)),
+        ("scikit-learn score", lambda r: _number(r.get("sklearn_score"), 4)),
+    ],
+    ("asv_ratios", "rows"): [
+        ("benchmark", lambda r: r.get("benchmark")), ("params", lambda r: r.get("params")),
+        ("fastnn s", lambda r: _number(r.get("fastnn_s"))), ("reference s", lambda r: _number(r.get("reference_s"))),
+        ("reference / fastnn", lambda r: _number(r.get("ratio"))),
+    ],
+    ("planner", "rows"): [
+        ("config", lambda r: r.get("config")), ("dtype", lambda r: r.get("dtype")),
+        ("planned", lambda r: r.get("planned")), ("planned µs", lambda r: _number(r.get("planned_us"))),
+        ("best fixed", lambda r: r.get("best_fixed")), ("best fixed µs", lambda r: _number(r.get("best_fixed_us"))),
+        ("planned / best fixed", lambda r: _number(r.get("ratio"))),
+    ],
+    ("export", "rows"): [
+        ("model", lambda r: r.get("model")), ("dtype", lambda r: r.get("dtype")), ("what", lambda r: r.get("what")),
+        ("C µs", lambda r: _number(r.get("c_us"))), ("predict µs", lambda r: _number(r.get("predict_us"))),
+        ("onnxruntime µs", lambda r: _number(r.get("onnxruntime_us"))),
+    ],
+}
+
+
+def escape(text) -> str:
+    """``text`` as reStructuredText that reads as itself (no emphasis, references or substitutions)."""
+    text = str(text)
+    for char in "\\*_`|":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def load(name: str, where: Path = RESULTS):
+    """The parsed ``<where>/<name>.json``, or None when it is absent."""
+    path = where / f"{name}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def provenance(record: dict) -> list[str]:
+    """The sentence that says how, when and where a results file was made."""
+    machine = {key: escape(value) for key, value in (record.get("machine") or {}).items()}
+    commit = escape(record.get("commit") or "an unknown commit")
+    if record.get("dirty"):
+        commit += " (with uncommitted changes)"
+    details = [f"CPU: {machine.get('cpu', 'unknown')}", f"fastnn's walker build: {machine.get('isa', 'unknown')}",
+               f"BLAS: {machine.get('blas', 'unknown')}", f"Python {machine.get('python', '?')}",
+               f"NumPy {machine.get('numpy', '?')}", f"{machine.get('threads', '?')} thread(s)"]
+    if record.get("load_average") is not None:
+        details.append(f"load average {record['load_average']} before the run (the times grow with it)")
+    return [f"Measured with ``{record.get('command', '?')}`` at commit {commit}, {escape(record.get('date', '?'))}; "
+            + "; ".join(details) + ".", ""]
+
+
+def absent(name: str) -> list[str]:
+    return [f"Not measured in this build: ``docs/results/{name}.json`` is absent "
+            f"(``{COMMANDS.get(name, 'its benchmark script with --json')}`` makes it).", ""]
+
+
+def table_lines(name: str, table: str, record: dict | None) -> list[str]:
+    """reStructuredText for one table of a results file: provenance and a list-table, or one sentence."""
+    if record is None:
+        return absent(name)
+    rows = record.get("estimators" if table == "estimators" else "rows") or []
+    if not rows:
+        return [f"``docs/results/{name}.json`` holds no {table} rows.", ""]
+    columns = TABLES[(name, table)]
+    cells = [[escape(cell(row)) if cell(row) is not None else "—" for _, cell in columns] for row in rows]
+    keep = [i for i in range(len(columns)) if any(row[i] != "—" for row in cells)]
+    lines = provenance(record) + [".. list-table::", "   :header-rows: 1", ""]
+    for row in [[columns[i][0] for i in keep]] + [[row[i] for i in keep] for row in cells]:
+        lines.append(f"   * - {row[0]}")
+        lines += [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def _speedups(record: dict) -> dict:
+    """Per contender, the speed-ups over the rows (label -> list of other / fastnn)."""
+    out = {}
+    for key, label in (("numpy_us", "NumPy"), ("torch_us", "PyTorch"), ("sklearn_us", "scikit-learn")):
+        values = [(row.get(key) / row["fastnn_us"]) if row.get(key) and row.get("fastnn_us") else None
+                  for row in record["rows"]]
+        if any(value is not None for value in values):
+            out[label] = values
+    return out
+
+
+def chart(name: str, table: str, record: dict, path: Path) -> bool:
+    """Draw the chart of one table to ``path`` (PNG); False when the table has nothing to draw."""
+    from matplotlib.figure import Figure
+
+    rows = record.get("estimators" if table == "estimators" else "rows") or []
+    if not rows:
+        return False
+    labels = [f"{row.get('title') or row.get('config') or row.get('model') or row.get('benchmark')}, "
+              f"{row.get('dtype') or row.get('params')}" for row in rows]
+    if (name, table) == ("compare", "steps"):
+        series, xlabel = _speedups(record), "speed-up of fastnn (other's time / fastnn's), log scale"
+    elif (name, table) == ("compare", "estimators"):
+        labels = [row.get("estimator") for row in rows]
+        series = {"scikit-learn": [row["sklearn_s"] / row["fastnn_s"] if row.get("sklearn_s") and row.get(
+            "fastnn_s") else None for row in rows]}
+        xlabel = "fit speed-up of fastnn over scikit-learn"
+    elif name in ("asv_ratios", "planner"):
+        series = {"ratio": [row.get("ratio") for row in rows]}
+        xlabel = "reference / fastnn (above 1: fastnn faster)" if name == "asv_ratios" else \
+            "planned / best fixed (1: the planner's pick is the best)"
+    else:
+        series = {key: [row.get(f"{key}_us") for row in rows] for key in ("c", "predict", "onnxruntime")}
+        labels = [f"{row.get('model')}, {row.get('dtype')}, {row.get('what')}" for row in rows]
+        xlabel = "µs per call, log scale"
+    series = {key: values for key, values in series.items() if any(v is not None for v in values)}
+    if not series:
+        return False
+    fig = Figure(figsize=(8, 0.28 * len(rows) * max(1, len(series)) ** 0.5 + 1.5))
+    ax = fig.subplots()
+    height = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        y = [i + k * height for i in range(len(rows))]
+        ax.barh(y, [v if v is not None else 0 for v in values], height=height, label=label)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(rows))], labels, fontsize=7)
+    ax.invert_yaxis()
+    if (name, table) == ("compare", "steps") or name == "export":
+        ax.set_xscale("log")
+    if name != "export":
+        ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return True
+
+
+def setup(app):
+    from docutils.parsers.rst import Directive, directives
+    from docutils.statemachine import StringList
+    from docutils import nodes
+
+    class FastnnResults(Directive):
+        required_arguments = 1
+        option_spec = {"table": directives.unchanged, "chart": directives.flag}
+
+        def run(self):
+            name, table = self.arguments[0], self.options.get("table", "rows")
+            if (name, table) not in TABLES:
+                raise self.error(f"fastnn-results: no table {table!r} for {name!r}; known: {sorted(TABLES)}")
+            record = load(name)
+            self.state.document.settings.record_dependencies.add(str(RESULTS / f"{name}.json"))
+            lines = table_lines(name, table, record)
+            if record is not None and "chart" in self.options:
+                if chart(name, table, record, GENERATED / f"{name}-{table}.png"):
+                    lines += [f".. image:: /_generated/{name}-{table}.png", f"   :alt: {name} {table} chart", ""]
+            node = nodes.container()
+            self.state.nested_parse(StringList(lines, source=f"docs/results/{name}.json"), self.content_offset, node)
+            return node.children
+
+    app.add_directive("fastnn-results", FastnnResults)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
