@@ -106,6 +106,7 @@ fresh optimizer).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
@@ -829,6 +830,27 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+def _init_with(name: str, default):
+    """``_BaseMLP.__init__`` with one more keyword-only parameter, ``name=default``, in its signature.
+
+    scikit-learn reads an estimator's parameters from the signature of its
+    ``__init__`` (``get_params``, ``clone``, ``check_estimator``), which
+    ``inspect.signature`` takes from ``__signature__``: the subclasses share
+    the base's list of parameters instead of repeating it.
+    """
+    def __init__(self, *args, **kwargs):
+        setattr(self, name, kwargs.pop(name, default))
+        _BaseMLP.__init__(self, *args, **kwargs)
+
+    base = inspect.signature(_BaseMLP.__init__)
+    parameters = list(base.parameters.values())
+    at = next(i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    parameters.insert(at, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    __init__.__signature__ = base.replace(parameters=parameters)  # type: ignore[attr-defined]
+    __init__.__doc__ = f"Set the parameters, ``{name}`` and those of the class docstring (checked in fit)."
+    return __init__
+
+
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor on fastnn, with scikit-learn's ``MLPRegressor`` API.
 
@@ -918,43 +940,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         the Poisson loss).
     """
 
-    def __init__(
-        self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
-        *,
-        loss="squared_error",
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=200,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        max_fun=15000,
-        dtype=None,
-    ):
-        super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
-            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, dtype=dtype)
-        self.loss = loss
+    __init__ = _init_with("loss", "squared_error")
 
     def _check_own_params(self) -> dict:
         return {"loss": check_option(self.loss, "loss", ("squared_error", "poisson"))}
@@ -1041,43 +1027,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         "logistic" and ``n_outputs_`` the number of logits.
     """
 
-    def __init__(
-        self,
-        hidden_layer_sizes=(100,),
-        activation="relu",
-        *,
-        solver="adam",
-        alpha=0.0001,
-        batch_size="auto",
-        learning_rate="constant",
-        learning_rate_init=0.001,
-        power_t=0.5,
-        max_iter=200,
-        shuffle=True,
-        random_state=None,
-        tol=1e-4,
-        verbose=False,
-        warm_start=False,
-        momentum=0.9,
-        nesterovs_momentum=True,
-        early_stopping=False,
-        validation_fraction=0.1,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-8,
-        n_iter_no_change=10,
-        max_fun=15000,
-        class_weight=None,
-        dtype=None,
-    ):
-        super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
-            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, dtype=dtype)
-        self.class_weight = class_weight
+    __init__ = _init_with("class_weight", None)
 
     def _check_own_params(self) -> dict:
         value = self.class_weight

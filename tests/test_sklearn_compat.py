@@ -321,8 +321,8 @@ def test_binary_early_stopping_split_is_stratified_with_scikit_learns_error():
 def test_divergence_raises_scikit_learns_message():
     X, y = regression_data()
     for cls in (MLPRegressor, neural_network.MLPRegressor):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)       # scikit-learn's NumPy overflows
+        with warnings.catch_warnings(), np.errstate(all="ignore"):    # scikit-learn's NumPy overflows
+            warnings.simplefilter("ignore", RuntimeWarning)
             with pytest.raises(ValueError, match="^Solver produced non-finite parameter weights. The input data "
                                                  "may contain large values and need to be preprocessed."):
                 cls(solver="sgd", learning_rate_init=1e3, max_iter=30, hidden_layer_sizes=(8,),
