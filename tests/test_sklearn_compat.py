@@ -182,9 +182,10 @@ def test_coefs_from_scikit_learn_assigned_to_fastnn_predict_the_same(task):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_emlearn_exports_fastnns_classifier_to_c(n_classes):
+def test_emlearn_exports_fastnns_classifier_to_c(n_classes, tmp_path, monkeypatch):
     # emlearn's convert reads coefs_, intercepts_, activation, out_activation_ and n_layers_,
-    # generates C and compiles it: its predictions are fastnn's.
+    # generates C and compiles it (in ./tmp: here, tmp_path): its predictions are fastnn's.
+    monkeypatch.chdir(tmp_path)
     settings = np.geterr()
     try:
         emlearn = pytest.importorskip("emlearn")
