@@ -24,7 +24,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 from fastnn import datasets, ops, reference  # noqa: E402
 from fastnn._config import show_config  # noqa: E402
 from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
-from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss  # noqa: E402
+from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss, PoissonLoss  # noqa: E402
 from fastnn.model import Callback, History, Sequential  # noqa: E402
 from fastnn.optimizers import LBFGS, SGD, Adam, AdamW, Optimizer  # noqa: E402
 from fastnn.io import load, save  # noqa: E402
@@ -65,6 +65,7 @@ __all__ = [
     "HuberLoss",
     "CrossEntropyLoss",
     "BCEWithLogitsLoss",
+    "PoissonLoss",
     "Optimizer",
     "SGD",
     "Adam",

@@ -983,6 +983,7 @@ cdef enum:
     LOSS_HUBER = 2
     LOSS_CROSS_ENTROPY = 3
     LOSS_BCE_WITH_LOGITS = 4
+    LOSS_POISSON = 5
 
 
 cdef double loss_grad_kernel(
@@ -997,7 +998,8 @@ cdef double loss_grad_kernel(
     labels (as numbers, checked integral and in range by the caller). ``w``
     holds n non-negative weights, or is NULL. ``weight_sum`` receives
     sum(w) (n without weights). With a zero weight sum the loss and the
-    gradient are zero. ``param`` is Huber's delta.
+    gradient are zero. ``param`` is Huber's delta. Poisson takes ``yhat`` as
+    the log of the mean (log link) and ``y >= 0`` (checked by the caller).
     """
     cdef Py_ssize_t i, j, at, label
     cdef double total = 0.0, wsum = 0.0, sample
@@ -1063,6 +1065,16 @@ cdef double loss_grad_kernel(
                 sample += half * d * d if a < delta else delta * (a - half * delta)
                 if grad != NULL:
                     grad[at] = scale * (d if a < delta else (delta if d > zero else -delta))
+            elif kind == LOSS_POISSON:
+                # Half the Poisson deviance at the mean exp(z), as scikit-learn's
+                # poisson_loss: xlogy(y, y / exp(z)) - y + exp(z)
+                # = exp(z) - y z + (y log y - y), the last term 0 at y = 0.
+                z = yhat[at]
+                e = _exp(z)
+                a = y[at]
+                sample += e - a * z + (a * _log(a) - a if a > zero else zero)
+                if grad != NULL:
+                    grad[at] = scale * (e - a)
             else:   # BCE with logits: max(z, 0) - z * y + log(1 + exp(-|z|))
                 z = yhat[at]
                 a = z if z >= zero else -z

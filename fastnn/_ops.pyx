@@ -334,7 +334,8 @@ def activation_backward(int fn, double param, const floating[::1] A, const float
 
 #: Loss codes of loss_and_grad.
 LOSS_CODES = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER,
-              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS}
+              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS,
+              "poisson": LOSS_POISSON}
 
 
 def loss_and_grad(
@@ -349,7 +350,7 @@ def loss_and_grad(
     cdef double loss, wsum
     cdef const floating* wp = NULL
     cdef floating* gp = NULL
-    if kind not in (LOSS_MSE, LOSS_MAE, LOSS_HUBER, LOSS_CROSS_ENTROPY, LOSS_BCE_WITH_LOGITS):
+    if kind not in (LOSS_MSE, LOSS_MAE, LOSS_HUBER, LOSS_CROSS_ENTROPY, LOSS_BCE_WITH_LOGITS, LOSS_POISSON):
         raise ValueError(f"unknown loss code {kind}")
     if n == 0 or C == 0:
         raise ValueError("a loss of an empty array is undefined")

@@ -685,7 +685,8 @@ cdef class Update:
 OPTIMIZER_KINDS = {"sgd": OPT_SGD, "adam": OPT_ADAM, "adamw": OPT_ADAMW}
 #: Loss codes of train_step/train_epoch.
 LOSS_CODES = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER,
-              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS}
+              "cross_entropy": LOSS_CROSS_ENTROPY, "bce_with_logits": LOSS_BCE_WITH_LOGITS,
+              "poisson": LOSS_POISSON}
 
 
 cdef inline Py_ssize_t _dim(object a, int axis) noexcept:

@@ -10,31 +10,44 @@ so ``import fastnn`` stays light.
 
 How they map onto fastnn
 ------------------------
-The network is ``Dense -> activation`` for each of ``hidden_layer_sizes``,
-then a linear ``Dense`` output: one output per target (regressor, trained
-with :class:`fastnn.MSELoss`) or one logit per class (classifier, trained
-with :class:`fastnn.CrossEntropyLoss` on the indices of ``classes_``; a
-binary problem has two logits and a softmax, where scikit-learn has one
-logistic output: the same models, parametrised differently).
+The network is ``Dense -> activation`` for each of ``hidden_layer_sizes``
+(one activation for all, or a list of one per layer), then a linear
+``Dense`` output, as scikit-learn's with its ``out_activation_`` fused into
+fastnn's loss:
+
+* regressor, ``loss="squared_error"``: one output per target,
+  :class:`fastnn.MSELoss` ("identity");
+* regressor, ``loss="poisson"``: one log-mean per target,
+  :class:`fastnn.PoissonLoss`, predictions ``exp(output)`` ("exp");
+* classifier with more than two classes: one logit per class,
+  :class:`fastnn.CrossEntropyLoss` on the indices of ``classes_`` ("softmax");
+* classifier with two classes (one logit) or multilabel targets (one logit
+  per label): :class:`fastnn.BCEWithLogitsLoss` ("logistic").
+
+The network computes in float32 when ``X`` is float32 and in float64
+otherwise (scikit-learn's rule); the ``dtype`` parameter, when given,
+overrides it. A SciPy sparse ``X`` (CSR or CSC) is made dense a few whole
+mini-batches at a time.
 
 The weights start as scikit-learn's do: Glorot-uniform ``W`` *and* ``b``,
 bound ``sqrt(6 / (fan_in + fan_out))`` (``sqrt(2 / ...)`` for "logistic"),
 drawn in the same order from ``check_random_state(random_state)``; the
 samples are shuffled each epoch with the same random state, as
 scikit-learn's ``MLPClassifier``/``MLPRegressor`` do, and cut into the same
-mini-batches. With the same ``random_state`` a regressor or a multiclass
-classifier starts from the same weights and visits the same batches as
-scikit-learn's, and ``early_stopping`` holds out the same validation rows
-(except for a multiclass classifier, whose split fastnn stratifies by class
-and scikit-learn does not).
+mini-batches. With the same ``random_state`` an estimator starts from the
+same weights and visits the same batches as scikit-learn's, and
+``early_stopping`` holds out the same validation rows (stratified for a
+binary classifier, as scikit-learn's; a classifier of more than two classes
+fastnn stratifies where every class can be, scikit-learn does not).
 
 scikit-learn minimises, per mini-batch with weights ``w_i`` (all 1 without
 ``sample_weight``), ``sum_i w_i l_i / S + alpha/2 * ||W||^2 / S`` with
 ``S = sum_i w_i``, where ``l_i`` is sample i's cross-entropy (classifier) or
-half its *summed* squared error over the outputs (regressor); fastnn's
-``MSELoss`` is the squared error *averaged* over the outputs, so
-scikit-learn's gradient is ``c`` times fastnn's, with ``c = n_outputs / 2``
-for the regressor and ``c = 1`` for the classifier. The estimators choose
+half its *summed* squared error over the outputs (regressor; the summed
+Poisson half deviance, or binary cross-entropy, for "exp" and "logistic");
+fastnn's losses *average* over the outputs, so scikit-learn's gradient is
+``c`` times fastnn's, with ``c = n_outputs / 2`` for squared error,
+``c = n_outputs`` for "exp" and "logistic", and ``c = 1`` for "softmax". The estimators choose
 fastnn's hyperparameters so that each update equals scikit-learn's:
 
 * ``solver="sgd"``: ``fastnn.SGD(lr=c * learning_rate_init,
@@ -66,17 +79,32 @@ the whole data, one compiled loss-and-gradient call per evaluation; see
 ``_BaseMLP._fit_lbfgs``): ``max_iter`` counts iterations, ``max_fun``
 evaluations, ``tol`` is L-BFGS-B's ``gtol`` and ``alpha`` penalises the
 weights only, as in scikit-learn. There is no ``loss_curve_`` and no
-``partial_fit`` then; ``verbose`` prints a line per iteration.
+``partial_fit`` then; ``verbose`` prints a line per iteration; sparse X is
+made dense (the whole set: every evaluation reads all of it).
 
 ``loss_curve_`` is on scikit-learn's scale, so that ``tol`` means the same:
 each entry is the epoch's mean training loss as fastnn reports it
-(``History.loss``), **halved for the regressor** (scikit-learn's
+(``History.loss``), **halved for squared error** (scikit-learn's
 squared_error is half the mean squared error: ``loss_curve_[i] =
-MSE_i / 2``), plus scikit-learn's penalty ``alpha/2 * ||W||^2 *
+MSE_i / 2``) and times ``n_outputs`` for "exp" and "logistic", plus scikit-learn's penalty ``alpha/2 * ||W||^2 *
 n_batches / sum(w)`` computed with the coefficients at the end of the epoch
 (scikit-learn adds it batch by batch, with the coefficients before each
 update). With ``sample_weight``, an epoch's loss weighs each batch by its
 sum of weights (scikit-learn: by its number of samples).
+
+Training that diverges (a non-finite loss or update) raises scikit-learn's
+``ValueError`` "Solver produced non-finite parameter weights. ...", except
+with ``early_stopping=True``: there the epoch records a NaN loss and
+validation score, training stops with a ``ConvergenceWarning``, and the best
+epoch's parameters are kept (scikit-learn goes on with NaN weights to
+``max_iter``, then restores the same best epoch).
+
+fastnn's extensions, which scikit-learn's MLP refuses (its defaults kept):
+``class_weight`` for the classifier, ``activation`` as a list, an explicit
+validation set ``fit(X, y, X_val=..., y_val=...)`` and the
+``validation_loss_curve_`` beside ``validation_scores_``. The guide "Moving
+from scikit-learn" (docs/guide/sklearn.rst) lists every parameter and
+attribute.
 
 Warm starts keep the optimizer's state: with ``warm_start=True`` a new
 ``fit``, and every ``partial_fit``, continues from the current parameters
@@ -86,10 +114,13 @@ fresh optimizer).
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+import sys
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -101,8 +132,9 @@ try:
     from sklearn.metrics import r2_score  # type: ignore[import-untyped]
     from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
     from sklearn.utils import check_random_state  # type: ignore[import-untyped]
+    from sklearn.utils.class_weight import compute_class_weight  # type: ignore[import-untyped]
     from sklearn.utils.metaestimators import available_if  # type: ignore[import-untyped]
-    from sklearn.utils.multiclass import check_classification_targets  # type: ignore[import-untyped]
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target  # type: ignore[import-untyped]
     from sklearn.utils.validation import check_is_fitted, column_or_1d  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - only without scikit-learn
     raise ImportError(
@@ -116,9 +148,10 @@ except ImportError:  # pragma: no cover - scikit-learn < 1.6, where it is the es
     validate_data = None
 
 
+from fastnn import ops
 from fastnn._lbfgs import LBFGSHistory
 from fastnn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
-from fastnn.losses import CrossEntropyLoss, Loss, MSELoss
+from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, PoissonLoss
 from fastnn.model import Sequential
 from fastnn.optimizers import LBFGS, SGD, Adam, Optimizer
 from fastnn.validation import (
@@ -145,6 +178,12 @@ def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
+def _is_sparse(X) -> bool:
+    """A SciPy sparse matrix or array (SciPy is looked up only if something imported it)."""
+    sparse = sys.modules.get("scipy.sparse")
+    return sparse is not None and hasattr(X, "tocsr") and bool(sparse.issparse(X))
+
+
 def _check_hidden_layer_sizes(value) -> tuple:
     sizes = (value,) if isinstance(value, numbers.Integral) and not _is_bool(value) else value
     try:
@@ -153,6 +192,20 @@ def _check_hidden_layer_sizes(value) -> tuple:
         raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got "
                         f"{type(value).__name__} {value!r}") from None
     return tuple(check_int(size, f"hidden_layer_sizes[{i}]", low=1) for i, size in enumerate(sizes))
+
+
+def _check_activation(value, n_hidden: int) -> tuple:
+    """One activation name per hidden layer: a name for all, or a list of names (fastnn's extension)."""
+    names = tuple(_ACTIVATIONS)
+    if isinstance(value, str):
+        return (check_option(value, "activation", names),) * n_hidden
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"activation must be one of {names} or a list of them, one per hidden layer, "
+                         f"got {value!r}")
+    if len(value) != n_hidden:
+        raise ValueError(f"activation as a list needs one name per hidden layer ({n_hidden}), got {len(value)}: "
+                         f"{value!r}")
+    return tuple(check_option(name, f"activation[{i}]", names) for i, name in enumerate(value))
 
 
 def _check_batch_size(value):
@@ -193,6 +246,23 @@ def _check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | N
     return check_sample_weight(weights, n_samples, dtype)
 
 
+def _rows(X, part) -> np.ndarray:
+    """Rows ``part`` of X as a dense C-contiguous array (a sparse X is made dense only there)."""
+    rows = X[part]
+    return rows.toarray() if _is_sparse(rows) else rows
+
+
+#: Elements of a sparse X made dense at once: whole mini-batches up to about this many.
+_DENSE_CHUNK = 1 << 18
+
+#: fastnn's loss for each of scikit-learn's output activations.
+_OUTPUT_LOSSES: dict[str, Loss] = {"identity": MSELoss(), "exp": PoissonLoss(), "softmax": CrossEntropyLoss(),
+                                   "logistic": BCEWithLogitsLoss()}
+
+_NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
+               "need to be preprocessed.")
+
+
 def _stochastic_solver(estimator) -> bool:
     """``partial_fit`` is there for "sgd" and "adam" only, as in scikit-learn."""
     if estimator.solver not in ("sgd", "adam"):
@@ -216,10 +286,10 @@ class _LBFGSProgress:
 class _Run:
     """What one call of ``fit`` or ``partial_fit`` trains on, fixed for all its epochs."""
 
-    X: np.ndarray
+    X: Any
     y: np.ndarray
     sample_weight: np.ndarray | None
-    #: (X, y, sample_weight) held out for early stopping, or three Nones
+    #: (X, y, sample_weight) on which validation_scores_ are measured, or three Nones
     validation: tuple
     batch_size: int
     optimizer: Optimizer
@@ -229,9 +299,6 @@ class _Run:
 
 class _BaseMLP(BaseEstimator):
     """What the regressor and the classifier share: parameters, the network, the training loop."""
-
-    #: fastnn's loss of the subclass
-    _loss: Loss = MSELoss()
 
     def __init__(
         self,
@@ -259,7 +326,7 @@ class _BaseMLP(BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
-        dtype=np.float64,
+        dtype=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -291,9 +358,10 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self) -> dict:
         """The parameters, checked, as the training loop uses them."""
         unit = dict(low=0.0, high=1.0, high_open=True)      # [0, 1)
+        sizes = _check_hidden_layer_sizes(self.hidden_layer_sizes)
         return dict(
-            hidden_layer_sizes=_check_hidden_layer_sizes(self.hidden_layer_sizes),
-            activation=check_option(self.activation, "activation", tuple(_ACTIVATIONS)),
+            hidden_layer_sizes=sizes,
+            activation=_check_activation(self.activation, len(sizes)),
             solver=check_option(self.solver, "solver", _SOLVERS),
             alpha=check_number(self.alpha, "alpha", low=0.0),
             batch_size=_check_batch_size(self.batch_size),
@@ -315,61 +383,120 @@ class _BaseMLP(BaseEstimator):
             epsilon=check_number(self.epsilon, "epsilon", low=0.0, low_open=True),
             n_iter_no_change=_check_n_iter_no_change(self.n_iter_no_change),
             max_fun=check_int(self.max_fun, "max_fun", low=1),
-            dtype=check_float_dtype(self.dtype, "dtype"),
+            dtype=None if self.dtype is None else check_float_dtype(self.dtype, "dtype"),
+            **self._check_own_params(),
         )
+
+    def _check_own_params(self) -> dict:
+        """The subclass's own parameters, checked."""
+        return {}
 
     # -- fitted network -----------------------------------------------------------------------
 
+    def _dense_layers(self) -> list:
+        check_is_fitted(self)
+        return [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+
     @property
     def coefs_(self) -> list:
-        """The weight matrices ``W`` (n_in, n_out) of the layers: live views into ``model_``."""
-        return [layer.W for layer in self.model_.layers if isinstance(layer, Dense)]
+        """The weight matrices ``W`` (n_in, n_out) of the layers: live views into ``model_``.
+
+        Assigning a list of arrays of these shapes copies them into the network.
+        """
+        return [layer.W for layer in self._dense_layers()]
+
+    @coefs_.setter
+    def coefs_(self, value) -> None:
+        self._assign("coefs_", "W", value)
 
     @property
     def intercepts_(self) -> list:
-        """The bias vectors ``b`` of the layers: live views into ``model_``."""
-        return [layer.b for layer in self.model_.layers if isinstance(layer, Dense)]
+        """The bias vectors ``b`` of the layers: live views into ``model_``; assignable as :attr:`coefs_`."""
+        return [layer.b for layer in self._dense_layers()]
 
-    def _architecture(self, params: dict, n_features: int, n_outputs: int) -> tuple:
-        return (n_features, params["hidden_layer_sizes"], n_outputs, params["activation"], params["dtype"])
+    @intercepts_.setter
+    def intercepts_(self, value) -> None:
+        self._assign("intercepts_", "b", value)
 
-    def _initialize(self, params: dict, n_features: int, n_outputs: int, random_state) -> None:
+    def _assign(self, name: str, field: str, value) -> None:
+        """Copy a list of arrays into the layers' ``field`` after checking them all (a failure changes nothing)."""
+        if not hasattr(self, "model_"):
+            raise AttributeError(f"{name} can be assigned on a fitted {type(self).__name__} only (it is copied "
+                                 "into the fitted network): fit it first, for example with max_iter=1")
+        layers = self._dense_layers()
+        if isinstance(value, np.ndarray) or not isinstance(value, (list, tuple)) or len(value) != len(layers):
+            raise ValueError(f"{name} must be a list of {len(layers)} arrays, one per layer, got "
+                             f"{type(value).__name__}")
+        arrays = []
+        for i, (layer, array) in enumerate(zip(layers, value)):
+            target = getattr(layer, field)
+            array = as_numeric_array(array, f"{name}[{i}]")
+            if array.shape != target.shape:
+                raise ValueError(f"{name}[{i}] must have shape {target.shape}, got {array.shape}")
+            arrays.append(array)
+        for layer, array in zip(layers, arrays):
+            getattr(layer, field)[...] = array
+
+    @staticmethod
+    def _architecture(params: dict, n_features: int, n_outputs: int, dtype, out_activation: str) -> tuple:
+        return (n_features, params["hidden_layer_sizes"], n_outputs, params["activation"], np.dtype(dtype),
+                out_activation)
+
+    def _initialize(self, params: dict, n_features: int, n_outputs: int, dtype, out_activation: str,
+                    random_state) -> None:
         """A new network with scikit-learn's initial weights, and fresh bookkeeping."""
         units = [n_features, *params["hidden_layer_sizes"], n_outputs]
+        activations = params["activation"]
         layers: list[Layer] = []
         for i in range(len(units) - 1):
             layers.append(Dense(units[i], units[i + 1], seed=0))    # replaced just below
             if i < len(units) - 2:
-                layers.append(_ACTIVATIONS[params["activation"]]())
-        model = Sequential(layers, dtype=params["dtype"])
+                layers.append(_ACTIVATIONS[activations[i]]())
+        model = Sequential(layers, dtype=dtype)
         # scikit-learn's _init_coef: Glorot uniform for W and b, coefficients then intercepts,
-        # layer by layer, from the same random state.
-        factor = 2.0 if params["activation"] == "logistic" else 6.0
-        for layer in model.layers:
-            if isinstance(layer, Dense):
-                bound = math.sqrt(factor / (layer.in_features + layer.out_features))
-                layer.W[...] = random_state.uniform(-bound, bound, (layer.in_features, layer.out_features))
-                layer.b[...] = random_state.uniform(-bound, bound, layer.out_features)
+        # layer by layer, from the same random state; the bound of a layer followed by a
+        # logistic activation (the output layer: of the last hidden one) is smaller.
+        dense = [layer for layer in model.layers if isinstance(layer, Dense)]
+        for i, layer in enumerate(dense):
+            factor = 2.0 if self._glorot_activation(activations, i) == "logistic" else 6.0
+            bound = math.sqrt(factor / (layer.in_features + layer.out_features))
+            layer.W[...] = random_state.uniform(-bound, bound, (layer.in_features, layer.out_features))
+            layer.b[...] = random_state.uniform(-bound, bound, layer.out_features)
         self.model_ = model
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(units)
-        self.out_activation_ = self._out_activation
+        self.out_activation_ = out_activation
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_: list[float] = []
         self._no_improvement_count = 0
         self._optimizer: Optimizer | None = None
         self._optimizer_spec: tuple | None = None
-        self._architecture_ = self._architecture(params, n_features, n_outputs)
+        self._architecture_ = self._architecture(params, n_features, n_outputs, dtype, out_activation)
         self._best_params = model.get_parameters()
-        if params["early_stopping"]:
-            self.validation_scores_: list[float] | None = []
-            self.best_validation_score_: float | None = -np.inf
-            self.best_loss_: float | None = None
-        else:
-            self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        self.validation_scores_: list[float] | None = None
+        self.validation_loss_curve_: list[float] | None = None
+        self.best_validation_score_: float | None = None
+        self.best_loss_: float | None = None if params["early_stopping"] else np.inf
+
+    def _glorot_activation(self, activations: tuple, i: int) -> str:
+        """The activation after Dense layer i (the output layer: the last hidden layer's)."""
+        if activations:
+            return activations[min(i, len(activations) - 1)]
+        return self.activation if isinstance(self.activation, str) else "relu"
+
+    @property
+    def _loss(self) -> Loss:
+        """fastnn's loss for the output activation."""
+        return _OUTPUT_LOSSES[self.out_activation_]
+
+    def _gradient_scale(self) -> float:
+        """scikit-learn's gradient over fastnn's (module docstring)."""
+        return {"identity": self.n_outputs_ / 2.0, "softmax": 1.0}.get(self.out_activation_, float(self.n_outputs_))
+
+    def _loss_scale(self) -> float:
+        """scikit-learn's loss over fastnn's: half the MSE; the sum over the outputs of Poisson's and BCE's means."""
+        return {"identity": 0.5, "softmax": 1.0}.get(self.out_activation_, float(self.n_outputs_))
 
     def _make_optimizer(self, params: dict, weight_decay: float) -> Optimizer:
         """fastnn's optimizer for scikit-learn's update (module docstring).
@@ -430,60 +557,79 @@ class _BaseMLP(BaseEstimator):
 
     # -- training ---------------------------------------------------------------------------------
 
-    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None):
+    def _fit(self, X, y, sample_weight=None, *, incremental=False, classes=None, validation=None):
         params = self._check_params()
         if params["early_stopping"] and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "model_") or (not params["warm_start"] and not incremental)
-        X, y, classes = self._validate_input(X, y, params["dtype"], reset=first_pass, incremental=incremental,
+        dtype = params["dtype"]
+        if dtype is None:       # scikit-learn's rule: float32 stays float32, the rest becomes float64
+            dtype = (np.float64, np.float32) if first_pass else self.model_.dtype
+        X, y, classes = self._validate_input(X, y, dtype, reset=first_pass, incremental=incremental,
                                              classes=classes)
-        X = np.ascontiguousarray(X)
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0], params["dtype"])
+        X = X.tocsr() if _is_sparse(X) else np.ascontiguousarray(X)
+        sample_weight = self._sample_weight(sample_weight, y, classes, X.dtype, incremental)
+        if validation is not None:
+            validation = self._check_validation_set(*validation, X.dtype, classes)
         if classes is not None:     # the input is good: now the classifier takes its classes
             self.classes_ = classes
-        n_outputs = self._n_outputs(y)
+        shape = (X.shape[1], self._n_outputs(y, classes), X.dtype, self._out_activation_for(params, y))
         random_state = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(params, X.shape[1], n_outputs, random_state)
+            self._initialize(params, *shape, random_state)
             self._learning_rate = params["learning_rate_init"]
         else:
-            self._continue(params, X.shape[1], n_outputs, incremental)
+            self._continue(params, *shape, incremental)
         if params["solver"] == "lbfgs":
             self._fit_lbfgs(params, X, y, sample_weight)
         else:
-            self._fit_stochastic(params, X, y, sample_weight, random_state, incremental)
+            self._fit_stochastic(params, X, y, sample_weight, random_state, incremental, validation)
         return self
 
-    def _continue(self, params: dict, n_features: int, n_outputs: int, incremental: bool) -> None:
+    def _sample_weight(self, sample_weight, y, classes, dtype, incremental: bool) -> np.ndarray | None:
+        """``sample_weight`` checked (the classifier multiplies in its ``class_weight``)."""
+        return _check_sample_weight(sample_weight, y.shape[0], dtype)
+
+    def _check_validation_set(self, X_val, y_val, dtype, classes) -> tuple:
+        """The explicit validation set of ``fit(..., X_val=, y_val=)``, as the training data are checked."""
+        if X_val is None or y_val is None:
+            raise ValueError("X_val and y_val go together: pass both or neither")
+        X_val, y_val, _ = self._validate_input(X_val, y_val, dtype, reset=False, incremental=True, classes=None,
+                                               known=classes if classes is not None else getattr(self, "classes_", None))
+        return (X_val.tocsr() if _is_sparse(X_val) else np.ascontiguousarray(X_val)), y_val, None
+
+    def _continue(self, params: dict, n_features: int, n_outputs: int, dtype, out_activation: str,
+                  incremental: bool) -> None:
         """Check that the fitted network fits these data and parameters; ready its bookkeeping."""
-        architecture = self._architecture(params, n_features, n_outputs)
+        architecture = self._architecture(params, n_features, n_outputs, dtype, out_activation)
         if architecture != self._architecture_:
             raise ValueError(
                 f"{'partial_fit' if incremental else 'fit with warm_start=True'} continues the fitted "
-                f"network, whose (n_features, hidden_layer_sizes, n_outputs, activation, dtype) are "
-                f"{self._architecture_}; these data and parameters ask for {architecture}")
+                f"network, whose (n_features, hidden_layer_sizes, n_outputs, activation, dtype, "
+                f"out_activation) are {self._architecture_}; these data and parameters ask for {architecture}")
         if not incremental or not hasattr(self, "_learning_rate"):
             self._learning_rate = params["learning_rate_init"]
         # (getattr: after a solver="lbfgs" fit, which keeps none of them)
-        if params["early_stopping"] and getattr(self, "validation_scores_", None) is None:
-            self.validation_scores_, self.best_validation_score_ = [], -np.inf
         if not params["early_stopping"] and getattr(self, "best_loss_", None) is None:
             self.best_loss_ = np.inf
         if not hasattr(self, "loss_curve_"):
             self.loss_curve_ = []
+        if not hasattr(self, "validation_scores_"):
+            self.validation_scores_ = None
 
-    def _fit_stochastic(self, params, X, y, sample_weight, random_state, incremental) -> None:
+    def _fit_stochastic(self, params, X, y, sample_weight, random_state, incremental, validation) -> None:
         """scikit-learn's mini-batch loop: up to ``max_iter`` epochs (one for ``partial_fit``)."""
-        run = self._start_run(params, X, y, sample_weight, random_state)
+        run = self._start_run(params, X, y, sample_weight, random_state, validation)
         order = np.arange(run.X.shape[0])
         self.n_iter_ = 0
         for _ in range(params["max_iter"]):
-            order = self._run_epoch(params, run, order, random_state)
-            if self._end_epoch(params, run) or incremental:
+            next_order = self._run_epoch(params, run, order, random_state)
+            if next_order is None or self._end_epoch(params, run) or incremental:
                 break
+            order = next_order
             if self.n_iter_ == params["max_iter"]:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({params['max_iter']}) reached and "
-                              "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+                              "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
         if params["early_stopping"]:
             self.model_.set_parameters(self._best_params)
 
@@ -497,13 +643,15 @@ class _BaseMLP(BaseEstimator):
         ``gtol = tol / c``. ``loss_`` is ``F`` at the end.
         """
         scale = self._gradient_scale()
+        if _is_sparse(X):       # every evaluation reads all of X
+            X = X.toarray()
         total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight, dtype=np.float64))
         optimizer = LBFGS(max_iter=params["max_iter"], tol=params["tol"] / scale, max_fun=params["max_fun"],
                           l2=params["alpha"] / (scale * total))
 
         def to_loss(objective: float) -> float:     # F, from fastnn's objective at the current weights
             squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
-            return (self._loss_curve_factor * (objective - 0.5 * optimizer.l2 * squared_norm)
+            return (self._loss_scale() * (objective - 0.5 * optimizer.l2 * squared_norm)
                     + 0.5 * params["alpha"] / total * squared_norm)
 
         progress = [_LBFGSProgress(to_loss)] if params["verbose"] else []
@@ -526,16 +674,15 @@ class _BaseMLP(BaseEstimator):
                             f"(max_iter={params['max_iter']}).")
             warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
-    def _start_run(self, params, X, y, sample_weight, random_state) -> _Run:
+    def _start_run(self, params, X, y, sample_weight, random_state, validation) -> _Run:
         """The training data (less the validation split), the batch size and the optimizer."""
-        if params["early_stopping"]:
+        if validation is None and params["early_stopping"]:
             X, X_val, y, y_val, sample_weight, w_val = self._split(X, y, sample_weight, params, random_state)
             if sample_weight is not None and not sample_weight.sum() > 0:
                 raise ValueError("the training part of the data has only zero sample weights; "
                                  "change random_state or validation_fraction")
             validation = (X_val, y_val, w_val)
-        else:
-            validation = (None, None, None)
+        self._start_validation(params, validation)
         n_samples = X.shape[0]
         batch_size = params["batch_size"]
         if batch_size == "auto":
@@ -548,11 +695,22 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's alpha * W / S for a full batch, S = its sum of weights (module docstring).
         weight_decay = params["alpha"] / (self._gradient_scale() * batch_size * mean_weight)
         n_batches = -(-n_samples // batch_size)
-        return _Run(X, y, sample_weight, validation, batch_size, self._make_optimizer(params, weight_decay),
+        return _Run(X, y, sample_weight, validation or (None, None, None), batch_size,
+                    self._make_optimizer(params, weight_decay),
                     penalty=0.5 * params["alpha"] * n_batches / (n_samples * mean_weight))
 
-    def _run_epoch(self, params, run: _Run, order: np.ndarray, random_state) -> np.ndarray:
-        """One epoch over the (shuffled) data; its loss goes to ``loss_curve_``. Returns the order."""
+    def _start_validation(self, params, validation) -> None:
+        """Ready validation_scores_, validation_loss_curve_ and best_validation_score_ for this fit."""
+        if validation is None:
+            self.validation_scores_ = self.validation_loss_curve_ = self.best_validation_score_ = None
+        elif self.validation_scores_ is None or not params["warm_start"]:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_ = -np.inf
+            self._best_params = self.model_.get_parameters()
+
+    def _run_epoch(self, params, run: _Run, order: np.ndarray, random_state) -> np.ndarray | None:
+        """One epoch over the (shuffled) data; its loss goes to ``loss_curve_``. Returns the order,
+        or None when the epoch diverged with ``early_stopping`` (training ends there)."""
         X, y, sample_weight = run.X, run.y, run.sample_weight
         if params["shuffle"]:
             # scikit-learn's sklearn.utils.shuffle(order, random_state=random_state), which
@@ -561,21 +719,54 @@ class _BaseMLP(BaseEstimator):
             X, y = X[order], y[order]
             sample_weight = None if sample_weight is None else sample_weight[order]
         try:
-            history = self.model_.fit(X, y, loss=self._loss, optimizer=run.optimizer, epochs=1,
-                                      batch_size=run.batch_size, shuffle=False, sample_weight=sample_weight)
+            loss = self._train_epoch(run, X, y, sample_weight)
         except FloatingPointError as exc:
-            raise ValueError(
-                f"training diverged in epoch {self.n_iter_ + 1}: {exc} The input data may contain large "
-                "values and need to be preprocessed (for example with StandardScaler), or "
-                "learning_rate_init may be too large.") from exc
+            if not params["early_stopping"]:
+                raise ValueError(f"{_NON_FINITE} (fastnn: training diverged in epoch {self.n_iter_ + 1}: {exc} "
+                                 "Scale the input, for example with StandardScaler, or lower "
+                                 "learning_rate_init.)") from exc
+            self._diverged(params)
+            return None
         squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
-        self.loss_ = self._loss_curve_factor * history.loss[0] + run.penalty * squared_norm
+        self.loss_ = self._loss_scale() * loss + run.penalty * squared_norm
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
         self.t_ += run.X.shape[0]
         if params["verbose"]:
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
         return order
+
+    def _train_epoch(self, run: _Run, X, y, sample_weight) -> float:
+        """One epoch of mini-batches in the given order; its mean loss (fastnn's scale).
+
+        A sparse X is made dense a few whole mini-batches at a time; each part's mean
+        loss counts with its sum of weights, as the batches' do in one call.
+        """
+        kwargs: dict[str, Any] = dict(loss=self._loss, optimizer=run.optimizer, epochs=1, batch_size=run.batch_size, shuffle=False)
+        if not _is_sparse(X):
+            return self.model_.fit(X, y, sample_weight=sample_weight, **kwargs).loss[0]
+        rows = run.batch_size * max(1, _DENSE_CHUNK // (run.batch_size * max(X.shape[1], 1)))
+        total = weight = 0.0
+        for start in range(0, X.shape[0], rows):
+            part = slice(start, start + rows)
+            w = None if sample_weight is None else sample_weight[part]
+            share = float(y[part].shape[0] if w is None else w.sum())
+            if share > 0:       # (a part of zero weights would not move the weights but Adam's state)
+                total += share * self.model_.fit(_rows(X, part), y[part], sample_weight=w, **kwargs).loss[0]
+                weight += share
+        return total / weight
+
+    def _diverged(self, params) -> None:
+        """scikit-learn's end of a diverged epoch with early stopping: a NaN score, the best epoch kept."""
+        self.n_iter_ += 1
+        self.loss_ = np.nan
+        self.loss_curve_.append(np.nan)
+        assert self.validation_scores_ is not None and self.validation_loss_curve_ is not None
+        self.validation_scores_.append(np.nan)
+        self.validation_loss_curve_.append(np.nan)
+        warnings.warn(f"Training diverged in epoch {self.n_iter_} (a non-finite loss or update): its validation "
+                      f"score is NaN, training stops and the parameters of the best epoch are kept. "
+                      f"{_NON_FINITE}", ConvergenceWarning, stacklevel=5)
 
     def _end_epoch(self, params, run: _Run) -> bool:
         """scikit-learn's schedules and stopping rule after an epoch; True to stop training."""
@@ -602,7 +793,7 @@ class _BaseMLP(BaseEstimator):
 
     def _split(self, X, y, sample_weight, params, random_state):
         """scikit-learn's validation split: train_test_split with the estimator's random state
-        (stratified for a classifier when every class can be)."""
+        (stratified for a classifier, :meth:`_stratify`)."""
         stratify = self._stratify(y, params["validation_fraction"])
         arrays = [X, y] if sample_weight is None else [X, y, sample_weight]
         parts = train_test_split(*arrays, random_state=random_state,
@@ -619,23 +810,19 @@ class _BaseMLP(BaseEstimator):
 
     def _update_no_improvement_count(self, params, X_val, y_val, w_val) -> None:
         """scikit-learn's convergence bookkeeping, after each epoch."""
-        tol = params["tol"]
-        if params["early_stopping"]:
-            score = self._validation_score(X_val, y_val, w_val)
-            # Set by _initialize, or by _fit when early_stopping was switched on for a warm start.
-            assert self.validation_scores_ is not None and self.best_validation_score_ is not None
-            self.validation_scores_.append(score)
+        tol, score, best = params["tol"], np.nan, self.best_validation_score_
+        if X_val is not None:
+            score = self._record_validation(X_val, y_val, w_val)
             if params["verbose"]:
                 print(f"Validation score: {score:f}", flush=True)
-            if score < self.best_validation_score_ + tol:
+        if params["early_stopping"]:
+            assert best is not None     # set with the validation data
+            if score < best + tol:
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_params = self.model_.get_parameters()
         else:
-            assert self.best_loss_ is not None      # set by _initialize or _fit without early_stopping
+            assert self.best_loss_ is not None      # set by _initialize or _continue without early_stopping
             if self.loss_curve_[-1] > self.best_loss_ - tol:
                 self._no_improvement_count += 1
             else:
@@ -643,56 +830,128 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
+    def _record_validation(self, X_val, y_val, w_val) -> float:
+        """The validation score and loss after an epoch, recorded; the best epoch's parameters kept."""
+        assert self.validation_scores_ is not None and self.validation_loss_curve_ is not None
+        assert self.best_validation_score_ is not None
+        raw = self._predict_dense(X_val)
+        finite = bool(np.all(np.isfinite(raw)))
+        score = self._validation_score(raw, y_val, w_val) if finite else np.nan
+        loss = self._loss_scale() * self._loss.loss(raw, y_val, w_val) if finite else np.nan
+        self.validation_scores_.append(score)
+        self.validation_loss_curve_.append(loss)
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = self.model_.get_parameters()
+        return score
+
     # -- the scikit-learn API -----------------------------------------------------------------
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Fit the network to ``X`` and ``y``: up to ``max_iter`` epochs of mini-batch training.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or SciPy sparse matrix (CSR, CSC) of shape (n_samples, n_features)
+            float32 data train a float32 network, anything else a float64 one
+            (unless ``dtype`` is given).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets (regressor) or class labels (classifier).
+            Targets (regressor) or class labels (classifier; or a label
+            indicator matrix for multilabel classification).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; a zero weight removes a sample from the loss.
+        X_val, y_val : array-like, default=None
+            fastnn's extension: an explicit validation set, used instead of a
+            split of ``validation_fraction`` when ``early_stopping=True``, and
+            measured after every epoch in any case (``validation_scores_``,
+            ``validation_loss_curve_``).
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters or data; or, without ``early_stopping``, training
+            that diverged (scikit-learn's "Solver produced non-finite parameter
+            weights" message).
         """
-        return self._fit(X, y, sample_weight)
+        validation = None if X_val is None and y_val is None else (X_val, y_val)
+        return self._fit(X, y, sample_weight, validation=validation)
 
     def _check_data(self, *args, **kwargs):
         """scikit-learn's ``validate_data`` (before scikit-learn 1.6: the inherited ``_validate_data``)."""
+        kwargs.setdefault("accept_sparse", ["csr", "csc"])
         if validate_data is None:  # pragma: no cover - scikit-learn < 1.6
             return self._validate_data(*args, **kwargs)
         return validate_data(self, *args, **kwargs)
 
+    def _predict_dense(self, X) -> np.ndarray:
+        """The network's raw outputs for checked X, a sparse X made dense a part at a time."""
+        if not _is_sparse(X):
+            return self.model_.predict(X)
+        rows = max(1, _DENSE_CHUNK // max(X.shape[1], 1))
+        return np.concatenate([self.model_.predict(_rows(X, slice(start, start + rows)))
+                               for start in range(0, X.shape[0], rows)])
+
     def _predict_raw(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = self._check_data(X, reset=False, dtype=self.model_.dtype)
-        return self.model_.predict(X)
+        return self._predict_dense(X.tocsr() if _is_sparse(X) else X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _init_with(name: str, default):
+    """``_BaseMLP.__init__`` with one more keyword-only parameter, ``name=default``, in its signature.
+
+    scikit-learn reads an estimator's parameters from the signature of its
+    ``__init__`` (``get_params``, ``clone``, ``check_estimator``), which
+    ``inspect.signature`` takes from ``__signature__``: the subclasses share
+    the base's list of parameters instead of repeating it.
+    """
+    def __init__(self, *args, **kwargs):
+        setattr(self, name, kwargs.pop(name, default))
+        _BaseMLP.__init__(self, *args, **kwargs)
+
+    base = inspect.signature(_BaseMLP.__init__)
+    parameters = list(base.parameters.values())
+    at = next(i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    parameters.insert(at, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    __init__.__signature__ = base.replace(parameters=parameters)  # type: ignore[attr-defined]
+    __init__.__doc__ = f"Set the parameters, ``{name}`` and those of the class docstring (checked in fit)."
+    return __init__
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor on fastnn, with scikit-learn's ``MLPRegressor`` API.
 
     Trains a :class:`fastnn.Sequential` (``hidden_layer_sizes`` Dense layers with
-    ``activation``, then a linear output per target) with :class:`fastnn.MSELoss`.
-    How each parameter maps onto fastnn, and what differs from scikit-learn, is
-    in the docstring of :mod:`fastnn.estimators`.
+    ``activation``, then a linear output per target) with :class:`fastnn.MSELoss`
+    (``loss="squared_error"``) or :class:`fastnn.PoissonLoss` (``loss="poisson"``:
+    the outputs are log-means, the predictions their exponential). How each
+    parameter maps onto fastnn, and what differs from scikit-learn, is in the
+    docstring of :mod:`fastnn.estimators` and in the guide "Moving from
+    scikit-learn".
 
     Parameters
     ----------
     hidden_layer_sizes : int or tuple of int, default=(100,)
-    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
-        The hidden layers' activation.
+    activation : {"identity", "logistic", "tanh", "relu"} or list of them, default="relu"
+        The hidden layers' activation; a list gives one per hidden layer
+        (fastnn's extension).
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        Keyword-only here (scikit-learn >= 1.7 takes it first). "poisson" is
+        half the Poisson deviance with a log link; it needs ``y >= 0``.
     solver : {"adam", "sgd", "lbfgs"}, default="adam"
         "lbfgs": full-batch L-BFGS (module docstring), with ``max_iter``
         iterations and ``max_fun`` evaluations at most.
     alpha : float, default=1e-4
-        L2 penalty, as scikit-learn's; fastnn's ``weight_decay`` is
-        ``alpha / (n_outputs / 2 * batch_size * mean(sample_weight))``.
+        L2 penalty, as scikit-learn's.
     batch_size : int or "auto", default="auto"
         ``"auto"`` is ``min(200, n_samples)``.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
@@ -715,16 +974,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     momentum : float in [0, 1), default=0.9
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data, stop on its R^2
-        score and restore the parameters of the best epoch.
+        Hold out ``validation_fraction`` of the data (or use ``fit``'s
+        ``X_val``, ``y_val``), stop on its R^2 score and restore the
+        parameters of the best epoch.
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
         Adam's.
     n_iter_no_change : int or numpy.inf, default=10
     max_fun : int, default=15000
-        Most loss-and-gradient evaluations of solver="lbfgs".
-    dtype : numpy.float64 or numpy.float32, default=numpy.float64
-        The dtype the network stores its parameters and computes in.
+        The L-BFGS solver's limit of loss evaluations (unused by "adam" and "sgd").
+    dtype : None, numpy.float64 or numpy.float32, default=None
+        The dtype the network stores its parameters and computes in. None:
+        scikit-learn's rule, float32 for float32 ``X``, else float64.
 
     Attributes
     ----------
@@ -733,47 +994,66 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss_ : float
         ``loss_curve_[-1]``.
     loss_curve_ : list of float
-        One entry per epoch on scikit-learn's scale: half the mean squared
-        error, plus the L2 penalty (module docstring).
+        One entry per epoch on scikit-learn's scale (half the mean squared
+        error, or the Poisson half deviance summed over the outputs), plus
+        the L2 penalty (module docstring).
     best_loss_ : float or None
         The smallest ``loss_curve_`` entry (None with ``early_stopping``).
     validation_scores_ : list of float or None
-        R^2 on the validation data after each epoch (with ``early_stopping``).
+        R^2 on the validation data after each epoch (with ``early_stopping``
+        or ``X_val``).
+    validation_loss_curve_ : list of float or None
+        fastnn's extension: the loss on the validation data after each epoch,
+        on ``loss_curve_``'s scale without the penalty.
     best_validation_score_ : float or None
     n_iter_ : int
         Epochs run by the last ``fit`` (1 after ``partial_fit``).
     t_ : int
         Training samples seen, over all calls.
     coefs_, intercepts_ : list of ndarray
-        Each layer's ``W`` and ``b`` (live views into ``model_``).
+        Each layer's ``W`` and ``b`` (live views into ``model_``); assigning
+        lists of arrays of the same shapes copies them into the network.
     n_features_in_, n_outputs_, n_layers_, out_activation_
+        As scikit-learn's (``out_activation_`` is "identity", or "exp" for
+        the Poisson loss).
     """
 
-    _loss = MSELoss()
-    _out_activation = "identity"
-    #: scikit-learn's squared_error is half the mean squared error
-    _loss_curve_factor = 0.5
+    __init__ = _init_with("loss", "squared_error")
 
-    def _gradient_scale(self) -> float:
-        return self.n_outputs_ / 2.0
+    def _check_own_params(self) -> dict:
+        return {"loss": check_option(self.loss, "loss", ("squared_error", "poisson"))}
 
-    def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
+    @staticmethod
+    def _out_activation_for(params: dict, y) -> str:
+        return "exp" if params["loss"] == "poisson" else "identity"
+
+    def _validate_input(self, X, y, dtype, *, reset, incremental, classes, known=None):
         X, y = self._check_data(X, y, multi_output=True, y_numeric=True, dtype=dtype, reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return X, np.ascontiguousarray(y, dtype=dtype), None
+        y = np.ascontiguousarray(y, dtype=X.dtype)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for Poisson regression.")
+        return X, y, None
 
     @staticmethod
-    def _n_outputs(y) -> int:
+    def _n_outputs(y, classes) -> int:
         return 1 if y.ndim == 1 else y.shape[1]
 
-    def _validation_score(self, X, y, sample_weight) -> float:
+    def _validation_score(self, raw, y, sample_weight) -> float:
         if sample_weight is not None and not sample_weight.sum() > 0:
             sample_weight = None
-        prediction = self.model_.predict(X)
+        prediction = self._from_raw(raw)
         if not np.all(np.isfinite(prediction)):
             return np.nan
-        return r2_score(y, prediction.ravel() if y.ndim == 1 else prediction, sample_weight=sample_weight)
+        return float(r2_score(y, prediction, sample_weight=sample_weight))
+
+    def _from_raw(self, raw) -> np.ndarray:
+        """Predictions from the network's outputs: the mean exp(z) for the Poisson loss, (n,) for one output."""
+        if self.out_activation_ == "exp":
+            with np.errstate(over="ignore"):
+                raw = np.exp(raw)
+        return raw.ravel() if self.n_outputs_ == 1 else raw
 
     @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None):
@@ -781,9 +1061,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X) -> np.ndarray:
-        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs), in ``dtype``."""
-        prediction = self._predict_raw(X)
-        return prediction.ravel() if self.n_outputs_ == 1 else prediction
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs), in the network's dtype."""
+        return self._from_raw(self._predict_raw(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -799,37 +1078,65 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier on fastnn, with scikit-learn's ``MLPClassifier`` API.
 
     Trains a :class:`fastnn.Sequential` (``hidden_layer_sizes`` Dense layers with
-    ``activation``, then one logit per class) with :class:`fastnn.CrossEntropyLoss`
-    on the indices of ``classes_`` (two logits for a binary problem).
-    Parameters are :class:`MLPRegressor`'s; ``alpha`` maps onto
-    ``weight_decay = alpha / (batch_size * mean(sample_weight))``, and
-    ``early_stopping`` watches the accuracy on a stratified validation split.
+    ``activation``, then the output layer) as scikit-learn's: one logit per class
+    and :class:`fastnn.CrossEntropyLoss` (softmax) for more than two classes; one
+    logit per label and :class:`fastnn.BCEWithLogitsLoss` (logistic) for two
+    classes (one logit) and for multilabel targets (a label indicator matrix).
+    Parameters are :class:`MLPRegressor`'s (without ``loss``), and:
+
+    Parameters
+    ----------
+    class_weight : None, "balanced" or dict {label: weight}, default=None
+        fastnn's extension: each sample's weight is multiplied by its class's
+        (``"balanced"``: ``n_samples / (n_classes * count)``, as scikit-learn's
+        ``compute_class_weight``; a dict's missing classes weigh 1). Not with
+        multilabel targets; ``"balanced"`` not in ``partial_fit``.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        The class labels, sorted; logit j is class ``classes_[j]``.
+        The class labels, sorted (``arange(n_labels)`` for multilabel targets).
     loss_curve_ : list of float
-        The mean cross-entropy of each epoch plus the L2 penalty (as
-        scikit-learn's).
-    model_, loss_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_,
+        The mean log-loss of each epoch plus the L2 penalty (as scikit-learn's).
+    validation_scores_ : list of float or None
+        Accuracies (subset accuracy for multilabel targets).
+    model_, loss_, best_loss_, validation_loss_curve_, best_validation_score_, n_iter_, t_,
     coefs_, intercepts_, n_features_in_, n_outputs_, n_layers_, out_activation_
-        As :class:`MLPRegressor`'s (``validation_scores_`` are accuracies;
-        ``n_outputs_`` is the number of classes).
+        As :class:`MLPRegressor`'s; ``out_activation_`` is "softmax" or
+        "logistic" and ``n_outputs_`` the number of logits.
     """
 
-    _loss = CrossEntropyLoss()
-    _out_activation = "softmax"
-    _loss_curve_factor = 1.0
+    __init__ = _init_with("class_weight", None)
 
-    def _gradient_scale(self) -> float:
-        return 1.0
+    def _check_own_params(self) -> dict:
+        value = self.class_weight
+        if not (value is None or isinstance(value, dict) or (isinstance(value, str) and value == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {value!r}")
+        return {"class_weight": value}
 
-    def _validate_input(self, X, y, dtype, *, reset, incremental, classes):
-        """X, y as the indices of the classes, and the classes (set on self by the caller)."""
-        X, y = self._check_data(X, y, dtype=dtype, reset=reset)
-        check_classification_targets(y)
-        fitted = getattr(self, "classes_", None)
+    @staticmethod
+    def _out_activation_for(params: dict, y) -> str:
+        return "logistic" if y.ndim == 2 else "softmax"
+
+    def _validate_input(self, X, y, dtype, *, reset, incremental, classes, known=None):
+        """X, y as the network's targets (class indices, or a 0/1 matrix for logistic outputs),
+        and the classes (set on self by the caller)."""
+        X, y = self._check_data(X, y, dtype=dtype, reset=reset, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if type_of_target(y) == "multilabel-indicator":
+            fitted = np.arange(y.shape[1]) if known is None else known
+            if (not reset and known is None and getattr(self, "classes_", None) is not None
+                    and not np.array_equal(self.classes_, fitted)):
+                raise ValueError(f"y has {y.shape[1]} labels, the fitted network {len(self.classes_)}")
+        else:
+            check_classification_targets(y)
+            fitted = known if known is not None else self._fitted_classes(y, reset, incremental, classes)
+        return X, self._encode(y, fitted, X.dtype), fitted
+
+    def _fitted_classes(self, y, reset: bool, incremental: bool, classes) -> np.ndarray:
+        """The classes this call trains on (scikit-learn's rules for fit, warm starts and partial_fit)."""
+        fitted: Any = getattr(self, "classes_", None)
         if incremental and fitted is None:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -846,28 +1153,76 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if len(fitted) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes to train, y holds "
                              f"only one class: {fitted[0]!r}")
-        codes = np.minimum(np.searchsorted(fitted, y), len(fitted) - 1)
-        unknown = fitted[codes] != y
-        if np.any(unknown):
-            raise ValueError(f"y has classes not in classes_ ({fitted!r}): {np.unique(np.asarray(y)[unknown])!r}")
-        return X, codes.astype(np.intp), fitted
+        return fitted
 
-    def _n_outputs(self, y) -> int:
-        return len(self.classes_)
+    @staticmethod
+    def _encode(y, classes, dtype) -> np.ndarray:
+        """The network's targets: class indices (intp) for more than two classes, a (n, 1) 0/1
+        column for two, the indicator matrix itself for multilabel y (``dtype`` both)."""
+        if y.ndim == 2:
+            if y.shape[1] != len(classes):
+                raise ValueError(f"y has {y.shape[1]} labels (columns), the classifier {len(classes)}")
+            return np.ascontiguousarray(y, dtype=dtype)
+        codes = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+        unknown = classes[codes] != y
+        if np.any(unknown):
+            raise ValueError(f"y has classes not in classes_ ({classes!r}): {np.unique(np.asarray(y)[unknown])!r}")
+        if len(classes) == 2:
+            return (codes == 1).astype(dtype).reshape(-1, 1)
+        return codes.astype(np.intp)
+
+    @staticmethod
+    def _codes(targets) -> np.ndarray:
+        """Class indices from single-label targets (:meth:`_encode`)."""
+        return targets.ravel().astype(np.intp) if targets.ndim == 2 else targets
+
+    def _sample_weight(self, sample_weight, y, classes, dtype, incremental: bool) -> np.ndarray | None:
+        weights = _check_sample_weight(sample_weight, y.shape[0], dtype)
+        if self.class_weight is None:
+            return weights
+        if y.ndim == 2 and y.shape[1] > 1:
+            raise ValueError("class_weight is not supported for multilabel targets")
+        if incremental and isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' is not supported for partial_fit: the classes' "
+                             "frequencies are not known from one batch. Use a dict of weights instead.")
+        codes = self._codes(y)
+        per_class = compute_class_weight(self.class_weight, classes=classes, y=classes[codes])
+        combined = per_class[codes] * (1.0 if weights is None else weights)
+        return check_sample_weight(combined, y.shape[0], dtype)
+
+    def _n_outputs(self, y, classes) -> int:
+        return y.shape[1] if y.ndim == 2 else len(classes)
 
     def _stratify(self, y, fraction):
-        # Stratify when train_test_split can: every class twice, and a place for each on both sides.
+        if y.ndim == 2:
+            # scikit-learn stratifies a binary problem by its 0/1 column (train_test_split's
+            # error if a class has a single sample) and no multilabel one.
+            return y > 0.5 if y.shape[1] == 1 else None
+        # More than two classes: scikit-learn does not stratify; fastnn does when every class
+        # can be (twice, with a place on both sides), else splits as scikit-learn.
         counts = np.bincount(y, minlength=len(self.classes_))
         n_val = math.ceil(fraction * y.shape[0])
         if counts.min() >= 2 and n_val >= len(counts) and y.shape[0] - n_val >= len(counts):
             return y
         return None
 
-    def _validation_score(self, X, y, sample_weight) -> float:
-        hits = (self.model_.predict(X).argmax(axis=1) == y).astype(np.float64)
+    def _validation_score(self, raw, y, sample_weight) -> float:
+        if y.ndim == 2:     # logistic outputs: every label right (subset accuracy)
+            hits = np.all((self._probabilities(raw) > 0.5) == (y > 0.5), axis=1).astype(np.float64)
+        else:
+            hits = (raw.argmax(axis=1) == y).astype(np.float64)
         if sample_weight is None or not sample_weight.sum() > 0:
             return float(hits.mean())
         return float(np.average(hits, weights=sample_weight))
+
+    def _probabilities(self, raw) -> np.ndarray:
+        """The output activation of the logits: softmax rows, or each logit's sigmoid."""
+        if self.out_activation_ == "logistic":
+            return ops.sigmoid_forward(raw)
+        shifted = raw - raw.max(axis=1, keepdims=True)
+        np.exp(shifted, out=shifted)
+        shifted /= shifted.sum(axis=1, keepdims=True)
+        return shifted
 
     @available_if(_stochastic_solver)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -878,18 +1233,29 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict(self, X) -> np.ndarray:
-        """Predicted class labels, shape (n_samples,)."""
-        logits = self._predict_raw(X)
-        return self.classes_[logits.argmax(axis=1)]
+        """Predicted class labels, shape (n_samples,); for multilabel targets the 0/1 indicator
+        matrix (n_samples, n_labels), as scikit-learn's."""
+        proba = self._probabilities(self._predict_raw(X))
+        if self.out_activation_ == "softmax":
+            return self.classes_[proba.argmax(axis=1)]
+        if self.n_outputs_ == 1:
+            return self.classes_[(proba[:, 0] > 0.5).astype(np.intp)]
+        return (proba > 0.5).astype(int)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (the softmax of the logits), shape (n_samples, n_classes),
-        columns in the order of ``classes_``."""
-        check_is_fitted(self)
-        X = self._check_data(X, reset=False, dtype=self.model_.dtype)
-        return self.model_.predict_proba(X)
+        """Class probabilities, shape (n_samples, n_classes), columns in the order of ``classes_``
+        (a binary problem: ``[1 - p, p]``; multilabel: each label's probability)."""
+        proba = self._probabilities(self._predict_raw(X))
+        if self.n_outputs_ == 1 and self.out_activation_ == "logistic":
+            return np.hstack([1 - proba, proba])
+        return proba
 
     def predict_log_proba(self, X) -> np.ndarray:
         """The logarithm of :meth:`predict_proba`."""
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags

@@ -15,14 +15,14 @@ import numpy as np
 from fastnn import ops
 from fastnn.validation import check_number
 
-__all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWithLogitsLoss"]
+__all__ = ["Loss", "MSELoss", "MAELoss", "HuberLoss", "CrossEntropyLoss", "BCEWithLogitsLoss", "PoissonLoss"]
 
 
 class Loss:
     """Base class of fastnn's losses: ``loss(yhat, y) -> float`` and ``.grad(yhat, y)``."""
 
     #: The loss's name in the compiled step: "mse", "mae", "huber",
-    #: "cross_entropy" or "bce_with_logits" (a class constant).
+    #: "cross_entropy", "bce_with_logits" or "poisson" (a class constant).
     kind = ""
 
     @property
@@ -137,3 +137,23 @@ class BCEWithLogitsLoss(Loss):
 
     def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
         return ops.elementwise_loss(self.kind, yhat, y, sample_weight, want_grad=True)
+
+
+class PoissonLoss(Loss):
+    """Half the Poisson deviance with a log link, as scikit-learn's ``MLPRegressor(loss="poisson")``.
+
+    ``yhat`` is the log of the predicted mean (a linear output layer), ``y``
+    holds counts or rates ``>= 0`` of ``yhat``'s shape. Each element's loss is
+    ``exp(z) - y * z + xlogy(y, y) - y`` (0 where the mean ``exp(z)`` equals
+    ``y``; ``torch.nn.PoissonNLLLoss(log_input=True)`` up to the term in y
+    alone), its gradient ``(exp(z) - y) / yhat.size``. Predict the mean as
+    ``numpy.exp(model.predict(X))``.
+    """
+
+    kind = "poisson"
+
+    def loss(self, yhat, y, sample_weight=None) -> float:
+        return ops.poisson_loss(yhat, y, sample_weight)
+
+    def grad(self, yhat, y, sample_weight=None) -> np.ndarray:
+        return ops.poisson_grad(yhat, y, sample_weight)

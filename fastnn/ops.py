@@ -31,6 +31,7 @@ from fastnn.validation import (
     check_array,
     check_bool,
     check_labels,
+    check_non_negative,
     check_learning_rate,
     check_number,
     check_option,
@@ -70,6 +71,8 @@ __all__ = [
     "cross_entropy_grad",
     "bce_with_logits_loss",
     "bce_with_logits_grad",
+    "poisson_loss",
+    "poisson_grad",
     "sgd_update",
     "sgd_momentum_update",
     "adam_update",
@@ -402,7 +405,7 @@ def _check_pair(yhat, y, name="yhat"):
 
 
 #: The losses :func:`elementwise_loss` computes, each a mean over every element of ``yhat``.
-ELEMENTWISE_LOSSES = ("mse", "mae", "huber", "bce_with_logits")
+ELEMENTWISE_LOSSES = ("mse", "mae", "huber", "bce_with_logits", "poisson")
 
 
 def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
@@ -410,14 +413,14 @@ def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: Ar
     """The loss ``kind`` of ``yhat`` against ``y``, or its gradient with respect to ``yhat``.
 
     The one validated call behind :func:`mse_loss`, :func:`mae_loss`,
-    :func:`huber_loss`, :func:`bce_with_logits_loss`, their gradients, and
+    :func:`huber_loss`, :func:`bce_with_logits_loss`, :func:`poisson_loss`, their gradients, and
     the losses of :mod:`fastnn.losses` of these kinds. It is public but not
     in ``__all__``, whose names are the kernel calls that
     :mod:`fastnn.reference` mirrors one for one.
 
     Parameters
     ----------
-    kind : {"mse", "mae", "huber", "bce_with_logits"}
+    kind : {"mse", "mae", "huber", "bce_with_logits", "poisson"}
     yhat : array-like, 1-D or 2-D (rows are samples)
     y : array-like, the shape of ``yhat`` (or 1-D when ``yhat`` is (n_samples, 1))
     sample_weight : array-like (n_samples,), optional
@@ -438,6 +441,8 @@ def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: Ar
     param = check_number(param, "delta", low=0.0, low_open=True) if kind == "huber" else 0.0
     want_grad = check_bool(want_grad, "want_grad")
     prediction, target = _check_pair(yhat, y, name)
+    if kind == "poisson":
+        check_non_negative(target, "y", "for the Poisson loss")
     shape, dtype = prediction.shape, prediction.dtype
     rows = prediction.reshape(shape[0], -1)
     w = check_sample_weight(sample_weight, shape[0], dtype)
@@ -692,6 +697,17 @@ def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
         (the message names it); nothing is computed.
     """
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
+
+
+def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+    """Half the Poisson deviance of counts ``y >= 0`` at the mean ``exp(log_mean)`` (log link), as
+    scikit-learn's: ``mean(exp(z) - y * z + xlogy(y, y) - y)``, 0 where ``exp(z) == y``."""
+    return elementwise_loss("poisson", log_mean, y, sample_weight, name="log_mean")
+
+
+def poisson_grad(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
+    """Gradient of :func:`poisson_loss` with respect to ``log_mean``: ``(exp(z) - y) / z.size`` unweighted."""
+    return elementwise_loss("poisson", log_mean, y, sample_weight, want_grad=True, name="log_mean")
 
 
 def _cross_entropy(logits, labels, sample_weight, want_grad):

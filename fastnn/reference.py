@@ -56,6 +56,8 @@ __all__ = [
     "cross_entropy_grad",
     "bce_with_logits_loss",
     "bce_with_logits_grad",
+    "poisson_loss",
+    "poisson_grad",
     "softmax",
     "sgd_update",
     "sgd_momentum_update",
@@ -631,6 +633,24 @@ def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     param -= step_size * (exp_avg / denom)
 
 
+def _poisson(log_mean: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.exp(log_mean)
+    safe = np.where(y > 0, y, 1)        # xlogy(y, y): 0 at y = 0
+    return mean - y * log_mean + np.where(y > 0, y * np.log(safe), 0) - y, mean - y
+
+
+def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+    """Return half the Poisson deviance ``mean(exp(z) - y z + xlogy(y, y) - y)`` for log-means z."""
+    log_mean, y = _paired(log_mean, y)
+    return _weighted(*_poisson(log_mean, y), sample_weight)[0]
+
+
+def poisson_grad(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
+    """Return ``(exp(z) - y) / z.size``, the gradient of :func:`poisson_loss`."""
+    log_mean, y = _paired(log_mean, y)
+    return _weighted(*_poisson(log_mean, y), sample_weight)[1]
+
+
 _ACTIVATIONS = {
     "identity": (lambda Z: Z, lambda Z, dA: dA),
     "relu": (relu_forward, relu_backward),
@@ -644,6 +664,7 @@ _LOSSES: dict[str, tuple[Callable[..., float], Callable[..., np.ndarray]]] = {
     "mae": (mae_loss, mae_grad),
     "huber": (huber_loss, huber_grad),
     "bce_with_logits": (bce_with_logits_loss, bce_with_logits_grad),
+    "poisson": (poisson_loss, poisson_grad),
     "cross_entropy": (cross_entropy_loss, cross_entropy_grad),
 }
 

@@ -312,3 +312,11 @@ def check_optimizer_state(state, names: tuple, n_parameters: int, dtype) -> tupl
                              f"parameter of the model, got shape {array.shape}")
         buffers[name] = np.array(array, dtype=dtype, order="C")
     return int(step), buffers
+
+
+def check_non_negative(values: np.ndarray, name: str, purpose: str = "") -> np.ndarray:
+    """``values`` unchanged if none is negative (NaN is left to the finiteness checks), else ValueError."""
+    if np.any(values < 0):
+        raise ValueError(f"{name} must be non-negative{' ' + purpose if purpose else ''}, got the negative value "
+                         f"{values[values < 0].flat[0]!r}")
+    return values

@@ -939,7 +939,7 @@ def test_elementwise_loss_is_each_named_loss_and_gradient(kind, param, weighted)
 
 def test_elementwise_loss_refuses_bad_arguments_naming_them():
     yhat = np.zeros((4, 2))
-    with pytest.raises(ValueError, match=r"kind must be one of \('mse', 'mae', 'huber', 'bce_with_logits'\)"):
+    with pytest.raises(ValueError, match=r"kind must be one of \('mse', 'mae', 'huber', 'bce_with_logits', 'poisson'\)"):
         ops.elementwise_loss("cross_entropy", yhat, yhat)
     with pytest.raises(ValueError, match=r"delta must be a finite number in \(0.0, inf\]"):
         ops.elementwise_loss("huber", yhat, yhat, param=0.0)
