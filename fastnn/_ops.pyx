@@ -661,15 +661,22 @@ def adam_update_plain(object param, object grad, object exp_avg, object exp_avg_
     return ok
 
 
-cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noexcept nogil:
-    """Whether every value of three plain arrays of the type number t is finite."""
-    if t == cnp.NPY_FLOAT:
-        return (all_finite_kernel(<const float*>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
-                and all_finite_kernel(<const float*>cnp.PyArray_DATA(b), cnp.PyArray_SIZE(b))
-                and all_finite_kernel(<const float*>cnp.PyArray_DATA(c), cnp.PyArray_SIZE(c)))
-    return (all_finite_kernel(<const double*>cnp.PyArray_DATA(a), cnp.PyArray_SIZE(a))
-            and all_finite_kernel(<const double*>cnp.PyArray_DATA(b), cnp.PyArray_SIZE(b))
-            and all_finite_kernel(<const double*>cnp.PyArray_DATA(c), cnp.PyArray_SIZE(c)))
+cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noexcept:
+    """Whether every value of three plain arrays of the type number t is finite
+    (read-only passes, without the GIL)."""
+    cdef const void* p[3]
+    cdef Py_ssize_t size[3]
+    cdef bint ok = True
+    cdef int i
+    p[0], p[1], p[2] = cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(c)
+    size[0], size[1], size[2] = cnp.PyArray_SIZE(a), cnp.PyArray_SIZE(b), cnp.PyArray_SIZE(c)
+    with nogil:
+        for i in range(3):
+            if t == cnp.NPY_FLOAT:
+                ok = ok and all_finite_kernel(<const float*>p[i], size[i])
+            else:
+                ok = ok and all_finite_kernel(<const double*>p[i], size[i])
+    return ok
 
 
 cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexcept:
@@ -702,8 +709,8 @@ def dense_forward_plain(object X, object W, object b):
     dims[0] = cnp.PyArray_DIM(x, 0)
     dims[1] = cnp.PyArray_DIM(w, 1)
     out = cnp.PyArray_EMPTY(2, dims, t, 0)
+    ok = _inputs_finite(t, x, w, bb)
     with nogil:
-        ok = _inputs_finite(t, x, w, bb)
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_forward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                 <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
@@ -732,8 +739,8 @@ def dense_backward_plain(object X, object W, object dY):
     dX = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), t, 0)
     dW = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(w), t, 0)
     db = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(w) + 1, t, 0)
+    ok = _inputs_finite(t, x, w, d)
     with nogil:
-        ok = _inputs_finite(t, x, w, d)
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_backward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                  <const float*>cnp.PyArray_DATA(d), <float*>cnp.PyArray_DATA(dX),
