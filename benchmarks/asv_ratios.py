@@ -5,14 +5,17 @@ last parameter ``impl`` set to ``"fastnn"`` and to ``"reference"``. This
 script reads one asv results file, pairs the two timings of every row and
 prints ``reference time / fastnn time`` (above 1: fastnn is faster) as a
 markdown table, then lists the rows below ``--floor``. With ``--output`` it
-also writes the table to a file (for the documentation).
+also writes the table to a file; with ``--json PATH`` it writes the rows in
+the envelope of the documentation's results files (``docs/results/``: the
+command, the commit, the date, the machine, then one row per benchmark and
+parameters with ``fastnn_s``, ``reference_s`` and ``ratio``).
 
 Run it after an asv run that saved its results, e.g. in the environment
 fastnn is installed in::
 
     asv machine --yes
     asv run --python=same --set-commit-hash $(git rev-parse HEAD)
-    python benchmarks/asv_ratios.py
+    python benchmarks/asv_ratios.py --json docs/results/asv_ratios.json
 
 It exits with status 1 when a row is below the floor, so a script can tell.
 """
@@ -23,8 +26,10 @@ import argparse
 import ast
 import itertools
 import json
+import datetime
 import math
 import pathlib
+import platform
 import sys
 
 IMPL = "impl"
@@ -90,6 +95,57 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _cpu() -> str:
+    """The CPU as ``"<model name>, family F model M"`` (from /proc/cpuinfo), or what platform says."""
+    try:
+        text = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", platform.machine())
+    return f"{name}, family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
+
+
+def _blas() -> str | None:
+    """NumPy's BLAS as threadpoolctl reports it (None without threadpoolctl)."""
+    try:
+        import numpy  # noqa: F401  (loads the BLAS threadpoolctl looks for)
+        import threadpoolctl
+    except ImportError:
+        return None
+    pools = [p for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
+    return "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')})" for p in pools) or None
+
+
+def machine() -> dict:
+    """The machine facts of a results file: this environment's (asv ran with --python=same)."""
+    import numpy
+
+    try:
+        import fastnn
+
+        isa = fastnn.show_config("dicts")["runtime"]["walker"]["isa"]
+    except Exception:       # noqa: BLE001  (fastnn not importable here: say so, do not fail)
+        isa = None
+    return {"cpu": _cpu(), "isa": isa, "blas": _blas(), "python": platform.python_version(),
+            "numpy": numpy.__version__, "threads": 1}
+
+
+def envelope(rows: list[dict], results: dict, command: str) -> dict:
+    """The rows in the results files' envelope; the date is when the run's last benchmark started."""
+    started = [v for v in results.get("started_at", {}).values() if isinstance(v, (int, float))]
+    when = (datetime.datetime.fromtimestamp(max(started) / 1000, datetime.timezone.utc) if started
+            else datetime.datetime.now(datetime.timezone.utc))
+    commit = results.get("commit_hash")
+    return {"command": command, "commit": commit[:7] if commit else None,
+            "date": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+            "rows": [{"benchmark": r["benchmark"], "params": r["params"], "fastnn_s": r["fastnn"],
+                      "reference_s": r["reference"], "ratio": r["ratio"]} for r in rows]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=pathlib.Path, help="one results file (default: the newest)")
     parser.add_argument("--floor", type=float, default=1.0, help="list rows whose ratio is below this")
     parser.add_argument("--output", type=pathlib.Path, help="also write the table to this file")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the rows as JSON (docs/results/ envelope)")
     args = parser.parse_args(argv)
     path = args.file or _newest_results(args.results_dir, args.machine)
     results = json.loads(path.read_text())
@@ -110,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     if args.output:
         args.output.write_text(table + "\n")
+    if args.json:
+        command = " ".join(["python benchmarks/asv_ratios.py", *(sys.argv[1:] if argv is None else argv)])
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(envelope(rows, results, command), indent=1) + "\n")
     below = [row for row in rows if row["ratio"] < args.floor]
     print(f"\n{len(rows)} rows, {len(below)} below {args.floor}")
     for row in below:

@@ -512,7 +512,9 @@ cdef bint _update_pass(
     finiteness counted in an integer (x * 0 is NaN exactly when x is not
     finite, and NaN != NaN), so that the compiler vectorises them.
     """
-    cdef Py_ssize_t i, bad = 0
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0     # the flags in the values' width: they vectorise beside them
+    cdef uint64_t bad64 = 0
     cdef floating lr = <floating>opt.lr, wd = <floating>opt.weight_decay
     cdef floating mom = <floating>opt.momentum, pi, gi, m, v, d, denom, chk, zero = 0
     cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
@@ -526,7 +528,10 @@ cdef bint _update_pass(
         for i in range(n):
             pi = p[i] - lr * (g[i] + wd * p[i])
             chk = pi * zero
-            bad += chk != chk
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
             if store:
                 p[i] = pi
     elif opt.kind == OPT_SGD and not opt.nesterov:
@@ -534,7 +539,10 @@ cdef bint _update_pass(
             m = mom * buf1[i] + (g[i] + wd * p[i])   # first step: 0 * mom + g == g, as PyTorch's clone
             pi = p[i] - lr * m
             chk = (pi + m) * zero
-            bad += chk != chk
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
             if store:
                 buf1[i] = m
                 p[i] = pi
@@ -544,7 +552,10 @@ cdef bint _update_pass(
             m = mom * buf1[i] + gi
             pi = p[i] - lr * (gi + mom * m)           # Nesterov
             chk = (pi + m) * zero
-            bad += chk != chk
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
             if store:
                 buf1[i] = m
                 p[i] = pi
@@ -566,12 +577,15 @@ cdef bint _update_pass(
             denom = _sqrt(v) / bc2_sqrt + eps
             pi = pi - step_size * (m / denom)
             chk = (pi + m + v) * zero
-            bad += chk != chk
+            if floating is float:
+                bad32 |= chk != chk
+            else:
+                bad64 |= chk != chk
             if store:
                 buf1[i] = m
                 buf2[i] = v
                 p[i] = pi
-    return bad == 0
+    return (bad32 | bad64) == 0
 
 
 cdef bint update_kernel(
@@ -1219,11 +1233,36 @@ cdef bint act_backward_checked(
     return (bad32 | bad64) == 0
 
 
+cdef bint sgd_update_checked(floating* param, const floating* grad, double lr, Py_ssize_t size) noexcept nogil:
+    """param -= lr * grad as sgd_update_kernel computes it, when every param and
+    grad is finite: one read-only pass checks both (the update pass then finds
+    them in cache when they fit); else False, and nothing written."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating chk, zero = 0
+    for i in range(size):
+        chk = param[i] * zero + grad[i] * zero
+        if floating is float:
+            bad32 |= chk != chk
+        else:
+            bad64 |= chk != chk
+    if (bad32 | bad64) != 0:
+        return False
+    sgd_update_kernel(param, grad, lr, size)
+    return True
+
+
 cdef struct PlainKernels:
     bint (*forward_f)(int, double, const float*, float*, Py_ssize_t) noexcept nogil
     bint (*forward_d)(int, double, const double*, double*, Py_ssize_t) noexcept nogil
     bint (*backward_f)(int, double, const float*, const float*, float*, Py_ssize_t) noexcept nogil
     bint (*backward_d)(int, double, const double*, const double*, double*, Py_ssize_t) noexcept nogil
+    # The optimizer rules (update_kernel) and the checked plain SGD, in this build's instructions.
+    bint (*update_f)(Opt*, float*, const float*, float*, float*, Py_ssize_t) noexcept nogil
+    bint (*update_d)(Opt*, double*, const double*, double*, double*, Py_ssize_t) noexcept nogil
+    bint (*sgd_f)(float*, const float*, double, Py_ssize_t) noexcept nogil
+    bint (*sgd_d)(double*, const double*, double, Py_ssize_t) noexcept nogil
 
 
 cdef PlainKernels _PLAIN_KERNELS
@@ -1231,4 +1270,8 @@ _PLAIN_KERNELS.forward_f = act_forward_checked[float]
 _PLAIN_KERNELS.forward_d = act_forward_checked[double]
 _PLAIN_KERNELS.backward_f = act_backward_checked[float]
 _PLAIN_KERNELS.backward_d = act_backward_checked[double]
+_PLAIN_KERNELS.update_f = update_kernel[float]
+_PLAIN_KERNELS.update_d = update_kernel[double]
+_PLAIN_KERNELS.sgd_f = sgd_update_checked[float]
+_PLAIN_KERNELS.sgd_d = sgd_update_checked[double]
 _PLAIN_KERNELS_CAPSULE = PyCapsule_New(&_PLAIN_KERNELS, b"fastnn._kernels.PlainKernels", NULL)

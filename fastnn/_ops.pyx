@@ -101,12 +101,37 @@ cdef inline void _check_same_size(Py_ssize_t a, Py_ssize_t b, str what) except *
         raise ValueError(f"{what}: sizes {a} and {b} differ")
 
 
-cdef void* _scratch(Py_ssize_t n_values, size_t itemsize) except NULL:
-    """malloc'd room for n_values values (at least one), or MemoryError."""
-    cdef void* room = malloc(max(n_values, 1) * itemsize)
-    if room == NULL:
-        raise MemoryError(f"cannot allocate {n_values} values of scratch")
-    return room
+cdef int _dense_forward(const Blas* blas, const floating* X, const floating* W, const floating* b,
+                        floating* out, Py_ssize_t n_samples, Py_ssize_t in_features,
+                        Py_ssize_t out_features) noexcept nogil:
+    """out = X @ W + b for sample-major arrays of checked sizes (all >= 1): BLAS as
+    the arrays are, a dot product per row for one output, else the walker's
+    feature-major loops on transposed copies. -1 when scratch cannot be had."""
+    cdef Py_ssize_t i
+    cdef floating* XT
+    cdef floating* YT
+    if use_blas(blas, n_samples, in_features, out_features):
+        # BLAS takes the sample-major arrays as they are: out = b, then out += X @ W.
+        for i in range(n_samples):
+            memcpy(&out[i * out_features], b, out_features * sizeof(floating))
+        gemm(blas, False, False, n_samples, out_features, in_features,
+             X, in_features, W, out_features, 1, out, out_features)
+        return 0
+    if out_features == 1:
+        # One output: a dot product per row, on the rows as they are (a transpose would cost
+        # as much as the products).
+        for i in range(n_samples):
+            out[i] = b[0] + _dot(&X[i * in_features], W, in_features)
+        return 0
+    XT = <floating*>malloc(n_samples * (in_features + out_features) * sizeof(floating))
+    if XT == NULL:
+        return -1
+    YT = XT + n_samples * in_features
+    transpose(X, XT, n_samples, in_features)
+    dense_forward_kernel(blas, XT, W, b, YT, n_samples, in_features, out_features, False)
+    transpose(YT, out, out_features, n_samples)
+    free(XT)
+    return 0
 
 
 def dense_forward(
@@ -118,8 +143,7 @@ def dense_forward(
     """Write X @ W + b into ``out``."""
     cdef Py_ssize_t n_samples = X.shape[0], in_features = X.shape[1]
     cdef Py_ssize_t out_features = W.shape[1], i
-    cdef floating* XT
-    cdef floating* YT
+    cdef int rc
     _check_same_size(W.shape[0], in_features, "W rows vs X columns")
     _check_same_size(b.shape[0], out_features, "b vs W columns")
     _check_same_size(out.shape[0], n_samples, "out rows vs X rows")
@@ -131,28 +155,56 @@ def dense_forward(
         for i in range(n_samples):
             out[i, :] = b
         return
-    if use_blas(&_BLAS, n_samples, in_features, out_features):
-        # BLAS takes the sample-major arrays as they are: out = b, then out += X @ W.
-        with nogil:
-            for i in range(n_samples):
-                memcpy(&out[i, 0], &b[0], out_features * sizeof(floating))
-            gemm(&_BLAS, False, False, n_samples, out_features, in_features,
-                 &X[0, 0], in_features, &W[0, 0], out_features, 1, &out[0, 0], out_features)
-        return
-    if out_features == 1:
-        # One output: a dot product per row, on the rows as they are (a transpose would cost
-        # as much as the products).
-        with nogil:
-            for i in range(n_samples):
-                out[i, 0] = b[0] + _dot(&X[i, 0], &W[0, 0], in_features)
-        return
-    XT = <floating*>_scratch(n_samples * (in_features + out_features), sizeof(floating))
-    YT = XT + n_samples * in_features
     with nogil:
-        transpose(&X[0, 0], XT, n_samples, in_features)
-        dense_forward_kernel(&_BLAS, XT, &W[0, 0], &b[0], YT, n_samples, in_features, out_features, False)
-        transpose(YT, &out[0, 0], out_features, n_samples)
+        rc = _dense_forward(&_BLAS, &X[0, 0], &W[0, 0], &b[0], &out[0, 0], n_samples, in_features, out_features)
+    if rc < 0:
+        raise MemoryError(f"cannot allocate {n_samples * (in_features + out_features)} values of scratch")
+
+
+cdef int _dense_backward(const Blas* blas, const floating* X, const floating* W, const floating* dY,
+                         floating* dX, floating* dW, floating* db, Py_ssize_t n_samples,
+                         Py_ssize_t in_features, Py_ssize_t out_features) noexcept nogil:
+    """dX = dY @ W.T, dW = X.T @ dY, db = dY.sum(0) for sample-major arrays of checked
+    sizes (all >= 1). -1 when scratch cannot be had."""
+    cdef Py_ssize_t i, j, kk
+    cdef floating* XT
+    cdef floating* G
+    cdef floating* dXT
+    if use_blas(blas, n_samples, in_features, out_features):
+        # BLAS takes the sample-major arrays as they are; db sums dY's rows in order.
+        for j in range(out_features):
+            db[j] = 0
+        for i in range(n_samples):
+            for j in range(out_features):
+                db[j] += dY[i * out_features + j]
+        gemm(blas, False, True, n_samples, in_features, out_features,
+             dY, out_features, W, out_features, 0, dX, in_features)
+        gemm(blas, True, False, in_features, out_features, n_samples,
+             X, in_features, dY, out_features, 0, dW, out_features)
+        return 0
+    if out_features == 1:
+        # One output, on the rows as they are: db = sum(dY), dW = sum over rows of
+        # dY[i] * X[i], dX[i] = dY[i] * W[:, 0].
+        db[0] = _sum(dY, n_samples)
+        for kk in range(in_features):
+            dW[kk] = 0
+        for i in range(n_samples):
+            _axpy(dY[i], &X[i * in_features], dW, in_features)
+            for kk in range(in_features):
+                dX[i * in_features + kk] = dY[i] * W[kk]
+        return 0
+    # XT and dXT (in_features, n), G (out_features, n); dY is G sample-major (GT).
+    XT = <floating*>malloc(n_samples * (2 * in_features + out_features) * sizeof(floating))
+    if XT == NULL:
+        return -1
+    dXT = XT + n_samples * in_features
+    G = dXT + n_samples * in_features
+    transpose(X, XT, n_samples, in_features)
+    transpose(dY, G, n_samples, out_features)
+    dense_backward_kernel(blas, XT, W, G, dY, dXT, dW, db, n_samples, in_features, out_features)
+    transpose(dXT, dX, in_features, n_samples)
     free(XT)
+    return 0
 
 
 def dense_backward(
@@ -165,10 +217,8 @@ def dense_backward(
 ):
     """Write dY @ W.T into ``dX``, X.T @ dY into ``dW`` and dY.sum(0) into ``db``."""
     cdef Py_ssize_t n_samples = X.shape[0], in_features = X.shape[1]
-    cdef Py_ssize_t out_features = W.shape[1], i, j, kk
-    cdef floating* XT
-    cdef floating* G
-    cdef floating* dXT
+    cdef Py_ssize_t out_features = W.shape[1]
+    cdef int rc
     _check_same_size(W.shape[0], in_features, "W rows vs X columns")
     _check_same_size(dY.shape[0], n_samples, "dY rows vs X rows")
     _check_same_size(dY.shape[1], out_features, "dY columns vs W columns")
@@ -185,42 +235,11 @@ def dense_backward(
         dW[:, :] = 0
         db[:] = 0
         return
-    if use_blas(&_BLAS, n_samples, in_features, out_features):
-        # BLAS takes the sample-major arrays as they are; db sums dY's rows in order.
-        with nogil:
-            for j in range(out_features):
-                db[j] = 0
-            for i in range(n_samples):
-                for j in range(out_features):
-                    db[j] += dY[i, j]
-            gemm(&_BLAS, False, True, n_samples, in_features, out_features,
-                 &dY[0, 0], out_features, &W[0, 0], out_features, 0, &dX[0, 0], in_features)
-            gemm(&_BLAS, True, False, in_features, out_features, n_samples,
-                 &X[0, 0], in_features, &dY[0, 0], out_features, 0, &dW[0, 0], out_features)
-        return
-    if out_features == 1:
-        # One output, on the rows as they are: db = sum(dY), dW = sum over rows of
-        # dY[i] * X[i], dX[i] = dY[i] * W[:, 0].
-        with nogil:
-            db[0] = _sum(&dY[0, 0], n_samples)
-            for kk in range(in_features):
-                dW[kk, 0] = 0
-            for i in range(n_samples):
-                _axpy(dY[i, 0], &X[i, 0], &dW[0, 0], in_features)
-                for kk in range(in_features):
-                    dX[i, kk] = dY[i, 0] * W[kk, 0]
-        return
-    # XT and dXT (in_features, n), G (out_features, n); dY is G sample-major (GT).
-    XT = <floating*>_scratch(n_samples * (2 * in_features + out_features), sizeof(floating))
-    dXT = XT + n_samples * in_features
-    G = dXT + n_samples * in_features
     with nogil:
-        transpose(&X[0, 0], XT, n_samples, in_features)
-        transpose(&dY[0, 0], G, n_samples, out_features)
-        dense_backward_kernel(&_BLAS, XT, &W[0, 0], G, &dY[0, 0], dXT, &dW[0, 0], &db[0],
-                              n_samples, in_features, out_features)
-        transpose(dXT, &dX[0, 0], in_features, n_samples)
-    free(XT)
+        rc = _dense_backward(&_BLAS, &X[0, 0], &W[0, 0], &dY[0, 0], &dX[0, 0], &dW[0, 0], &db[0],
+                             n_samples, in_features, out_features)
+    if rc < 0:
+        raise MemoryError(f"cannot allocate {n_samples * (2 * in_features + out_features)} values of scratch")
 
 
 def relu_forward(const floating[::1] Z, floating[::1] out):
@@ -513,18 +532,24 @@ def mse_grad_plain(object yhat, object y):
     return out if ok else None
 
 
+cdef bint _apart(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """Whether the buffers of a and b share no byte."""
+    cdef char* a0 = <char*>cnp.PyArray_DATA(a)
+    cdef char* b0 = <char*>cnp.PyArray_DATA(b)
+    return not (a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a))
+
+
 def sgd_update_plain(object param, object grad, object lr):
     """param -= lr * grad in place, for a plain, writable param and a plain grad of
     its dtype and shape that does not overlap it, a float lr in (0, inf), and
-    finite values (checked by a read-only pass first: nothing is written
-    otherwise). True when done; False hands the call back unchanged."""
+    finite values (checked by one read-only pass over both first, in the
+    widest walker build's loop: nothing is written otherwise). True when
+    done; False hands the call back unchanged."""
     cdef int t = _plain_typenum(param)
     cdef cnp.ndarray p, g
     cdef Py_ssize_t n
     cdef double rate
-    cdef char* p0
-    cdef char* g0
-    cdef bint ok = False
+    cdef bint ok
     if t < 0 or _plain_typenum(grad) != t or type(lr) is not float:
         return False
     rate = <double>lr
@@ -534,20 +559,14 @@ def sgd_update_plain(object param, object grad, object lr):
     g = <cnp.ndarray>grad
     if not cnp.PyArray_ISWRITEABLE(p) or not _same_shape(p, g):
         return False
-    n = cnp.PyArray_SIZE(p)
-    p0 = <char*>cnp.PyArray_DATA(p)
-    g0 = <char*>cnp.PyArray_DATA(g)
-    if p0 < g0 + cnp.PyArray_NBYTES(g) and g0 < p0 + cnp.PyArray_NBYTES(p):
+    if not _apart(p, g):
         return False        # overlapping buffers: the converting path copies grad first
+    n = cnp.PyArray_SIZE(p)
     with nogil:
         if t == cnp.NPY_FLOAT:
-            if all_finite_kernel(<const float*>p0, n) and all_finite_kernel(<const float*>g0, n):
-                sgd_update_kernel(<float*>p0, <const float*>g0, rate, n)
-                ok = True
+            ok = _PLAIN.sgd_f(<float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(g), rate, n)
         else:
-            if all_finite_kernel(<const double*>p0, n) and all_finite_kernel(<const double*>g0, n):
-                sgd_update_kernel(<double*>p0, <const double*>g0, rate, n)
-                ok = True
+            ok = _PLAIN.sgd_d(<double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(g), rate, n)
     return ok
 
 
@@ -579,3 +598,156 @@ def mse_loss_plain(object yhat, object y):
     if loss - loss != 0:       # NaN or infinite
         return None
     return loss
+
+
+cdef bint _real_in(object x, double low, bint low_open, double high, bint high_open) noexcept:
+    """Whether x is exactly a Python float, finite, in the interval from low to high
+    (each end closed unless open): the hyperparameters the common case takes."""
+    cdef double v
+    if type(x) is not float:
+        return False
+    v = <double>x
+    if not (v - v == 0):        # NaN or infinite
+        return False
+    return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+
+
+def adam_update_plain(object param, object grad, object exp_avg, object exp_avg_sq, object step, object lr,
+                      object beta1, object beta2, object eps, object weight_decay, object decoupled):
+    """One Adam (AdamW with ``decoupled``) step in place, as ops.adam_update's converting
+    path computes it (update_kernel: a read-only pass checks every new value,
+    then the storing pass), in the widest walker build's loop, for plain arrays
+    of one dtype and shape (param and the moments writable; no two sharing
+    memory), a Python int step >= 1, Python floats in range and a bool
+    ``decoupled``. True when done; False hands the call back with nothing
+    written (anything else, or a new value that would not be finite: the
+    converting path then refuses it by name)."""
+    cdef int t = _plain_typenum(param)
+    cdef cnp.ndarray p, g, m, v
+    cdef Opt opt
+    cdef Py_ssize_t n
+    cdef bint ok
+    if (t < 0 or _plain_typenum(grad) != t or _plain_typenum(exp_avg) != t or _plain_typenum(exp_avg_sq) != t
+            or type(step) is not int or not (decoupled is True or decoupled is False)):
+        return False
+    if not (1 <= step < 2 ** 62 and _real_in(lr, 0.0, True, float("inf"), True)
+            and _real_in(beta1, 0.0, False, 1.0, True) and _real_in(beta2, 0.0, False, 1.0, True)
+            and _real_in(eps, 0.0, True, float("inf"), True)
+            and _real_in(weight_decay, 0.0, False, float("inf"), True)):
+        return False
+    p, g, m, v = <cnp.ndarray>param, <cnp.ndarray>grad, <cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq
+    if not (cnp.PyArray_ISWRITEABLE(p) and cnp.PyArray_ISWRITEABLE(m) and cnp.PyArray_ISWRITEABLE(v)):
+        return False
+    if not (_same_shape(p, g) and _same_shape(p, m) and _same_shape(p, v)):
+        return False
+    if not (_apart(p, g) and _apart(p, m) and _apart(p, v) and _apart(g, m) and _apart(g, v) and _apart(m, v)):
+        return False
+    opt.kind = OPT_ADAMW if decoupled else OPT_ADAM
+    opt.lr = <double>lr
+    opt.momentum = 0.0
+    opt.nesterov = False
+    opt.weight_decay = <double>weight_decay
+    opt.beta1 = <double>beta1
+    opt.beta2 = <double>beta2
+    opt.eps = <double>eps
+    opt.step = <long>step - 1
+    n = cnp.PyArray_SIZE(p)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.update_f(&opt, <float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(g),
+                                 <float*>cnp.PyArray_DATA(m), <float*>cnp.PyArray_DATA(v), n)
+        else:
+            ok = _PLAIN.update_d(&opt, <double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(g),
+                                 <double*>cnp.PyArray_DATA(m), <double*>cnp.PyArray_DATA(v), n)
+    return ok
+
+
+cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noexcept:
+    """Whether every value of three plain arrays of the type number t is finite
+    (read-only passes, without the GIL)."""
+    cdef const void* p[3]
+    cdef Py_ssize_t size[3]
+    cdef bint ok = True
+    cdef int i
+    p[0], p[1], p[2] = cnp.PyArray_DATA(a), cnp.PyArray_DATA(b), cnp.PyArray_DATA(c)
+    size[0], size[1], size[2] = cnp.PyArray_SIZE(a), cnp.PyArray_SIZE(b), cnp.PyArray_SIZE(c)
+    with nogil:
+        for i in range(3):
+            if t == cnp.NPY_FLOAT:
+                ok = ok and all_finite_kernel(<const float*>p[i], size[i])
+            else:
+                ok = ok and all_finite_kernel(<const double*>p[i], size[i])
+    return ok
+
+
+cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexcept:
+    """The type number of plain 2-D X and W and a plain ``other`` of other_ndim
+    dimensions, all of one dtype, with X's columns W's rows; else -1."""
+    cdef int t = _plain_typenum(X)
+    if t < 0 or _plain_typenum(W) != t or _plain_typenum(other) != t:
+        return -1
+    if (cnp.PyArray_NDIM(<cnp.ndarray>X) != 2 or cnp.PyArray_NDIM(<cnp.ndarray>W) != 2
+            or cnp.PyArray_NDIM(<cnp.ndarray>other) != other_ndim
+            or cnp.PyArray_DIM(<cnp.ndarray>X, 1) != cnp.PyArray_DIM(<cnp.ndarray>W, 0)):
+        return -1
+    return t
+
+
+def dense_forward_plain(object X, object W, object b):
+    """X @ W + b as a new array, as dense_forward computes it, for plain finite X
+    (n, k), W (k, m) and b (m,) of one dtype (checked in one read-only pass
+    each: a product is O(n k m)); else None."""
+    cdef int t = _dense_typenum(X, W, b, 1)
+    cdef cnp.ndarray x, w, bb, out
+    cdef cnp.npy_intp dims[2]
+    cdef int rc = 0
+    cdef bint ok
+    if t < 0:
+        return None
+    x, w, bb = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>b
+    if cnp.PyArray_DIM(bb, 0) != cnp.PyArray_DIM(w, 1):
+        return None
+    dims[0] = cnp.PyArray_DIM(x, 0)
+    dims[1] = cnp.PyArray_DIM(w, 1)
+    out = cnp.PyArray_EMPTY(2, dims, t, 0)
+    ok = _inputs_finite(t, x, w, bb)
+    with nogil:
+        if ok and t == cnp.NPY_FLOAT:
+            rc = _dense_forward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
+                                <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
+                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+        elif ok:
+            rc = _dense_forward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
+                                <const double*>cnp.PyArray_DATA(bb), <double*>cnp.PyArray_DATA(out),
+                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+    return out if ok and rc == 0 else None
+
+
+def dense_backward_plain(object X, object W, object dY):
+    """(dX, dW, db) as new arrays, as dense_backward computes them, for plain finite
+    X (n, k), W (k, m) and dY (n, m) of one dtype; else None."""
+    cdef int t = _dense_typenum(X, W, dY, 2)
+    cdef cnp.ndarray x, w, d, dX, dW, db
+    cdef Py_ssize_t n, k, m
+    cdef int rc = 0
+    cdef bint ok
+    if t < 0:
+        return None
+    x, w, d = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>dY
+    if cnp.PyArray_DIM(d, 0) != cnp.PyArray_DIM(x, 0) or cnp.PyArray_DIM(d, 1) != cnp.PyArray_DIM(w, 1):
+        return None
+    n, k, m = cnp.PyArray_DIM(x, 0), cnp.PyArray_DIM(x, 1), cnp.PyArray_DIM(w, 1)
+    dX = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), t, 0)
+    dW = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(w), t, 0)
+    db = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(w) + 1, t, 0)
+    ok = _inputs_finite(t, x, w, d)
+    with nogil:
+        if ok and t == cnp.NPY_FLOAT:
+            rc = _dense_backward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
+                                 <const float*>cnp.PyArray_DATA(d), <float*>cnp.PyArray_DATA(dX),
+                                 <float*>cnp.PyArray_DATA(dW), <float*>cnp.PyArray_DATA(db), n, k, m)
+        elif ok:
+            rc = _dense_backward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
+                                 <const double*>cnp.PyArray_DATA(d), <double*>cnp.PyArray_DATA(dX),
+                                 <double*>cnp.PyArray_DATA(dW), <double*>cnp.PyArray_DATA(db), n, k, m)
+    return (dX, dW, db) if ok and rc == 0 else None

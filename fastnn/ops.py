@@ -9,11 +9,14 @@ without the GIL (large Dense products call a BLAS ``gemm``, see
 :mod:`fastnn._blas`). Read-only, strided, Fortran-ordered and byte-swapped
 arrays are accepted and give the same result as contiguous ones.
 
-The elementwise activations first try the compiled common case
-(``_ops.activation_forward_plain``/``activation_backward_plain``): plain
+The activations, the Dense layer, mse_loss/mse_grad, sgd_update and
+adam_update first try the compiled common case (``_ops.*_plain``): plain
 float32/float64 arrays are recognised from their flags, dtype and shape and
-checked for finiteness in the kernel's own pass; anything else (or a
-non-finite value) takes the validating path, once.
+checked for finiteness in the kernel's own pass (the activations, the MSE
+gradient), in one read-only pass before it (the Dense inputs, sgd_update),
+or in the update's read-only checking pass (adam_update); anything else (or
+a non-finite value) takes the validating path, once, which converts or
+refuses it by name. See docs/guide/kernels.rst.
 """
 
 from __future__ import annotations
@@ -106,6 +109,9 @@ def dense_forward(X: ArrayLike, W: ArrayLike, b: ArrayLike) -> np.ndarray:
     -------
     Y : ndarray, shape (n_samples, out_features), float32 or float64
     """
+    out = _ops.dense_forward_plain(X, W, b)
+    if out is not None:
+        return out
     dtype = _common_dtype(X=X, W=W, b=b)
     X, W = _check_dense(X, W, dtype)
     b = check_array(b, "b", ndim=1, dtype=dtype, shape_hint="(out_features,)")
@@ -133,6 +139,9 @@ def dense_backward(X: ArrayLike, W: ArrayLike, dY: ArrayLike) -> tuple[np.ndarra
     dW : ndarray, shape (in_features, out_features), ``X.T @ dY``
     db : ndarray, shape (out_features,), ``dY.sum(axis=0)``
     """
+    grads = _ops.dense_backward_plain(X, W, dY)
+    if grads is not None:
+        return grads
     dtype = _common_dtype(X=X, W=W, dY=dY)
     X, W = _check_dense(X, W, dtype)
     dY = check_array(dY, "dY", ndim=2, dtype=dtype, shape_hint="(n_samples, out_features)")
@@ -919,6 +928,8 @@ def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg
     multiplies ``param`` by ``1 - lr * weight_decay``. Raises
     FloatingPointError, changing nothing, when a new value would not be finite.
     """
+    if _ops.adam_update_plain(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+        return
     step = check_positive_int(step, "step")
     lr = check_learning_rate(lr, "lr")
     beta1, beta2, eps, weight_decay = check_adam_hyperparameters(beta1, beta2, eps, weight_decay)

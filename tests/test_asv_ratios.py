@@ -62,3 +62,19 @@ def test_main_prints_the_table_and_fails_below_the_floor(asv_ratios, tmp_path, c
     assert "1 rows, 0 below 1.0" in printed and out.read_text().startswith("| benchmark |")
     assert asv_ratios.main(["--results-dir", str(tmp_path / "results"), "--floor", "5"]) == 1
     assert "bench.K.time_x [a, float32]: 4.00" in capsys.readouterr().out
+
+
+def test_json_writes_the_rows_in_the_results_envelope(asv_ratios, tmp_path, capsys):
+    write_results(tmp_path)
+    out = tmp_path / "docs" / "asv_ratios.json"
+    argv = ["--results-dir", str(tmp_path / "results"), "--json", str(out)]
+    assert asv_ratios.main(argv) == 0
+    assert "| bench.K.time_x | a, float32 | 1 us | 4 us | 4.00 |" in capsys.readouterr().out  # markdown kept
+    data = json.loads(out.read_text())
+    assert data["command"] == "python benchmarks/asv_ratios.py " + " ".join(argv)
+    assert data["commit"] == "0123456"
+    assert data["date"].endswith("Z") and data["date"][4] == "-"
+    assert set(data["machine"]) == {"cpu", "isa", "blas", "python", "numpy", "threads"}
+    assert data["machine"]["threads"] == 1 and data["machine"]["numpy"]
+    assert data["rows"] == [{"benchmark": "bench.K.time_x", "params": "a, float32", "fastnn_s": 1e-6,
+                             "reference_s": 4e-6, "ratio": 4.0}]

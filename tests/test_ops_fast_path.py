@@ -302,3 +302,160 @@ def test_mse_loss_that_overflows_goes_to_the_converting_path(dtype):
     y = np.array([-big, big], dtype)
     assert _ops.mse_loss_plain(yhat, y) is None
     assert ops.mse_loss(yhat, y) == np.inf
+
+
+# ---------------------------------------------------------------------------
+# Dense and Adam: the common case against the converting path and the reference
+# ---------------------------------------------------------------------------
+
+def _bits(dtype):
+    return np.uint32 if dtype == np.float32 else np.uint64
+
+
+# (n, k, m): one output (a dot per row), narrow layers (transposed loops, the register
+# tiles), one input, and sizes where BLAS takes over (when one was found).
+DENSE_SHAPES = [(1, 1, 1), (1, 3, 1), (1000, 1, 3), (32, 8, 32), (2048, 16, 4), (7, 5, 9), (64, 64, 32),
+                (256, 64, 256)]
+
+
+@pytest.mark.parametrize("n,k,m", DENSE_SHAPES)
+def test_dense_common_case_gives_the_converting_paths_bits(n, k, m, dtype, rng):
+    from fastnn import reference
+
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, m)).astype(dtype)
+    b = rng.normal(size=m).astype(dtype)
+    dY = rng.normal(size=(n, m)).astype(dtype)
+    bits = _bits(dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    assert fast is not None and fast.shape == (n, m) and fast.dtype == dtype
+    slow = ops.dense_forward(np.asfortranarray(X), W, b)          # Fortran X: the converting path
+    np.testing.assert_array_equal(slow.view(bits), fast.view(bits))
+    np.testing.assert_array_equal(ops.dense_forward(X, W, b).view(bits), fast.view(bits))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, reference.dense_forward(X, W, b), rtol=tol, atol=tol * k)
+    grads = _ops.dense_backward_plain(X, W, dY)
+    assert grads is not None
+    slow = ops.dense_backward(X, np.asfortranarray(W), dY)
+    for got, want, expected in zip(grads, slow, reference.dense_backward(X, W, dY)):
+        assert got.dtype == dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(want.view(bits), got.view(bits))
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * max(n, m))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", ["X", "W", "b"])
+def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
+    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
+            "b": rng.normal(size=5).astype(dtype)}
+    args[which].flat[-1] = bad
+    keep = {k: v.copy() for k, v in args.items()}
+    assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
+    with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
+        ops.dense_forward(args["X"], args["W"], args["b"])
+    for k, v in args.items():
+        np.testing.assert_array_equal(v, keep[k])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("which", ["X", "W", "dY"])
+def test_dense_backward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
+    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
+            "dY": rng.normal(size=(40, 5)).astype(dtype)}
+    args[which].flat[0] = bad
+    assert _ops.dense_backward_plain(args["X"], args["W"], args["dY"]) is None
+    with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
+        ops.dense_backward(args["X"], args["W"], args["dY"])
+
+
+def test_dense_hands_back_what_it_does_not_take(dtype):
+    X, W, b = np.ones((4, 3), dtype), np.ones((3, 2), dtype), np.ones(2, dtype)
+    other = np.float64 if dtype == np.float32 else np.float32
+    for args in ((X, W.astype(other), b), (X[:, :2], W, b), (X, W, np.ones(3, dtype)), (X.ravel(), W, b),
+                 (X, W, b.reshape(1, 2)), (X.tolist(), W, b), (X, np.ones((0, 2), dtype), b)):
+        assert _ops.dense_forward_plain(*args) is None
+    for args in ((X, W, np.ones((4, 3), dtype)), (X, W, np.ones((5, 2), dtype)), (X, W, b)):
+        assert _ops.dense_backward_plain(*args) is None
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.dense_forward(X, W, np.ones(3, dtype))
+    with pytest.raises(ValueError, match="dY must have shape"):
+        ops.dense_backward(X, W, np.ones((5, 2), dtype))
+
+
+def _adam_state(rng, dtype, shape=(33, 7)):
+    return [rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype),
+            (rng.normal(size=shape) * 0.1).astype(dtype), rng.uniform(0, 1, size=shape).astype(dtype)]
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (33, 7), (1000,)])
+def test_adam_common_case_gives_the_converting_paths_bits(decoupled, weight_decay, shape, dtype, rng):
+    from fastnn import reference
+
+    fast = _adam_state(rng, dtype, shape)
+    slow = [a.copy() for a in fast]
+    ref = [a.copy() for a in fast]
+    assert _ops.adam_update_plain(fast[0], fast[1], fast[2], fast[3], 3, 0.01, 0.9, 0.999, 1e-8,
+                                  weight_decay, decoupled)
+    # Fortran moments (2-D) or a list gradient: the converting path, with the same rule
+    grad = slow[1].tolist()
+    ops.adam_update(slow[0], grad, slow[2], slow[3], 3, 0.01, weight_decay=weight_decay, decoupled=decoupled)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a.view(_bits(dtype)), b.view(_bits(dtype)))
+    reference.adam_update(ref[0], ref[1], ref[2], ref[3], 3, 0.01, 0.9, 0.999, 1e-8, weight_decay, decoupled)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(fast, ref):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", [0, 1, 2, 3])
+def test_adam_common_case_writes_nothing_when_a_value_is_not_finite(bad, which, dtype, rng):
+    state = _adam_state(rng, dtype)
+    state[which].flat[5] = bad
+    if which == 3 and bad == -np.inf:
+        state[which].flat[5] = np.inf
+    keep = [a.copy() for a in state]
+    assert not _ops.adam_update_plain(*state, 1, 0.01, 0.9, 0.999, 1e-8, 0.0, False)
+    name = ["param", "grad", "exp_avg", "exp_avg_sq"][which]
+    with pytest.raises((ValueError, FloatingPointError), match=f"{name}|non-finite"):
+        ops.adam_update(*state, 1, 0.01)
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_an_update_that_overflows_changes_nothing(dtype):
+    big = np.finfo(dtype).max
+    param = np.full(4, -big, dtype)
+    grad = np.full(4, 1.0, dtype)
+    state = [param, grad, np.zeros(4, dtype), np.zeros(4, dtype)]
+    keep = [a.copy() for a in state]
+    assert not _ops.adam_update_plain(*state, 1, float(big) / 4, 0.9, 0.999, 1e-8, 0.0, False)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        ops.adam_update(*state, 1, float(big) / 4)
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_adam_hands_back_what_it_does_not_take(dtype, rng):
+    p, g, m, v = _adam_state(rng, dtype)
+    read_only = m.copy()
+    read_only.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    good = (1, 0.01, 0.9, 0.999, 1e-8, 0.0, False)
+    for arrays in ((p, g, read_only, v), (p, g.astype(other), m, v), (p, g, m, v[:, :3]), (p, g, m, p),
+                   (p, p, m, v), (p, np.asfortranarray(g), m, v)):
+        assert not _ops.adam_update_plain(*arrays, *good)
+    for i, value in ((0, 0), (0, 1.0), (0, True), (1, 1), (1, 0.0), (1, float("inf")), (2, 1.0), (2, -0.1),
+                     (3, 1.0), (4, 0.0), (5, -1.0), (5, float("nan")), (6, 1), (6, None)):
+        hyper = list(good)
+        hyper[i] = value
+        assert not _ops.adam_update_plain(p, g, m, v, *hyper)
+    keep = [a.copy() for a in (p, g, m, v)]
+    with pytest.raises(ValueError, match="beta1"):
+        ops.adam_update(p, g, m, v, 1, 0.01, beta1=1.0)
+    with pytest.raises(TypeError, match="step"):
+        ops.adam_update(p, g, m, v, 1.0, 0.01)
+    for a, b in zip((p, g, m, v), keep):
+        np.testing.assert_array_equal(a, b)
