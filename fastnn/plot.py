@@ -267,7 +267,8 @@ def hidden_units(model, x_range=(0.0, 3.0), *, curve=None, ax=None, n_points: in
 def _diagram_columns(model, max_units: int):
     """The diagram's columns: (units shown, width, activation name below, bias per unit or None)."""
     layers = model.layers
-    columns = [(min(model.in_features, max_units), model.in_features, "input", None)]
+    columns: list[tuple[int, int, str, np.ndarray | None]] = [
+        (min(model.in_features, max_units), model.in_features, "input", None)]
     for i, layer in enumerate(layers):
         if isinstance(layer, Dense):
             after = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], Activation) else None
