@@ -220,8 +220,8 @@ def _make_torch(fastnn, common, config, X, y, dtype):
                 linear.weight.copy_(torch.from_numpy(layer.W.T.copy()))
                 linear.bias.copy_(torch.from_numpy(layer.b.copy()))
             layers.append(linear)
-        else:
-            layers.append(nn.ReLU())
+        else:       # the config's activation (and the tutorial's ReLU on the output)
+            layers.append({fastnn.ReLU: nn.ReLU, fastnn.Tanh: nn.Tanh, fastnn.Sigmoid: nn.Sigmoid}[type(layer)]())
     net = nn.Sequential(*layers)
     params = list(net.parameters())
     saved = [p.detach().clone() for p in params]
@@ -275,7 +275,8 @@ def _make_sklearn(fastnn, common, config, X, y, dtype):
 
     model = common.make_model(config, dtype)
     fit = config.measure == "fit"
-    shared = dict(hidden_layer_sizes=config.hidden, activation="relu", alpha=0.0,   # alpha: no L2 penalty
+    activation = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}[config.activation]
+    shared = dict(hidden_layer_sizes=config.hidden, activation=activation, alpha=0.0,   # alpha: no L2 penalty
                   batch_size=config.batch_size, shuffle=fit, random_state=0, max_iter=config.fit_epochs,
                   tol=0.0, n_iter_no_change=2**31, early_stopping=False, warm_start=True)  # never stop early
     if config.optimizer == "adam":
