@@ -212,7 +212,7 @@ def heatmap(record: dict, path: Path) -> bool:
         ax.set_xlabel("batch size")
         ax.set_title(str(dtype))
     bar = fig.colorbar(image, ax=list(axes), shrink=0.9)
-    ticks = [t for t in (-3, -2, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 2, 3) if abs(t) <= span]
+    ticks = [t for t in ((-3, -2, -1, 0, 1, 2, 3) if span >= 1 else (-0.5, -0.25, 0, 0.25, 0.5)) if abs(t) <= span]
     bar.set_ticks(ticks, labels=[f"{2.0 ** t:.3g}" for t in ticks])
     bar.set_label("own loops / BLAS (above 1: BLAS faster)")
     path.parent.mkdir(parents=True, exist_ok=True)
