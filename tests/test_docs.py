@@ -195,11 +195,16 @@ ROWS = {
                           "best_fixed": "avx2 blas", "best_fixed_us": 4.9, "ratio": 1.02}]},
     "export": {"rows": [{"model": "tiny", "dtype": "float32", "what": "one sample", "c_us": 0.2, "predict_us": 2.0,
                          "onnxruntime_us": None, "an_unknown_key": 1}]},
+    "crossover": {"rows": [{"dtype": dtype, "batch": batch, "in_features": k, "out_features": m,
+                            "loops_us": 2.0 * k * m * batch, "blas_us": 1.0 + k * m * batch, "an_unknown_key": 1,
+                            "ratio": 2.0 * k * m * batch / (1.0 + k * m * batch)}
+                           for dtype in ("float64", "float32") for k, m in ((1, 1), (64, 64), (256, 1))
+                           for batch in (1, 32)]},
 }
 
 
 @pytest.mark.parametrize("name,table", [("compare", "steps"), ("compare", "estimators"), ("asv_ratios", "rows"),
-                                        ("planner", "rows"), ("export", "rows")])
+                                        ("planner", "rows"), ("export", "rows"), ("crossover", "rows")])
 def test_results_tables_with_and_without_their_file(name, table, results, tmp_path):
     record = dict(ENVELOPE, **ROWS[name])
     lines = results.table_lines(name, table, record)
@@ -224,3 +229,41 @@ def test_compare_table_draws_the_speed_ups(results):
     lines = results.table_lines("compare", "steps", record)
     assert "     - 10x" in lines and "     - 100x" in lines        # NumPy's and scikit-learn's time / fastnn's
     assert not any("PyTorch" in line for line in lines)          # not measured: no column
+
+
+def test_crossover_table_pivots_the_ratio_and_its_chart_is_a_heat_map_per_dtype(results, tmp_path, monkeypatch):
+    record = dict(ENVELOPE, **ROWS["crossover"])
+    lines = results.table_lines("crossover", "rows", record)
+    assert ["     - n=1", "     - n=32"] == [line for line in lines if line.startswith("     - n=")]
+    assert lines.count("   * - float64") == 3 and lines.count("   * - float32") == 3   # a row per dtype and shape
+    first = lines.index("   * - float64")
+    assert lines[first + 1:first + 4] == ["     - 1, 1", "     - 1.00", "     - 1.94"]     # 2/2 and 64/33
+    drawn = {}
+    monkeypatch.setattr(results, "heatmap", lambda record, path: drawn.setdefault("heatmap", path) is not None)
+    assert results.chart("crossover", "rows", record, tmp_path / "chart.png") and "heatmap" in drawn
+    monkeypatch.undo()
+    import matplotlib.figure
+
+    panels = {}
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda figure, path, **kwargs: (
+        panels.setdefault("titles", [ax.get_title() for ax in figure.axes]), savefig(figure, path, **kwargs)))
+    assert results.heatmap(record, tmp_path / "heat.png")
+    assert panels["titles"][:2] == ["float64", "float32"]                   # one panel per dtype, then the bar
+    assert not results.heatmap(dict(ENVELOPE, rows=[]), tmp_path / "none.png")
+
+
+def test_crossover_script_writes_the_results_envelope(tmp_path, capsys):
+    crossover = load_module("crossover", ROOT / "benchmarks" / "crossover.py")
+    out = tmp_path / "crossover.json"
+    crossover.main(["--dtype", "float32", "--shapes", "4x3", "--batches", "1", "8", "--repeat", "1",
+                    "--json", str(out)])
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert "python benchmarks/crossover.py --dtype float32 --shapes 4x3 --batches 1 8" in record["command"]
+    assert {"commit", "date", "machine"} <= set(record) and record["machine"]["threads"] == 1
+    assert [(row["dtype"], row["in_features"], row["out_features"], row["batch"]) for row in record["rows"]] == [
+        ("float32", 4, 3, 1), ("float32", 4, 3, 8)]
+    for row in record["rows"]:
+        assert row["loops_us"] > 0 and row["blas_us"] > 0
+        assert row["ratio"] == pytest.approx(row["loops_us"] / row["blas_us"])
+    assert "| 4, 3 |" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import io
 import os
 import pathlib
 import runpy
+import shutil
 import tempfile
 
 import numpy as np
@@ -61,7 +62,7 @@ def run_example(name):
 def test_there_are_examples():
     names = {path.name for path in EXAMPLES.glob("plot_*.py")}
     assert {"plot_tutorial.py", "plot_classification.py", "plot_sklearn_pipeline.py", "plot_save_load.py",
-            "plot_threads.py"} <= names
+            "plot_threads.py", "plot_export.py"} <= names
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("plot_*.py")),
@@ -93,3 +94,40 @@ def test_classification_example_learns_and_stops_early():
     accuracy = float(next(line for line in out.splitlines() if line.startswith("held-out accuracy")).split(":")[1])
     assert accuracy > 0.85
     assert "ran 300 of 300 epochs" not in out
+
+
+def _difference(out, prefix):
+    """The max |difference| the export example printed on the line starting with ``prefix`` (None: absent)."""
+    line = next((line for line in out.splitlines() if line.startswith(prefix)), None)
+    return None if line is None else float(line.rsplit("=", 1)[1])
+
+
+def test_export_example_runs_every_export_it_can_and_they_agree():
+    out, figures = run_example("plot_export.py")
+    lines = out.splitlines()
+    assert float(lines[0].rsplit(" ", 1)[1]) < 0.02                       # the network was trained
+    assert "#ifndef NET_H" in lines and "..." in lines
+    size = next(line for line in lines if line.startswith("header: "))
+    assert int(size.split()[1]) > 1000 and "bytes" in size
+    c = _difference(out, "C header vs predict on 201 points")
+    if shutil.which("cc"):
+        assert c is not None and c <= 1e-12
+    else:
+        assert "no C compiler (cc) found: the header is not compiled here" in lines
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "PyTorch is not installed: to_torch/from_torch skipped" in lines
+    else:
+        assert _difference(out, "torch module vs predict") <= 1e-12
+        assert "from_torch(to_torch(model)) has the same parameters: True" in lines
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        assert "onnx or onnxruntime is not installed: to_onnx skipped" in lines
+    else:
+        assert "ONNX operators: ['Gemm', 'Relu']" in lines
+        assert _difference(out, "onnxruntime vs predict") <= 1e-12
+    titles = [title for axes_titles, _ in figures for title in axes_titles]
+    assert "model.predict and the exported C header" in titles

@@ -30,6 +30,7 @@ COMMANDS = {
     "asv_ratios": "python benchmarks/asv_ratios.py --json docs/results/asv_ratios.json",
     "planner": "python benchmarks/planner.py --json docs/results/planner.json",
     "export": "python benchmarks/export_latency.py --json docs/results/export.json",
+    "crossover": "taskset -c 1 python benchmarks/crossover.py --json docs/results/crossover.json",
 }
 
 
@@ -40,6 +41,13 @@ def _number(value, digits: int = 3) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def _fixed(value) -> str:
+    """A ratio with two decimals (so that a column reads at a glance), or — when not measured."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{float(value):.2f}"
 
 
 def _ratio(other, mine) -> str:
@@ -85,6 +93,9 @@ TABLES = {
         ("C µs", lambda r: _number(r.get("c_us"))), ("predict µs", lambda r: _number(r.get("predict_us"))),
         ("onnxruntime µs", lambda r: _number(r.get("onnxruntime_us"))),
     ],
+    # Not a column per key: the ratio pivoted, a row per dtype and layer shape, a column per batch size
+    # (crossover_lines), and the chart a heat map (heatmap).
+    ("crossover", "rows"): None,
 }
 
 
@@ -131,6 +142,8 @@ def table_lines(name: str, table: str, record: dict | None) -> list[str]:
     rows = record.get("estimators" if table == "estimators" else "rows") or []
     if not rows:
         return [f"``docs/results/{name}.json`` holds no {table} rows.", ""]
+    if name == "crossover":
+        return provenance(record) + crossover_lines(rows)
     columns = TABLES[(name, table)]
     cells = [[escape(cell(row)) if cell(row) is not None else "—" for _, cell in columns] for row in rows]
     keep = [i for i in range(len(columns)) if any(row[i] != "—" for row in cells)]
@@ -139,6 +152,72 @@ def table_lines(name: str, table: str, record: dict | None) -> list[str]:
         lines.append(f"   * - {row[0]}")
         lines += [f"     - {cell}" for cell in row[1:]]
     return lines + [""]
+
+
+def _crossover_grid(rows: list) -> tuple[list, list, dict]:
+    """The crossover rows as (layer shapes, batch sizes, {dtype: {(shape, batch): ratio}}), in the rows' order."""
+    shapes, batches, grid = [], [], {}
+    for row in rows:
+        shape, batch = (row.get("in_features"), row.get("out_features")), row.get("batch")
+        if shape not in shapes:
+            shapes.append(shape)
+        if batch not in batches:
+            batches.append(batch)
+        grid.setdefault(row.get("dtype"), {})[shape, batch] = row.get("ratio")
+    return shapes, sorted(batches, key=lambda b: (b is None, b)), grid
+
+
+def crossover_lines(rows: list) -> list[str]:
+    """The crossover's list-table: own loops / BLAS per dtype and Dense(k, m) (rows) and batch size (columns)."""
+    shapes, batches, grid = _crossover_grid(rows)
+    lines = ["Own loops' time / BLAS's per training step (above 1: BLAS is faster).", "",
+             ".. list-table::", "   :header-rows: 1", "",
+             "   * - dtype", "     - Dense(k, m)"] + [f"     - n={escape(batch)}" for batch in batches]
+    for dtype, ratios in grid.items():
+        for k, m in shapes:
+            if not any(((k, m), batch) in ratios for batch in batches):
+                continue
+            lines += [f"   * - {escape(dtype)}", f"     - {escape(k)}, {escape(m)}"]
+            lines += [f"     - {_fixed(ratios.get(((k, m), batch)))}" for batch in batches]
+    return lines + [""]
+
+
+def heatmap(record: dict, path: Path) -> bool:
+    """The crossover as a heat map: own loops / BLAS over layer shape x batch, one panel per dtype."""
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    shapes, batches, grid = _crossover_grid(record.get("rows") or [])
+    if not grid:
+        return False
+    values = {dtype: np.array([[ratios.get(((k, m), b)) if ratios.get(((k, m), b)) else np.nan for b in batches]
+                               for k, m in shapes], dtype=float) for dtype, ratios in grid.items()}
+    logs = np.concatenate([np.log2(v[np.isfinite(v)]) for v in values.values()])
+    if logs.size == 0:
+        return False
+    span = max(float(np.max(np.abs(logs))), 0.1)
+    norm = TwoSlopeNorm(vmin=-span, vcenter=0.0, vmax=span)
+    fig = Figure(figsize=(3.2 * len(values) + 1.5, 0.4 * len(shapes) + 1.8))
+    axes = fig.subplots(1, len(values), squeeze=False, sharey=True)[0]
+    for ax, (dtype, ratio) in zip(axes, values.items()):
+        image = ax.imshow(np.log2(ratio), cmap="RdBu_r", norm=norm, aspect="auto")
+        for i in range(len(shapes)):
+            for j in range(len(batches)):
+                if np.isfinite(ratio[i, j]):
+                    ax.text(j, i, f"{ratio[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(np.log2(ratio[i, j])) > 0.6 * span else "black")
+        ax.set_xticks(range(len(batches)), [f"n={b}" for b in batches])
+        ax.set_yticks(range(len(shapes)), [f"Dense({k}, {m})" for k, m in shapes], fontsize=8)
+        ax.set_xlabel("batch size")
+        ax.set_title(str(dtype))
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.9)
+    ticks = [t for t in ((-3, -2, -1, 0, 1, 2, 3) if span >= 1 else (-0.5, -0.25, 0, 0.25, 0.5)) if abs(t) <= span]
+    bar.set_ticks(ticks, labels=[f"{2.0 ** t:.3g}" for t in ticks])
+    bar.set_label("own loops / BLAS (above 1: BLAS faster)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return True
 
 
 def _speedups(record: dict) -> dict:
@@ -156,6 +235,8 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
     """Draw the chart of one table to ``path`` (PNG); False when the table has nothing to draw."""
     from matplotlib.figure import Figure
 
+    if name == "crossover":
+        return heatmap(record, path)
     rows = record.get("estimators" if table == "estimators" else "rows") or []
     if not rows:
         return False
