@@ -44,6 +44,20 @@ def tune(models=()):
     afterwards use the new choices. ``FASTNN_PLAN=fixed`` switches measuring
     off (the fixed plan: the same path on every machine). Returns the plan's
     report, as ``fastnn.show_config(mode="dicts")["runtime"]["plan"]``.
+
+    Parameters
+    ----------
+    models : sequence of Sequential, default ()
+        The models whose networks (layer shapes and dtype) to time; empty
+        times the benchmark networks (8-32-32-1, 64-256-256-1,
+        784-512-512-10, 1-3-1 and 1-16-1, each in float64 and float32).
+        Each model keeps the plan it has; models built afterwards take
+        the new one.
+
+    Returns
+    -------
+    dict
+        The plan's report, as ``show_config(mode="dicts")["runtime"]["plan"]``.
     """
     from fastnn import _planner
 

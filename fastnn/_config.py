@@ -261,6 +261,18 @@ def show_config(mode: str = "stdout") -> dict[str, Any] | None:
     (from ``threadpoolctl`` when installed, else "unknown"), and the plan in
     force (``"plan"``: fixed or measured, with the cache file, its key and
     the choices it holds; see ``fastnn.tune``).
+
+    Returns
+    -------
+    dict or None
+        With ``mode="dicts"``, a new dict of dicts: ``"fastnn"`` (version,
+        install path), ``"build"`` and ``"runtime"``; with ``"stdout"``,
+        None (the report is printed).
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is neither ``"stdout"`` nor ``"dicts"``.
     """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")

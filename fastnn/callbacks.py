@@ -21,6 +21,14 @@ __all__ = ["History", "Callback", "EarlyStopping", "PrintProgress", "ProgressBar
 class History:
     """What :meth:`Sequential.fit` records, one entry per epoch.
 
+    Parameters
+    ----------
+    loss, val_loss, epoch_time : list of float, default empty
+        The attributes of the same names (``fit`` builds the History and
+        appends to them; users seldom construct one).
+    best_epoch, stopped_epoch : int or None, default None
+        The attributes of the same names.
+
     Attributes
     ----------
     loss : list of float
@@ -35,6 +43,8 @@ class History:
     stopped_epoch : int or None
         The epoch after which training stopped early (a callback or early
         stopping), or None if it ran all its epochs.
+    epochs : int
+        Number of epochs recorded, ``len(loss)`` (read-only).
     """
 
     loss: list = field(default_factory=list)
@@ -61,6 +71,14 @@ class Callback:
     ``on_epoch_end(epoch, logs)`` is called after every epoch with the epoch
     number (1-based) and a dict holding ``loss``, ``epoch_time`` and, with
     validation data, ``val_loss``; returning ``False`` stops training.
+
+    Notes
+    -----
+    ``on_epoch_end(epoch, logs)``: ``epoch`` is an int, 1-based; ``logs`` a
+    dict of str to float with keys ``"loss"``, ``"epoch_time"`` and, with
+    validation data, ``"val_loss"``. Return ``False`` to stop training;
+    anything else (``None`` included) lets it go on. This base class
+    returns None.
     """
 
     def on_epoch_end(self, epoch: int, logs: dict) -> Any:  # pragma: no cover - protocol
@@ -75,6 +93,34 @@ class EarlyStopping(Callback):
     ``get_parameters`` returns a copy of the model's parameters; after
     training, :attr:`best_parameters` holds those of :attr:`best_epoch` (the
     caller restores them).
+
+    Parameters
+    ----------
+    get_parameters : callable, no arguments, returning ndarray
+        Returns a copy of the model's parameters (``fit`` passes one that
+        copies the flat parameter buffer, 1-D of the model's dtype).
+    patience : int
+        Epochs without improvement after which to stop (taken as given;
+        ``fit`` checks its own ``patience`` >= 1).
+    min_delta : float
+        Improvement needed: the monitored loss must fall below
+        ``best - min_delta``.
+
+    Attributes
+    ----------
+    patience : int
+    min_delta : float
+    best : float
+        Lowest monitored loss so far (``inf`` before the first epoch).
+    best_epoch : int or None
+        Epoch (1-based) of ``best``; None before the first epoch.
+    best_parameters : ndarray or None
+        What ``get_parameters`` returned at ``best_epoch``.
+
+    Notes
+    -----
+    ``on_epoch_end(epoch, logs)`` returns True to go on and False to stop.
+    It raises KeyError if ``logs`` has neither ``"val_loss"`` nor ``"loss"``.
     """
 
     def __init__(self, get_parameters: Callable[[], np.ndarray], patience: int, min_delta: float):
@@ -97,7 +143,28 @@ class EarlyStopping(Callback):
 
 
 class PrintProgress(Callback):
-    """Print a line every ``every`` epochs, after the first and after the last (of ``epochs``)."""
+    """Print a line every ``every`` epochs, after the first and after the last (of ``epochs``).
+
+    Parameters
+    ----------
+    every : int
+        Print after each epoch whose number is a multiple of ``every``, a
+        positive int (not checked: 0 raises ZeroDivisionError at the first
+        epoch; :func:`progress_callback` builds no PrintProgress for 0).
+    epochs : int
+        The number of epochs training runs, shown in each line.
+
+    Attributes
+    ----------
+    every, epochs : int
+        As given.
+
+    Notes
+    -----
+    ``on_epoch_end(epoch, logs)`` prints ``epoch {epoch}/{epochs}  loss
+    ...`` (and ``val_loss`` when ``logs`` holds it) to stdout and returns
+    None, so training goes on.
+    """
 
     def __init__(self, every: int, epochs: int):
         self.every = every
@@ -110,7 +177,20 @@ class PrintProgress(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm progress bar with the running losses; :meth:`close` it after training."""
+    """A tqdm progress bar with the running losses; :meth:`close` it after training.
+
+    Parameters
+    ----------
+    bar : tqdm.tqdm or alike
+        The bar, with ``update``, ``set_postfix`` and ``close`` methods
+        (:func:`progress_callback` makes one with ``total=epochs``).
+
+    Notes
+    -----
+    ``on_epoch_end(epoch, logs)`` advances the bar by one and shows every
+    entry of ``logs`` but ``epoch_time``; it returns None, so training goes
+    on. ``close()`` closes the bar.
+    """
 
     def __init__(self, bar: Any):
         self._bar = bar
@@ -134,7 +214,22 @@ def _tqdm_bar(total: int) -> Any:
 
 def progress_callback(every: int, show_bar: bool, epochs: int) -> Callback | None:
     """fit's progress report: a tqdm bar when ``show_bar`` and tqdm is installed,
-    else a printed line every ``every`` epochs (none when ``every`` is 0)."""
+    else a printed line every ``every`` epochs (none when ``every`` is 0).
+
+    Parameters
+    ----------
+    every : int
+        Print every this many epochs; 0 prints nothing.
+    show_bar : bool
+        Use a tqdm bar if tqdm can be imported (it is imported only then).
+    epochs : int
+        The number of epochs training runs.
+
+    Returns
+    -------
+    ProgressBar, PrintProgress or None
+        None when there is no bar and ``every`` is 0.
+    """
     bar = _tqdm_bar(epochs) if show_bar else None
     if bar is not None:
         return ProgressBar(bar)

@@ -38,6 +38,22 @@ def tutorial_network(dtype=np.float64) -> Sequential:
     ``Dense(1, 3) -> ReLU -> Dense(3, 1) -> ReLU`` with
     ``W1 = [[1, 2, 2]]``, ``b1 = [0, -2, -4]``, ``W2 = [[1], [-1], [1]]``,
     ``b2 = [0]``: ``predict(X)`` equals :func:`tutorial_curve` exactly.
+
+    Parameters
+    ----------
+    dtype : numpy.float32 or numpy.float64, default numpy.float64
+        The dtype of the model's parameters and computations.
+
+    Returns
+    -------
+    Sequential
+        A new model, 1 input and 1 output: ``predict`` takes X of shape
+        ``(n_samples, 1)`` and returns shape ``(n_samples, 1)`` in ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not float32 or float64.
     """
     first, second = Dense(1, 3), Dense(3, 1)
     model = Sequential([first, ReLU(), second, ReLU()], dtype=dtype)
@@ -47,7 +63,25 @@ def tutorial_network(dtype=np.float64) -> Sequential:
 
 
 def tutorial_curve(X) -> np.ndarray:
-    """``R(R(X) - R(2X - 2) + R(2X - 4))`` elementwise, in NumPy, same shape as X."""
+    """``R(R(X) - R(2X - 2) + R(2X - 4))`` elementwise, in NumPy, same shape as X.
+
+    Parameters
+    ----------
+    X : array-like of real numbers, any shape (0-D to 32-D)
+        Converted to float64; must be non-empty and finite.
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``X``
+        The curve at each value of ``X``.
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is None, complex or not numeric.
+    ValueError
+        If ``X`` is ragged, empty or holds NaN or infinity.
+    """
     X = check_array(X, "X", ndim=tuple(range(0, 33)), dtype=np.float64)
     relu = lambda v: np.maximum(v, 0.0)  # noqa: E731
     return relu(relu(X) - relu(2 * X - 2) + relu(2 * X - 4))

@@ -161,6 +161,11 @@ def save(model, path, optimizer=None) -> None:
     writing is :mod:`fastnn._savefile`'s, which :meth:`Sequential.save`
     calls too.
 
+    Returns
+    -------
+    None
+        The file at ``path`` is written.
+
     Raises
     ------
     TypeError

@@ -710,12 +710,59 @@ def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
 
 def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Half the Poisson deviance of counts ``y >= 0`` at the mean ``exp(log_mean)`` (log link), as
-    scikit-learn's: ``mean(exp(z) - y * z + xlogy(y, y) - y)``, 0 where ``exp(z) == y``."""
+    scikit-learn's: ``mean(exp(z) - y * z + xlogy(y, y) - y)``, 0 where ``exp(z) == y``.
+
+    Parameters
+    ----------
+    log_mean : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predicted log-means z (the mean is ``exp(z)``).
+    y : array-like of the shape of log_mean
+        The counts, >= 0; a 1-D ``y`` of length n_samples also pairs with a
+        (n_samples, 1) ``log_mean``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value,
+        or ``y`` has a negative value (the message names it); nothing is computed.
+    """
     return elementwise_loss("poisson", log_mean, y, sample_weight, name="log_mean")
 
 
 def poisson_grad(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Gradient of :func:`poisson_loss` with respect to ``log_mean``: ``(exp(z) - y) / z.size`` unweighted."""
+    """Gradient of :func:`poisson_loss` with respect to ``log_mean``: ``(exp(z) - y) / z.size`` unweighted.
+
+    Parameters
+    ----------
+    log_mean : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        The predicted log-means z (the mean is ``exp(z)``).
+    y : array-like of the shape of log_mean
+        The counts, >= 0; a 1-D ``y`` of length n_samples also pairs with a
+        (n_samples, 1) ``log_mean``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of log_mean
+        The gradient of the loss with respect to ``log_mean``, float32 when every input is
+        float32 (or float16), else float64.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If an argument has the wrong shape, a non-numeric dtype or a non-finite value,
+        or ``y`` has a negative value (the message names it); nothing is computed.
+    """
     return elementwise_loss("poisson", log_mean, y, sample_weight, want_grad=True, name="log_mean")
 
 
@@ -801,6 +848,21 @@ def sgd_update(param: np.ndarray, grad: ArrayLike, lr: float) -> None:
         Converted to ``param``'s dtype.
     lr : float
         A finite positive learning rate.
+
+    Returns
+    -------
+    None
+        ``param`` is updated in place.
+
+    Raises
+    ------
+    TypeError
+        If ``param`` is not a float32 or float64 ndarray, ``grad`` not real
+        numbers, or ``lr`` not a real number.
+    ValueError
+        If ``param`` is read-only, ``grad`` has another shape or holds NaN
+        or infinity, ``param`` holds NaN or infinity, or ``lr`` is not
+        finite and > 0.
     """
     if _ops.sgd_update_plain(param, grad, lr):
         return
@@ -927,6 +989,47 @@ def adam_update(param: np.ndarray, grad: ArrayLike, exp_avg: np.ndarray, exp_avg
     Adam adds ``weight_decay * param`` to the gradient; AdamW first
     multiplies ``param`` by ``1 - lr * weight_decay``. Raises
     FloatingPointError, changing nothing, when a new value would not be finite.
+
+    Parameters
+    ----------
+    param : ndarray of float32 or float64, any shape, writable
+        Updated in place (any memory layout; it keeps its dtype).
+    grad : array-like, same shape as ``param``
+        Converted to ``param``'s dtype; must be finite.
+    exp_avg, exp_avg_sq : ndarray, shape and dtype of ``param``, writable
+        First and second moment estimates, updated in place (zeros before
+        the first step).
+    step : int
+        The number of this update, >= 1 (bias correction uses it).
+    lr : float
+        Learning rate, a finite positive number.
+    beta1, beta2 : float, default 0.9 and 0.999
+        Decay rates of the moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default 0
+        >= 0: an L2 term (Adam) or the decoupled decay (AdamW).
+    decoupled : bool, default False
+        True for AdamW.
+
+    Returns
+    -------
+    None
+        ``param``, ``exp_avg`` and ``exp_avg_sq`` are updated in place.
+
+    Raises
+    ------
+    TypeError
+        If ``param``, ``exp_avg`` or ``exp_avg_sq`` is not a float32 or
+        float64 ndarray, a state's dtype differs from ``param``'s, ``grad``
+        is not real numbers, ``step`` not an int, ``decoupled`` not a bool,
+        or a hyperparameter not a real number.
+    ValueError
+        If an array is read-only or of another shape than ``param``, holds
+        NaN or infinity, ``step`` < 1, ``lr`` not finite and > 0, a beta not
+        in [0, 1), ``eps`` not > 0, or ``weight_decay`` < 0.
+    FloatingPointError
+        If the update would make a value non-finite (nothing is changed).
     """
     if _ops.adam_update_plain(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay, decoupled):
         return

@@ -49,6 +49,30 @@ class Optimizer:
 
     ``lr`` may be changed between steps (a schedule); the other
     hyperparameters are fixed.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate, a finite positive number (an int or NumPy real is
+        taken as its float; a bool is refused).
+
+    Attributes
+    ----------
+    lr : float
+        The learning rate; assigning it checks it as the constructor does.
+    kind : str
+        The update rule: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+    hyperparameters : dict
+        The rule's hyperparameters other than ``lr``, by name.
+    state_names : tuple of str
+        Names of the state buffers the rule keeps per model, in order.
+
+    Raises
+    ------
+    TypeError
+        If ``lr`` is not a real number (or is a bool).
+    ValueError
+        If ``lr`` is not finite or not > 0.
     """
 
     #: the compiled rule ("sgd", "adam" or "adamw")
@@ -185,6 +209,27 @@ class AdamW(Adam):
     """AdamW, as ``torch.optim.AdamW``: decoupled weight decay, ``p *= 1 - lr * weight_decay``.
 
     Same parameters as :class:`Adam`, with ``weight_decay=0.01`` by default.
+
+    Parameters
+    ----------
+    lr : float, default 0.001
+        Learning rate, a finite positive number.
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float or None, default None
+        Decoupled weight decay factor, >= 0; None means 0.01. Each step first
+        multiplies every parameter by ``1 - lr * weight_decay``.
+
+    Raises
+    ------
+    TypeError
+        If ``lr``, ``eps``, ``weight_decay`` or a beta is not a real number,
+        or ``betas`` is not a pair.
+    ValueError
+        If ``lr`` is not finite and > 0, a beta not in [0, 1), ``eps`` not
+        finite and > 0, or ``weight_decay`` not finite and >= 0.
     """
 
     _kind = "adamw"

@@ -137,6 +137,16 @@ def save_fit_figure(path, model, X, y, history, *, curve=None, title: str = "") 
         As for :func:`loss_curve`.
     title : str, default ""
         The title of the left panel.
+
+    Returns
+    -------
+    None
+        The PNG is written at ``path``; no figure is returned or left open.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
     """
     _pyplot()       # the same ImportError as the other plots without matplotlib
     from matplotlib.figure import Figure

@@ -620,7 +620,33 @@ def sgd_momentum_update(param: np.ndarray, grad: np.ndarray, momentum_buffer: np
 def adam_update(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int, lr: float,
                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0,
                 decoupled: bool = False) -> None:
-    """One ``torch.optim.Adam`` (or AdamW, ``decoupled``) step number ``step`` (t >= 1), in place."""
+    """One ``torch.optim.Adam`` (or AdamW, ``decoupled``) step number ``step`` (t >= 1), in place.
+
+    Plain NumPy, no checks: the arguments are trusted.
+
+    Parameters
+    ----------
+    param : ndarray of float, any shape
+        Updated in place.
+    grad : ndarray, shape of ``param``
+    exp_avg, exp_avg_sq : ndarray of float, shape of ``param``
+        First and second moment estimates, updated in place (zeros before
+        the first step).
+    step : int
+        The number of this update, t >= 1.
+    lr : float
+    beta1, beta2 : float, default 0.9 and 0.999
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+        An L2 term added to the gradient (Adam), or, with ``decoupled``,
+        ``param *= 1 - lr * weight_decay`` first (AdamW).
+    decoupled : bool, default False
+
+    Returns
+    -------
+    None
+        ``param``, ``exp_avg`` and ``exp_avg_sq`` are updated in place.
+    """
     if decoupled:
         param *= 1 - lr * weight_decay
     elif weight_decay:
@@ -640,13 +666,47 @@ def _poisson(log_mean: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
-    """Return half the Poisson deviance ``mean(exp(z) - y z + xlogy(y, y) - y)`` for log-means z."""
+    """Return half the Poisson deviance ``mean(exp(z) - y z + xlogy(y, y) - y)`` for log-means z.
+
+    Parameters
+    ----------
+    log_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predicted log-means z (the mean is ``exp(z)``).
+    y : ndarray of the shape of log_mean
+        The counts, >= 0 (not checked); a 1-D ``y`` of length n_samples also pairs with a
+        (n_samples, 1) ``log_mean``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    loss : float
+        The mean loss, a Python float.
+    """
     log_mean, y = _paired(log_mean, y)
     return _weighted(*_poisson(log_mean, y), sample_weight)[0]
 
 
 def poisson_grad(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> np.ndarray:
-    """Return ``(exp(z) - y) / z.size``, the gradient of :func:`poisson_loss`."""
+    """Return ``(exp(z) - y) / z.size``, the gradient of :func:`poisson_loss`.
+
+    Parameters
+    ----------
+    log_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        The predicted log-means z (the mean is ``exp(z)``).
+    y : ndarray of the shape of log_mean
+        The counts, >= 0 (not checked); a 1-D ``y`` of length n_samples also pairs with a
+        (n_samples, 1) ``log_mean``.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative weights of the samples (rows), not all zero; the loss is then
+        ``sum(w_i * l_i) / sum(w_i)`` over the samples' mean losses ``l_i``.
+
+    Returns
+    -------
+    grad : ndarray of the shape of log_mean
+        The gradient of the loss with respect to ``log_mean`` (NumPy's dtype rules).
+    """
     log_mean, y = _paired(log_mean, y)
     return _weighted(*_poisson(log_mean, y), sample_weight)[1]
 
@@ -676,6 +736,24 @@ def optimizer_rule(optimizer: Any) -> tuple[str, float, dict[str, Any]]:
     through the public face of fastnn's optimizers: ``kind`` ("sgd", "adam"
     or "adamw"), ``lr`` and ``hyperparameters`` (SGD: momentum, nesterov,
     weight_decay; Adam and AdamW: beta1, beta2, eps, weight_decay).
+
+    Parameters
+    ----------
+    optimizer : SGD, Adam, AdamW, real number, or any object with ``kind``, ``lr`` and ``hyperparameters``
+        A bool is not taken as a number.
+
+    Returns
+    -------
+    kind : str
+        ``"sgd"``, ``"adam"`` or ``"adamw"``.
+    lr : float
+    hyperparameters : dict
+        A new dict.
+
+    Raises
+    ------
+    AttributeError
+        If ``optimizer`` is not a number and lacks one of the attributes.
     """
     if isinstance(optimizer, numbers.Real) and not isinstance(optimizer, (bool, np.bool_)):
         return "sgd", float(optimizer), {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
@@ -684,7 +762,19 @@ def optimizer_rule(optimizer: Any) -> tuple[str, float, dict[str, Any]]:
 
 def state_names(kind: str, hyperparameters: dict[str, Any]) -> tuple[str, ...]:
     """The state buffers a rule keeps, in order: none for SGD without momentum,
-    ``("momentum_buffer",)`` with it, ``("exp_avg", "exp_avg_sq")`` for Adam and AdamW."""
+    ``("momentum_buffer",)`` with it, ``("exp_avg", "exp_avg_sq")`` for Adam and AdamW.
+
+    Parameters
+    ----------
+    kind : str
+        ``"sgd"``, or anything else for Adam and AdamW (not checked).
+    hyperparameters : dict
+        For ``"sgd"``, its ``"momentum"`` (missing means 0) decides.
+
+    Returns
+    -------
+    tuple of str
+    """
     if kind == "sgd":
         return ("momentum_buffer",) if hyperparameters.get("momentum", 0.0) else ()
     return ("exp_avg", "exp_avg_sq")
