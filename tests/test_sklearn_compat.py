@@ -113,7 +113,11 @@ def test_fitted_attributes_as_scikit_learn_sets_them(task, solver, early_stoppin
         ours, theirs = both("MLPRegressor", X, y, loss="squared_error" if task == "regression" else task, **params)
     else:
         X, y = {"binary": binary_data, "multilabel": multilabel_data}.get(task, binary_data)()
-        y = np.array(["cat", "dog", "owl"])[y + (X[:, 3] > 1)] if task == "multiclass" else y
+        if task == "multiclass":
+            y = y + (X[:, 3] > 1)
+            # String labels, but not with early stopping: scikit-learn 1.7's own MLPClassifier
+            # fails there (its validation score calls np.isnan on the predicted labels).
+            y = y if early_stopping else np.array(["cat", "dog", "owl"])[y]
         ours, theirs = both("MLPClassifier", X, y, **params)
         np.testing.assert_array_equal(ours.classes_, theirs.classes_)
         assert ours.predict(X).shape == theirs.predict(X).shape and ours.predict(X).dtype == theirs.predict(X).dtype
