@@ -916,13 +916,24 @@ cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexce
 
 def dense_forward_plain(object X, object W, object b):
     """X @ W + b as a new array, as dense_forward computes it, for plain finite X
-    (n, k), W (k, m) and b (m,) of one dtype (checked in one read-only pass
-    each: a product is O(n k m)); else None."""
+    (n, k), W (k, m) and b (m,) of one dtype; else None.
+
+    Finiteness: when the product calls BLAS, one read-only pass over each
+    input first (O(n k + k m) against the product's O(n k m); a BLAS may skip
+    the products of zeros, where inf * 0 would have been NaN). Otherwise
+    this module's loops compute every term of every output, so a non-finite
+    input makes an output non-finite (X[i, kk] all of row i, W[kk, j] and
+    b[j] all of column j; inf * 0 and inf - inf are NaN): one pass over the
+    n m outputs afterwards tells, and a non-finite output hands the call to
+    the converting path, which refuses the input by name or returns the
+    overflowed product. For one output (m = 1, a dot product per row) the
+    input pass would cost as much as the product itself."""
     cdef int t = _dense_typenum(X, W, b, 1)
     cdef cnp.ndarray x, w, bb, out
     cdef cnp.npy_intp dims[2]
+    cdef Py_ssize_t k
     cdef int rc = 0
-    cdef bint ok
+    cdef bint ok = True, inputs_first
     if t < 0:
         return None
     x, w, bb = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>b
@@ -930,17 +941,24 @@ def dense_forward_plain(object X, object W, object b):
         return None
     dims[0] = cnp.PyArray_DIM(x, 0)
     dims[1] = cnp.PyArray_DIM(w, 1)
+    k = cnp.PyArray_DIM(x, 1)
     out = cnp.PyArray_EMPTY(2, dims, t, 0)
-    ok = _inputs_finite(t, x, w, bb)
+    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1])
+    if inputs_first:
+        ok = _inputs_finite(t, x, w, bb)
     with nogil:
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_forward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                 <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
-                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+                                dims[0], k, dims[1])
+            if rc == 0 and not inputs_first:
+                ok = all_finite_kernel(<const float*>cnp.PyArray_DATA(out), dims[0] * dims[1])
         elif ok:
             rc = _dense_forward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                 <const double*>cnp.PyArray_DATA(bb), <double*>cnp.PyArray_DATA(out),
-                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+                                dims[0], k, dims[1])
+            if rc == 0 and not inputs_first:
+                ok = all_finite_kernel(<const double*>cnp.PyArray_DATA(out), dims[0] * dims[1])
     return out if ok and rc == 0 else None
 
 

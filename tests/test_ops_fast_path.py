@@ -353,9 +353,17 @@ def test_dense_common_case_gives_the_converting_paths_bits(n, k, m, dtype, rng):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("which", ["X", "W", "b"])
-def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
-    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
-            "b": rng.normal(size=5).astype(dtype)}
+@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (64, 64, 32), (1, 1, 1)])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, n, k, m, zeros, dtype, rng):
+    """This module's loops (checked by their outputs) and BLAS (checked by the inputs
+    first), with zeros where a product of the bad value would be 0 * inf."""
+    args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
+            "b": rng.normal(size=m).astype(dtype)}
+    if zeros:
+        for name in ("X", "W"):
+            if name != which:
+                args[name][...] = 0
     args[which].flat[-1] = bad
     keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
@@ -374,6 +382,20 @@ def test_dense_backward_common_case_refuses_non_finite_values_by_name(bad, which
     assert _ops.dense_backward_plain(args["X"], args["W"], args["dY"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
         ops.dense_backward(args["X"], args["W"], args["dY"])
+
+
+@pytest.mark.parametrize("n,k,m", [(2, 3, 1), (9, 4, 5), (64, 64, 32)])
+def test_dense_forward_that_overflows_goes_to_the_converting_path(n, k, m, dtype):
+    big = np.finfo(dtype).max
+    X, W, b = np.full((n, k), big, dtype), np.full((k, m), 2.0, dtype), np.zeros(m, dtype)
+    expected = np.full((n, m), np.inf, dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    if (n, k, m) != (64, 64, 32):
+        assert fast is None     # this module's loops: the non-finite output hands the call back
+    if fast is not None:        # BLAS (when found): the finite inputs were checked first
+        np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(ops.dense_forward(X, W, b), expected)
+    np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b), expected)
 
 
 def test_dense_hands_back_what_it_does_not_take(dtype):
