@@ -26,6 +26,7 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 """
 
 cimport numpy as cnp
+from libc.math cimport NAN
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
 
@@ -516,69 +517,59 @@ cdef bint loss_grad_checked(int kind, double param, const floating* yhat, const 
     """The unweighted gradient of the elementwise loss ``kind`` with respect to yhat,
     bit for bit as loss_grad_kernel computes it (scale = 1 / size in the
     buffers' type, the same expression per element), and whether every yhat
-    and y is finite (and, for Poisson, every y >= 0), counted in the same
-    pass: z * 0 is NaN exactly for a non-finite z, and the flags are or-ed in
-    an integer of the values' width, which vectorises beside them."""
+    and y is finite (and, for Poisson, every y >= 0).
+
+    The kernel's own pass carries the inputs' finiteness into its output:
+    (a - a) + (b - b) is +0 when both are finite and NaN otherwise (Poisson
+    makes it NaN for y < 0 too), and g - (+0) is g, bit for bit, signed zeros
+    included, while g - NaN is NaN. One read of the output (in cache when the
+    arrays fit, and vectorised: all_finite_kernel) then tells; a non-finite
+    gradient of finite inputs (an overflow) also hands the call back, and the
+    converting path returns the same values. An integer flag or-ed beside
+    float64 values, as the activations' checked loops keep, does not
+    vectorise in this module's SSE2 build (no packed 64-bit compare)."""
     cdef Py_ssize_t i
-    cdef uint32_t bad32 = 0
-    cdef uint64_t bad64 = 0
-    cdef floating a, b, d, chk, zero = 0, one = 1, two = 2
+    cdef floating a, b, d, m, chk, zero = 0, one = 1, two = 2
+    cdef floating nan = <floating>NAN
     cdef floating delta = <floating>param
     cdef floating scale = <floating>(1.0 / size)
     if kind == LOSS_MSE:
         for i in range(size):
             a = yhat[i]
             b = y[i]
-            chk = a * zero + b * zero
-            if floating is float:
-                bad32 |= chk != chk
-            else:
-                bad64 |= chk != chk
-            grad[i] = (two * scale) * (a - b)
+            chk = (a - a) + (b - b)
+            grad[i] = (two * scale) * (a - b) - chk
     elif kind == LOSS_MAE:
+        # the sign as a difference of two comparisons (1, -1 or +0, as loss_grad_kernel's
+        # chain of selects gives): it vectorises where the chain did not
         for i in range(size):
             a = yhat[i]
             b = y[i]
-            chk = a * zero + b * zero
-            if floating is float:
-                bad32 |= chk != chk
-            else:
-                bad64 |= chk != chk
+            chk = (a - a) + (b - b)
             d = a - b
-            grad[i] = scale * (one if d > zero else (-one if d < zero else zero))
+            grad[i] = scale * (<floating>(d > zero) - <floating>(d < zero)) - chk
     elif kind == LOSS_HUBER:
         for i in range(size):
             a = yhat[i]
             b = y[i]
-            chk = a * zero + b * zero
-            if floating is float:
-                bad32 |= chk != chk
-            else:
-                bad64 |= chk != chk
+            chk = (a - a) + (b - b)
             d = a - b
-            a = d if d >= zero else -d
-            grad[i] = scale * (d if a < delta else (delta if d > zero else -delta))
+            m = d if d >= zero else -d
+            grad[i] = scale * (d if m < delta else (delta if d > zero else -delta)) - chk
     elif kind == LOSS_POISSON:
         for i in range(size):
             a = yhat[i]
             b = y[i]
-            chk = a * zero + b * zero
-            if floating is float:
-                bad32 |= (chk != chk) | (b < zero)
-            else:
-                bad64 |= (chk != chk) | (b < zero)
-            grad[i] = scale * (_exp(a) - b)
+            chk = (a - a) + (b - b)
+            chk = nan if b < zero else chk
+            grad[i] = scale * (_exp(a) - b) - chk
     else:   # LOSS_BCE_WITH_LOGITS
         for i in range(size):
             a = yhat[i]
             b = y[i]
-            chk = a * zero + b * zero
-            if floating is float:
-                bad32 |= chk != chk
-            else:
-                bad64 |= chk != chk
-            grad[i] = scale * (_sigmoid(a) - b)
-    return (bad32 | bad64) == 0
+            chk = (a - a) + (b - b)
+            grad[i] = scale * (_sigmoid(a) - b) - chk
+    return all_finite_kernel(grad, size)
 
 
 def loss_grad_plain(int kind, object param, object yhat, object y):

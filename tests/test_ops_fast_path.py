@@ -845,3 +845,25 @@ def test_sgd_momentum_hands_back_what_it_does_not_take(dtype, rng):
     broken.flat[0] = np.nan
     with pytest.raises(ValueError, match="momentum_buffer must contain only finite values"):
         ops.sgd_momentum_update(p, g, broken, 0.1, 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_grad_keeps_signed_zeros_and_hands_back_an_overflow(name, dtype):
+    """The common case carries the inputs' finiteness into the gradient as g - (+0):
+    the bits of every finite g, -0 included, stay those of the converting path."""
+    _, grad, _, delta = ELEMENTWISE[name]
+    a = np.array([-0.0, 0.0, -0.0, 1.0, -3.0, 0.5], dtype)
+    y = np.array([0.0, -0.0, -0.0, 1.0, 0.0, 0.5], dtype)
+    fast = _ops.loss_grad_plain(_code(name), delta, a, y)
+    slow = grad(_not_plain(a), _not_plain(y))
+    np.testing.assert_array_equal(fast.view(_bits(dtype)), slow.view(_bits(dtype)))
+    if name == "mse":
+        assert np.signbit(fast[0]) and not np.signbit(fast[1])     # (-0 - 0) and (0 - -0)
+    big = np.finfo(dtype).max
+    huge = np.array([big, 1.0], dtype)
+    if name in ("mse", "poisson"):      # 2 * (big - -big) / 2 and exp(big) overflow
+        other = np.array([-big, 1.0], dtype) if name == "mse" else np.array([1.0, 1.0], dtype)
+        assert _ops.loss_grad_plain(_code(name), delta, huge, other) is None
+        expected = grad(_not_plain(huge), _not_plain(other))
+        assert np.isinf(expected[0])
+        np.testing.assert_array_equal(grad(huge, other), expected)
