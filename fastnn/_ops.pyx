@@ -673,7 +673,7 @@ def cross_entropy_plain(object logits, object labels, bint want_grad):
     integer label per row, each in [0, n_classes); else None. The logits'
     finiteness is checked in a read-only pass first: a -inf logit that is not
     the label leaves both the loss and the gradient finite, so the result
-    cannot tell (the pass costs a compare per value where the kernel computes
+    cannot tell (the pass costs a multiply-add per value where the kernel computes
     two exponentials)."""
     cdef int t = _plain_typenum(logits)
     cdef cnp.ndarray z, lab, grad = None
