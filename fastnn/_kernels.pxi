@@ -458,17 +458,28 @@ cdef void sgd_update_kernel(
 cdef bint all_finite_kernel(const floating* x, Py_ssize_t size) noexcept nogil:
     """True when no element of x is NaN or infinite.
 
-    x * 0 is 0 for every finite x and NaN for NaN and +-inf, and NaN is the
-    one value unequal to itself: the count of such elements is an integer
-    sum, which the compiler vectorises (a floating-point sum it may not
-    reorder).
+    x * 0 is +-0 for every finite x and NaN for NaN and +-inf, and NaN is
+    the one value unequal to itself: x * 0 is summed in the independent
+    lanes of ``_sum`` (64 bytes of them), a sum of zeros unless a NaN comes
+    in, which then stays. Lanes of the values' own type vectorise in every
+    build; a count of the NaNs in an integer (as this loop was) does not for
+    float64 in SSE2 (no packed 64-bit compare to add), and ran at a quarter
+    of the speed there.
     """
-    cdef Py_ssize_t i, bad = 0
-    cdef floating chk, zero = 0
-    for i in range(size):
-        chk = x[i] * zero
-        bad += chk != chk
-    return bad == 0
+    cdef floating lane[16]
+    cdef floating total, zero = 0
+    cdef Py_ssize_t i = 0, t, lanes = 64 // sizeof(floating)
+    for t in range(lanes):
+        lane[t] = 0
+    while i + lanes <= size:
+        for t in range(lanes):
+            lane[t] += x[i + t] * zero
+        i += lanes
+    while i < size:
+        lane[0] += x[i] * zero
+        i += 1
+    total = _lanes_total(lane)
+    return total == total
 
 
 # ---------------------------------------------------------------------------

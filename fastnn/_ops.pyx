@@ -26,6 +26,8 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 """
 
 cimport numpy as cnp
+from libc.math cimport NAN
+from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
 
 
@@ -486,50 +488,234 @@ def activation_backward_plain(int fn, double param, object Z, object dA):
     return out if ok else None
 
 
-cdef bint mse_grad_checked(const floating* yhat, const floating* y, floating* grad, Py_ssize_t size) noexcept nogil:
-    """grad = (2 * s) * (yhat - y) with s = 1 / size in the buffers' type (the bits
-    of loss_grad_kernel's unweighted MSE gradient), and whether every yhat and y
-    is finite, in one pass."""
-    cdef Py_ssize_t i
-    cdef uint32_t bad32 = 0
-    cdef uint64_t bad64 = 0
-    cdef floating a, b, chk, zero = 0, two = 2
-    cdef floating scale = <floating>(1.0 / size)
-    for i in range(size):
-        a = yhat[i]
-        b = y[i]
-        chk = a * zero + b * zero
-        if floating is float:
-            bad32 |= chk != chk
-        else:
-            bad64 |= chk != chk
-        grad[i] = (two * scale) * (a - b)
-    return (bad32 | bad64) == 0
-
-
-def mse_grad_plain(object yhat, object y):
-    """The unweighted MSE gradient as a new array for plain, finite yhat and y of
-    one dtype and shape, 1-D or 2-D; else None."""
+cdef bint _elementwise_pair(object yhat, object y, int* typenum) noexcept:
+    """Whether yhat and y are plain arrays (above) of one dtype and one shape, 1-D or
+    2-D: the common case of the elementwise losses (typenum receives the dtype's)."""
     cdef int t = _plain_typenum(yhat)
+    if t < 0 or _plain_typenum(y) != t:
+        return False
+    if cnp.PyArray_NDIM(<cnp.ndarray>yhat) > 2 or not _same_shape(<cnp.ndarray>yhat, <cnp.ndarray>y):
+        return False
+    typenum[0] = t
+    return True
+
+
+cdef bint _loss_param(int kind, object param, double* value) noexcept:
+    """The loss's parameter as the common case takes it: Huber's delta a Python float
+    in (0, inf); the other kinds have none (0)."""
+    if kind == LOSS_HUBER:
+        if not _real_in(param, 0.0, True, float("inf"), True):
+            return False
+        value[0] = <double>param
+    else:
+        value[0] = 0.0
+    return kind in (LOSS_MSE, LOSS_MAE, LOSS_HUBER, LOSS_BCE_WITH_LOGITS, LOSS_POISSON)
+
+
+cdef bint loss_grad_checked(int kind, double param, const floating* yhat, const floating* y, floating* grad,
+                            Py_ssize_t size) noexcept nogil:
+    """The unweighted gradient of the elementwise loss ``kind`` with respect to yhat,
+    bit for bit as loss_grad_kernel computes it (scale = 1 / size in the
+    buffers' type, the same expression per element), and whether every yhat
+    and y is finite (and, for Poisson, every y >= 0).
+
+    The kernel's own pass carries the inputs' finiteness into its output:
+    (a - a) + (b - b) is +0 when both are finite and NaN otherwise (Poisson
+    makes it NaN for y < 0 too), and g - (+0) is g, bit for bit, signed zeros
+    included, while g - NaN is NaN. One read of the output (in cache when the
+    arrays fit, and vectorised: all_finite_kernel) then tells; a non-finite
+    gradient of finite inputs (an overflow) also hands the call back, and the
+    converting path returns the same values. An integer flag or-ed beside
+    float64 values, as the activations' checked loops keep, does not
+    vectorise in this module's SSE2 build (no packed 64-bit compare)."""
+    cdef Py_ssize_t i
+    cdef floating a, b, d, m, chk, zero = 0, one = 1, two = 2
+    cdef floating nan = <floating>NAN
+    cdef floating delta = <floating>param
+    cdef floating scale = <floating>(1.0 / size)
+    if kind == LOSS_MSE:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            grad[i] = (two * scale) * (a - b) - chk
+    elif kind == LOSS_MAE:
+        # the sign as a difference of two comparisons (1, -1 or +0, as loss_grad_kernel's
+        # chain of selects gives): it vectorises where the chain did not
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            d = a - b
+            grad[i] = scale * (<floating>(d > zero) - <floating>(d < zero)) - chk
+    elif kind == LOSS_HUBER:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            d = a - b
+            m = d if d >= zero else -d
+            grad[i] = scale * (d if m < delta else (delta if d > zero else -delta)) - chk
+    elif kind == LOSS_POISSON:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            chk = nan if b < zero else chk
+            grad[i] = scale * (_exp(a) - b) - chk
+    else:   # LOSS_BCE_WITH_LOGITS
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            grad[i] = scale * (_sigmoid(a) - b) - chk
+    return all_finite_kernel(grad, size)
+
+
+def loss_grad_plain(int kind, object param, object yhat, object y):
+    """The unweighted gradient of the elementwise loss ``kind`` (LOSS_CODES, not
+    cross-entropy) as a new array, for plain, finite yhat and y of one dtype
+    and shape, 1-D or 2-D, and a Python float delta in (0, inf) for Huber
+    (``param``; ignored by the others); else None."""
+    cdef int t = -1
+    cdef double value
     cdef cnp.ndarray p, q, out
     cdef Py_ssize_t n
     cdef bint ok
-    if t < 0 or _plain_typenum(y) != t:
+    if not _elementwise_pair(yhat, y, &t) or not _loss_param(kind, param, &value):
         return None
     p = <cnp.ndarray>yhat
     q = <cnp.ndarray>y
-    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
-        return None
     out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p), t, 0)
     n = cnp.PyArray_SIZE(p)
     with nogil:
         if t == cnp.NPY_FLOAT:
-            ok = mse_grad_checked(<const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
-                                  <float*>cnp.PyArray_DATA(out), n)
+            ok = loss_grad_checked(kind, value, <const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
+                                   <float*>cnp.PyArray_DATA(out), n)
         else:
-            ok = mse_grad_checked(<const double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(q),
-                                  <double*>cnp.PyArray_DATA(out), n)
+            ok = loss_grad_checked(kind, value, <const double*>cnp.PyArray_DATA(p),
+                                   <const double*>cnp.PyArray_DATA(q), <double*>cnp.PyArray_DATA(out), n)
     return out if ok else None
+
+
+cdef bint _none_negative(const floating* y, Py_ssize_t size) noexcept nogil:
+    """Whether no y is below 0 (a read-only pass; NaN counts as not negative)."""
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef floating zero = 0
+    for i in range(size):
+        if floating is float:
+            bad32 |= y[i] < zero
+        else:
+            bad64 |= y[i] < zero
+    return (bad32 | bad64) == 0
+
+
+def loss_plain(int kind, object param, object yhat, object y):
+    """The unweighted elementwise loss ``kind`` (LOSS_CODES, not cross-entropy) for
+    plain yhat and y of one dtype and shape (1-D or 2-D) and a Python float
+    delta in (0, inf) for Huber, from loss_grad_kernel as the converting path
+    calls it (the same value); None for anything else, for a Poisson ``y``
+    with a value below 0, or when the loss is not finite. Every non-finite
+    input makes these losses non-finite (inf - inf, 0 * inf and NaN are NaN),
+    so a finite loss says the inputs were finite; a non-finite one goes to
+    the converting path, which refuses a non-finite input by name or returns
+    the overflowed loss."""
+    cdef int t = -1
+    cdef double value, loss = 0.0, wsum
+    cdef cnp.ndarray p, q
+    cdef Py_ssize_t n, C
+    cdef bint ok = True
+    if not _elementwise_pair(yhat, y, &t) or not _loss_param(kind, param, &value):
+        return None
+    p = <cnp.ndarray>yhat
+    q = <cnp.ndarray>y
+    n = cnp.PyArray_DIM(p, 0)
+    C = cnp.PyArray_SIZE(p) // n
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            if kind == LOSS_POISSON:
+                ok = _none_negative(<const float*>cnp.PyArray_DATA(q), n * C)
+            if ok:
+                loss = loss_grad_kernel(kind, value, <const float*>cnp.PyArray_DATA(p),
+                                        <const float*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+        else:
+            if kind == LOSS_POISSON:
+                ok = _none_negative(<const double*>cnp.PyArray_DATA(q), n * C)
+            if ok:
+                loss = loss_grad_kernel(kind, value, <const double*>cnp.PyArray_DATA(p),
+                                        <const double*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+    if not ok or loss - loss != 0:       # a negative count; NaN or infinite
+        return None
+    return loss
+
+
+cdef bint _labels_as(const char* labels, int itemsize, floating* out, Py_ssize_t n, Py_ssize_t C) noexcept nogil:
+    """Copy n signed integer labels (itemsize 4 or 8) into ``out`` as numbers, and
+    whether each is a class index in [0, C)."""
+    cdef Py_ssize_t i, bad = 0
+    cdef int64_t v
+    for i in range(n):
+        if itemsize == 8:
+            v = (<const int64_t*>labels)[i]
+        else:
+            v = (<const int32_t*>labels)[i]
+        bad += (v < 0) | (v >= C)
+        out[i] = <floating>v
+    return bad == 0
+
+
+def cross_entropy_plain(object logits, object labels, bint want_grad):
+    """The unweighted cross-entropy (a float) or, with ``want_grad``, its gradient (a
+    new array), from loss_grad_kernel as the converting path calls it, for
+    plain finite 2-D logits and a plain 1-D array of one signed 32- or 64-bit
+    integer label per row, each in [0, n_classes); else None. The logits'
+    finiteness is checked in a read-only pass first: a -inf logit that is not
+    the label leaves both the loss and the gradient finite, so the result
+    cannot tell (the pass costs a multiply-add per value where the kernel computes
+    two exponentials)."""
+    cdef int t = _plain_typenum(logits)
+    cdef cnp.ndarray z, lab, grad = None
+    cdef Py_ssize_t n, C
+    cdef int itemsize
+    cdef void* scratch
+    cdef void* gp = NULL
+    cdef double loss = 0.0, wsum
+    cdef bint ok
+    if t < 0 or cnp.PyArray_NDIM(<cnp.ndarray>logits) != 2 or not cnp.PyArray_CheckExact(labels):
+        return None
+    z = <cnp.ndarray>logits
+    lab = <cnp.ndarray>labels
+    n, C = cnp.PyArray_DIM(z, 0), cnp.PyArray_DIM(z, 1)
+    itemsize = cnp.PyArray_ITEMSIZE(lab)
+    if (cnp.PyArray_NDIM(lab) != 1 or cnp.PyArray_DIM(lab, 0) != n or not cnp.PyArray_ISSIGNED(lab)
+            or (itemsize != 4 and itemsize != 8) or not cnp.PyArray_ISCARRAY_RO(lab)
+            or not cnp.PyArray_ISNOTSWAPPED(lab)):
+        return None
+    scratch = malloc(n * cnp.PyArray_ITEMSIZE(z))
+    if scratch == NULL:
+        return None
+    if want_grad:
+        grad = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(z), t, 0)
+        gp = cnp.PyArray_DATA(grad)
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = (_labels_as(<const char*>cnp.PyArray_DATA(lab), itemsize, <float*>scratch, n, C)
+                  and all_finite_kernel(<const float*>cnp.PyArray_DATA(z), n * C))
+            if ok:
+                loss = loss_grad_kernel(LOSS_CROSS_ENTROPY, 0.0, <const float*>cnp.PyArray_DATA(z),
+                                        <const float*>scratch, NULL, <float*>gp, n, C, C, 1, &wsum)
+        else:
+            ok = (_labels_as(<const char*>cnp.PyArray_DATA(lab), itemsize, <double*>scratch, n, C)
+                  and all_finite_kernel(<const double*>cnp.PyArray_DATA(z), n * C))
+            if ok:
+                loss = loss_grad_kernel(LOSS_CROSS_ENTROPY, 0.0, <const double*>cnp.PyArray_DATA(z),
+                                        <const double*>scratch, NULL, <double*>gp, n, C, C, 1, &wsum)
+    free(scratch)
+    if not ok:
+        return None
+    return grad if want_grad else loss
 
 
 cdef bint _apart(cnp.ndarray a, cnp.ndarray b) noexcept:
@@ -570,36 +756,6 @@ def sgd_update_plain(object param, object grad, object lr):
     return ok
 
 
-def mse_loss_plain(object yhat, object y):
-    """The unweighted MSE loss for plain yhat and y of one dtype and shape (1-D or
-    2-D), from loss_grad_kernel as the converting path calls it (the same
-    value); None for anything else, or when the loss is not finite (a
-    non-finite input, or squares that overflow: the converting path then
-    refuses the input or returns the overflowed loss)."""
-    cdef int t = _plain_typenum(yhat)
-    cdef cnp.ndarray p, q
-    cdef Py_ssize_t n, C
-    cdef double loss, wsum
-    if t < 0 or _plain_typenum(y) != t:
-        return None
-    p = <cnp.ndarray>yhat
-    q = <cnp.ndarray>y
-    if cnp.PyArray_NDIM(p) > 2 or not _same_shape(p, q):
-        return None
-    n = cnp.PyArray_DIM(p, 0)
-    C = cnp.PyArray_SIZE(p) // n
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
-                                    NULL, NULL, n, C, C, 1, &wsum)
-        else:
-            loss = loss_grad_kernel(LOSS_MSE, 0.0, <const double*>cnp.PyArray_DATA(p),
-                                    <const double*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
-    if loss - loss != 0:       # NaN or infinite
-        return None
-    return loss
-
-
 cdef bint _real_in(object x, double low, bint low_open, double high, bint high_open) noexcept:
     """Whether x is exactly a Python float, finite, in the interval from low to high
     (each end closed unless open): the hyperparameters the common case takes."""
@@ -612,35 +768,66 @@ cdef bint _real_in(object x, double low, bint low_open, double high, bint high_o
     return (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
 
 
+cdef int _update_typenum(object param, object grad, object state1, object state2) noexcept:
+    """The type number of an in-place update's plain arrays (above) of one dtype and
+    shape, ``param`` and the states writable, no two sharing memory; else -1.
+    ``state2`` may be None (a rule with one state)."""
+    cdef int t = _plain_typenum(param)
+    cdef cnp.ndarray p, g, m, v
+    if t < 0 or _plain_typenum(grad) != t or _plain_typenum(state1) != t:
+        return -1
+    if state2 is not None and _plain_typenum(state2) != t:
+        return -1
+    p, g, m = <cnp.ndarray>param, <cnp.ndarray>grad, <cnp.ndarray>state1
+    if not (cnp.PyArray_ISWRITEABLE(p) and cnp.PyArray_ISWRITEABLE(m)
+            and _same_shape(p, g) and _same_shape(p, m)
+            and _apart(p, g) and _apart(p, m) and _apart(g, m)):
+        return -1
+    if state2 is not None:
+        v = <cnp.ndarray>state2
+        if not (cnp.PyArray_ISWRITEABLE(v) and _same_shape(p, v) and _apart(p, v) and _apart(g, v)
+                and _apart(m, v)):
+            return -1
+    return t
+
+
+cdef bint _run_update(int t, Opt* opt, object param, object grad, object state1, object state2) noexcept:
+    """update_kernel (a read-only pass checks every new value, then the storing pass),
+    in the widest walker build's loop, on arrays _update_typenum accepted."""
+    cdef void* p = cnp.PyArray_DATA(<cnp.ndarray>param)
+    cdef const void* g = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    cdef void* m = cnp.PyArray_DATA(<cnp.ndarray>state1)
+    cdef void* v = NULL if state2 is None else cnp.PyArray_DATA(<cnp.ndarray>state2)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(<cnp.ndarray>param)
+    cdef bint ok
+    with nogil:
+        if t == cnp.NPY_FLOAT:
+            ok = _PLAIN.update_f(opt, <float*>p, <const float*>g, <float*>m, <float*>v, n)
+        else:
+            ok = _PLAIN.update_d(opt, <double*>p, <const double*>g, <double*>m, <double*>v, n)
+    return ok
+
+
 def adam_update_plain(object param, object grad, object exp_avg, object exp_avg_sq, object step, object lr,
                       object beta1, object beta2, object eps, object weight_decay, object decoupled):
     """One Adam (AdamW with ``decoupled``) step in place, as ops.adam_update's converting
-    path computes it (update_kernel: a read-only pass checks every new value,
-    then the storing pass), in the widest walker build's loop, for plain arrays
-    of one dtype and shape (param and the moments writable; no two sharing
-    memory), a Python int step >= 1, Python floats in range and a bool
-    ``decoupled``. True when done; False hands the call back with nothing
-    written (anything else, or a new value that would not be finite: the
-    converting path then refuses it by name)."""
-    cdef int t = _plain_typenum(param)
-    cdef cnp.ndarray p, g, m, v
+    path computes it (update_kernel, see _run_update), for plain arrays of one
+    dtype and shape (param and the moments writable; no two sharing memory),
+    a Python int step >= 1, Python floats in range and a bool ``decoupled``.
+    True when done; False hands the call back with nothing written (anything
+    else, or a new value that would not be finite: the converting path then
+    refuses it by name)."""
+    cdef int t
     cdef Opt opt
-    cdef Py_ssize_t n
-    cdef bint ok
-    if (t < 0 or _plain_typenum(grad) != t or _plain_typenum(exp_avg) != t or _plain_typenum(exp_avg_sq) != t
-            or type(step) is not int or not (decoupled is True or decoupled is False)):
+    if type(step) is not int or not (decoupled is True or decoupled is False):
         return False
     if not (1 <= step < 2 ** 62 and _real_in(lr, 0.0, True, float("inf"), True)
             and _real_in(beta1, 0.0, False, 1.0, True) and _real_in(beta2, 0.0, False, 1.0, True)
             and _real_in(eps, 0.0, True, float("inf"), True)
             and _real_in(weight_decay, 0.0, False, float("inf"), True)):
         return False
-    p, g, m, v = <cnp.ndarray>param, <cnp.ndarray>grad, <cnp.ndarray>exp_avg, <cnp.ndarray>exp_avg_sq
-    if not (cnp.PyArray_ISWRITEABLE(p) and cnp.PyArray_ISWRITEABLE(m) and cnp.PyArray_ISWRITEABLE(v)):
-        return False
-    if not (_same_shape(p, g) and _same_shape(p, m) and _same_shape(p, v)):
-        return False
-    if not (_apart(p, g) and _apart(p, m) and _apart(p, v) and _apart(g, m) and _apart(g, v) and _apart(m, v)):
+    t = _update_typenum(param, grad, exp_avg, exp_avg_sq)
+    if t < 0:
         return False
     opt.kind = OPT_ADAMW if decoupled else OPT_ADAM
     opt.lr = <double>lr
@@ -651,15 +838,40 @@ def adam_update_plain(object param, object grad, object exp_avg, object exp_avg_
     opt.beta2 = <double>beta2
     opt.eps = <double>eps
     opt.step = <long>step - 1
-    n = cnp.PyArray_SIZE(p)
-    with nogil:
-        if t == cnp.NPY_FLOAT:
-            ok = _PLAIN.update_f(&opt, <float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(g),
-                                 <float*>cnp.PyArray_DATA(m), <float*>cnp.PyArray_DATA(v), n)
-        else:
-            ok = _PLAIN.update_d(&opt, <double*>cnp.PyArray_DATA(p), <const double*>cnp.PyArray_DATA(g),
-                                 <double*>cnp.PyArray_DATA(m), <double*>cnp.PyArray_DATA(v), n)
-    return ok
+    return _run_update(t, &opt, param, grad, exp_avg, exp_avg_sq)
+
+
+def sgd_momentum_update_plain(object param, object grad, object momentum_buffer, object lr, object momentum,
+                              object nesterov, object weight_decay):
+    """One step of SGD with momentum in place, as ops.sgd_momentum_update's converting
+    path computes it (update_kernel, see _run_update), for plain arrays of one
+    dtype and shape (param and the buffer writable; no two sharing memory),
+    Python floats lr in (0, inf), momentum in (0, 1) and weight_decay in
+    [0, inf), and a bool ``nesterov``. momentum 0 is handed back: the rule
+    then never reads the buffer, whose finiteness the converting path checks.
+    True when done; False hands the call back with nothing written (anything
+    else, or a new value that would not be finite: every non-finite input
+    makes one, and the converting path then refuses it by name)."""
+    cdef int t
+    cdef Opt opt
+    if not (nesterov is True or nesterov is False):
+        return False
+    if not (_real_in(lr, 0.0, True, float("inf"), True) and _real_in(momentum, 0.0, True, 1.0, True)
+            and _real_in(weight_decay, 0.0, False, float("inf"), True)):
+        return False
+    t = _update_typenum(param, grad, momentum_buffer, None)
+    if t < 0:
+        return False
+    opt.kind = OPT_SGD
+    opt.lr = <double>lr
+    opt.momentum = <double>momentum
+    opt.nesterov = nesterov is True
+    opt.weight_decay = <double>weight_decay
+    opt.beta1 = 0.9
+    opt.beta2 = 0.999
+    opt.eps = 1e-8
+    opt.step = 0
+    return _run_update(t, &opt, param, grad, momentum_buffer, None)
 
 
 cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noexcept:
@@ -695,13 +907,24 @@ cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexce
 
 def dense_forward_plain(object X, object W, object b):
     """X @ W + b as a new array, as dense_forward computes it, for plain finite X
-    (n, k), W (k, m) and b (m,) of one dtype (checked in one read-only pass
-    each: a product is O(n k m)); else None."""
+    (n, k), W (k, m) and b (m,) of one dtype; else None.
+
+    Finiteness: when the product calls BLAS, one read-only pass over each
+    input first (O(n k + k m) against the product's O(n k m); a BLAS may skip
+    the products of zeros, where inf * 0 would have been NaN). Otherwise
+    this module's loops compute every term of every output, so a non-finite
+    input makes an output non-finite (X[i, kk] all of row i, W[kk, j] and
+    b[j] all of column j; inf * 0 and inf - inf are NaN): one pass over the
+    n m outputs afterwards tells, and a non-finite output hands the call to
+    the converting path, which refuses the input by name or returns the
+    overflowed product. For one output (m = 1, a dot product per row) the
+    input pass would cost as much as the product itself."""
     cdef int t = _dense_typenum(X, W, b, 1)
     cdef cnp.ndarray x, w, bb, out
     cdef cnp.npy_intp dims[2]
+    cdef Py_ssize_t k
     cdef int rc = 0
-    cdef bint ok
+    cdef bint ok = True, inputs_first
     if t < 0:
         return None
     x, w, bb = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>b
@@ -709,17 +932,24 @@ def dense_forward_plain(object X, object W, object b):
         return None
     dims[0] = cnp.PyArray_DIM(x, 0)
     dims[1] = cnp.PyArray_DIM(w, 1)
+    k = cnp.PyArray_DIM(x, 1)
     out = cnp.PyArray_EMPTY(2, dims, t, 0)
-    ok = _inputs_finite(t, x, w, bb)
+    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1])
+    if inputs_first:
+        ok = _inputs_finite(t, x, w, bb)
     with nogil:
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_forward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                 <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
-                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+                                dims[0], k, dims[1])
+            if rc == 0 and not inputs_first:
+                ok = all_finite_kernel(<const float*>cnp.PyArray_DATA(out), dims[0] * dims[1])
         elif ok:
             rc = _dense_forward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                 <const double*>cnp.PyArray_DATA(bb), <double*>cnp.PyArray_DATA(out),
-                                dims[0], cnp.PyArray_DIM(x, 1), dims[1])
+                                dims[0], k, dims[1])
+            if rc == 0 and not inputs_first:
+                ok = all_finite_kernel(<const double*>cnp.PyArray_DATA(out), dims[0] * dims[1])
     return out if ok and rc == 0 else None
 
 

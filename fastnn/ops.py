@@ -9,14 +9,15 @@ without the GIL (large Dense products call a BLAS ``gemm``, see
 :mod:`fastnn._blas`). Read-only, strided, Fortran-ordered and byte-swapped
 arrays are accepted and give the same result as contiguous ones.
 
-The activations, the Dense layer, mse_loss/mse_grad, sgd_update and
-adam_update first try the compiled common case (``_ops.*_plain``): plain
+Every call first tries the compiled common case (``_ops.*_plain``): plain
 float32/float64 arrays are recognised from their flags, dtype and shape and
-checked for finiteness in the kernel's own pass (the activations, the MSE
-gradient), in one read-only pass before it (the Dense inputs, sgd_update),
-or in the update's read-only checking pass (adam_update); anything else (or
-a non-finite value) takes the validating path, once, which converts or
-refuses it by name. See docs/guide/kernels.rst.
+checked for finiteness in the kernel's own pass (the activations, the
+elementwise losses' gradients; the elementwise losses by the loss being
+finite), in one read-only pass before it (the Dense inputs, sgd_update, the
+cross-entropy's logits), or in the update's read-only checking pass
+(adam_update, sgd_momentum_update); anything else (or a non-finite value)
+takes the validating path, once, which converts or refuses it by name. See
+docs/guide/kernels.rst.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ from fastnn.validation import (
 _ops.set_blas(find_blas())
 
 _FN_RELU = _ops.FN_CODES["relu"]
+_LOSS_MSE, _LOSS_MAE, _LOSS_HUBER, _LOSS_BCE, _LOSS_POISSON = (
+    _ops.LOSS_CODES[kind] for kind in ("mse", "mae", "huber", "bce_with_logits", "poisson"))
 
 # The common case runs the checked activation loops of the walker build this
 # CPU runs best (the same loops compiled for AVX2 or AVX-512: the same bits).
@@ -494,7 +497,7 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         (the message names it); nothing is computed.
     """
     if sample_weight is None:
-        loss = _ops.mse_loss_plain(yhat, y)
+        loss = _ops.loss_plain(_LOSS_MSE, 0.0, yhat, y)
         if loss is not None:
             return loss
     return elementwise_loss("mse", yhat, y, sample_weight)
@@ -527,7 +530,7 @@ def mse_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         (the message names it); nothing is computed.
     """
     if sample_weight is None:
-        grad = _ops.mse_grad_plain(yhat, y)
+        grad = _ops.loss_grad_plain(_LOSS_MSE, 0.0, yhat, y)
         if grad is not None:
             return grad
     return elementwise_loss("mse", yhat, y, sample_weight, want_grad=True)
@@ -558,6 +561,10 @@ def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        loss = _ops.loss_plain(_LOSS_MAE, 0.0, yhat, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("mae", yhat, y, sample_weight)
 
 
@@ -587,6 +594,10 @@ def mae_grad(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        grad = _ops.loss_grad_plain(_LOSS_MAE, 0.0, yhat, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("mae", yhat, y, sample_weight, want_grad=True)
 
 
@@ -618,6 +629,10 @@ def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight:
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        loss = _ops.loss_plain(_LOSS_HUBER, delta, yhat, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("huber", yhat, y, sample_weight, param=delta)
 
 
@@ -649,6 +664,10 @@ def huber_grad(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight:
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        grad = _ops.loss_grad_plain(_LOSS_HUBER, delta, yhat, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("huber", yhat, y, sample_weight, param=delta, want_grad=True)
 
 
@@ -677,6 +696,10 @@ def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        loss = _ops.loss_plain(_LOSS_BCE, 0.0, logits, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
 
 
@@ -705,6 +728,10 @@ def bce_with_logits_grad(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        grad = _ops.loss_grad_plain(_LOSS_BCE, 0.0, logits, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, want_grad=True, name="logits")
 
 
@@ -734,6 +761,10 @@ def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value,
         or ``y`` has a negative value (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        loss = _ops.loss_plain(_LOSS_POISSON, 0.0, log_mean, y)
+        if loss is not None:
+            return loss
     return elementwise_loss("poisson", log_mean, y, sample_weight, name="log_mean")
 
 
@@ -763,10 +794,18 @@ def poisson_grad(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value,
         or ``y`` has a negative value (the message names it); nothing is computed.
     """
+    if sample_weight is None:
+        grad = _ops.loss_grad_plain(_LOSS_POISSON, 0.0, log_mean, y)
+        if grad is not None:
+            return grad
     return elementwise_loss("poisson", log_mean, y, sample_weight, want_grad=True, name="log_mean")
 
 
 def _cross_entropy(logits, labels, sample_weight, want_grad):
+    if sample_weight is None:
+        result = _ops.cross_entropy_plain(logits, labels, want_grad)
+        if result is not None:
+            return result
     dtype = _common_dtype(logits=logits)
     logits = check_array(logits, "logits", ndim=2, dtype=dtype, shape_hint="(n_samples, n_classes)")
     labels = check_labels(labels, "labels", logits.shape[0], logits.shape[1], dtype)
@@ -973,6 +1012,8 @@ def sgd_momentum_update(param: np.ndarray, grad: ArrayLike, momentum_buffer: np.
         If an argument has the wrong shape, a non-numeric dtype or a non-finite value
         (the message names it); nothing is computed.
     """
+    if _ops.sgd_momentum_update_plain(param, grad, momentum_buffer, lr, momentum, nesterov, weight_decay):
+        return
     lr = check_learning_rate(lr, "lr")
     momentum, nesterov, weight_decay = check_sgd_hyperparameters(momentum, nesterov, weight_decay)
     _in_place_update("sgd", param, grad, {"momentum_buffer": momentum_buffer}, lr=lr, momentum=momentum,

@@ -23,6 +23,14 @@ BACKWARD = {
 PARAM = {"relu": 0.0, "leaky_relu": 0.1, "tanh": 0.0, "sigmoid": 0.0}
 
 
+def _mse_grad_plain(yhat, y):
+    return _ops.loss_grad_plain(_ops.LOSS_CODES["mse"], 0.0, yhat, y)
+
+
+def _mse_loss_plain(yhat, y):
+    return _ops.loss_plain(_ops.LOSS_CODES["mse"], 0.0, yhat, y)
+
+
 def _not_plain(a):
     """The same values in a Fortran-ordered array (2-D and up) or a strided view
     (1-D): an argument the common case hands back to the validating path."""
@@ -194,7 +202,7 @@ def test_mse_grad_common_case_gives_the_validating_paths_bits(shape, dtype, rng)
     yhat = rng.normal(size=shape).astype(dtype)
     y = rng.normal(size=shape).astype(dtype)
     bits = np.uint32 if dtype == np.float32 else np.uint64
-    fast = _ops.mse_grad_plain(yhat, y)
+    fast = _mse_grad_plain(yhat, y)
     assert fast is not None and fast.shape == shape and fast.dtype == dtype
     np.testing.assert_array_equal(ops.mse_grad(yhat, y).view(bits), fast.view(bits))
     np.testing.assert_array_equal(ops.mse_grad(_not_plain(yhat), y).view(bits), fast.view(bits))
@@ -209,14 +217,14 @@ def test_mse_grad_common_case_refuses_non_finite_values_by_name(bad, dtype, rng)
         broken = array.copy()
         broken[17, 1] = bad
         args = (broken, y) if name == "yhat" else (yhat, broken)
-        assert _ops.mse_grad_plain(*args) is None
+        assert _mse_grad_plain(*args) is None
         with pytest.raises(ValueError, match=f"{name} must contain only finite values"):
             ops.mse_grad(*args)
 
 
 def test_mse_grad_hands_back_shapes_it_does_not_take(dtype):
-    assert _ops.mse_grad_plain(np.zeros((2, 2, 2), dtype), np.zeros((2, 2, 2), dtype)) is None
-    assert _ops.mse_grad_plain(np.zeros((3, 1), dtype), np.zeros(3, dtype)) is None
+    assert _mse_grad_plain(np.zeros((2, 2, 2), dtype), np.zeros((2, 2, 2), dtype)) is None
+    assert _mse_grad_plain(np.zeros((3, 1), dtype), np.zeros(3, dtype)) is None
     np.testing.assert_array_equal(ops.mse_grad(np.ones((3, 1), dtype), np.zeros(3, dtype)), np.full((3, 1), 2 / 3, dtype))
 
 
@@ -276,7 +284,7 @@ def test_sgd_update_hands_back_what_it_does_not_take(dtype):
 def test_mse_loss_common_case_gives_the_validating_paths_value(shape, dtype, rng):
     yhat = rng.normal(size=shape).astype(dtype)
     y = rng.normal(size=shape).astype(dtype)
-    fast = _ops.mse_loss_plain(yhat, y)
+    fast = _mse_loss_plain(yhat, y)
     assert type(fast) is float
     assert ops.mse_loss(yhat, y) == fast
     assert ops.mse_loss(_not_plain(yhat), y) == fast
@@ -291,7 +299,7 @@ def test_mse_loss_common_case_refuses_non_finite_values_by_name(bad, dtype, rng)
         broken = array.copy()
         broken[39, 2] = bad
         args = (broken, y) if name == "yhat" else (yhat, broken)
-        assert _ops.mse_loss_plain(*args) is None
+        assert _mse_loss_plain(*args) is None
         with pytest.raises(ValueError, match=f"{name} must contain only finite values"):
             ops.mse_loss(*args)
 
@@ -300,7 +308,7 @@ def test_mse_loss_that_overflows_goes_to_the_converting_path(dtype):
     big = np.finfo(dtype).max
     yhat = np.array([big, -big], dtype)
     y = np.array([-big, big], dtype)
-    assert _ops.mse_loss_plain(yhat, y) is None
+    assert _mse_loss_plain(yhat, y) is None
     assert ops.mse_loss(yhat, y) == np.inf
 
 
@@ -345,9 +353,17 @@ def test_dense_common_case_gives_the_converting_paths_bits(n, k, m, dtype, rng):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("which", ["X", "W", "b"])
-def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
-    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
-            "b": rng.normal(size=5).astype(dtype)}
+@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (64, 64, 32), (1, 1, 1)])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, n, k, m, zeros, dtype, rng):
+    """This module's loops (checked by their outputs) and BLAS (checked by the inputs
+    first), with zeros where a product of the bad value would be 0 * inf."""
+    args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
+            "b": rng.normal(size=m).astype(dtype)}
+    if zeros:
+        for name in ("X", "W"):
+            if name != which:
+                args[name][...] = 0
     args[which].flat[-1] = bad
     keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
@@ -366,6 +382,20 @@ def test_dense_backward_common_case_refuses_non_finite_values_by_name(bad, which
     assert _ops.dense_backward_plain(args["X"], args["W"], args["dY"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
         ops.dense_backward(args["X"], args["W"], args["dY"])
+
+
+@pytest.mark.parametrize("n,k,m", [(2, 3, 1), (9, 4, 5), (64, 64, 32)])
+def test_dense_forward_that_overflows_goes_to_the_converting_path(n, k, m, dtype):
+    big = np.finfo(dtype).max
+    X, W, b = np.full((n, k), big, dtype), np.full((k, m), 2.0, dtype), np.zeros(m, dtype)
+    expected = np.full((n, m), np.inf, dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    if (n, k, m) != (64, 64, 32):
+        assert fast is None     # this module's loops: the non-finite output hands the call back
+    if fast is not None:        # BLAS (when found): the finite inputs were checked first
+        np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(ops.dense_forward(X, W, b), expected)
+    np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b), expected)
 
 
 def test_dense_hands_back_what_it_does_not_take(dtype):
@@ -459,3 +489,381 @@ def test_adam_hands_back_what_it_does_not_take(dtype, rng):
         ops.adam_update(p, g, m, v, 1.0, 0.01)
     for a, b in zip((p, g, m, v), keep):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# The other elementwise losses, cross-entropy and SGD with momentum
+# ---------------------------------------------------------------------------
+
+# name: (loss, grad, the first argument's name, the common case's delta)
+ELEMENTWISE = {
+    "mse": (ops.mse_loss, ops.mse_grad, "yhat", 0.0),
+    "mae": (ops.mae_loss, ops.mae_grad, "yhat", 0.0),
+    "huber": (lambda a, y, **kw: ops.huber_loss(a, y, 0.5, **kw), lambda a, y, **kw: ops.huber_grad(a, y, 0.5, **kw),
+              "yhat", 0.5),
+    "bce_with_logits": (ops.bce_with_logits_loss, ops.bce_with_logits_grad, "logits", 0.0),
+    "poisson": (ops.poisson_loss, ops.poisson_grad, "log_mean", 0.0),
+}
+
+
+def _reference_pair(name):
+    from fastnn import reference
+
+    if name == "huber":
+        return (lambda a, y: reference.huber_loss(a, y, 0.5)), (lambda a, y: reference.huber_grad(a, y, 0.5))
+    return getattr(reference, f"{name}_loss"), getattr(reference, f"{name}_grad")
+
+
+def _loss_inputs(name, shape, dtype, rng):
+    """A prediction and a target for the loss ``name``, with the points where its
+    rule changes branch: d == 0 (MAE), |d| == delta (Huber), y == 0 (Poisson)."""
+    a = (rng.normal(size=shape) * 2).astype(dtype)
+    if name == "bce_with_logits":
+        y = rng.uniform(0, 1, size=shape).astype(dtype)
+        y.flat[::3] = 1.0
+    elif name == "poisson":
+        y = rng.poisson(2.0, size=shape).astype(dtype)
+        y.flat[0] = 0.0
+    else:
+        y = rng.normal(size=shape).astype(dtype)
+        y.flat[0] = a.flat[0]                         # d == 0
+        if a.size > 1:
+            a.flat[-1], y.flat[-1] = 1.0, 0.5         # d == delta, exactly
+    return a, y
+
+
+def _code(name):
+    return _ops.LOSS_CODES[name]
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 1), (5, 3), (300, 2), (1001,)])
+def test_elementwise_loss_common_case_gives_the_converting_paths_bits(name, shape, dtype, rng):
+    loss, grad, _, delta = ELEMENTWISE[name]
+    a, y = _loss_inputs(name, shape, dtype, rng)
+    bits = _bits(dtype)
+    fast_grad = _ops.loss_grad_plain(_code(name), delta, a, y)
+    assert fast_grad is not None and fast_grad.shape == shape and fast_grad.dtype == dtype
+    fast_loss = _ops.loss_plain(_code(name), delta, a, y)
+    assert type(fast_loss) is float
+    # the public call (the common case) and the converting path (a strided or Fortran copy)
+    np.testing.assert_array_equal(grad(a, y).view(bits), fast_grad.view(bits))
+    np.testing.assert_array_equal(grad(_not_plain(a), y).view(bits), fast_grad.view(bits))
+    np.testing.assert_array_equal(grad(a, y, sample_weight=np.ones(shape[0])).view(bits), fast_grad.view(bits))
+    assert loss(a, y) == fast_loss
+    assert loss(_not_plain(a), _not_plain(y)) == fast_loss
+    assert loss(a, y, sample_weight=np.ones(shape[0])) == pytest.approx(fast_loss, rel=1e-14)
+    # and the NumPy twin
+    ref_loss, ref_grad = _reference_pair(name)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast_grad, ref_grad(a, y), rtol=tol, atol=tol / a.size)
+    assert fast_loss == pytest.approx(ref_loss(a, y), rel=tol, abs=tol)
+
+
+class _Sub2(np.ndarray):
+    pass
+
+
+def _not_plain_cases(a):
+    """The values of a 2-D array ``a`` in arguments the common case hands back."""
+    other = np.float64 if a.dtype == np.float32 else np.float32
+    read_only_strided = np.repeat(a, 2, axis=1)[:, ::2]
+    read_only_strided.flags.writeable = False
+    return {
+        "strided": np.repeat(a, 2, axis=1)[:, ::2],
+        "read-only strided": read_only_strided,
+        "Fortran": np.asfortranarray(a),
+        "byte-swapped": a.astype(a.dtype.newbyteorder()),
+        "other dtype": a.astype(other),
+        "float16": a.astype(np.float16),
+        "list": a.tolist(),
+        "subclass": a.view(_Sub2),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_loss_uncommon_arguments_take_the_converting_path(name, dtype, rng):
+    loss, grad, _, delta = ELEMENTWISE[name]
+    a, y = _loss_inputs(name, (12, 3), dtype, rng)
+    a.flags.writeable = False                 # read-only and plain: still the common case
+    expected_grad = grad(a, y)
+    expected_loss = loss(a, y)
+    assert _ops.loss_plain(_code(name), delta, a, y) == expected_loss
+    for case, arg in _not_plain_cases(a).items():
+        assert _ops.loss_plain(_code(name), delta, arg, y) is None, case
+        assert _ops.loss_grad_plain(_code(name), delta, y, arg) is None, case
+        got = grad(arg, y)
+        if got.dtype != dtype or case in ("other dtype", "float16"):
+            # other values (rounded to float32 or float16) or another computing dtype (a list
+            # with float32 y computes in float64): the same bits as the common case on the
+            # values converted once
+            converted = (np.asarray(arg, dtype=got.dtype), y.astype(got.dtype))
+            np.testing.assert_array_equal(got, grad(*converted), err_msg=case)
+            assert loss(arg, y) == loss(*converted), case
+            continue
+        np.testing.assert_array_equal(got, expected_grad, err_msg=case)
+        assert loss(arg, y) == expected_loss, case
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", ["prediction", "y"])
+def test_elementwise_loss_common_case_refuses_non_finite_values_by_name(name, bad, which, dtype, rng):
+    loss, grad, first, delta = ELEMENTWISE[name]
+    a, y = _loss_inputs(name, (40, 3), dtype, rng)
+    broken = (a if which == "prediction" else y).copy()
+    broken[39, 2] = bad
+    args = (broken, y) if which == "prediction" else (a, broken)
+    keep = [arg.copy() for arg in args]
+    assert _ops.loss_plain(_code(name), delta, *args) is None
+    assert _ops.loss_grad_plain(_code(name), delta, *args) is None
+    label = first if which == "prediction" else "y"
+    for call in (loss, grad):
+        with pytest.raises(ValueError, match=f"{label} must contain only finite values"):
+            call(*args)
+    for arg, kept in zip(args, keep):
+        np.testing.assert_array_equal(arg, kept)
+
+
+def test_poisson_common_case_refuses_a_negative_count_by_name(dtype, rng):
+    log_mean, y = _loss_inputs("poisson", (20, 2), dtype, rng)
+    y[7, 1] = -1.0
+    code = _code("poisson")
+    assert _ops.loss_plain(code, 0.0, log_mean, y) is None
+    assert _ops.loss_grad_plain(code, 0.0, log_mean, y) is None
+    for call in (ops.poisson_loss, ops.poisson_grad):
+        with pytest.raises(ValueError, match="y must be non-negative for the Poisson loss"):
+            call(log_mean, y)
+
+
+def test_huber_delta_the_common_case_does_not_take_goes_to_the_converting_path(dtype, rng):
+    yhat, y = _loss_inputs("huber", (9, 2), dtype, rng)
+    code = _code("huber")
+    expected = ops.huber_grad(yhat, y, 0.5)
+    for delta in (np.float64(0.5), np.float32(0.5)):
+        assert _ops.loss_grad_plain(code, delta, yhat, y) is None
+        np.testing.assert_array_equal(ops.huber_grad(yhat, y, delta), expected)
+    assert _ops.loss_plain(code, 1, yhat, y) is None
+    assert ops.huber_loss(yhat, y, 1) == ops.huber_loss(yhat, y, 1.0)
+    for delta in (0.0, -1.0, float("nan"), float("inf")):
+        assert _ops.loss_plain(code, delta, yhat, y) is None
+        assert _ops.loss_grad_plain(code, delta, yhat, y) is None
+        with pytest.raises(ValueError, match="delta"):
+            ops.huber_loss(yhat, y, delta)
+    assert _ops.loss_plain(_ops.LOSS_CODES["cross_entropy"], 0.0, yhat, y) is None
+    assert _ops.loss_grad_plain(99, 0.0, yhat, y) is None
+
+
+def test_an_elementwise_loss_that_overflows_goes_to_the_converting_path(dtype):
+    big = np.finfo(dtype).max
+    yhat, y = np.array([big, -big], dtype), np.array([-big, big], dtype)
+    assert _ops.loss_plain(_code("mae"), 0.0, yhat, y) is None
+    assert ops.mae_loss(yhat, y) == np.inf
+    # the gradient of the same inputs is finite, and the common case gives it
+    np.testing.assert_array_equal(ops.mae_grad(yhat, y), np.array([0.5, -0.5], dtype))
+
+
+def _ce_inputs(shape, dtype, rng, label_dtype=np.int64):
+    logits = (rng.normal(size=shape) * 3).astype(dtype)
+    labels = rng.integers(0, shape[1], size=shape[0]).astype(label_dtype)
+    return logits, labels
+
+
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (64, 10), (7, 2), (300, 5)])
+def test_cross_entropy_common_case_gives_the_converting_paths_bits(shape, label_dtype, dtype, rng):
+    from fastnn import reference
+
+    logits, labels = _ce_inputs(shape, dtype, rng, label_dtype)
+    bits = _bits(dtype)
+    fast_grad = _ops.cross_entropy_plain(logits, labels, True)
+    fast_loss = _ops.cross_entropy_plain(logits, labels, False)
+    assert fast_grad is not None and fast_grad.shape == shape and fast_grad.dtype == dtype
+    assert type(fast_loss) is float
+    np.testing.assert_array_equal(ops.cross_entropy_grad(logits, labels).view(bits), fast_grad.view(bits))
+    assert ops.cross_entropy_loss(logits, labels) == fast_loss
+    # the converting path: Fortran logits, labels as a list or as floats
+    for args in ((np.asfortranarray(logits), labels), (logits, labels.tolist()), (logits, labels.astype(dtype))):
+        np.testing.assert_array_equal(ops.cross_entropy_grad(*args).view(bits), fast_grad.view(bits))
+        assert ops.cross_entropy_loss(*args) == fast_loss
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast_grad, reference.cross_entropy_grad(logits, labels), rtol=tol, atol=tol)
+    assert fast_loss == pytest.approx(reference.cross_entropy_loss(logits, labels), rel=tol, abs=tol)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("at_label", [False, True])
+def test_cross_entropy_common_case_refuses_non_finite_logits_by_name(bad, at_label, dtype, rng):
+    logits, labels = _ce_inputs((30, 4), dtype, rng)
+    labels[11] = 2
+    logits[11, 2 if at_label else 0] = bad    # -inf away from the label leaves loss and gradient finite
+    keep = logits.copy()
+    assert _ops.cross_entropy_plain(logits, labels, False) is None
+    assert _ops.cross_entropy_plain(logits, labels, True) is None
+    for call in (ops.cross_entropy_loss, ops.cross_entropy_grad):
+        with pytest.raises(ValueError, match="logits must contain only finite values"):
+            call(logits, labels)
+    np.testing.assert_array_equal(logits, keep)
+
+
+@pytest.mark.parametrize("label", [-1, 4, 2 ** 40])
+def test_cross_entropy_common_case_refuses_labels_out_of_range_by_name(label, dtype, rng):
+    logits, labels = _ce_inputs((30, 4), dtype, rng)
+    labels[29] = label
+    for want_grad in (False, True):
+        assert _ops.cross_entropy_plain(logits, labels, want_grad) is None
+    for call in (ops.cross_entropy_loss, ops.cross_entropy_grad):
+        with pytest.raises(ValueError, match=r"labels must hold class indices in \[0, 4\)"):
+            call(logits, labels)
+
+
+def test_cross_entropy_hands_back_what_it_does_not_take(dtype, rng):
+    logits, labels = _ce_inputs((12, 3), dtype, rng)
+    expected = ops.cross_entropy_grad(logits, labels)
+    swapped = labels.astype(labels.dtype.newbyteorder())
+    for case, arg in _not_plain_cases(logits).items():
+        if case == "other dtype":
+            continue            # plain logits of the other float type: the common case in that type
+        assert _ops.cross_entropy_plain(arg, labels, True) is None, case
+        got = ops.cross_entropy_grad(arg, labels)
+        if got.dtype == dtype and case != "float16":
+            np.testing.assert_array_equal(got, expected, err_msg=case)
+    for arg in (labels.astype(np.uint8), labels.astype(np.int16), labels.astype(dtype), labels.reshape(-1, 1),
+                np.repeat(labels, 2)[::2], swapped, labels[:-1], labels.tolist()):
+        assert _ops.cross_entropy_plain(logits, arg, True) is None
+        if len(arg) == 12:
+            np.testing.assert_array_equal(ops.cross_entropy_grad(logits, arg), expected)
+    with pytest.raises(ValueError, match="labels must have one label per sample"):
+        ops.cross_entropy_grad(logits, labels[:-1])
+    assert _ops.cross_entropy_plain(logits.reshape(-1), np.zeros(36, np.int64), True) is None
+    with pytest.raises(TypeError, match="labels must hold integer class indices"):
+        ops.cross_entropy_loss(logits, labels.astype(bool))
+
+
+def _momentum_state(rng, dtype, shape=(33, 7)):
+    return [rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype),
+            (rng.normal(size=shape) * 0.1).astype(dtype)]
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (33, 7), (1000,)])
+def test_sgd_momentum_common_case_gives_the_converting_paths_bits(nesterov, weight_decay, shape, dtype, rng):
+    from fastnn import reference
+
+    fast = _momentum_state(rng, dtype, shape)
+    slow = [a.copy() for a in fast]
+    ref = [a.copy() for a in fast]
+    assert _ops.sgd_momentum_update_plain(fast[0], fast[1], fast[2], 0.05, 0.9, nesterov, weight_decay)
+    # a list gradient: the converting path
+    ops.sgd_momentum_update(slow[0], slow[1].tolist(), slow[2], 0.05, 0.9, nesterov, weight_decay)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a.view(_bits(dtype)), b.view(_bits(dtype)))
+    public = [a.copy() for a in ref]
+    ops.sgd_momentum_update(public[0], public[1], public[2], 0.05, 0.9, nesterov, weight_decay)
+    for a, b in zip(fast, public):
+        np.testing.assert_array_equal(a.view(_bits(dtype)), b.view(_bits(dtype)))
+    reference.sgd_momentum_update(ref[0], ref[1], ref[2], 0.05, 0.9, nesterov, weight_decay)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in zip(fast, ref):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("layout", ["strided", "Fortran", "byte-swapped", "read-only grad"])
+def test_sgd_momentum_uncommon_layouts_take_the_converting_path(layout, dtype, rng):
+    p, g, m = _momentum_state(rng, dtype, (8, 6))
+    expected = [p.copy(), g.copy(), m.copy()]
+    ops.sgd_momentum_update(expected[0], expected[1], expected[2], 0.1, 0.5)
+    if layout == "strided":
+        room = np.zeros((8, 12), dtype)
+        room[:, ::2] = p
+        p = room[:, ::2]
+    elif layout == "Fortran":
+        m = np.asfortranarray(m)
+    elif layout == "byte-swapped":
+        # the buffer must have param's dtype, byte order included
+        p, m = p.astype(p.dtype.newbyteorder()), m.astype(m.dtype.newbyteorder())
+    else:
+        g.flags.writeable = False
+    if layout != "read-only grad":
+        assert not _ops.sgd_momentum_update_plain(p, g, m, 0.1, 0.5, False, 0.0)
+    ops.sgd_momentum_update(p, g, m, 0.1, 0.5)
+    np.testing.assert_array_equal(p, expected[0])
+    np.testing.assert_array_equal(m, expected[2])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_sgd_momentum_common_case_writes_nothing_when_a_value_is_not_finite(bad, which, dtype, rng):
+    state = _momentum_state(rng, dtype)
+    state[which].flat[5] = bad
+    keep = [a.copy() for a in state]
+    assert not _ops.sgd_momentum_update_plain(*state, 0.01, 0.9, False, 0.0)
+    name = ["param", "grad", "momentum_buffer"][which]
+    with pytest.raises(ValueError, match=f"{name} must contain only finite values"):
+        ops.sgd_momentum_update(*state, 0.01, 0.9)
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sgd_momentum_an_update_that_overflows_changes_nothing(dtype):
+    big = np.finfo(dtype).max
+    state = [np.full(4, -big, dtype), np.full(4, 1.0, dtype), np.zeros(4, dtype)]
+    keep = [a.copy() for a in state]
+    assert not _ops.sgd_momentum_update_plain(*state, float(big) / 4, 0.9, False, 0.0)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        ops.sgd_momentum_update(*state, float(big) / 4, 0.9)
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sgd_momentum_hands_back_what_it_does_not_take(dtype, rng):
+    p, g, m = _momentum_state(rng, dtype)
+    read_only = m.copy()
+    read_only.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    good = (0.1, 0.9, False, 0.0)
+    for arrays in ((p, g, read_only), (p, g.astype(other), m), (p, g, m[:, :3]), (p, g, p), (p, p, m),
+                   (p, np.asfortranarray(g), m), (p, g, m.tolist())):
+        assert not _ops.sgd_momentum_update_plain(*arrays, *good)
+    for i, value in ((0, 1), (0, 0.0), (0, float("inf")), (1, 0.0), (1, 1.0), (1, np.float64(0.9)), (2, 1),
+                     (2, None), (3, -0.1), (3, float("nan"))):
+        hyper = list(good)
+        hyper[i] = value
+        assert not _ops.sgd_momentum_update_plain(p, g, m, *hyper)
+    keep = [a.copy() for a in (p, g, m)]
+    with pytest.raises(ValueError, match="momentum"):
+        ops.sgd_momentum_update(p, g, m, 0.1, 1.0)
+    with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
+        ops.sgd_momentum_update(p, g, m, 0.1, 0.0, nesterov=True)
+    with pytest.raises(ValueError, match="momentum_buffer must be writable"):
+        ops.sgd_momentum_update(p, g, read_only, 0.1, 0.9)
+    for a, b in zip((p, g, m), keep):
+        np.testing.assert_array_equal(a, b)
+    # momentum 0: the buffer is not read, and the converting path still checks it
+    broken = m.copy()
+    broken.flat[0] = np.nan
+    with pytest.raises(ValueError, match="momentum_buffer must contain only finite values"):
+        ops.sgd_momentum_update(p, g, broken, 0.1, 0.0)
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise_grad_keeps_signed_zeros_and_hands_back_an_overflow(name, dtype):
+    """The common case carries the inputs' finiteness into the gradient as g - (+0):
+    the bits of every finite g, -0 included, stay those of the converting path."""
+    _, grad, _, delta = ELEMENTWISE[name]
+    a = np.array([-0.0, 0.0, -0.0, 1.0, -3.0, 0.5], dtype)
+    y = np.array([0.0, -0.0, -0.0, 1.0, 0.0, 0.5], dtype)
+    fast = _ops.loss_grad_plain(_code(name), delta, a, y)
+    slow = grad(_not_plain(a), _not_plain(y))
+    np.testing.assert_array_equal(fast.view(_bits(dtype)), slow.view(_bits(dtype)))
+    if name == "mse":
+        assert np.signbit(fast[0]) and not np.signbit(fast[1])     # (-0 - 0) and (0 - -0)
+    big = np.finfo(dtype).max
+    huge = np.array([big, 1.0], dtype)
+    if name in ("mse", "poisson"):      # 2 * (big - -big) / 2 and exp(big) overflow
+        other = np.array([-big, 1.0], dtype) if name == "mse" else np.array([1.0, 1.0], dtype)
+        assert _ops.loss_grad_plain(_code(name), delta, huge, other) is None
+        expected = grad(_not_plain(huge), _not_plain(other))
+        assert np.isinf(expected[0])
+        np.testing.assert_array_equal(grad(huge, other), expected)
