@@ -505,18 +505,23 @@ class Ensemble:
         n_members, n_samples = len(self), run.data.n_samples
         per_epoch = run.early_stopping or run.data.X_val[0] is not None or run.every > 0
         block = 1 if per_epoch else run.epochs
-        if run.shuffle:     # the orders drawn ahead: at most _MAX_ORDER_ENTRIES at a time
+        # Members with streams of their own draw each epoch's order in the compiled loop (the numbers
+        # rng.permutation(n) gives); one stream shared by the members is drawn here, ahead, at most
+        # _MAX_ORDER_ENTRIES at a time.
+        own = run.shuffle and len(run.streams) > 1 and len({id(rng) for rng in run.streams}) == len(run.streams)
+        rngs = run.streams if own else [None] * n_members
+        if run.shuffle and not own:
             block = max(1, min(block, _MAX_ORDER_ENTRIES // max(1, len(run.streams) * n_samples)))
         active, diverged, epoch = list(range(n_members)), [], 1
         while epoch <= run.epochs and active:
             n_epochs = min(block, run.epochs - epoch + 1)
             orders = None
-            if run.shuffle:
+            if run.shuffle and not own:
                 drawn = [np.stack([rng.permutation(n_samples) for _ in range(n_epochs)]) for rng in run.streams]
                 orders = [drawn[run.stream_of[k]] for k in range(n_members)]
             start = time.perf_counter()
-            losses, status, epochs_done = self._train(active, updates, run.data, orders, run.batch_size, run.loss,
-                                                      n_epochs, run.n_jobs)
+            losses, status, epochs_done = self._train(active, updates, run.data, orders, rngs, run.batch_size,
+                                                      run.loss, n_epochs, run.n_jobs)
             epoch_time = (time.perf_counter() - start) / n_epochs
             still = []
             for i, k in enumerate(active):
@@ -561,8 +566,8 @@ class Ensemble:
             still.append(k)
         return still
 
-    def _train(self, active: list, updates: list, data: _MemberData, orders, batch_size: int, loss: Loss,
-               n_epochs: int, n_jobs: int) -> tuple:
+    def _train(self, active: list, updates: list, data: _MemberData, orders, rngs: list, batch_size: int,
+               loss: Loss, n_epochs: int, n_jobs: int) -> tuple:
         """``n_epochs`` epochs of the members ``active``, in ``n_jobs`` threads (contiguous shares):
         per active member its losses (n_epochs), status and epochs completed."""
         n_active = len(active)
@@ -576,11 +581,12 @@ class Ensemble:
         ys = [data.y[k] for k in active]
         ws = [data.w[k] for k in active]
         ords = [None] * n_active if orders is None else [orders[k] for k in active]
+        gens = [rngs[k] for k in active]
         train = self._walker.train_members
 
         def share(lo: int, hi: int) -> None:
-            train(nets[lo:hi], ups[lo:hi], Xs[lo:hi], ys[lo:hi], ws[lo:hi], ords[lo:hi], batch_size, loss.kind,
-                  loss.param, n_epochs, losses[lo:hi], status[lo:hi], epochs_done[lo:hi], done[lo:hi])
+            train(nets[lo:hi], ups[lo:hi], Xs[lo:hi], ys[lo:hi], ws[lo:hi], ords[lo:hi], gens[lo:hi], batch_size,
+                  loss.kind, loss.param, n_epochs, losses[lo:hi], status[lo:hi], epochs_done[lo:hi], done[lo:hi])
 
         n_threads = min(n_jobs, n_active)
         bounds = [n_active * t // n_threads for t in range(n_threads + 1)]
