@@ -1259,8 +1259,9 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
     cdef MemberC* m
     cdef const Py_ssize_t[:, ::1] rows
     cdef int st
-    cdef Py_ssize_t max_n = 0
+    cdef Py_ssize_t max_n = 0, work_bytes = 0
     cdef Py_ssize_t* order_buf = NULL
+    cdef char* work_buf = NULL
     if not (len(updates) == len(Xs) == len(ys) == len(ws) == len(orders) == len(rngs) == n_members):
         raise ValueError("networks, updates, Xs, ys, ws, orders and rngs must have one entry per member")
     if (losses.shape[0] != n_members or losses.shape[1] < epochs or status.shape[0] != n_members
@@ -1307,8 +1308,17 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
             m.call.X = cnp.PyArray_DATA(X)
             m.call.y = cnp.PyArray_DATA(y)
             m.call.w = NULL if w is None else cnp.PyArray_DATA(w)
-            m.call.work = net._workspace(min(batch_size, n))
+            # One workspace for every member of this call (they run one after the other), sized
+            # for the widest: an ensemble of many members needs no workspace per member.
+            work_bytes = max(work_bytes, min(batch_size, n) * _work_per_sample(&net.net)
+                             * (8 if net.net.is_double else 4))
             m.call.done = 0
+        work_buf = <char*>malloc(work_bytes + 64)
+        if work_buf == NULL:
+            raise MemoryError()
+        for k in range(n_members):
+            # 64-byte aligned, as Network._workspace aligns its own
+            members[k].call.work = work_buf + (-<size_t>work_buf) % 64
         if max_n > 0:
             order_buf = <Py_ssize_t*>malloc(max_n * sizeof(Py_ssize_t))
             if order_buf == NULL:
@@ -1333,6 +1343,7 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                     losses[k, e] = m.call.loss_value
                     epochs_done[k] = e + 1
     finally:
+        free(work_buf)
         free(order_buf)
         free(members)
 
@@ -1350,7 +1361,8 @@ def predict_members(list networks, list Xs, out):
     cdef MemberC* m
     cdef int st = OK_
     cdef char* base
-    cdef Py_ssize_t stride
+    cdef char* work_buf = NULL
+    cdef Py_ssize_t stride, work_bytes = 0
     if len(Xs) != n_members:
         raise ValueError("networks and Xs must have one entry per member")
     if n_members == 0:
@@ -1380,12 +1392,19 @@ def predict_members(list networks, list Xs, out):
             m.call.params = cnp.PyArray_DATA(net.params)
             m.call.X = cnp.PyArray_DATA(X)
             m.call.out = base + k * stride
-            m.call.work = net._workspace(m.call.batch_size)
+            work_bytes = max(work_bytes, m.call.batch_size * _work_per_sample(&net.net)
+                             * (8 if net.net.is_double else 4))
+        work_buf = <char*>malloc(work_bytes + 64)       # one workspace, as in train_members
+        if work_buf == NULL:
+            raise MemoryError()
+        for k in range(n_members):
+            members[k].call.work = work_buf + (-<size_t>work_buf) % 64
         with nogil:
             for k in range(n_members):
                 if _run(members[k].net, &members[k].call) != OK_:
                     st = BAD_INPUT_
                     break
     finally:
+        free(work_buf)
         free(members)
     return int(st)

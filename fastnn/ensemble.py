@@ -30,6 +30,7 @@ import copy
 import numbers
 import os
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -238,6 +239,7 @@ class Ensemble:
         """Allocate the stacked buffers and build member k on row k (its layers' values copied in)."""
         n_params = sum(layer.n_parameters for layer in member_layers[0] if isinstance(layer, Dense))
         n_members = len(member_layers)
+        self._lock = threading.RLock()      # one fit, predict or copy at a time
         self._dtype = dtype
         self._params = np.empty((n_members, n_params), dtype=dtype)
         self._grads = np.zeros((n_members, n_params), dtype=dtype)
@@ -259,12 +261,9 @@ class Ensemble:
 
     def __getitem__(self, k) -> Sequential:
         """A :class:`~fastnn.Sequential` copy of member ``k`` (negative k counts from the end)."""
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"an ensemble is indexed by an int, got {describe(k)}")
-        n = len(self._members)
-        if not -n <= k < n:
-            raise IndexError(f"member index {k} out of range for an ensemble of {n} members")
-        return copy.deepcopy(self._members[int(k)])
+        member = self._members[self._index(k)]
+        with self._lock:
+            return copy.deepcopy(member)
 
     @property
     def members(self) -> list:
@@ -301,7 +300,8 @@ class Ensemble:
 
     def get_parameters(self) -> np.ndarray:
         """A copy of every member's parameters, shape (K, P): row k is ``ens[k].get_parameters()``."""
-        return self._params.copy()
+        with self._lock:
+            return self._params.copy()
 
     def set_parameters(self, values) -> None:
         """Overwrite every member's parameters from a (K, P) array laid out as :meth:`get_parameters`.
@@ -318,7 +318,8 @@ class Ensemble:
         values = check_array(values, "values", ndim=2, dtype=self._dtype, shape_hint="(n_members, n_parameters)")
         if values.shape != self._params.shape:
             raise ValueError(f"values must have shape {self._params.shape}, got {values.shape}")
-        self._params[...] = values
+        with self._lock:
+            self._params[...] = values
 
     def __repr__(self) -> str:
         arch = ", ".join(repr(layer) for layer in self._members[0].layers)
@@ -352,7 +353,8 @@ class Ensemble:
         X = self._members[0]._check_X(X)
         out = np.empty((len(self), X.shape[0], self.out_features), dtype=self._dtype)
         nets = [member._net for member in self._members]
-        status = self._walker.predict_members(nets, [X] * len(nets), out)
+        with self._lock:
+            status = self._walker.predict_members(nets, [X] * len(nets), out)
         if status != self._walker.OK:       # pragma: no cover - a checked X is finite
             raise ValueError("X must contain only finite values, got NaN or infinity")
         return _reduced(out, reduce)
@@ -465,6 +467,11 @@ class Ensemble:
         run = self._check_fit(X, y, loss, optimizer, epochs, batch_size, shuffle, seed, sample_weight,
                               validation_data, early_stopping, patience, min_delta, verbose, n_jobs)
         # Everything is checked: nothing below raises for the caller's input.
+        with self._lock:
+            return self._fit_checked(run)
+
+    def _fit_checked(self, run: _FitRun) -> list:
+        """fit, its arguments checked: train, restore the early-stopped members' best epochs, warn."""
         updates = self._updates_for(run.optimizers)
         histories = [MemberHistory() for _ in range(len(self))]
         stoppers = ([EarlyStopping(member.get_parameters, run.patience, run.min_delta) for member in self._members]
@@ -754,12 +761,13 @@ class Ensemble:
     # -- copying, pickling, saving ------------------------------------------------
 
     def __getstate__(self):
-        states = []
-        for member in self._members:
-            states.append([(opt, member.optimizer_state(opt)) for opt in list(member._updates.keys())
-                           if opt.state_names])
-        return {"layers": [member.layers for member in self._members], "dtype": self._dtype.name,
-                "params": self._params.copy(), "grads": self._grads.copy(), "optimizer_states": states}
+        # Each optimizer state travels with its optimizer (as Sequential's do), all taken under the
+        # lock: a copy made while another thread trains holds the state between two fits.
+        with self._lock:
+            states = [[(opt, member.optimizer_state(opt)) for opt in list(member._updates.keys()) if opt.state_names]
+                      for member in self._members]
+            return {"layers": [member.layers for member in self._members], "dtype": self._dtype.name,
+                    "params": self._params.copy(), "grads": self._grads.copy(), "optimizer_states": states}
 
     def __setstate__(self, state):
         member_layers = [[_fresh_layer(layer, None) for layer in layers] for layers in state["layers"]]
