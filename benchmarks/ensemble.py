@@ -30,6 +30,11 @@ and scaled to K).
 Memory: the peak (``tracemalloc``, which NumPy reports its buffers to) of
 building an ensemble of 10,000 members of 1-16-1 and training it one epoch
 on 256 shared samples, beside the size of its stacked buffers.
+
+A *control* per scenario (``control_speedup``) times SHA-256 of 1 MiB, which
+holds no GIL, in two threads against one after the other: the parallelism
+the machine gives at that moment (2.0 on two free cores), to read the
+``n_jobs`` column against.
 """
 
 from __future__ import annotations
@@ -216,6 +221,31 @@ def peak_memory(n_members: int = 10_000, n_samples: int = 256) -> dict:
             "stacked_buffers_mb": stacked / 2**20, "per_member_kb": built[1] / n_members / 1024}
 
 
+def control_speedup(repeat: int = 3, rounds: int = 40) -> float:
+    """How much parallelism the machine gives now: SHA-256 of 1 MiB (no GIL held) ``rounds`` times
+    twice, in two threads against one after the other (2.0: two free cores)."""
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = b"\x5a" * (1 << 20)
+
+    def work(_=None):
+        for _ in range(rounds):
+            hashlib.sha256(data).digest()
+
+    ratios = []
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        work()
+        work()
+        serial = time.perf_counter() - begin
+        begin = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(work, range(2)))
+        ratios.append(serial / (time.perf_counter() - begin))
+    return statistics.median(ratios)
+
+
 def run(scenario: Scenario, repeat: int, others: bool) -> dict:
     ens = make_ensemble(scenario)
     start = ens.get_parameters()
@@ -228,7 +258,8 @@ def run(scenario: Scenario, repeat: int, others: bool) -> dict:
         times["ensemble_1_s"].append(fit_ensemble(ens, start, scenario, X, y, 1))
         times["ensemble_s"].append(fit_ensemble(ens, start, scenario, X, y, None))
     same = all(np.array_equal(model.get_parameters(), row) for model, row in zip(models, ens.get_parameters()))
-    row = {"scenario": scenario.name, "title": scenario.title, "n_jobs": cores, "same_parameters": same}
+    row = {"scenario": scenario.name, "title": scenario.title, "n_jobs": cores, "same_parameters": same,
+           "control_speedup": control_speedup()}
     row.update({key: statistics.median(values) for key, values in times.items()})
     row["speedup_1"] = row["loop_s"] / row["ensemble_1_s"]
     row["speedup"] = row["loop_s"] / row["ensemble_s"]
@@ -307,7 +338,8 @@ def main(argv=None) -> int:
         for key, label in (("torch_vmap_s", "PyTorch vmap"), ("sklearn_loop_s", "scikit-learn loop")):
             if row.get(key) is not None:
                 print(f"  {label:22} {row[key] * 1e3:9.1f} ms  (Ensemble {row[key] / row['ensemble_s']:.1f}x faster)")
-        print(f"  same parameters as the loop: {row['same_parameters']}")
+        print(f"  same parameters as the loop: {row['same_parameters']}; the machine's parallelism now "
+              f"(two threads of SHA-256 against one): {row['control_speedup']:.2f}x")
     memory = peak_memory(args.memory_members)
     print(f"{memory['n_members']} members of 1-16-1: peak {memory['build_peak_mb']:.1f} MB to build, "
           f"{memory['fit_peak_mb']:.1f} MB during one epoch (stacked parameters and gradients "

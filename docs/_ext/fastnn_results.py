@@ -105,6 +105,7 @@ TABLES = {
         ("speed-up, all cores", lambda r: _fixed(r.get("speedup"))),
         ("vs PyTorch vmap", lambda r: _ratio(r.get("torch_vmap_s"), r.get("ensemble_s"))),
         ("vs scikit-learn loop", lambda r: _ratio(r.get("sklearn_loop_s"), r.get("ensemble_s"))),
+        ("control: 2 threads / 1", lambda r: _fixed(r.get("control_speedup"))),
     ],
     ("ensemble", "memory"): [
         ("members", lambda r: r.get("n_members")),
