@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import operator
 import os
 import sys
 import threading
@@ -753,10 +754,10 @@ class Ensemble:
     def _index(self, k) -> int:
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
             raise TypeError(f"an ensemble is indexed by an int, got {describe(k)}")
-        n = len(self._members)
-        if not -n <= k < n:
-            raise IndexError(f"member index {k} out of range for an ensemble of {n} members")
-        return int(k) % n
+        index, n = operator.index(k), len(self._members)
+        if not -n <= index < n:
+            raise IndexError(f"member index {index} out of range for an ensemble of {n} members")
+        return index % n
 
     # -- copying, pickling, saving ------------------------------------------------
 
