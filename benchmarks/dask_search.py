@@ -145,6 +145,9 @@ def parse(argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse(argv)
+    # The short max_iter is on purpose: scikit-learn's ConvergenceWarning, here and in loky's workers.
+    warnings.filterwarnings("ignore", message=".*Maximum iterations")
+    os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     X, y = digits()
     n_candidates = int(np.prod([len(values) for values in GRID.values()]))
