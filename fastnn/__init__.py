@@ -26,6 +26,7 @@ from fastnn._config import show_config  # noqa: E402
 from fastnn.layers import Activation, Dense, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh  # noqa: E402
 from fastnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, Loss, MAELoss, MSELoss, PoissonLoss  # noqa: E402
 from fastnn.model import Callback, History, Sequential  # noqa: E402
+from fastnn.ensemble import Ensemble  # noqa: E402
 from fastnn.optimizers import LBFGS, SGD, Adam, AdamW, Optimizer  # noqa: E402
 from fastnn.io import load, save  # noqa: E402
 
@@ -86,6 +87,7 @@ __all__ = [
     "AdamW",
     "LBFGS",
     "Sequential",
+    "Ensemble",
     "History",
     "Callback",
     "datasets",

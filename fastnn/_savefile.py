@@ -20,7 +20,7 @@ from fastnn._version import __version__
 from fastnn.layers import Dense, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer
 
-__all__ = ["write_model", "check_path", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["write_model", "write_ensemble", "check_path", "FORMAT_NAME", "FORMAT_VERSION"]
 
 #: The format name every fastnn file records in its architecture.
 FORMAT_NAME = "fastnn"
@@ -49,13 +49,7 @@ def write_model(model, path, optimizer=None) -> None:
     import json
 
     path = check_path(path)
-    architecture = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "fastnn_version": __version__,
-        "dtype": model.dtype.name,
-        "layers": [_describe_layer(layer, i) for i, layer in enumerate(model.layers)],
-    }
+    architecture = _architecture(model)
     entries = {"architecture": np.array(json.dumps(architecture, allow_nan=False))}
     if optimizer is not None:
         kind = _optimizer_type(optimizer)
@@ -67,6 +61,34 @@ def write_model(model, path, optimizer=None) -> None:
     if optimizer is not None and state is not None:
         entries.update(_optimizer_arrays(optimizer, state))
     _write_atomically(path, entries)
+
+
+def write_ensemble(ensemble, path) -> None:
+    """Write ``ensemble`` (a :class:`~fastnn.Ensemble`: its architecture, ``n_members`` and
+    every member's parameters, row after row) to ``path``, atomically.
+
+    What :meth:`Ensemble.save <fastnn.Ensemble.save>` and :func:`fastnn.save` do;
+    no optimizer state is written.
+    """
+    import json
+
+    path = check_path(path)
+    architecture = _architecture(ensemble)
+    architecture["n_members"] = len(ensemble)
+    entries = {"architecture": np.array(json.dumps(architecture, allow_nan=False)),
+               "parameters": ensemble.get_parameters().reshape(-1)}
+    _write_atomically(path, entries)
+
+
+def _architecture(model) -> dict:
+    """The ``architecture`` entry of ``model`` (a Sequential or an Ensemble: its dtype and layers)."""
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fastnn_version": __version__,
+        "dtype": model.dtype.name,
+        "layers": [_describe_layer(layer, i) for i, layer in enumerate(model.layers)],
+    }
 
 
 def check_path(path) -> str:

@@ -85,6 +85,7 @@ that must first be validated (including input that is not finite).
 cimport numpy as cnp
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.math cimport NAN, isfinite
+from libc.stdlib cimport free, malloc
 
 include "_kernels.pxi"
 
@@ -1150,3 +1151,160 @@ cdef class Network:
             status = _run(&self.net, &c)
         self.last_loss = c.loss_value if status == OK_ else NAN
         return status
+
+
+# ---------------------------------------------------------------------------
+# Many members in one call: fastnn.ensemble.Ensemble
+# ---------------------------------------------------------------------------
+
+
+cdef struct MemberC:
+    const NetC* net
+    Call call
+    const Py_ssize_t* orders   # ENTRY_EPOCH: (epochs, n) rows' orders, or NULL (in order)
+
+
+def train_members(list networks, list updates, list Xs, list ys, list ws, list orders,
+                  Py_ssize_t batch_size, str loss, double loss_param, Py_ssize_t epochs,
+                  double[:, ::1] losses, int[::1] status, Py_ssize_t[::1] epochs_done,
+                  Py_ssize_t[::1] done):
+    """Train several networks (an ensemble's members), ``epochs`` epochs each, in one nogil call.
+
+    Member ``k`` is ``networks[k]`` trained with ``updates[k]`` on ``Xs[k]``,
+    ``ys[k]`` and ``ws[k]`` (sample weights or None), as ``epochs`` calls of
+    :meth:`Network.train_epoch` would train it: epoch ``e`` visits the rows in
+    the order ``orders[k][e]`` (``orders[k]`` an (epochs, n) intp array, or
+    None to visit them in order). The data must already be valid (this only
+    checks that they fit, as ``train_epoch`` does). Members share nothing
+    but read-only data: several threads may call this at once on disjoint
+    members.
+
+    Outputs, per member: ``losses[k, e]`` the mean loss of epoch ``e``;
+    ``status[k]`` OK, or the code of the refused step, after which the member
+    stopped (its parameters and optimizer state those from before that step);
+    ``epochs_done[k]`` the epochs completed; ``done[k]`` the samples used in
+    the epoch that stopped it (``n`` when OK).
+    """
+    cdef Py_ssize_t n_members = len(networks), k, e, i, n
+    cdef Network net
+    cdef Update u
+    cdef MemberC* members
+    cdef MemberC* m
+    cdef const Py_ssize_t[:, ::1] rows
+    cdef int st
+    if not (len(updates) == len(Xs) == len(ys) == len(ws) == len(orders) == n_members):
+        raise ValueError("networks, updates, Xs, ys, ws and orders must have one entry per member")
+    if (losses.shape[0] != n_members or losses.shape[1] < epochs or status.shape[0] != n_members
+            or epochs_done.shape[0] != n_members or done.shape[0] != n_members):
+        raise ValueError("losses must be (members, epochs), status, epochs_done and done (members,)")
+    if batch_size <= 0 or epochs <= 0:
+        raise ValueError(f"batch_size and epochs must be positive, got {batch_size} and {epochs}")
+    if n_members == 0:
+        return
+    members = <MemberC*>malloc(n_members * sizeof(MemberC))
+    if members == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n_members):
+            net = networks[k]
+            u = updates[k]
+            m = &members[k]
+            m.net = &net.net
+            X, y, w = Xs[k], ys[k], ws[k]
+            net._start_training(&m.call, u, loss, loss_param, w)
+            m.call.entry = ENTRY_EPOCH
+            if not net._fits_X(X):
+                raise ValueError(f"Xs[{k}] must be a valid, non-empty C-contiguous array of the network's dtype")
+            n = _dim(X, 0)
+            m.call.n = n
+            if not net._fits_targets(y, w, n, &m.call.loss):
+                raise ValueError(f"ys[{k}] and ws[{k}] must be C-contiguous arrays matching Xs[{k}] and the network")
+            m.call.batch_size = batch_size
+            m.orders = NULL
+            if orders[k] is not None:
+                rows = orders[k]
+                if rows.shape[0] < epochs or rows.shape[1] != n:
+                    raise ValueError(f"orders[{k}] must have shape (epochs, n_samples)")
+                for e in range(epochs):
+                    for i in range(n):
+                        if rows[e, i] < 0 or rows[e, i] >= n:
+                            raise ValueError(f"orders[{k}] holds a row index out of range")
+                m.orders = &rows[0, 0]
+            m.call.order = NULL
+            m.call.X = cnp.PyArray_DATA(X)
+            m.call.y = cnp.PyArray_DATA(y)
+            m.call.w = NULL if w is None else cnp.PyArray_DATA(w)
+            m.call.work = net._workspace(min(batch_size, n))
+            m.call.done = 0
+        with nogil:
+            for k in range(n_members):
+                m = &members[k]
+                status[k] = OK_
+                epochs_done[k] = 0
+                for e in range(epochs):
+                    if m.orders != NULL:
+                        m.call.order = m.orders + e * m.call.n
+                    m.call.done = 0
+                    st = _run(m.net, &m.call)
+                    done[k] = m.call.done
+                    if st != OK_:
+                        status[k] = st
+                        break
+                    losses[k, e] = m.call.loss_value
+                    epochs_done[k] = e + 1
+    finally:
+        free(members)
+
+
+def predict_members(list networks, list Xs, out):
+    """``out[k]`` (n, n_out) = ``networks[k]`` on ``Xs[k]`` for every member, in one nogil call.
+
+    ``out`` is a C-contiguous (members, n, n_out) array of the networks'
+    dtype; every ``Xs[k]`` must fit as :meth:`Network.predict`'s fast path
+    takes it, with ``n`` rows. Returns OK, or BAD_INPUT if an X is not finite.
+    """
+    cdef Py_ssize_t n_members = len(networks), k, n
+    cdef Network net
+    cdef MemberC* members
+    cdef MemberC* m
+    cdef int st = OK_
+    cdef char* base
+    cdef Py_ssize_t stride
+    if len(Xs) != n_members:
+        raise ValueError("networks and Xs must have one entry per member")
+    if n_members == 0:
+        return OK
+    n = _dim(Xs[0], 0) if cnp.PyArray_Check(Xs[0]) else 0
+    net = networks[0]
+    if not (_fits(out, net.typenum, 3) and _dim(out, 0) == n_members and _dim(out, 1) == n
+            and _dim(out, 2) == net.net.n_out and cnp.PyArray_ISWRITEABLE(out)):
+        raise ValueError("out must be a writable C-contiguous (members, n, n_out) array of the networks' dtype")
+    base = <char*>cnp.PyArray_DATA(out)
+    stride = n * net.net.n_out * cnp.PyArray_ITEMSIZE(out)
+    members = <MemberC*>malloc(n_members * sizeof(MemberC))
+    if members == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n_members):
+            net = networks[k]
+            X = Xs[k]
+            if not (net._fits_X(X) and _dim(X, 0) == n and net.typenum == cnp.PyArray_TYPE(out)
+                    and net.net.n_out == _dim(out, 2)):
+                raise ValueError(f"Xs[{k}] must be a valid C-contiguous ({n}, n_in) array of the network's dtype")
+            m = &members[k]
+            m.net = &net.net
+            m.call.entry = ENTRY_PREDICT
+            m.call.n = n
+            m.call.batch_size = min(n, PREDICT_CHUNK)
+            m.call.params = cnp.PyArray_DATA(net.params)
+            m.call.X = cnp.PyArray_DATA(X)
+            m.call.out = base + k * stride
+            m.call.work = net._workspace(m.call.batch_size)
+        with nogil:
+            for k in range(n_members):
+                if _run(members[k].net, &members[k].call) != OK_:
+                    st = BAD_INPUT_
+                    break
+    finally:
+        free(members)
+    return int(st)

@@ -38,6 +38,14 @@ and no pickled object anywhere (the reader loads it with
     A 1-D array of the model's dtype holding every parameter, layer by
     layer: each Dense layer's ``W`` (in_features x out_features, row-major)
     then its ``b``; what :meth:`Sequential.get_parameters` returns.
+
+An :class:`~fastnn.Ensemble`'s file (:meth:`Ensemble.save`) has one more
+key in its architecture, ``"n_members": K`` (a positive integer), and its
+``parameters`` hold the K members' parameters one after the other (what
+``Ensemble.get_parameters().reshape(-1)`` returns, K times the size
+above); it holds no optimizer entries. :func:`load` returns an Ensemble
+for it. A reader that predates ensembles refuses such a file (an
+unexpected architecture key).
 ``optimizer`` (only in a file saved with an optimizer)
     A 0-d unicode array holding a JSON object
     ``{"type": T, "hyperparameters": {...}}``: ``"SGD"`` with ``lr``,
@@ -110,10 +118,12 @@ from fastnn._savefile import (
     OPTIMIZERS,
     STATE_NAMES,
     check_path,
+    write_ensemble,
     write_model,
 )
 from fastnn._version import __version__
 from fastnn.layers import Dense, Layer, LeakyReLU
+from fastnn.ensemble import Ensemble
 from fastnn.model import Sequential
 from fastnn.optimizers import SGD, Adam, AdamW, Optimizer
 from fastnn.validation import check_bool
@@ -145,7 +155,8 @@ def save(model, path, optimizer=None) -> None:
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Ensemble
+        An Ensemble is written with its members' parameters (no optimizer).
     path : str or os.PathLike
         Written at exactly this name (no suffix is added; ``.npz`` is
         recommended). A previous file there is replaced only once the new
@@ -175,8 +186,14 @@ def save(model, path, optimizer=None) -> None:
     OSError
         If the file cannot be written; a previous file is then left intact.
     """
+    if isinstance(model, Ensemble):
+        if optimizer is not None:
+            raise TypeError("optimizer must be None for an Ensemble: an ensemble's file holds its members' "
+                            "parameters only")
+        write_ensemble(model, path)
+        return
     if not isinstance(model, Sequential):
-        raise TypeError(f"model must be a fastnn.Sequential, got {type(model).__name__}")
+        raise TypeError(f"model must be a fastnn.Sequential or a fastnn.Ensemble, got {type(model).__name__}")
     write_model(model, path, optimizer)
 
 
@@ -199,6 +216,8 @@ def load(path, *, with_optimizer: bool = False):
     Returns
     -------
     Sequential, or (Sequential, Optimizer or None) with ``with_optimizer=True``
+        An :class:`~fastnn.Ensemble` for a file an ensemble wrote (with
+        ``with_optimizer=True``, (Ensemble, None)).
 
     Raises
     ------
@@ -270,7 +289,11 @@ def _read(archive, where: str, file_size: int):
 
     n_parameters = sum(spec["in_features"] * spec["out_features"] + spec["out_features"]
                        for spec in specs if spec["type"] == "Dense")
-    params = _read_float_array(archive, "parameters", where, dtype, n_parameters)
+    n_members = architecture.get("n_members")
+    if n_members is not None and "optimizer" in names:
+        raise ValueError(f"{where}: an ensemble's file holds no optimizer entries")
+    params = _read_float_array(archive, "parameters", where, dtype,
+                               n_parameters if n_members is None else n_members * n_parameters)
 
     optimizer, state = None, None
     if "optimizer" in names:
@@ -285,6 +308,10 @@ def _read(archive, where: str, file_size: int):
             layers.append(LeakyReLU(spec["negative_slope"]))
         else:
             layers.append(ACTIVATIONS[spec["type"]]())
+    if n_members is not None:
+        ensemble = Ensemble(layers, n_members, dtype=dtype, seed=0)
+        ensemble.set_parameters(params.reshape(n_members, n_parameters))
+        return ensemble, None
     model = Sequential(layers, dtype=dtype)
     model.set_parameters(params)
     if optimizer is not None:
@@ -379,7 +406,10 @@ def _check_architecture(architecture, where: str):
         raise ValueError(f"{where} was written in fastnn file format version {version} (by fastnn "
                          f"{architecture.get('fastnn_version')!r}); this fastnn ({__version__}) supports format "
                          f"version {FORMAT_VERSION} only: upgrade fastnn to load it")
-    _check_keys(architecture, _ARCHITECTURE_KEYS, "the architecture", where)
+    _check_keys(architecture, _ARCHITECTURE_KEYS + (("n_members",) if "n_members" in architecture else ()),
+                "the architecture", where)
+    if "n_members" in architecture and (not _is_int(architecture["n_members"]) or architecture["n_members"] < 1):
+        raise ValueError(f"{where}: n_members must be a positive integer, got {architecture['n_members']!r}")
     if not isinstance(architecture["fastnn_version"], str):
         raise ValueError(f"{where}: fastnn_version must be a string, got {architecture['fastnn_version']!r}")
     dtype = _DTYPES.get(architecture["dtype"]) if isinstance(architecture["dtype"], str) else None

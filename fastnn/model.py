@@ -133,10 +133,26 @@ class Sequential:
                     f"Dense, {nxt!r}, expects in_features={nxt.in_features}")
         return layers
 
-    def _build(self, layers: list, dtype: np.dtype) -> None:
+    @classmethod
+    def _on_buffers(cls, layers, dtype, params: np.ndarray, grads: np.ndarray) -> Sequential:
+        """A model of ``layers`` whose parameters and gradients live in ``params`` and
+        ``grads`` (1-D, C-contiguous, writable, of ``dtype`` and the model's size;
+        the layers' values are copied in): an ensemble's member on a row of its
+        stacked buffers."""
+        model = cls.__new__(cls)
+        model._init_state()
+        model._build(model._check_layers(layers), check_float_dtype(dtype, "dtype"), params, grads)
+        return model
+
+    def _build(self, layers: list, dtype: np.dtype, params: np.ndarray | None = None,
+               grads: np.ndarray | None = None) -> None:
         n_params = sum(layer.n_parameters for layer in layers if isinstance(layer, Dense))
-        params = np.empty(n_params, dtype=dtype)
-        grads = np.zeros(n_params, dtype=dtype)
+        if params is None or grads is None:
+            params = np.empty(n_params, dtype=dtype)
+            grads = np.zeros(n_params, dtype=dtype)
+        elif not (params.shape == grads.shape == (n_params,) and params.dtype == grads.dtype == dtype
+                  and params.flags.c_contiguous and grads.flags.c_contiguous):
+            raise ValueError(f"params and grads must be C-contiguous ({n_params},) arrays of {dtype}")
         offset = 0
         for layer in layers:
             if isinstance(layer, Dense):
