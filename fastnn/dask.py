@@ -148,8 +148,14 @@ def fit_ensemble(ensemble: Ensemble, X, y, *, client, chunk_size: int | None = N
         blob = pickle.dumps((chunk_state, kwargs, tables[-1]), protocol=pickle.HIGHEST_PROTOCOL)
         data = {name: pieces[i] for name, pieces in placed.items()}
         tasks.append(client.submit(_fit_chunk, blob, data, pure=False))
-    results = client.gather(tasks)
-    return _gather_back(ensemble, state, bounds, results, tables)
+    distributed.wait(tasks)
+    for (lo, hi), task in zip(bounds, tasks):
+        if task.status == "error":
+            error = task.exception()
+            # Ensemble.fit names a chunk's members from 0: say which of the ensemble's they are.
+            raise type(error)(f"in the chunk of members {lo} to {hi - 1} (its member i is the ensemble's member "
+                              f"{lo} + i): {error}") from error
+    return _gather_back(ensemble, state, bounds, client.gather(tasks), tables)
 
 
 # -- checks ----------------------------------------------------------------------------------

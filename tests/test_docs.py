@@ -70,7 +70,7 @@ def documented_names():
     names = [f"fastnn.{name}" for name in fastnn.__all__
              if not name.startswith("__") and not isinstance(getattr(fastnn, name), type(fastnn))]
     modules = ["fastnn.ops", "fastnn.reference", "fastnn.datasets", "fastnn.plot", "fastnn.callbacks",
-               "fastnn.estimators", "fastnn.io", "fastnn.export"]
+               "fastnn.estimators", "fastnn.io", "fastnn.export", "fastnn.dask"]
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
