@@ -98,10 +98,12 @@ def fit_ensemble(ensemble: Ensemble, X, y, *, client, chunk_size: int | None = N
     Raises
     ------
     TypeError, ValueError
-        For a bad argument, naming it, before anything is sent to the cluster:
-        the ensemble, client, chunk size and keyword names, the shapes of
-        every data argument (per member: K entries, all of one shape), and the
-        values of NumPy data (numeric and finite). The rules of
+        For a bad argument, naming it, before any data or training task is
+        sent to the cluster: the ensemble, client, chunk size and keyword
+        names, the types of the loss and optimizers, the lengths of
+        per-member lists, the shapes of every data argument (a member axis of
+        K entries; for a list of futures, their shapes, asked of the cluster)
+        and the values of NumPy data (numeric and finite). The rules of
         :meth:`Ensemble.fit` that only its check applies (labels, weights, the
         values of data already on the cluster) are applied on the workers,
         before their training: an error there is raised here, with the
