@@ -85,7 +85,9 @@ that must first be validated (including input that is not finite).
 cimport numpy as cnp
 from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.math cimport NAN, isfinite
+from libc.stdint cimport UINT32_MAX, uint64_t
 from libc.stdlib cimport free, malloc
+from numpy.random cimport bitgen_t
 
 include "_kernels.pxi"
 
@@ -1161,10 +1163,72 @@ cdef class Network:
 cdef struct MemberC:
     const NetC* net
     Call call
-    const Py_ssize_t* orders   # ENTRY_EPOCH: (epochs, n) rows' orders, or NULL (in order)
+    const Py_ssize_t* orders   # ENTRY_EPOCH: (epochs, n) rows' orders, or NULL
+    bitgen_t* bitgen           # ENTRY_EPOCH: the stream each epoch's order is drawn from, or NULL
 
 
-def train_members(list networks, list updates, list Xs, list ys, list ws, list orders,
+cdef inline uint64_t _random_interval(bitgen_t* bitgen, uint64_t max_value) noexcept nogil:
+    """A uniform integer in [0, max_value], as NumPy's ``random_interval``
+    (numpy/random/src/distributions/distributions.c) draws it: masked
+    rejection sampling on 32-bit draws (64-bit ones beyond 2**32 - 1)."""
+    cdef uint64_t mask = max_value, value
+    if max_value == 0:
+        return 0
+    mask |= mask >> 1
+    mask |= mask >> 2
+    mask |= mask >> 4
+    mask |= mask >> 8
+    mask |= mask >> 16
+    mask |= mask >> 32
+    if max_value <= UINT32_MAX:
+        value = bitgen.next_uint32(bitgen.state) & mask
+        while value > max_value:
+            value = bitgen.next_uint32(bitgen.state) & mask
+    else:
+        value = bitgen.next_uint64(bitgen.state) & mask
+        while value > max_value:
+            value = bitgen.next_uint64(bitgen.state) & mask
+    return value
+
+
+cdef void _permutation(bitgen_t* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil:
+    """out = ``Generator.permutation(n)`` of the Generator whose bit generator is ``bitgen``:
+    ``arange(n)`` shuffled by NumPy's Fisher-Yates loop (``_shuffle_raw`` of
+    numpy/random/_generator.pyx: for i from n - 1 down to 1, swap i with
+    ``random_interval(i)``). The same numbers from the same state, and the state
+    advanced as NumPy advances it (tests/test_ensemble.py holds it to NumPy)."""
+    cdef Py_ssize_t i, j, tmp
+    for i in range(n):
+        out[i] = i
+    for i in range(n - 1, 0, -1):
+        j = <Py_ssize_t>_random_interval(bitgen, <uint64_t>i)
+        tmp = out[i]
+        out[i] = out[j]
+        out[j] = tmp
+
+
+def permutations(rng, Py_ssize_t n, Py_ssize_t count):
+    """``numpy.stack([rng.permutation(n) for _ in range(count)])``, drawn as train_members
+    draws each epoch's order from a member's own Generator (the tests compare the two)."""
+    cdef Py_ssize_t e
+    cdef bitgen_t* bitgen = _bitgen_of(rng)
+    out = np.empty((count, n), dtype=np.intp)
+    cdef Py_ssize_t[:, ::1] rows = out
+    if n > 0:
+        with nogil:
+            for e in range(count):
+                _permutation(bitgen, &rows[e, 0], n)
+    return out
+
+
+cdef bitgen_t* _bitgen_of(object rng) except NULL:
+    """The C bit generator of a numpy Generator (its capsule's pointer)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"expected a numpy Generator, got {type(rng).__name__}")
+    return <bitgen_t*>PyCapsule_GetPointer(rng.bit_generator.capsule, "BitGenerator")
+
+
+def train_members(list networks, list updates, list Xs, list ys, list ws, list orders, list rngs,
                   Py_ssize_t batch_size, str loss, double loss_param, Py_ssize_t epochs,
                   double[:, ::1] losses, int[::1] status, Py_ssize_t[::1] epochs_done,
                   Py_ssize_t[::1] done):
@@ -1173,11 +1237,14 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
     Member ``k`` is ``networks[k]`` trained with ``updates[k]`` on ``Xs[k]``,
     ``ys[k]`` and ``ws[k]`` (sample weights or None), as ``epochs`` calls of
     :meth:`Network.train_epoch` would train it: epoch ``e`` visits the rows in
-    the order ``orders[k][e]`` (``orders[k]`` an (epochs, n) intp array, or
-    None to visit them in order). The data must already be valid (this only
-    checks that they fit, as ``train_epoch`` does). Members share nothing
-    but read-only data: several threads may call this at once on disjoint
-    members.
+    the order ``orders[k][e]`` (``orders[k]`` an (epochs, n) intp array), or,
+    where ``orders[k]`` is None and ``rngs[k]`` a numpy Generator, in the order
+    ``rngs[k].permutation(n)`` would give, drawn here without the GIL from that
+    Generator's bit generator (which must be used by nothing else meanwhile:
+    give each member its own); with neither, in order. The data must already
+    be valid (this only checks that they fit, as ``train_epoch`` does). Members
+    share nothing but read-only data: several threads may call this at once
+    on disjoint members.
 
     Outputs, per member: ``losses[k, e]`` the mean loss of epoch ``e``;
     ``status[k]`` OK, or the code of the refused step, after which the member
@@ -1192,8 +1259,11 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
     cdef MemberC* m
     cdef const Py_ssize_t[:, ::1] rows
     cdef int st
-    if not (len(updates) == len(Xs) == len(ys) == len(ws) == len(orders) == n_members):
-        raise ValueError("networks, updates, Xs, ys, ws and orders must have one entry per member")
+    cdef Py_ssize_t max_n = 0, work_bytes = 0
+    cdef Py_ssize_t* order_buf = NULL
+    cdef char* work_buf = NULL
+    if not (len(updates) == len(Xs) == len(ys) == len(ws) == len(orders) == len(rngs) == n_members):
+        raise ValueError("networks, updates, Xs, ys, ws, orders and rngs must have one entry per member")
     if (losses.shape[0] != n_members or losses.shape[1] < epochs or status.shape[0] != n_members
             or epochs_done.shape[0] != n_members or done.shape[0] != n_members):
         raise ValueError("losses must be (members, epochs), status, epochs_done and done (members,)")
@@ -1230,12 +1300,29 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                         if rows[e, i] < 0 or rows[e, i] >= n:
                             raise ValueError(f"orders[{k}] holds a row index out of range")
                 m.orders = &rows[0, 0]
+            m.bitgen = NULL
+            if m.orders == NULL and rngs[k] is not None:
+                m.bitgen = _bitgen_of(rngs[k])
+                max_n = max(max_n, n)
             m.call.order = NULL
             m.call.X = cnp.PyArray_DATA(X)
             m.call.y = cnp.PyArray_DATA(y)
             m.call.w = NULL if w is None else cnp.PyArray_DATA(w)
-            m.call.work = net._workspace(min(batch_size, n))
+            # One workspace for every member of this call (they run one after the other), sized
+            # for the widest: an ensemble of many members needs no workspace per member.
+            work_bytes = max(work_bytes, min(batch_size, n) * _work_per_sample(&net.net)
+                             * (8 if net.net.is_double else 4))
             m.call.done = 0
+        work_buf = <char*>malloc(work_bytes + 64)
+        if work_buf == NULL:
+            raise MemoryError()
+        for k in range(n_members):
+            # 64-byte aligned, as Network._workspace aligns its own
+            members[k].call.work = work_buf + (-<size_t>work_buf) % 64
+        if max_n > 0:
+            order_buf = <Py_ssize_t*>malloc(max_n * sizeof(Py_ssize_t))
+            if order_buf == NULL:
+                raise MemoryError()
         with nogil:
             for k in range(n_members):
                 m = &members[k]
@@ -1244,6 +1331,9 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                 for e in range(epochs):
                     if m.orders != NULL:
                         m.call.order = m.orders + e * m.call.n
+                    elif m.bitgen != NULL:
+                        _permutation(m.bitgen, order_buf, m.call.n)
+                        m.call.order = order_buf
                     m.call.done = 0
                     st = _run(m.net, &m.call)
                     done[k] = m.call.done
@@ -1253,6 +1343,8 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                     losses[k, e] = m.call.loss_value
                     epochs_done[k] = e + 1
     finally:
+        free(work_buf)
+        free(order_buf)
         free(members)
 
 
@@ -1269,7 +1361,8 @@ def predict_members(list networks, list Xs, out):
     cdef MemberC* m
     cdef int st = OK_
     cdef char* base
-    cdef Py_ssize_t stride
+    cdef char* work_buf = NULL
+    cdef Py_ssize_t stride, work_bytes = 0
     if len(Xs) != n_members:
         raise ValueError("networks and Xs must have one entry per member")
     if n_members == 0:
@@ -1299,12 +1392,19 @@ def predict_members(list networks, list Xs, out):
             m.call.params = cnp.PyArray_DATA(net.params)
             m.call.X = cnp.PyArray_DATA(X)
             m.call.out = base + k * stride
-            m.call.work = net._workspace(m.call.batch_size)
+            work_bytes = max(work_bytes, m.call.batch_size * _work_per_sample(&net.net)
+                             * (8 if net.net.is_double else 4))
+        work_buf = <char*>malloc(work_bytes + 64)       # one workspace, as in train_members
+        if work_buf == NULL:
+            raise MemoryError()
+        for k in range(n_members):
+            members[k].call.work = work_buf + (-<size_t>work_buf) % 64
         with nogil:
             for k in range(n_members):
                 if _run(members[k].net, &members[k].call) != OK_:
                     st = BAD_INPUT_
                     break
     finally:
+        free(work_buf)
         free(members)
     return int(st)

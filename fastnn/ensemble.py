@@ -30,6 +30,7 @@ import copy
 import numbers
 import os
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -238,6 +239,7 @@ class Ensemble:
         """Allocate the stacked buffers and build member k on row k (its layers' values copied in)."""
         n_params = sum(layer.n_parameters for layer in member_layers[0] if isinstance(layer, Dense))
         n_members = len(member_layers)
+        self._lock = threading.RLock()      # one fit, predict or copy at a time
         self._dtype = dtype
         self._params = np.empty((n_members, n_params), dtype=dtype)
         self._grads = np.zeros((n_members, n_params), dtype=dtype)
@@ -259,12 +261,9 @@ class Ensemble:
 
     def __getitem__(self, k) -> Sequential:
         """A :class:`~fastnn.Sequential` copy of member ``k`` (negative k counts from the end)."""
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"an ensemble is indexed by an int, got {describe(k)}")
-        n = len(self._members)
-        if not -n <= k < n:
-            raise IndexError(f"member index {k} out of range for an ensemble of {n} members")
-        return copy.deepcopy(self._members[int(k)])
+        member = self._members[self._index(k)]
+        with self._lock:
+            return copy.deepcopy(member)
 
     @property
     def members(self) -> list:
@@ -301,7 +300,8 @@ class Ensemble:
 
     def get_parameters(self) -> np.ndarray:
         """A copy of every member's parameters, shape (K, P): row k is ``ens[k].get_parameters()``."""
-        return self._params.copy()
+        with self._lock:
+            return self._params.copy()
 
     def set_parameters(self, values) -> None:
         """Overwrite every member's parameters from a (K, P) array laid out as :meth:`get_parameters`.
@@ -318,7 +318,8 @@ class Ensemble:
         values = check_array(values, "values", ndim=2, dtype=self._dtype, shape_hint="(n_members, n_parameters)")
         if values.shape != self._params.shape:
             raise ValueError(f"values must have shape {self._params.shape}, got {values.shape}")
-        self._params[...] = values
+        with self._lock:
+            self._params[...] = values
 
     def __repr__(self) -> str:
         arch = ", ".join(repr(layer) for layer in self._members[0].layers)
@@ -352,7 +353,8 @@ class Ensemble:
         X = self._members[0]._check_X(X)
         out = np.empty((len(self), X.shape[0], self.out_features), dtype=self._dtype)
         nets = [member._net for member in self._members]
-        status = self._walker.predict_members(nets, [X] * len(nets), out)
+        with self._lock:
+            status = self._walker.predict_members(nets, [X] * len(nets), out)
         if status != self._walker.OK:       # pragma: no cover - a checked X is finite
             raise ValueError("X must contain only finite values, got NaN or infinity")
         return _reduced(out, reduce)
@@ -465,6 +467,11 @@ class Ensemble:
         run = self._check_fit(X, y, loss, optimizer, epochs, batch_size, shuffle, seed, sample_weight,
                               validation_data, early_stopping, patience, min_delta, verbose, n_jobs)
         # Everything is checked: nothing below raises for the caller's input.
+        with self._lock:
+            return self._fit_checked(run)
+
+    def _fit_checked(self, run: _FitRun) -> list:
+        """fit, its arguments checked: train, restore the early-stopped members' best epochs, warn."""
         updates = self._updates_for(run.optimizers)
         histories = [MemberHistory() for _ in range(len(self))]
         stoppers = ([EarlyStopping(member.get_parameters, run.patience, run.min_delta) for member in self._members]
@@ -505,18 +512,23 @@ class Ensemble:
         n_members, n_samples = len(self), run.data.n_samples
         per_epoch = run.early_stopping or run.data.X_val[0] is not None or run.every > 0
         block = 1 if per_epoch else run.epochs
-        if run.shuffle:     # the orders drawn ahead: at most _MAX_ORDER_ENTRIES at a time
+        # Members with streams of their own draw each epoch's order in the compiled loop (the numbers
+        # rng.permutation(n) gives); one stream shared by the members is drawn here, ahead, at most
+        # _MAX_ORDER_ENTRIES at a time.
+        own = run.shuffle and len(run.streams) > 1 and len({id(rng) for rng in run.streams}) == len(run.streams)
+        rngs = run.streams if own else [None] * n_members
+        if run.shuffle and not own:
             block = max(1, min(block, _MAX_ORDER_ENTRIES // max(1, len(run.streams) * n_samples)))
         active, diverged, epoch = list(range(n_members)), [], 1
         while epoch <= run.epochs and active:
             n_epochs = min(block, run.epochs - epoch + 1)
             orders = None
-            if run.shuffle:
+            if run.shuffle and not own:
                 drawn = [np.stack([rng.permutation(n_samples) for _ in range(n_epochs)]) for rng in run.streams]
                 orders = [drawn[run.stream_of[k]] for k in range(n_members)]
             start = time.perf_counter()
-            losses, status, epochs_done = self._train(active, updates, run.data, orders, run.batch_size, run.loss,
-                                                      n_epochs, run.n_jobs)
+            losses, status, epochs_done = self._train(active, updates, run.data, orders, rngs, run.batch_size,
+                                                      run.loss, n_epochs, run.n_jobs)
             epoch_time = (time.perf_counter() - start) / n_epochs
             still = []
             for i, k in enumerate(active):
@@ -561,8 +573,8 @@ class Ensemble:
             still.append(k)
         return still
 
-    def _train(self, active: list, updates: list, data: _MemberData, orders, batch_size: int, loss: Loss,
-               n_epochs: int, n_jobs: int) -> tuple:
+    def _train(self, active: list, updates: list, data: _MemberData, orders, rngs: list, batch_size: int,
+               loss: Loss, n_epochs: int, n_jobs: int) -> tuple:
         """``n_epochs`` epochs of the members ``active``, in ``n_jobs`` threads (contiguous shares):
         per active member its losses (n_epochs), status and epochs completed."""
         n_active = len(active)
@@ -576,11 +588,12 @@ class Ensemble:
         ys = [data.y[k] for k in active]
         ws = [data.w[k] for k in active]
         ords = [None] * n_active if orders is None else [orders[k] for k in active]
+        gens = [rngs[k] for k in active]
         train = self._walker.train_members
 
         def share(lo: int, hi: int) -> None:
-            train(nets[lo:hi], ups[lo:hi], Xs[lo:hi], ys[lo:hi], ws[lo:hi], ords[lo:hi], batch_size, loss.kind,
-                  loss.param, n_epochs, losses[lo:hi], status[lo:hi], epochs_done[lo:hi], done[lo:hi])
+            train(nets[lo:hi], ups[lo:hi], Xs[lo:hi], ys[lo:hi], ws[lo:hi], ords[lo:hi], gens[lo:hi], batch_size,
+                  loss.kind, loss.param, n_epochs, losses[lo:hi], status[lo:hi], epochs_done[lo:hi], done[lo:hi])
 
         n_threads = min(n_jobs, n_active)
         bounds = [n_active * t // n_threads for t in range(n_threads + 1)]
@@ -748,12 +761,13 @@ class Ensemble:
     # -- copying, pickling, saving ------------------------------------------------
 
     def __getstate__(self):
-        states = []
-        for member in self._members:
-            states.append([(opt, member.optimizer_state(opt)) for opt in list(member._updates.keys())
-                           if opt.state_names])
-        return {"layers": [member.layers for member in self._members], "dtype": self._dtype.name,
-                "params": self._params.copy(), "grads": self._grads.copy(), "optimizer_states": states}
+        # Each optimizer state travels with its optimizer (as Sequential's do), all taken under the
+        # lock: a copy made while another thread trains holds the state between two fits.
+        with self._lock:
+            states = [[(opt, member.optimizer_state(opt)) for opt in list(member._updates.keys()) if opt.state_names]
+                      for member in self._members]
+            return {"layers": [member.layers for member in self._members], "dtype": self._dtype.name,
+                    "params": self._params.copy(), "grads": self._grads.copy(), "optimizer_states": states}
 
     def __setstate__(self, state):
         member_layers = [[_fresh_layer(layer, None) for layer in layers] for layers in state["layers"]]

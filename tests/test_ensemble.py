@@ -536,3 +536,18 @@ def test_fuzz_member_equals_sequential_fit(case):
             np.testing.assert_allclose(history.loss, alone.loss, rtol=RTOL[dtype])
             np.testing.assert_allclose(history.val_loss, alone.val_loss, rtol=RTOL[dtype])
             assert (history.best_epoch, history.stopped_epoch) == (alone.best_epoch, alone.stopped_epoch)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 256, 1000])
+def test_compiled_permutations_are_numpys(n):
+    """Members with seeds of their own draw their orders in the compiled loop: the numbers, and the
+    state left behind, of Generator.permutation (whatever the number of epochs drawn at once)."""
+    from fastnn import _walker
+
+    for seed in (0, 1, 12345):
+        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        drawn = _walker.permutations(ours, n, 3)
+        again = _walker.permutations(ours, n, 2)
+        np.testing.assert_array_equal(drawn, np.stack([numpys.permutation(n) for _ in range(3)]))
+        np.testing.assert_array_equal(again, np.stack([numpys.permutation(n) for _ in range(2)]))
+        assert ours.integers(1 << 30) == numpys.integers(1 << 30)

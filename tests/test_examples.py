@@ -27,6 +27,7 @@ PRINTS = {
     "plot_tutorial.py": ["hand-built weights reproduce the curve on 1001 points: max |error| = 0"],
     "plot_save_load.py": ["same predictions: True", "continued exactly: True"],
     "plot_threads.py": ["the threads' parameters equal the serial runs': True"],
+    "plot_ensemble.py": ["member 3 equals Sequential.fit: True"],
 }
 
 
@@ -94,6 +95,13 @@ def test_classification_example_learns_and_stops_early():
     accuracy = float(next(line for line in out.splitlines() if line.startswith("held-out accuracy")).split(":")[1])
     assert accuracy > 0.85
     assert "ran 300 of 300 epochs" not in out
+
+
+def test_ensemble_example_spreads_where_there_is_no_data():
+    out, _ = run_example("plot_ensemble.py")
+    line = next(line for line in out.splitlines() if line.startswith("spread inside the data"))
+    inside, beyond = (float(part.rsplit(" ", 1)[1]) for part in line.split(", beyond it:"))
+    assert beyond > 2 * inside
 
 
 def _difference(out, prefix):

@@ -32,6 +32,7 @@ COMMANDS = {
     "export": "python benchmarks/export_latency.py --json docs/results/export.json",
     "crossover": "taskset -c 1 python benchmarks/crossover.py --json docs/results/crossover.json",
     "dask_search": "python benchmarks/dask_search.py --json docs/results/dask_search.json",
+    "ensemble": "python benchmarks/ensemble.py --json docs/results/ensemble.json",
 }
 
 
@@ -103,6 +104,25 @@ TABLES = {
         ("scores equal serial's", lambda r: None if r.get("same_scores") is None else
          ("yes" if r.get("same_scores") else "no")),
     ],
+    ("ensemble", "rows"): [
+        ("scenario", lambda r: r.get("title") or r.get("scenario")),
+        ("loop of Sequential.fit ms", lambda r: _number(None if r.get("loop_s") is None else r["loop_s"] * 1e3)),
+        ("Ensemble.fit n_jobs=1 ms", lambda r: _number(None if r.get("ensemble_1_s") is None
+                                                       else r["ensemble_1_s"] * 1e3)),
+        ("Ensemble.fit ms (all cores)", lambda r: _number(None if r.get("ensemble_s") is None
+                                                          else r["ensemble_s"] * 1e3)),
+        ("speed-up, 1 thread", lambda r: _fixed(r.get("speedup_1"))),
+        ("speed-up, all cores", lambda r: _fixed(r.get("speedup"))),
+        ("vs PyTorch vmap", lambda r: _ratio(r.get("torch_vmap_s"), r.get("ensemble_s"))),
+        ("vs scikit-learn loop", lambda r: _ratio(r.get("sklearn_loop_s"), r.get("ensemble_s"))),
+        ("control: 2 threads / 1", lambda r: _fixed(r.get("control_speedup"))),
+    ],
+    ("ensemble", "memory"): [
+        ("members", lambda r: r.get("n_members")),
+        ("peak MB, building", lambda r: _number(r.get("build_peak_mb"))),
+        ("peak MB, one epoch", lambda r: _number(r.get("fit_peak_mb"))),
+        ("stacked parameters + gradients MB", lambda r: _number(r.get("stacked_buffers_mb"))),
+    ],
     # Not a column per key: the ratio pivoted, a row per dtype and layer shape, a column per batch size
     # (crossover_lines), and the chart a heat map (heatmap).
     ("crossover", "rows"): None,
@@ -149,7 +169,7 @@ def table_lines(name: str, table: str, record: dict | None) -> list[str]:
     """reStructuredText for one table of a results file: provenance and a list-table, or one sentence."""
     if record is None:
         return absent(name)
-    rows = record.get("estimators" if table == "estimators" else "rows") or []
+    rows = record.get(table if table in ("estimators", "memory") else "rows") or []
     if not rows:
         return [f"``docs/results/{name}.json`` holds no {table} rows.", ""]
     if name == "crossover":
@@ -247,7 +267,7 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
 
     if name == "crossover":
         return heatmap(record, path)
-    rows = record.get("estimators" if table == "estimators" else "rows") or []
+    rows = record.get(table if table in ("estimators", "memory") else "rows") or []
     if not rows:
         return False
     labels = [f"{row.get('title') or row.get('config') or row.get('model') or row.get('benchmark')}, "
