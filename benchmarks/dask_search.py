@@ -15,8 +15,9 @@ no download). It runs
     ``GridSearchCV(n_jobs=1)``, in this process;
 ``threading``
     joblib's ``threading`` backend, two threads in this process: fastnn's
-    epochs run without the GIL, so the threads need no pickling and no
-    process of their own;
+    compiled epochs run without the GIL, so the threads need no pickling and
+    no process of their own (the Python around each epoch, and
+    GridSearchCV's around each fit, holds it);
 ``loky``
     joblib's default, two worker processes (the estimator and the data are
     pickled to them; the workers are kept between runs);

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -94,6 +95,9 @@ def fit_ensemble(ensemble: Ensemble, X, y, *, client, chunk_size: int | None = N
     -------
     list of MemberHistory
         One per member, in member order, as :meth:`Ensemble.fit` returns them.
+        Until they are written back (all at once, when every chunk has
+        finished), ``ensemble`` is left as it was; use it from no other
+        thread meanwhile.
 
     Raises
     ------
@@ -173,8 +177,6 @@ def _import_distributed():
 
 
 def _is_dask_array(value) -> bool:
-    import sys
-
     array = sys.modules.get("dask.array")          # imported by whoever made a Dask array
     return array is not None and isinstance(value, array.Array)
 
