@@ -22,7 +22,7 @@ BEGIN, END = "<!-- speed table: made by docs/readme_table.py -->", "<!-- end of 
 #: The rows shown: (config, dtype); the documentation's performance page has them all.
 ROWS = [("tutorial-1000", "float64"), ("tutorial-1", "float64"), ("tiny", "float64"), ("tiny", "float32"),
         ("medium", "float32"), ("large", "float32"), ("demo-fit", "float64"), ("digits", "float32")]
-DASK_BEGIN, DASK_END = "<!-- search table: made by docs/readme_table.py -->", "<!-- end of the search table -->"
+DASK_BEGIN, DASK_END = "<!-- search table (docs/readme_table.py) -->", "<!-- end -->"
 CONTENDERS = [("numpy_us", "NumPy"), ("torch_us", "PyTorch"), ("sklearn_us", "scikit-learn")]
 
 
@@ -49,21 +49,16 @@ def table(record: dict | None) -> str:
 
 
 def dask_table(record: dict | None) -> str:
-    """The README's search block: the backends' median times and speed-ups, and how they were made."""
+    """The README's search block: per backend the median time and the speed-up, and how they were made."""
     if record is None:
         return "Not measured in this build: `docs/results/dask_search.json` is absent."
-    lines = ["| backend | workers | median s | speed-up | first run s | scores equal serial's |",
-             "|---|---:|---:|---:|---:|---|"]
-    for row in record["rows"]:
-        lines.append(f"| {row['backend']} | {row['workers']} | {fastnn_results._number(row['median_s'])} | "
-                     f"{fastnn_results._fixed(row['speedup'])}x | {fastnn_results._number(row['first_s'])} | "
-                     f"{'yes' if row['same_scores'] else 'no'} |")
+    rows = record["rows"]
+    lines = ["| | " + " | ".join(row["backend"] for row in rows) + " |", "|---|" + "---:|" * len(rows),
+             "| median s | " + " | ".join(fastnn_results._number(row["median_s"]) for row in rows) + " |",
+             "| speed-up | " + " | ".join(f"{fastnn_results._fixed(row['speedup'])}x" for row in rows) + " |"]
     machine = record.get("machine") or {}
-    lines += ["", f"Seconds per search (median); speed-up = serial's time / the backend's. Made by "
-                  f"`{record.get('command')}` at commit {record.get('commit')}, {record.get('date')}, on "
-                  f"{machine.get('cpu')}" + (f" (load average {record['load_average']} before the run)"
-                                             if record.get("load_average") else "") + "."]
-    return "\n".join(lines)
+    return "\n".join(lines + ["", f"`{record.get('command')}`, {record.get('commit')}, {machine.get('cpu')}, load "
+                                   f"{record.get('load_average')}."])
 
 
 def _replace(text: str, begin: str, end: str, block: str) -> str:

@@ -26,6 +26,7 @@ import pickle
 import sys
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ class _Argument:
     its shape (the per-member entries' shape, after the member axis, for a list of futures)."""
 
     name: str
-    value: object
+    value: Any
     per_member: bool
     shape: tuple
 
@@ -288,8 +289,9 @@ def _check_scalars(fit_kwargs: dict, n_members: int) -> set:
                 raise ValueError(f"{key} must be one {key} or a list of one per member ({n_members}), got a list "
                                  f"of {len(value)}")
             per_member.add(key)
-    optimizers = fit_kwargs.get("optimizer")
-    for k, opt in enumerate(optimizers if "optimizer" in per_member else [optimizers]):
+    optimizer: Any = fit_kwargs.get("optimizer")
+    optimizers: list = list(optimizer) if "optimizer" in per_member else [optimizer]
+    for k, opt in enumerate(optimizers):
         if opt is not None and not isinstance(opt, Optimizer):
             where = f"optimizer[{k}]" if "optimizer" in per_member else "optimizer"
             raise TypeError(f"{where} must be a fastnn optimizer, got {describe(opt)}")
