@@ -7,8 +7,14 @@ Skipped where dask or distributed is absent (CI installs them in a step of its o
 ``dask`` extra); the ``Incremental`` tests also need dask-ml.
 """
 
+import copy
+import os
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
@@ -20,14 +26,23 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.datasets import make_classification, make_regression  # noqa: E402
 from sklearn.model_selection import GridSearchCV, cross_validate  # noqa: E402
 
+import fastnn  # noqa: E402
 from fastnn import MLPClassifier, MLPRegressor  # noqa: E402
+from fastnn.dask import fit_ensemble  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")
 def client():
-    """A Client of two single-threaded worker processes on 127.0.0.1, closed after the module."""
+    """A Client of two single-threaded worker processes on 127.0.0.1, closed after the module.
+
+    The module runs fastnn's fixed plan (FASTNN_PLAN=fixed), here and in the workers, which inherit
+    the environment: every process then computes with the same walker build, where measuring could
+    pick another build in another process (on a CPU with more than one) and part the results in the
+    last bit."""
+    previous = os.environ.get("FASTNN_PLAN")
+    os.environ["FASTNN_PLAN"] = "fixed"
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                        dashboard_address=None)
     client = distributed.Client(cluster)
@@ -36,6 +51,10 @@ def client():
     finally:
         client.close()
         cluster.close()
+        if previous is None:
+            del os.environ["FASTNN_PLAN"]
+        else:
+            os.environ["FASTNN_PLAN"] = previous
 
 
 def worker_addresses(client):
@@ -116,15 +135,6 @@ def test_incremental_partial_fit_on_dask_blocks_equals_partial_fit_in_a_loop(cli
 
 
 # -- fastnn.dask.fit_ensemble: chunks of members on the workers, equal to the local fit -------------
-
-import copy  # noqa: E402
-import warnings  # noqa: E402
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import fastnn  # noqa: E402
-from fastnn.dask import fit_ensemble  # noqa: E402
 
 LOSSES = {"mse": fastnn.MSELoss, "huber": lambda: fastnn.HuberLoss(0.5), "mae": fastnn.MAELoss,
           "cross_entropy": fastnn.CrossEntropyLoss, "bce_with_logits": fastnn.BCEWithLogitsLoss,
