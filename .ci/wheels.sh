@@ -65,7 +65,8 @@ required = {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml", "setup.py"
             "fastnn/_ops.pyx", "fastnn/_walker_baseline.pyx", "fastnn/_walker_avx2.pyx",
             "fastnn/_walker_avx512.pyx", "fastnn/_tile.h",
             "fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/py.typed", "fastnn/_ops.pyi",
-            "tests/conftest.py", "benchmarks/bench_ops.py", "asv.conf.json", ".ci/run"}
+            "tests/conftest.py", "benchmarks/bench_ops.py", "asv.conf.json", ".ci/run",
+            ".ci/extra_requirements.py"}
 missing = sorted((required | set(tracked)) - names)
 generated = sorted(n for n in names if n.endswith((".c", ".cpp", ".so", ".pyd", ".html", ".pyc"))
                    or n == "fastnn/_build_info.py")
@@ -121,7 +122,7 @@ for PY in $PYTHONS; do
             *) echo "fastnn imported from $LOCATION, not from the wheel"; exit 1 ;;
         esac
         "$WORK/venv-$TAG/bin/python" -m fastnn info
-        "$WORK/venv-$TAG/bin/python" -m pytest -q -p no:cacheprovider "${DESELECT[@]}"
+        "$WORK/venv-$TAG/bin/python" -m pytest -q -n 2 -p no:cacheprovider "${DESELECT[@]}"
     )
 done
 

@@ -149,3 +149,28 @@ class Network:
         l2: float = 0.0,
     ) -> int:
         """The loss over all of X and y (``last_loss``) and its gradient into ``grads``."""
+
+def train_members(
+    networks: list[Network],
+    updates: list[Update],
+    Xs: list[Any],
+    ys: list[Any],
+    ws: list[Any],
+    orders: list[npt.NDArray[np.intp] | None],
+    rngs: list[np.random.Generator | None],
+    batch_size: int,
+    loss: str,
+    loss_param: float,
+    epochs: int,
+    losses: npt.NDArray[np.float64],
+    status: npt.NDArray[np.intc],
+    epochs_done: npt.NDArray[np.intp],
+    done: npt.NDArray[np.intp],
+) -> None:
+    """Train several networks (an ensemble's members), ``epochs`` epochs each, in one nogil call."""
+
+def predict_members(networks: list[Network], Xs: list[Any], out: _Floats) -> int:
+    """``out[k]`` = ``networks[k]`` on ``Xs[k]`` for every member, in one nogil call; a status."""
+
+def permutations(rng: np.random.Generator, n: int, count: int) -> npt.NDArray[np.intp]:
+    """``count`` orders as ``rng.permutation(n)`` gives them, drawn as train_members draws them."""

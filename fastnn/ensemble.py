@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import copy
 import numbers
+import operator
 import os
 import sys
 import threading
 import time
 import warnings
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -250,9 +250,6 @@ class Ensemble:
         if len(walkers) != 1:       # pragma: no cover - one architecture, one plan
             raise RuntimeError(f"the members were planned on different walker builds: {sorted(walkers)}")
         self._walker = sys.modules[walkers.pop()]
-        # Stacked optimizer state: per optimizer (weakly, as Sequential keys its states), the
-        # (K, P) buffers whose rows the members' compiled updates hold.
-        self._stacked_states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # -- description -------------------------------------------------------------
 
@@ -419,7 +416,11 @@ class Ensemble:
             The shuffling's seed. One seed: every member visits the rows in
             the order ``Sequential.fit(seed=seed)`` would (the same orders for
             every member; None: fresh entropy, still one order shared). A list:
-            member k shuffles as ``Sequential.fit(seed=seed[k])``.
+            member k shuffles as ``Sequential.fit(seed=seed[k])``; each member's
+            orders are then drawn in the compiled loop, from its own
+            Generator (the numbers ``Generator.permutation`` gives). A
+            Generator given twice in the list is drawn from in Python instead,
+            member after member, a block of epochs at a time.
         sample_weight : array-like, (n_samples,) shared or (K, n_samples) per member, optional
             Non-negative weights with a positive sum per member (a zero weight
             removes a sample exactly): bootstrap counts, 0/1 fold masks.
@@ -753,10 +754,10 @@ class Ensemble:
     def _index(self, k) -> int:
         if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
             raise TypeError(f"an ensemble is indexed by an int, got {describe(k)}")
-        n = len(self._members)
-        if not -n <= k < n:
-            raise IndexError(f"member index {k} out of range for an ensemble of {n} members")
-        return int(k) % n
+        index, n = operator.index(k), len(self._members)
+        if not -n <= index < n:
+            raise IndexError(f"member index {index} out of range for an ensemble of {n} members")
+        return index % n
 
     # -- copying, pickling, saving ------------------------------------------------
 

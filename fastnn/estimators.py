@@ -169,6 +169,8 @@ __all__ = ["MLPRegressor", "MLPClassifier"]
 _ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
+# scikit-learn's words, which its users match on.
+_CLASSES_FIRST = "classes must be passed on the first call to partial_fit."
 
 
 # -- parameter checks (in fit, never in __init__, as scikit-learn asks) -------------------
@@ -1125,6 +1127,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if type_of_target(y) == "multilabel-indicator":
+            if incremental and classes is None and getattr(self, "classes_", None) is None:
+                raise ValueError(_CLASSES_FIRST)          # as for other targets, as scikit-learn
             fitted = np.arange(y.shape[1]) if known is None else known
             if (not reset and known is None and getattr(self, "classes_", None) is not None
                     and not np.array_equal(self.classes_, fitted)):
@@ -1139,7 +1143,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         fitted: Any = getattr(self, "classes_", None)
         if incremental and fitted is None:
             if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+                raise ValueError(_CLASSES_FIRST)
             fitted = np.unique(np.asarray(classes))
         elif incremental and classes is not None:
             if not np.array_equal(np.unique(np.asarray(classes)), fitted):

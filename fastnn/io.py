@@ -38,14 +38,6 @@ and no pickled object anywhere (the reader loads it with
     A 1-D array of the model's dtype holding every parameter, layer by
     layer: each Dense layer's ``W`` (in_features x out_features, row-major)
     then its ``b``; what :meth:`Sequential.get_parameters` returns.
-
-An :class:`~fastnn.Ensemble`'s file (:meth:`Ensemble.save`) has one more
-key in its architecture, ``"n_members": K`` (a positive integer), and its
-``parameters`` hold the K members' parameters one after the other (what
-``Ensemble.get_parameters().reshape(-1)`` returns, K times the size
-above); it holds no optimizer entries. :func:`load` returns an Ensemble
-for it. A reader that predates ensembles refuses such a file (an
-unexpected architecture key).
 ``optimizer`` (only in a file saved with an optimizer)
     A 0-d unicode array holding a JSON object
     ``{"type": T, "hyperparameters": {...}}``: ``"SGD"`` with ``lr``,
@@ -60,6 +52,14 @@ unexpected architecture key).
     model's dtype, laid out as ``parameters``. Absent before the model's
     first step with the optimizer (the state then starts at zeros) and for
     plain SGD, which has none.
+
+An :class:`~fastnn.Ensemble`'s file (:meth:`Ensemble.save <fastnn.Ensemble.save>`) has one more
+key in its architecture, ``"n_members": K`` (a positive integer), and its
+``parameters`` hold the K members' parameters one after the other (what
+``Ensemble.get_parameters().reshape(-1)`` returns, K times the size
+above); it holds no optimizer entries. :func:`load` returns an Ensemble
+for it. A reader that predates ensembles refuses such a file (an
+unexpected architecture key).
 
 Gradients are not saved (each training step recomputes them): a loaded
 model's ``dW`` and ``db`` are zeros. Floats in the JSON are written with

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -57,6 +57,9 @@ __all__ = ["Sequential", "History", "Callback"]   # History and Callback: from f
 _MSE = MSELoss()
 # The walker's status codes, bound once (train_step tests one on every call).
 _OK, _SLOW, _BAD_INPUT = _walker.OK, _walker.SLOW, _walker.BAD_INPUT
+
+
+_H = TypeVar("_H", bound=History)
 
 
 @dataclass
@@ -498,36 +501,52 @@ class Sequential:
         rng = check_seed(seed, "seed")
         progress = progress_callback(every, verbose is True, epochs)
         callbacks = [c for c in (progress, stopper) if c is not None] + user_callbacks
+        return self._run_fit(
+            lambda: self._epochs(data, loss, optimizer, epochs, batch_size, shuffle, rng, callbacks),
+            stopper, progress)
+
+    def _epochs(self, data: _FitData, loss: Loss, optimizer: Optimizer, epochs: int, batch_size: int,
+                shuffle: bool, rng: np.random.Generator, callbacks: list) -> History:
+        """fit's loop over epochs (the caller holds the lock): its History."""
         history = History()
+        update, created = self._update_for(optimizer)
+        n_samples = data.X.shape[0]
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n_samples) if shuffle else None
+            status, logs = self._fit_epoch(data, order, batch_size, update, loss)
+            if status != _OK:
+                if epoch == 1 and self._net.last_done == 0:
+                    self._drop_if_created(optimizer, created)    # not one update applied
+                raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
+            history.loss.append(logs["loss"])
+            history.epoch_time.append(logs["epoch_time"])
+            if "val_loss" in logs:
+                history.val_loss.append(logs["val_loss"])
+            # Every callback hears of every epoch; any one may stop training.
+            stop = False
+            for callback in callbacks:
+                if callback.on_epoch_end(epoch, dict(logs)) is False:
+                    stop = True
+            if stop and epoch < epochs:
+                history.stopped_epoch = epoch
+                break
+        return history
+
+    def _run_fit(self, run: Callable[[], _H], stopper: EarlyStopping | None, progress) -> _H:
+        """Run a fit's loop ``run()`` (it returns the History) under the model's lock, then put
+        back early stopping's best parameters; the progress bar is closed however it ends.
+
+        The one home of how every fit ends, whatever its optimizer."""
         try:
             with self._lock:
-                update, created = self._update_for(optimizer)
-                for epoch in range(1, epochs + 1):
-                    order = rng.permutation(n_samples) if shuffle else None
-                    status, logs = self._fit_epoch(data, order, batch_size, update, loss)
-                    if status != _OK:
-                        if epoch == 1 and self._net.last_done == 0:
-                            self._drop_if_created(optimizer, created)    # not one update applied
-                        raise FloatingPointError(self._divergence_message(status, f"epoch {epoch}", optimizer.lr))
-                    history.loss.append(logs["loss"])
-                    history.epoch_time.append(logs["epoch_time"])
-                    if "val_loss" in logs:
-                        history.val_loss.append(logs["val_loss"])
-                    # Every callback hears of every epoch; any one may stop training.
-                    stop = False
-                    for callback in callbacks:
-                        if callback.on_epoch_end(epoch, dict(logs)) is False:
-                            stop = True
-                    if stop and epoch < epochs:
-                        history.stopped_epoch = epoch
-                        break
+                history = run()
                 if stopper is not None and stopper.best_parameters is not None:
                     history.best_epoch = stopper.best_epoch
                     self._params[...] = stopper.best_parameters
+                return history
         finally:
             if progress is not None and hasattr(progress, "close"):
                 progress.close()
-        return history
 
     def _fit_lbfgs(self, X, y, loss: Loss, optimizer: LBFGS, epochs, batch_size, verbose, sample_weight,
                    validation: tuple, stopping: tuple) -> _lbfgs.LBFGSHistory:
@@ -556,16 +575,7 @@ class Sequential:
         _lbfgs.scipy_minimize()          # ImportError before anything runs, without SciPy
         progress = progress_callback(every, verbose is True, optimizer.max_iter)
         callbacks = [c for c in (progress, stopper) if c is not None] + user_callbacks
-        try:
-            with self._lock:
-                history = _lbfgs.minimize(self._net, data, loss, optimizer, callbacks)
-                if stopper is not None and stopper.best_parameters is not None:
-                    history.best_epoch = stopper.best_epoch
-                    self._params[...] = stopper.best_parameters
-        finally:
-            if progress is not None and hasattr(progress, "close"):
-                progress.close()
-        return history
+        return self._run_fit(lambda: _lbfgs.minimize(self._net, data, loss, optimizer, callbacks), stopper, progress)
 
     def loss_gradient(self, X, y, *, loss=None, sample_weight=None, l2: float = 0.0) -> float:
         """The loss over all of X and y, and its gradient, in one compiled call.

@@ -281,7 +281,11 @@ def test_multilabel_targets_predict_the_indicator_matrix():
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-8)
     assert ours.score(X, Y) == theirs.score(X, Y)               # subset accuracy
-    # partial_fit as scikit-learn: the labels are the indicator's columns.
+    # partial_fit as scikit-learn: classes are required on the first call; the labels are the
+    # indicator's columns.
+    for Estimator in (MLPClassifier, neural_network.MLPClassifier):
+        with pytest.raises(ValueError, match="^classes must be passed on the first call to partial_fit.$"):
+            Estimator(hidden_layer_sizes=(8,)).partial_fit(X, Y)
     streamed = MLPClassifier(hidden_layer_sizes=(8,), random_state=0).partial_fit(X, Y, classes=[0, 1, 2])
     np.testing.assert_array_equal(streamed.classes_, [0, 1, 2])
     with pytest.raises(ValueError, match="labels"):
