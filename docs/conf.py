@@ -69,7 +69,7 @@ sphinx_gallery_conf = {
 #: Modules with a section of their own, in this order; other public modules
 #: with an ``__all__`` (fastnn.export, when it exists) follow, found at build time.
 API_MODULES = ["fastnn.ops", "fastnn.reference", "fastnn.datasets", "fastnn.plot", "fastnn.callbacks",
-               "fastnn.estimators", "fastnn.io"]
+               "fastnn.estimators", "fastnn.io", "fastnn.dask"]
 #: Public modules that are not the user's: their names are documented at the top level.
 API_SKIP = {"fastnn.layers", "fastnn.losses", "fastnn.model", "fastnn.optimizers", "fastnn.validation"}
 

@@ -1,4 +1,5 @@
-"""The README's speed table, drawn from ``docs/results/compare.json`` (never typed by hand).
+"""The README's speed table, drawn from ``docs/results/compare.json``, and its search table, from
+``docs/results/dask_search.json`` (never typed by hand).
 
     python docs/readme_table.py            # print the table
     python docs/readme_table.py --write    # replace it in README.md, between its two markers
@@ -21,6 +22,7 @@ BEGIN, END = "<!-- speed table: made by docs/readme_table.py -->", "<!-- end of 
 #: The rows shown: (config, dtype); the documentation's performance page has them all.
 ROWS = [("tutorial-1000", "float64"), ("tutorial-1", "float64"), ("tiny", "float64"), ("tiny", "float32"),
         ("medium", "float32"), ("large", "float32"), ("demo-fit", "float64"), ("digits", "float32")]
+DASK_BEGIN, DASK_END = "<!-- search table (docs/readme_table.py) -->", "<!-- end -->"
 CONTENDERS = [("numpy_us", "NumPy"), ("torch_us", "PyTorch"), ("sklearn_us", "scikit-learn")]
 
 
@@ -46,17 +48,35 @@ def table(record: dict | None) -> str:
     return "\n".join(lines)
 
 
+def dask_table(record: dict | None) -> str:
+    """The README's search block: per backend the median time and the speed-up, and how they were made."""
+    if record is None:
+        return "Not measured in this build: `docs/results/dask_search.json` is absent."
+    rows = record["rows"]
+    lines = ["| | " + " | ".join(row["backend"] for row in rows) + " |", "|---|" + "---:|" * len(rows),
+             "| median s | " + " | ".join(fastnn_results._number(row["median_s"]) for row in rows) + " |",
+             "| speed-up | " + " | ".join(f"{fastnn_results._fixed(row['speedup'])}x" for row in rows) + " |"]
+    machine = record.get("machine") or {}
+    return "\n".join(lines + ["", f"`{record.get('command')}`, {record.get('commit')}, {machine.get('cpu')}, load "
+                                   f"{record.get('load_average')}."])
+
+
+def _replace(text: str, begin: str, end: str, block: str) -> str:
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     block = table(fastnn_results.load("compare"))
+    search = dask_table(fastnn_results.load("dask_search"))
     if "--write" not in argv:
-        print(block)
+        print(block, search, sep="\n\n")
         return 0
     readme = HERE.parent / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}", encoding="utf-8")
+    text = _replace(readme.read_text(encoding="utf-8"), BEGIN, END, block)
+    readme.write_text(_replace(text, DASK_BEGIN, DASK_END, search), encoding="utf-8")
     return 0
 
 

@@ -70,7 +70,7 @@ def documented_names():
     names = [f"fastnn.{name}" for name in fastnn.__all__
              if not name.startswith("__") and not isinstance(getattr(fastnn, name), type(fastnn))]
     modules = ["fastnn.ops", "fastnn.reference", "fastnn.datasets", "fastnn.plot", "fastnn.callbacks",
-               "fastnn.estimators", "fastnn.io", "fastnn.export"]
+               "fastnn.estimators", "fastnn.io", "fastnn.export", "fastnn.dask"]
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
@@ -200,11 +200,16 @@ ROWS = {
                             "ratio": 2.0 * k * m * batch / (1.0 + k * m * batch)}
                            for dtype in ("float64", "float32") for k, m in ((1, 1), (64, 64), (256, 1))
                            for batch in (1, 32)]},
+    "dask_search": {"rows": [{"backend": "serial", "workers": 1, "median_s": 10.0, "first_s": 10.5, "startup_s": None,
+                              "speedup": 1.0, "best_score": 0.95, "same_scores": True, "an_unknown_key": 1},
+                             {"backend": "dask", "workers": 2, "median_s": 6.0, "first_s": 7.0, "startup_s": 2.5,
+                              "speedup": 10.0 / 6.0, "best_score": 0.95, "same_scores": True}]},
 }
 
 
 @pytest.mark.parametrize("name,table", [("compare", "steps"), ("compare", "estimators"), ("asv_ratios", "rows"),
-                                        ("planner", "rows"), ("export", "rows"), ("crossover", "rows")])
+                                        ("planner", "rows"), ("export", "rows"), ("crossover", "rows"),
+                                        ("dask_search", "rows")])
 def test_results_tables_with_and_without_their_file(name, table, results, tmp_path):
     record = dict(ENVELOPE, **ROWS[name])
     lines = results.table_lines(name, table, record)
@@ -229,6 +234,14 @@ def test_compare_table_draws_the_speed_ups(results):
     lines = results.table_lines("compare", "steps", record)
     assert "     - 10x" in lines and "     - 100x" in lines        # NumPy's and scikit-learn's time / fastnn's
     assert not any("PyTorch" in line for line in lines)          # not measured: no column
+
+
+def test_dask_search_table_says_the_speed_up_and_whether_the_scores_matched(results):
+    lines = results.table_lines("dask_search", "rows", dict(ENVELOPE, **ROWS["dask_search"]))
+    dask_row = lines[lines.index("   * - dask"):]
+    assert dask_row[1:8] == ["     - 2", "     - 6", "     - 7", "     - 2.5", "     - 1.67", "     - 0.95",
+                             "     - yes"]
+    assert "     - —" in lines[lines.index("   * - serial"):lines.index("   * - dask")]   # no cluster to start
 
 
 def test_crossover_table_pivots_the_ratio_and_its_chart_is_a_heat_map_per_dtype(results, tmp_path, monkeypatch):

@@ -25,9 +25,9 @@ COMPILED = ("_ops", "_walker_baseline", "_walker_avx2", "_walker_avx512")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
 #: Never imported by ``import fastnn``: plotting, SciPy, progress bars, the
-#: other frameworks, the build and test tools.
+#: other frameworks, Dask and fastnn's face on it, the build and test tools.
 HEAVY = ("matplotlib", "scipy", "tqdm", "pandas", "torch", "sklearn", "threadpoolctl", "Cython", "setuptools",
-         "pytest", "hypothesis", "fastnn.plot")
+         "pytest", "hypothesis", "fastnn.plot", "dask", "distributed", "fastnn.dask")
 
 IMPORT_SCRIPT = """
 import json, sys

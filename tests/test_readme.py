@@ -88,3 +88,13 @@ def test_readme_speed_table_without_a_results_file(tmp_path):
     readme_table = _readme_table()
     assert readme_table.fastnn_results.load("compare", tmp_path) is None
     assert readme_table.table(None) == "Not measured in this build: `docs/results/compare.json` is absent."
+
+
+def test_readme_search_table_is_the_results_file():
+    """The search's figures are docs/results/dask_search.json's, drawn by docs/readme_table.py."""
+    readme_table = _readme_table()
+    text = (ROOT / "README.md").read_text()
+    block = text.split(readme_table.DASK_BEGIN, 1)[1].split(readme_table.DASK_END, 1)[0].strip()
+    expected = readme_table.dask_table(readme_table.fastnn_results.load("dask_search"))
+    assert block == expected, "run `python docs/readme_table.py --write` after remaking docs/results/dask_search.json"
+    assert readme_table.dask_table(None) == "Not measured in this build: `docs/results/dask_search.json` is absent."

@@ -31,6 +31,7 @@ COMMANDS = {
     "planner": "python benchmarks/planner.py --json docs/results/planner.json",
     "export": "python benchmarks/export_latency.py --json docs/results/export.json",
     "crossover": "taskset -c 1 python benchmarks/crossover.py --json docs/results/crossover.json",
+    "dask_search": "python benchmarks/dask_search.py --json docs/results/dask_search.json",
     "ensemble": "python benchmarks/ensemble.py --json docs/results/ensemble.json",
 }
 
@@ -93,6 +94,15 @@ TABLES = {
         ("model", lambda r: r.get("model")), ("dtype", lambda r: r.get("dtype")), ("what", lambda r: r.get("what")),
         ("C µs", lambda r: _number(r.get("c_us"))), ("predict µs", lambda r: _number(r.get("predict_us"))),
         ("onnxruntime µs", lambda r: _number(r.get("onnxruntime_us"))),
+    ],
+    ("dask_search", "rows"): [
+        ("backend", lambda r: r.get("backend")), ("workers", lambda r: r.get("workers")),
+        ("median s", lambda r: _number(r.get("median_s"))), ("first run s", lambda r: _number(r.get("first_s"))),
+        ("cluster start s", lambda r: _number(r.get("startup_s"))),
+        ("speed-up vs serial", lambda r: _fixed(r.get("speedup"))),
+        ("best score", lambda r: _number(r.get("best_score"), 4)),
+        ("scores equal serial's", lambda r: None if r.get("same_scores") is None else
+         ("yes" if r.get("same_scores") else "no")),
     ],
     ("ensemble", "rows"): [
         ("scenario", lambda r: r.get("title") or r.get("scenario")),
@@ -269,6 +279,10 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         series = {"scikit-learn": [row["sklearn_s"] / row["fastnn_s"] if row.get("sklearn_s") and row.get(
             "fastnn_s") else None for row in rows]}
         xlabel = "fit speed-up of fastnn over scikit-learn"
+    elif name == "dask_search":
+        labels = [f"{row.get('backend')}, {row.get('workers')} worker(s)" for row in rows]
+        series = {"speed-up": [row.get("speedup") for row in rows]}
+        xlabel = "speed-up of the search over serial (serial's median / this backend's)"
     elif name in ("asv_ratios", "planner"):
         series = {"ratio": [row.get("ratio") for row in rows]}
         xlabel = "reference / fastnn (above 1: fastnn faster)" if name == "asv_ratios" else \
