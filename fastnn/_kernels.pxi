@@ -838,6 +838,17 @@ cdef extern from *:
         y = fastnn_sel_f(FASTNN_MASK_F(x < INFINITY), y, x);
         return fastnn_sel_f(FASTNN_MASK_F(x >= -1.0f), y, (x - x) * INFINITY);
     }
+
+    /* a < b ? x : y as a select of bits (a mask from the comparison): a branch of
+       C's ?: or Cython's conditional expression whose comparison is not folded
+       into abs/max is not if-converted by GCC under -ftrapping-math, and does
+       not vectorise; the same value, bit for bit. */
+    FASTNN_MATH double fastnn_if_lt_d(double a, double b, double x, double y) {
+        return fastnn_sel_d(FASTNN_MASK_D(a < b), x, y);
+    }
+    FASTNN_MATH float fastnn_if_lt_f(float a, float b, float x, float y) {
+        return fastnn_sel_f(FASTNN_MASK_F(a < b), x, y);
+    }
     """
     double fastnn_exp_d(double) noexcept nogil
     float fastnn_exp_f(float) noexcept nogil
@@ -849,6 +860,8 @@ cdef extern from *:
     float fastnn_log_f(float) noexcept nogil
     double fastnn_log1p_d(double) noexcept nogil
     float fastnn_log1p_f(float) noexcept nogil
+    double fastnn_if_lt_d(double, double, double, double) noexcept nogil
+    float fastnn_if_lt_f(float, float, float, float) noexcept nogil
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -884,6 +897,14 @@ cdef inline floating _log1p(floating x) noexcept nogil:
         return fastnn_log1p_f(x)
     else:
         return fastnn_log1p_d(x)
+
+
+cdef inline floating _if_lt(floating a, floating b, floating x, floating y) noexcept nogil:
+    """``x if a < b else y``, as a select that vectorises (fastnn_if_lt_*)."""
+    if floating is float:
+        return fastnn_if_lt_f(a, b, x, y)
+    else:
+        return fastnn_if_lt_d(a, b, x, y)
 
 
 cdef enum:
@@ -1115,18 +1136,25 @@ cdef double loss_grad_kernel(
 
 cdef inline floating _elementwise_loss(int kind, floating d, floating z, floating b, floating delta) noexcept nogil:
     """Element (z, b)'s loss ``kind`` (not cross-entropy), d = z - b: the very
-    expression loss_grad_kernel adds to its sum, in the buffers' type."""
-    cdef floating a, e, zero = 0, half = 0.5
+    expression loss_grad_kernel adds to its sum, in the buffers' type. Both
+    sides of a choice are computed first and the choice is a select of two
+    values, taken by _if_lt's select of bits: GCC does not if-convert the
+    branch of a conditional expression under the default -ftrapping-math
+    (unless it folds into abs, as |d| does), and a branch does not vectorise."""
+    cdef floating a, e, q, r, zero = 0, half = 0.5
     if kind == LOSS_MSE:
         return d * d       # unused: mse keeps its product in double (loss_value_kernel)
     elif kind == LOSS_MAE:
         return d if d >= zero else -d
     elif kind == LOSS_HUBER:
         a = d if d >= zero else -d
-        return half * d * d if a < delta else delta * (a - half * delta)
+        q = half * d * d
+        r = delta * (a - half * delta)
+        return _if_lt(a, delta, q, r)
     elif kind == LOSS_POISSON:
         e = _exp(z)
-        return e - b * z + (b * _log(b) - b if b > zero else zero)
+        r = b * _log(b) - b             # NaN at b = 0 (0 * -inf), where the select drops it
+        return e - b * z + _if_lt(zero, b, r, zero)
     else:   # LOSS_BCE_WITH_LOGITS
         a = z if z >= zero else -z
         return (z if z > zero else zero) - z * b + _log1p(_exp(-a))
