@@ -31,6 +31,8 @@ COMMANDS = {
     "planner": "python benchmarks/planner.py --json docs/results/planner.json",
     "export": "python benchmarks/export_latency.py --json docs/results/export.json",
     "crossover": "taskset -c 1 python benchmarks/crossover.py --json docs/results/crossover.json",
+    "loss_ratios": "OPENBLAS_NUM_THREADS=1 taskset -c 1 python benchmarks/loss_ratios.py "
+                   "--json docs/results/loss_ratios.json",
 }
 
 
@@ -80,6 +82,11 @@ TABLES = {
     ("asv_ratios", "rows"): [
         ("benchmark", lambda r: r.get("benchmark")), ("params", lambda r: r.get("params")),
         ("fastnn s", lambda r: _number(r.get("fastnn_s"))), ("reference s", lambda r: _number(r.get("reference_s"))),
+        ("reference / fastnn", lambda r: _number(r.get("ratio"))),
+    ],
+    ("loss_ratios", "rows"): [
+        ("loss", lambda r: r.get("loss")), ("dtype", lambda r: r.get("dtype")), ("shape", lambda r: r.get("shape")),
+        ("fastnn µs", lambda r: _number(r.get("fastnn_us"))), ("reference µs", lambda r: _number(r.get("reference_us"))),
         ("reference / fastnn", lambda r: _number(r.get("ratio"))),
     ],
     ("planner", "rows"): [
@@ -242,6 +249,8 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         return False
     labels = [f"{row.get('title') or row.get('config') or row.get('model') or row.get('benchmark')}, "
               f"{row.get('dtype') or row.get('params')}" for row in rows]
+    if name == "loss_ratios":
+        labels = [f"{row.get('loss')}, {row.get('dtype')}, {row.get('shape')}" for row in rows]
     if (name, table) == ("compare", "steps"):
         series, xlabel = _speedups(record), "speed-up of fastnn (other's time / fastnn's), log scale"
     elif (name, table) == ("compare", "estimators"):
@@ -249,9 +258,9 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         series = {"scikit-learn": [row["sklearn_s"] / row["fastnn_s"] if row.get("sklearn_s") and row.get(
             "fastnn_s") else None for row in rows]}
         xlabel = "fit speed-up of fastnn over scikit-learn"
-    elif name in ("asv_ratios", "planner"):
+    elif name in ("asv_ratios", "planner", "loss_ratios"):
         series = {"ratio": [row.get("ratio") for row in rows]}
-        xlabel = "reference / fastnn (above 1: fastnn faster)" if name == "asv_ratios" else \
+        xlabel = "reference / fastnn (above 1: fastnn faster)" if name != "planner" else \
             "planned / best fixed (1: the planner's pick is the best)"
     else:
         series = {key: [row.get(f"{key}_us") for row in rows] for key in ("c", "predict", "onnxruntime")}
