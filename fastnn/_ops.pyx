@@ -615,15 +615,17 @@ cdef bint _none_negative(const floating* y, Py_ssize_t size) noexcept nogil:
 def loss_plain(int kind, object param, object yhat, object y):
     """The unweighted elementwise loss ``kind`` (LOSS_CODES, not cross-entropy) for
     plain yhat and y of one dtype and shape (1-D or 2-D) and a Python float
-    delta in (0, inf) for Huber, from loss_grad_kernel as the converting path
-    calls it (the same value); None for anything else, for a Poisson ``y``
+    delta in (0, inf) for Huber, from loss_value_kernel (the value alone, summed
+    in eight vectorised lanes: loss_grad_kernel's per-element values, summed in
+    another order, so within the bound its docstring states of the converting
+    path's value, not bit for bit); None for anything else, for a Poisson ``y``
     with a value below 0, or when the loss is not finite. Every non-finite
     input makes these losses non-finite (inf - inf, 0 * inf and NaN are NaN),
     so a finite loss says the inputs were finite; a non-finite one goes to
     the converting path, which refuses a non-finite input by name or returns
     the overflowed loss."""
     cdef int t = -1
-    cdef double value, loss = 0.0, wsum
+    cdef double value, loss = 0.0
     cdef cnp.ndarray p, q
     cdef Py_ssize_t n, C
     cdef bint ok = True
@@ -638,14 +640,14 @@ def loss_plain(int kind, object param, object yhat, object y):
             if kind == LOSS_POISSON:
                 ok = _none_negative(<const float*>cnp.PyArray_DATA(q), n * C)
             if ok:
-                loss = loss_grad_kernel(kind, value, <const float*>cnp.PyArray_DATA(p),
-                                        <const float*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+                loss = _PLAIN.loss_f(kind, value, <const float*>cnp.PyArray_DATA(p),
+                                     <const float*>cnp.PyArray_DATA(q), n * C)
         else:
             if kind == LOSS_POISSON:
                 ok = _none_negative(<const double*>cnp.PyArray_DATA(q), n * C)
             if ok:
-                loss = loss_grad_kernel(kind, value, <const double*>cnp.PyArray_DATA(p),
-                                        <const double*>cnp.PyArray_DATA(q), NULL, NULL, n, C, C, 1, &wsum)
+                loss = _PLAIN.loss_d(kind, value, <const double*>cnp.PyArray_DATA(p),
+                                     <const double*>cnp.PyArray_DATA(q), n * C)
     if not ok or loss - loss != 0:       # a negative count; NaN or infinite
         return None
     return loss

@@ -465,6 +465,30 @@ def elementwise_loss(kind: str, yhat: ArrayLike, y: ArrayLike, sample_weight: Ar
     return grad.reshape(shape) if want_grad else loss
 
 
+def _unweighted_loss(kind: str, yhat: ArrayLike, y: ArrayLike, *, param: float = 0.0, name: str = "yhat") -> float:
+    """The unweighted elementwise loss ``kind`` of arguments the common case handed back.
+
+    Validates as :func:`elementwise_loss` (the same messages, in the same
+    order), converts once to C-contiguous native arrays of the computing dtype
+    and runs the common case's loop on them (``_ops.loss_plain``: the value
+    alone, summed in lanes), so that a strided, Fortran, byte-swapped, read-only
+    copy or a list gives the bits a plain array of the same values gives. A loss
+    that is not finite (an overflow of finite inputs) comes from
+    :func:`elementwise_loss`.
+    """
+    kind = check_option(kind, "kind", ELEMENTWISE_LOSSES)
+    param = check_number(param, "delta", low=0.0, low_open=True) if kind == "huber" else 0.0
+    prediction, target = _check_pair(yhat, y, name)
+    if kind == "poisson":
+        check_non_negative(target, "y", "for the Poisson loss")
+    native = prediction.dtype.newbyteorder("=")
+    loss = _ops.loss_plain(_ops.LOSS_CODES[kind], float(param), np.ascontiguousarray(prediction, dtype=native),
+                           np.ascontiguousarray(target, dtype=native))
+    if loss is not None:
+        return loss
+    return elementwise_loss(kind, prediction, target, param=param, name=name)
+
+
 def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
     """Mean squared error, ``mean((yhat - y) ** 2)`` (weighted by sample).
 
@@ -500,6 +524,7 @@ def mse_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         loss = _ops.loss_plain(_LOSS_MSE, 0.0, yhat, y)
         if loss is not None:
             return loss
+        return _unweighted_loss("mse", yhat, y)
     return elementwise_loss("mse", yhat, y, sample_weight)
 
 
@@ -565,6 +590,7 @@ def mae_loss(yhat: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = No
         loss = _ops.loss_plain(_LOSS_MAE, 0.0, yhat, y)
         if loss is not None:
             return loss
+        return _unweighted_loss("mae", yhat, y)
     return elementwise_loss("mae", yhat, y, sample_weight)
 
 
@@ -633,6 +659,7 @@ def huber_loss(yhat: ArrayLike, y: ArrayLike, delta: float = 1.0, sample_weight:
         loss = _ops.loss_plain(_LOSS_HUBER, delta, yhat, y)
         if loss is not None:
             return loss
+        return _unweighted_loss("huber", yhat, y, param=delta)
     return elementwise_loss("huber", yhat, y, sample_weight, param=delta)
 
 
@@ -700,6 +727,7 @@ def bce_with_logits_loss(logits: ArrayLike, y: ArrayLike, sample_weight: ArrayLi
         loss = _ops.loss_plain(_LOSS_BCE, 0.0, logits, y)
         if loss is not None:
             return loss
+        return _unweighted_loss("bce_with_logits", logits, y, name="logits")
     return elementwise_loss("bce_with_logits", logits, y, sample_weight, name="logits")
 
 
@@ -765,6 +793,7 @@ def poisson_loss(log_mean: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
         loss = _ops.loss_plain(_LOSS_POISSON, 0.0, log_mean, y)
         if loss is not None:
             return loss
+        return _unweighted_loss("poisson", log_mean, y, name="log_mean")
     return elementwise_loss("poisson", log_mean, y, sample_weight, name="log_mean")
 
 

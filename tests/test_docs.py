@@ -191,6 +191,8 @@ ROWS = {
                                 "fastnn_s": 0.5, "sklearn_s": 1.0, "fastnn_score": 0.96, "sklearn_score": 0.95}]},
     "asv_ratios": {"rows": [{"benchmark": "bench_model.TrainStep.time_train_step", "params": "tiny, float64",
                              "fastnn_s": 2e-5, "reference_s": 8e-5, "ratio": 4.0}]},
+    "loss_ratios": {"rows": [{"loss": "mae", "dtype": "float32", "shape": "256x512", "fastnn_us": 30.0,
+                              "reference_us": 300.0, "ratio": 10.0, "an_unknown_key": 1}]},
     "planner": {"rows": [{"config": "tiny", "dtype": "float64", "planned": "avx2 tiles", "planned_us": 5.0,
                           "best_fixed": "avx2 blas", "best_fixed_us": 4.9, "ratio": 1.02}]},
     "export": {"rows": [{"model": "tiny", "dtype": "float32", "what": "one sample", "c_us": 0.2, "predict_us": 2.0,
@@ -209,7 +211,7 @@ ROWS = {
 
 @pytest.mark.parametrize("name,table", [("compare", "steps"), ("compare", "estimators"), ("asv_ratios", "rows"),
                                         ("planner", "rows"), ("export", "rows"), ("crossover", "rows"),
-                                        ("dask_search", "rows")])
+                                        ("dask_search", "rows"), ("loss_ratios", "rows")])
 def test_results_tables_with_and_without_their_file(name, table, results, tmp_path):
     record = dict(ENVELOPE, **ROWS[name])
     lines = results.table_lines(name, table, record)

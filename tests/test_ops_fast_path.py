@@ -537,7 +537,7 @@ def _code(name):
 
 
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
-@pytest.mark.parametrize("shape", [(1,), (7,), (1, 1), (5, 3), (300, 2), (1001,)])
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 1), (5, 3), (300, 2), (1001,), (256, 512)])
 def test_elementwise_loss_common_case_gives_the_converting_paths_bits(name, shape, dtype, rng):
     loss, grad, _, delta = ELEMENTWISE[name]
     a, y = _loss_inputs(name, shape, dtype, rng)
@@ -558,6 +558,68 @@ def test_elementwise_loss_common_case_gives_the_converting_paths_bits(name, shap
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(fast_grad, ref_grad(a, y), rtol=tol, atol=tol / a.size)
     assert fast_loss == pytest.approx(ref_loss(a, y), rel=tol, abs=tol)
+
+
+def _exact_terms(name, a, y, delta):
+    """Each element's loss as loss_grad_kernel computes it (in the arrays' dtype; MSE's
+    square in float64, where NumPy rounds it as the kernel does), as float64."""
+    t = a.dtype.type
+    d = a - y
+    if name == "mse":
+        return d.astype(np.float64) * d.astype(np.float64)
+    if name == "mae":
+        return np.abs(d).astype(np.float64)
+    m, h, dl = np.abs(d), t(0.5), t(delta)
+    return np.where(m < dl, h * d * d, dl * (m - h * dl)).astype(np.float64)
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "huber"])
+@pytest.mark.parametrize("size", [*range(1, 18), 1001, 256 * 512 + 5])
+def test_elementwise_loss_lanes_sum_within_the_stated_bound(name, size, dtype, rng):
+    """loss_value_kernel sums the per-element losses in eight double lanes: within
+    (ceil(size / 8) + 3) 2^-53 sum|t_i| of their exact sum, and then one rounding of
+    the division (its docstring's bound), whatever the tail (size % 8) and the
+    alignment (a view one element in)."""
+    import math
+
+    a, y = _loss_inputs(name, (size + 1,), dtype, rng)
+    a, y = a[1:], y[1:]                        # contiguous, but not at the allocation's alignment
+    delta = ELEMENTWISE[name][3]
+    terms = _exact_terms(name, a, y, delta)
+    exact = math.fsum(terms) / size
+    bound = ((math.ceil(size / 8) + 3) * 2.0**-53 + 2.0**-52) * math.fsum(np.abs(terms)) / size
+    got = _ops.loss_plain(_code(name), delta, a, y)
+    assert abs(got - exact) <= bound
+    # every element counts (a lane or the tail left out would be off by far more)
+    assert got == ELEMENTWISE[name][0](np.array(a, order="C"), y)
+
+
+def test_elementwise_losses_every_builds_lanes_give_the_same_bits(dtype, rng):
+    """The lanes' order is fixed in the code: the SSE2, baseline, AVX2 and AVX-512
+    copies of loss_value_kernel give the same bits."""
+    import importlib
+
+    from fastnn import _walker
+
+    modules = [None]
+    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
+        if ok:
+            try:
+                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
+            except ImportError:
+                pass
+    inputs = {name: _loss_inputs(name, (257, 13), dtype, rng) for name in ELEMENTWISE}
+    results = []
+    try:
+        for module in modules:
+            _ops.use_kernels_of(module)
+            results.append([_ops.loss_plain(_code(name), ELEMENTWISE[name][3], *inputs[name])
+                            for name in sorted(ELEMENTWISE)])
+    finally:
+        _ops.use_kernels_of(importlib.import_module(_walker.Network.__module__))
+    assert len(results) >= 2
+    for other in results[1:]:
+        assert other == results[0]
 
 
 class _Sub2(np.ndarray):

@@ -33,6 +33,8 @@ COMMANDS = {
     "crossover": "taskset -c 1 python benchmarks/crossover.py --json docs/results/crossover.json",
     "dask_search": "python benchmarks/dask_search.py --json docs/results/dask_search.json",
     "ensemble": "python benchmarks/ensemble.py --json docs/results/ensemble.json",
+    "loss_ratios": "OPENBLAS_NUM_THREADS=1 taskset -c 1 python benchmarks/loss_ratios.py "
+                   "--json docs/results/loss_ratios.json",
 }
 
 
@@ -82,6 +84,11 @@ TABLES = {
     ("asv_ratios", "rows"): [
         ("benchmark", lambda r: r.get("benchmark")), ("params", lambda r: r.get("params")),
         ("fastnn s", lambda r: _number(r.get("fastnn_s"))), ("reference s", lambda r: _number(r.get("reference_s"))),
+        ("reference / fastnn", lambda r: _number(r.get("ratio"))),
+    ],
+    ("loss_ratios", "rows"): [
+        ("loss", lambda r: r.get("loss")), ("dtype", lambda r: r.get("dtype")), ("shape", lambda r: r.get("shape")),
+        ("fastnn µs", lambda r: _number(r.get("fastnn_us"))), ("reference µs", lambda r: _number(r.get("reference_us"))),
         ("reference / fastnn", lambda r: _number(r.get("ratio"))),
     ],
     ("planner", "rows"): [
@@ -272,6 +279,8 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         return False
     labels = [f"{row.get('title') or row.get('config') or row.get('model') or row.get('benchmark')}, "
               f"{row.get('dtype') or row.get('params')}" for row in rows]
+    if name == "loss_ratios":
+        labels = [f"{row.get('loss')}, {row.get('dtype')}, {row.get('shape')}" for row in rows]
     if (name, table) == ("compare", "steps"):
         series, xlabel = _speedups(record), "speed-up of fastnn (other's time / fastnn's), log scale"
     elif (name, table) == ("compare", "estimators"):
@@ -283,9 +292,9 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         labels = [f"{row.get('backend')}, {row.get('workers')} worker(s)" for row in rows]
         series = {"speed-up": [row.get("speedup") for row in rows]}
         xlabel = "speed-up of the search over serial (serial's median / this backend's)"
-    elif name in ("asv_ratios", "planner"):
+    elif name in ("asv_ratios", "planner", "loss_ratios"):
         series = {"ratio": [row.get("ratio") for row in rows]}
-        xlabel = "reference / fastnn (above 1: fastnn faster)" if name == "asv_ratios" else \
+        xlabel = "reference / fastnn (above 1: fastnn faster)" if name != "planner" else \
             "planned / best fixed (1: the planner's pick is the best)"
     else:
         series = {key: [row.get(f"{key}_us") for row in rows] for key in ("c", "predict", "onnxruntime")}
