@@ -516,7 +516,8 @@ class Ensemble:
         # Members with streams of their own draw each epoch's order in the compiled loop (the numbers
         # rng.permutation(n) gives); one stream shared by the members is drawn here, ahead, at most
         # _MAX_ORDER_ENTRIES at a time.
-        own = run.shuffle and len(run.streams) > 1 and len({id(rng) for rng in run.streams}) == len(run.streams)
+        own = (run.shuffle and len(run.streams) > 1 and len({id(rng) for rng in run.streams}) == len(run.streams)
+               and all(_draws_as_numpy(self._walker, rng) for rng in run.streams))
         rngs = run.streams if own else [None] * n_members
         if run.shuffle and not own:
             block = max(1, min(block, _MAX_ORDER_ENTRIES // max(1, len(run.streams) * n_samples)))
@@ -796,6 +797,33 @@ class Ensemble:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+#: (walker module, bit generator type) -> whether the walker's copy of Generator.permutation gives this
+#: NumPy's numbers for that bit generator (checked once per process).
+_SAME_DRAWS: dict = {}
+
+
+def _draws_as_numpy(walker, rng: np.random.Generator) -> bool:
+    """Whether ``walker``'s compiled ``Generator.permutation`` (a copy of NumPy's algorithm, which
+    the members' compiled loop draws each epoch's order with) gives the numbers, and leaves the
+    state, that this NumPy's gives for ``rng``'s kind of bit generator. Checked once per process
+    and kind on fresh generators: a NumPy that draws otherwise makes fit draw the orders ahead
+    with NumPy itself (slower, the same results)."""
+    kind = type(rng.bit_generator)
+    key = (walker.__name__, kind)
+    if key not in _SAME_DRAWS:
+        same = True
+        try:
+            for n in (1, 2, 3, 17, 1000):
+                ours, numpys = np.random.Generator(kind(20261202)), np.random.Generator(kind(20261202))
+                same = same and np.array_equal(walker.permutations(ours, n, 2),
+                                               np.stack([numpys.permutation(n) for _ in range(2)]))
+                same = same and ours.integers(1 << 62) == numpys.integers(1 << 62)
+        except Exception:       # a bit generator that cannot be made from a seed: draw with NumPy
+            same = False
+        _SAME_DRAWS[key] = same
+    return _SAME_DRAWS[key]
 
 
 def _template_layers(layers) -> list:

@@ -551,3 +551,30 @@ def test_compiled_permutations_are_numpys(n):
         np.testing.assert_array_equal(drawn, np.stack([numpys.permutation(n) for _ in range(3)]))
         np.testing.assert_array_equal(again, np.stack([numpys.permutation(n) for _ in range(2)]))
         assert ours.integers(1 << 30) == numpys.integers(1 << 30)
+
+
+def test_orders_are_drawn_with_numpy_where_the_compiled_copy_would_differ(monkeypatch):
+    """fit draws each member's orders in the compiled loop only where the walker's copy of
+    Generator.permutation was checked to give this NumPy's numbers; otherwise (a NumPy that draws
+    otherwise, simulated here) it draws them ahead with NumPy itself: the same members either way."""
+    from fastnn import ensemble as ensemble_module
+
+    assert ensemble_module._draws_as_numpy(fastnn.Ensemble(layers_for("mse"), 2)._walker, np.random.default_rng())
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = X.sum(axis=1)
+
+    def trained():
+        ens = fastnn.Ensemble(layers_for("mse"), 3, seed=1)
+        ens.fit(X, y, optimizer=fastnn.SGD(lr=0.05), epochs=4, batch_size=8, seed=[5, 6, 7])
+        return ens.get_parameters()
+
+    compiled = trained()
+    walker = fastnn.Ensemble(layers_for("mse"), 2)._walker
+    monkeypatch.setattr(ensemble_module, "_SAME_DRAWS", {})
+    monkeypatch.setattr(walker, "permutations", lambda rng, n, count: np.zeros((count, n), dtype=np.intp))
+    assert not ensemble_module._draws_as_numpy(walker, np.random.default_rng())
+    drawn_ahead = trained()
+    np.testing.assert_array_equal(drawn_ahead, compiled)
+    alone = fastnn.Ensemble(layers_for("mse"), 3, seed=1)[1]
+    alone.fit(X, y, optimizer=fastnn.SGD(lr=0.05), epochs=4, batch_size=8, seed=6)
+    np.testing.assert_allclose(compiled[1], alone.get_parameters(), rtol=1e-12)
