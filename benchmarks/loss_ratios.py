@@ -32,7 +32,10 @@ import numpy as np
 import fastnn
 from fastnn import ops, reference
 
-from asv_ratios import machine  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+try:
+    from .asv_ratios import machine  # imported as benchmarks.loss_ratios (asv's discovery)
+except ImportError:
+    from asv_ratios import machine  # run as a script: benchmarks/ is sys.path[0]
 
 SHAPES = [(1, 1), (16, 1), (32, 1), (256, 1), (1000, 1), (256, 10), (256, 512), (512, 512)]
 LOSSES = ("mse", "mae", "huber", "bce_with_logits", "poisson")

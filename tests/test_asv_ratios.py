@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -78,3 +80,18 @@ def test_json_writes_the_rows_in_the_results_envelope(asv_ratios, tmp_path, caps
     assert data["machine"]["threads"] == 1 and data["machine"]["numpy"]
     assert data["rows"] == [{"benchmark": "bench.K.time_x", "params": "a, float32", "fastnn_s": 1e-6,
                              "reference_s": 4e-6, "ratio": 4.0}]
+
+
+def test_every_benchmarks_module_imports_as_asv_discovers_it():
+    """asv's discovery imports each module of benchmarks/ as ``benchmarks.NAME`` (one that imports
+    a sibling as a top-level module fails there, and `asv run` with it); the optional packages
+    the scripts time (PyTorch, Dask, scikit-learn) are imported only inside their functions."""
+    if not SCRIPT.exists():
+        pytest.skip("benchmarks/ is not beside the tests (an installed-wheel run)")
+    code = ("import importlib, pkgutil, sys, benchmarks\n"
+            "for m in pkgutil.iter_modules(benchmarks.__path__):\n"
+            "    importlib.import_module('benchmarks.' + m.name)\n"
+            "print(sorted(n for n in ('torch', 'dask', 'distributed', 'sklearn') if n in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=SCRIPT.parent.parent, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
