@@ -28,6 +28,7 @@ ReferenceMLP keeps for Adam.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,8 +176,14 @@ CONFIGS = {
     )
 }
 
+#: The configs of CI's asv smoke check (``FASTNN_ASV_SMOKE=1 asv run --quick``): every benchmark
+#: runs once on one config of each kind (the tutorial's network, a Tanh network, the
+#: classification step, a whole fit) instead of all of them, which took CI twenty minutes.
+SMOKE_CONFIGS = ("tutorial-1", "tiny-tanh", "digits", "demo-fit")
+
 #: asv parameter values (strings, so that asv's tables read well)
-CONFIG_NAMES = list(CONFIGS)
+CONFIG_NAMES = [name for name in CONFIGS if name in SMOKE_CONFIGS] if os.environ.get("FASTNN_ASV_SMOKE") == "1" \
+    else list(CONFIGS)
 DTYPES = {"float32": np.float32, "float64": np.float64}
 DTYPE_NAMES = list(DTYPES)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -95,3 +96,25 @@ def test_every_benchmarks_module_imports_as_asv_discovers_it():
     done = subprocess.run([sys.executable, "-c", code], cwd=SCRIPT.parent.parent, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_smoke_configs_give_every_suite_parameters():
+    """CI's asv smoke check (FASTNN_ASV_SMOKE=1) runs every benchmark on one config of each kind:
+    no suite may lose all its configs there."""
+    if not SCRIPT.exists():
+        pytest.skip("benchmarks/ is not beside the tests (an installed-wheel run)")
+    code = ("import importlib, inspect, pkgutil, benchmarks\n"
+            "from benchmarks import common\n"
+            "print(len(common.CONFIG_NAMES), len(common.CONFIGS))\n"
+            "for m in pkgutil.iter_modules(benchmarks.__path__):\n"
+            "    if m.name.startswith('bench_'):\n"
+            "        module = importlib.import_module('benchmarks.' + m.name)\n"
+            "        for name, cls in inspect.getmembers(module, inspect.isclass):\n"
+            "            if cls.__module__ == module.__name__ and getattr(cls, 'params', None):\n"
+            "                assert all(len(values) for values in cls.params), (m.name, name)\n")
+    env = dict(os.environ, FASTNN_ASV_SMOKE="1")
+    done = subprocess.run([sys.executable, "-c", code], cwd=SCRIPT.parent.parent, capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    smoke, every = map(int, done.stdout.split())
+    assert 0 < smoke < every
