@@ -326,9 +326,12 @@ def _place(client, arg: _Argument, bounds: list) -> list:
             return [client.compute(arg.value)] * len(bounds)
         rechunked = arg.value.rechunk((tuple(hi - lo for lo, hi in bounds),) + tuple(-1 for _ in arg.shape[1:]))
         return client.compute(list(rechunked.to_delayed().ravel()))
+    # hash=False: keys of this call's own. With content-hashed keys, a second fit on the same data
+    # scatters to the key whose release the first fit's futures just sent, and the scheduler may
+    # drop the new data with the old ("lost dependencies").
     if not arg.per_member:
-        return [client.scatter(arg.value)] * len(bounds)
-    return client.scatter([arg.value[lo:hi] for lo, hi in bounds])
+        return [client.scatter(arg.value, hash=False)] * len(bounds)
+    return client.scatter([arg.value[lo:hi] for lo, hi in bounds], hash=False)
 
 
 def _members_of(state: dict, n_members: int, lo: int, hi: int) -> dict:
