@@ -21,7 +21,7 @@ NAMES = {EXP: "exp", LOG: "log", LOG1P: "log1p", TANH: "tanh", SIGMOID: "sigmoid
 
 #: The stated maximum error in ulp of each function (round to nearest would be 0.5).
 BOUNDS = {
-    (EXP, np.float32): 1.0, (EXP, np.float64): 1.0,
+    (EXP, np.float32): 1.0, (EXP, np.float64): 1.5,     # float64: 1.002 (Estrin's order)
     (LOG, np.float32): 1.0, (LOG, np.float64): 1.0,
     (LOG1P, np.float32): 1.5, (LOG1P, np.float64): 1.5,
     (TANH, np.float32): 2.5, (TANH, np.float64): 2.5,
@@ -47,9 +47,9 @@ def builds():
     return found
 
 
-def compute(fn, x, module=_ops):
+def compute(fn, x, module=_ops, scalar=False):
     out = np.empty_like(x)
-    module._math(fn, x, out)
+    module._math(fn, x, out, scalar)
     return out
 
 
@@ -190,6 +190,27 @@ def test_every_build_gives_the_same_bits(fn, dtype, rng):
         got = compute(fn, x, module).view(bits)
         mismatch = np.flatnonzero(got != expected)
         assert mismatch.size == 0, f"{module.__name__}: {NAMES[fn]}({x[mismatch[0]]!r})"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("fn", sorted(NAMES), ids=NAMES.get)
+def test_the_staged_array_loops_give_the_scalar_functions_bits(fn, dtype, rng):
+    """Over an array, exp, tanh and the sigmoid run as staged loops over blocks of 256
+    (fastnn/_kernels.pxi); the losses call the scalar functions. Same bits in every
+    build, at every length (partial blocks, in place)."""
+    dtype = np.dtype(dtype)
+    bits = _BITS[dtype]
+    x = np.concatenate([rng.integers(0, np.iinfo(bits).max, 100_000, dtype=bits).view(dtype),
+                        rng.normal(0, 10, 50_001).astype(dtype), branch_points(fn, dtype)])
+    for module in builds():
+        expected = compute(fn, x, module, scalar=True).view(bits)
+        for n in (x.size, 1, 3, 255, 256, 257, 1000):
+            got = compute(fn, x[:n], module).view(bits)
+            mismatch = np.flatnonzero(got != expected[:n])
+            assert mismatch.size == 0, f"{module.__name__}, n={n}: {NAMES[fn]}({x[mismatch[0]]!r})"
+        inplace = x[:777].copy()
+        module._math(fn, inplace, inplace)
+        np.testing.assert_array_equal(inplace.view(bits), expected[:777])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
