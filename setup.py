@@ -76,7 +76,7 @@ def extension(name, extra=()):
         [f"fastnn/{name}.pyx"],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args + list(extra),
-        depends=["fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/_tile.h"],
+        depends=["fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/_tile.h", "fastnn/_math_stages.h"],
         include_dirs=["fastnn"],
     )
 

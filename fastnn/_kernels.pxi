@@ -623,8 +623,13 @@ cdef bint update_kernel(
 # GCC and Clang inline and vectorise inside the loops that call them, in
 # every build: the baseline (SSE2), AVX2 and AVX-512 walkers and
 # fastnn._ops. Only +, -, *, /, comparisons, selects and integer bit
-# operations are used, each rounded once (setup.py turns fused multiply-add
-# off), so every build gives the same bits for the same input.
+# operations are used, each rounded once (setup.py turns the compiler's
+# fused multiply-add off), so every build gives the same bits for the same
+# input; except the array versions of exp, tanh and the sigmoid (the
+# activations), which fuse their multiply-adds explicitly in the builds
+# whose register tiles fuse (the AVX2 and AVX-512 walkers, FASTNN_TILE_FMA):
+# the same bits as each other, within the same bounds, and the stages of
+# all of them live in fastnn/_math_stages.h.
 #
 # exp: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in two parts, the
 # first with trailing zeros so that n * LN2_HI is exact), e^r by its Taylor
@@ -702,125 +707,80 @@ cdef extern from *:
     #define FASTNN_LN2_LO_F 0x1.7f7d1cp-20f
     #define FASTNN_LOG2E_F 0x1.715476p+0f
 
-    /* e^r - 1 - r = r^2 q(r), |r| <= ln2/2: Taylor to r^13 (double), r^7 (float).
-       In double, q by Estrin's scheme (pairs c_2k + c_2k+1 r combined by r^2, r^4,
-       r^8): a dependency chain of 6 multiply-adds instead of Horner's 12, so that the
-       out-of-order core overlaps more elements; in float Horner's rule (5 steps; Estrin's
-       order measured 1.03 ulp for exp, over the bound of 1). */
-    FASTNN_MATH double fastnn_expm1_poly_d(double r) {
-        double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-        double p0 = 0.5 + r * (1.0 / 6.0);
-        double p1 = 1.0 / 24.0 + r * (1.0 / 120.0);
-        double p2 = 1.0 / 720.0 + r * (1.0 / 5040.0);
-        double p3 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
-        double p4 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-        double p5 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
-        double q = ((p0 + r2 * p1) + r4 * (p2 + r2 * p3)) + r8 * (p4 + r2 * p5);
-        return r + r2 * q;
-    }
-    FASTNN_MATH float fastnn_expm1_poly_f(float r) {
-        float q = 1.0f / 5040.0f;
-        q = q * r + 1.0f / 720.0f;
-        q = q * r + 1.0f / 120.0f;
-        q = q * r + 1.0f / 24.0f;
-        q = q * r + 1.0f / 6.0f;
-        q = q * r + 0.5f;
-        return r + (r * r) * q;
-    }
+    /* exp, tanh and the sigmoid by stages (fastnn/_math_stages.h), in two flavours:
+       plain (a multiply and an add, each rounded; every build) for the scalar
+       functions, and _fused for the array versions, which fuse each multiply-add
+       where the build fuses its register tiles (the AVX2 and AVX-512 walker builds
+       with FASTNN_TILE_FMA=1: fewer instructions and a shorter chain, and within the
+       same ulp bounds; tests/test_transcendentals.py). */
+    #define FASTNN_MATH_SFX
+    #define FASTNN_MA_D(a, b, c) ((a) * (b) + (c))
+    #define FASTNN_MA_F(a, b, c) ((a) * (b) + (c))
+    #include "_math_stages.h"
+    #undef FASTNN_MATH_SFX
+    #undef FASTNN_MA_D
+    #undef FASTNN_MA_F
+    #define FASTNN_MATH_SFX _fused
+    #if defined(FASTNN_TILE_FMA) && FASTNN_TILE_FMA && defined(__FMA__)
+    #define FASTNN_MATH_FUSED 1
+    #define FASTNN_MA_D(a, b, c) fma((a), (b), (c))
+    #define FASTNN_MA_F(a, b, c) fmaf((a), (b), (c))
+    #else
+    #define FASTNN_MATH_FUSED 0
+    #define FASTNN_MA_D(a, b, c) ((a) * (b) + (c))
+    #define FASTNN_MA_F(a, b, c) ((a) * (b) + (c))
+    #endif
+    #include "_math_stages.h"
+    #undef FASTNN_MATH_SFX
+    #undef FASTNN_MA_D
+    #undef FASTNN_MA_F
 
-    /* Each function below is written as stages (reduce, polynomial, finish) so that
-       the array versions further down can run every stage as a loop of its own over a
-       block: each loop is then short enough for the out-of-order core to overlap many
-       elements, where one long loop body is bound by its chain's latency (measured
-       1.6x faster for tanh in double on Zen 3). The scalar function and the array
-       version perform the same operations on every element, so they give the same bits. */
+    FASTNN_MATH double fastnn_tanh_finish_d(double t, double x) { return copysign(t / (t + 2.0), x); }
+    FASTNN_MATH float fastnn_tanh_finish_f(float t, float x) { return copysignf(t / (t + 2.0f), x); }
+    /* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|):
+       one exp, never overflowing. */
+    FASTNN_MATH double fastnn_sigmoid_finish_d(double e, double x) {
+        return fastnn_sel_d(FASTNN_MASK_D(x >= 0.0), 1.0, e) / (1.0 + e);
+    }
+    FASTNN_MATH float fastnn_sigmoid_finish_f(float e, float x) {
+        return fastnn_sel_f(FASTNN_MASK_F(x >= 0.0f), 1.0f, e) / (1.0f + e);
+    }
+    FASTNN_MATH double fastnn_exp_keep_d(double e, double x) { (void)x; return e; }
+    FASTNN_MATH float fastnn_exp_keep_f(float e, float x) { (void)x; return e; }
 
-    /* exp: x = n ln2 + r; stage 1 gives r and n, stage 2 e^r 2^n. */
-    FASTNN_MATH double fastnn_exp_reduce_d(double x, double* n_out) {
-        double xc = fastnn_sel_d(FASTNN_MASK_D(x > 709.8), 709.8, x);          /* NaN passes both */
-        xc = fastnn_sel_d(FASTNN_MASK_D(xc < -745.2), -745.2, xc);
-        double n = fastnn_rint_d(xc * FASTNN_LOG2E_D);
-        *n_out = n;
-        return (xc - n * FASTNN_LN2_HI_D) - n * FASTNN_LN2_LO_D;
-    }
-    FASTNN_MATH double fastnn_exp_finish_d(double r, double n) {
-        double n1 = fastnn_rint_d(n * 0.5);
-        return ((1.0 + fastnn_expm1_poly_d(r)) * fastnn_pow2_d(n1)) * fastnn_pow2_d(n - n1);
-    }
+    /* The scalar functions (the losses, the softmax), the stages one after another. */
     FASTNN_MATH double fastnn_exp_d(double x) {
         double n;
         double r = fastnn_exp_reduce_d(x, &n);
         return fastnn_exp_finish_d(r, n);
-    }
-    FASTNN_MATH float fastnn_exp_reduce_f(float x, float* n_out) {
-        float xc = fastnn_sel_f(FASTNN_MASK_F(x > 88.8f), 88.8f, x);
-        xc = fastnn_sel_f(FASTNN_MASK_F(xc < -104.0f), -104.0f, xc);
-        float n = fastnn_rint_f(xc * FASTNN_LOG2E_F);
-        *n_out = n;
-        return (xc - n * FASTNN_LN2_HI_F) - n * FASTNN_LN2_LO_F;
-    }
-    FASTNN_MATH float fastnn_exp_finish_f(float r, float n) {
-        float n1 = fastnn_rint_f(n * 0.5f);
-        return ((1.0f + fastnn_expm1_poly_f(r)) * fastnn_pow2_f(n1)) * fastnn_pow2_f(n - n1);
     }
     FASTNN_MATH float fastnn_exp_f(float x) {
         float n;
         float r = fastnn_exp_reduce_f(x, &n);
         return fastnn_exp_finish_f(r, n);
     }
-
-    /* tanh(x) = sign(x) t / (t + 2), t = expm1(2|x|) = 2^n (expm1(r) + 1) - 1.
-       |x| >= 20 (double), 10 (float): tanh rounds to 1 (and 2^n stays normal).
-       Stage 1 gives r and p = 2^n, stage 2 t, stage 3 the quotient with x's sign. */
-    FASTNN_MATH double fastnn_tanh_reduce_d(double x, double* p_out) {
-        double a = fabs(x);
-        a = fastnn_sel_d(FASTNN_MASK_D(a > 20.0), 20.0, a);
-        double y = a + a;
-        double n = fastnn_rint_d(y * FASTNN_LOG2E_D);
-        *p_out = fastnn_pow2_d(n);
-        return (y - n * FASTNN_LN2_HI_D) - n * FASTNN_LN2_LO_D;
-    }
-    FASTNN_MATH double fastnn_tanh_t_d(double r, double p) { return p * fastnn_expm1_poly_d(r) + (p - 1.0); }
-    FASTNN_MATH double fastnn_tanh_finish_d(double t, double x) { return copysign(t / (t + 2.0), x); }
     FASTNN_MATH double fastnn_tanh_d(double x) {
         double p;
         double r = fastnn_tanh_reduce_d(x, &p);
         return fastnn_tanh_finish_d(fastnn_tanh_t_d(r, p), x);
     }
-    FASTNN_MATH float fastnn_tanh_reduce_f(float x, float* p_out) {
-        float a = fabsf(x);
-        a = fastnn_sel_f(FASTNN_MASK_F(a > 10.0f), 10.0f, a);
-        float y = a + a;
-        float n = fastnn_rint_f(y * FASTNN_LOG2E_F);
-        *p_out = fastnn_pow2_f(n);
-        return (y - n * FASTNN_LN2_HI_F) - n * FASTNN_LN2_LO_F;
-    }
-    FASTNN_MATH float fastnn_tanh_t_f(float r, float p) { return p * fastnn_expm1_poly_f(r) + (p - 1.0f); }
-    FASTNN_MATH float fastnn_tanh_finish_f(float t, float x) { return copysignf(t / (t + 2.0f), x); }
     FASTNN_MATH float fastnn_tanh_f(float x) {
         float p;
         float r = fastnn_tanh_reduce_f(x, &p);
         return fastnn_tanh_finish_f(fastnn_tanh_t_f(r, p), x);
     }
-
-    /* sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|). */
-    FASTNN_MATH double fastnn_sigmoid_finish_d(double e, double x) {
-        return fastnn_sel_d(FASTNN_MASK_D(x >= 0.0), 1.0, e) / (1.0 + e);
-    }
     FASTNN_MATH double fastnn_sigmoid_d(double x) {
         return fastnn_sigmoid_finish_d(fastnn_exp_d(-fabs(x)), x);
-    }
-    FASTNN_MATH float fastnn_sigmoid_finish_f(float e, float x) {
-        return fastnn_sel_f(FASTNN_MASK_F(x >= 0.0f), 1.0f, e) / (1.0f + e);
     }
     FASTNN_MATH float fastnn_sigmoid_f(float x) {
         return fastnn_sigmoid_finish_f(fastnn_exp_f(-fabsf(x)), x);
     }
 
     /* The array versions: out[i] = f(x[i]) for i < size (out may be x), the stages
-       as loops over blocks of FASTNN_MATH_BLOCK elements held on the stack (whose
-       loops vectorise without the run-time aliasing checks that x and out would need;
-       the block is copied out at the end). */
+       (the _fused flavour) as loops over blocks of FASTNN_MATH_BLOCK elements held on
+       the stack (whose loops vectorise without the run-time aliasing checks that x and
+       out would need; the block is copied out at the end). Where the build does not
+       fuse, the same operations as the scalar functions: the same bits. */
     #define FASTNN_MATH_BLOCK 256
     #define FASTNN_STAGED_ARRAY(NAME, T, REDUCE, MIDDLE, FINISH)                         \
     static void NAME(const T* x, T* out, Py_ssize_t size) {                              \
@@ -835,16 +795,13 @@ cdef extern from *:
             memcpy(os, u, (size_t)m * sizeof(T));                                        \
         }                                                                                \
     }
-    FASTNN_MATH double fastnn_exp_keep_d(double e, double x) { (void)x; return e; }
-    FASTNN_MATH float fastnn_exp_keep_f(float e, float x) { (void)x; return e; }
-    FASTNN_MATH double fastnn_nabs_reduce_d(double x, double* n) { return fastnn_exp_reduce_d(-fabs(x), n); }
-    FASTNN_MATH float fastnn_nabs_reduce_f(float x, float* n) { return fastnn_exp_reduce_f(-fabsf(x), n); }
-    FASTNN_STAGED_ARRAY(fastnn_exp_array_d, double, fastnn_exp_reduce_d, fastnn_exp_finish_d, fastnn_exp_keep_d)
-    FASTNN_STAGED_ARRAY(fastnn_exp_array_f, float, fastnn_exp_reduce_f, fastnn_exp_finish_f, fastnn_exp_keep_f)
-    FASTNN_STAGED_ARRAY(fastnn_tanh_array_d, double, fastnn_tanh_reduce_d, fastnn_tanh_t_d, fastnn_tanh_finish_d)
-    FASTNN_STAGED_ARRAY(fastnn_tanh_array_f, float, fastnn_tanh_reduce_f, fastnn_tanh_t_f, fastnn_tanh_finish_f)
-    FASTNN_STAGED_ARRAY(fastnn_sigmoid_array_d, double, fastnn_nabs_reduce_d, fastnn_exp_finish_d, fastnn_sigmoid_finish_d)
-    FASTNN_STAGED_ARRAY(fastnn_sigmoid_array_f, float, fastnn_nabs_reduce_f, fastnn_exp_finish_f, fastnn_sigmoid_finish_f)
+    FASTNN_STAGED_ARRAY(fastnn_exp_array_d, double, fastnn_exp_reduce_d_fused, fastnn_exp_finish_d_fused, fastnn_exp_keep_d)
+    FASTNN_STAGED_ARRAY(fastnn_exp_array_f, float, fastnn_exp_reduce_f_fused, fastnn_exp_finish_f_fused, fastnn_exp_keep_f)
+    FASTNN_STAGED_ARRAY(fastnn_tanh_array_d, double, fastnn_tanh_reduce_d_fused, fastnn_tanh_t_d_fused, fastnn_tanh_finish_d)
+    FASTNN_STAGED_ARRAY(fastnn_tanh_array_f, float, fastnn_tanh_reduce_f_fused, fastnn_tanh_t_f_fused, fastnn_tanh_finish_f)
+    FASTNN_STAGED_ARRAY(fastnn_sigmoid_array_d, double, fastnn_nabs_reduce_d_fused, fastnn_exp_finish_d_fused, fastnn_sigmoid_finish_d)
+    FASTNN_STAGED_ARRAY(fastnn_sigmoid_array_f, float, fastnn_nabs_reduce_f_fused, fastnn_exp_finish_f_fused, fastnn_sigmoid_finish_f)
+    static int fastnn_math_fused(void) { return FASTNN_MATH_FUSED; }
 
     /* fdlibm's log: x = 2^k (1 + f), 1 + f in [sqrt(2)/2, sqrt(2)). */
     FASTNN_MATH double fastnn_log_d(double x) {
@@ -937,6 +894,7 @@ cdef extern from *:
     void fastnn_tanh_array_f(const float*, float*, Py_ssize_t) noexcept nogil
     void fastnn_sigmoid_array_d(const double*, double*, Py_ssize_t) noexcept nogil
     void fastnn_sigmoid_array_f(const float*, float*, Py_ssize_t) noexcept nogil
+    int fastnn_math_fused() noexcept nogil
 
 
 cdef inline floating _exp(floating x) noexcept nogil:
@@ -1046,6 +1004,10 @@ cdef void math_scalar_kernel(int fn, const floating* x, floating* out, Py_ssize_
             out[i] = _tanh(x[i])
         else:
             out[i] = _sigmoid(x[i])
+
+
+#: Whether this module's array exp, tanh and sigmoid fuse their multiply-adds.
+MATH_FUSED = bool(fastnn_math_fused())
 
 
 def _math(int fn, const floating[::1] x, floating[::1] out, bint scalar=False):

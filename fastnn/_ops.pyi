@@ -22,6 +22,8 @@ DEBUG_BUILD: bool
 BLAS_MIN_WEIGHTS: int
 BLAS_MIN_WIDTH: int
 BLAS_MIN_WEIGHTS_TILED: int
+#: Whether the array exp, tanh and sigmoid fuse their multiply-adds (never in this SSE2 module).
+MATH_FUSED: bool
 #: Activation name -> its code in the kernels.
 FN_CODES: dict[str, int]
 #: Loss name -> its code in the kernels.

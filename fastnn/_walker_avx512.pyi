@@ -23,6 +23,7 @@ from fastnn._walker_baseline import PLAN_FIELDS as PLAN_FIELDS
 from fastnn._walker_baseline import PREDICT_CHUNK as PREDICT_CHUNK
 from fastnn._walker_baseline import SLOW as SLOW
 from fastnn._walker_baseline import TILE_FMA as TILE_FMA
+from fastnn._walker_baseline import MATH_FUSED as MATH_FUSED
 from fastnn._walker_baseline import Network as Network
 from fastnn._walker_baseline import Update as Update
 from fastnn._walker_baseline import permutations as permutations

@@ -37,6 +37,8 @@ BAD_UPDATE: int
 PREDICT_CHUNK: int
 #: Whether the register tiles fuse each multiply-add (the AVX2 and AVX-512 builds).
 TILE_FMA: bool
+#: Whether the array exp, tanh and sigmoid (the activations) fuse their multiply-adds, as the tiles.
+MATH_FUSED: bool
 #: This build's crossover between its own loops and BLAS: the Network's defaults.
 BLAS_MIN_WEIGHTS: int
 BLAS_MIN_WIDTH: int

@@ -467,7 +467,7 @@ def to_c(model, path=None, *, name: str = "fastnn_model", dtype=None, proba: boo
     the model's weights. Its results agree with ``model.predict`` to
     rounding, not bit for bit: it sums in plain order where fastnn uses
     fused multiply-adds and blocked sums, and calls libm's ``tanh``/``exp``
-    where fastnn has its own vectorised ones (within 2.5 ulp).
+    where fastnn has its own vectorised ones (within 3 ulp).
 
     Parameters
     ----------

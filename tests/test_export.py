@@ -4,7 +4,7 @@ Tolerance. The exports compute what ``model.predict`` does in another order
 and with other transcendentals: the C sums each dot product in plain order
 (fastnn: fused multiply-adds, blocked sums or BLAS) and calls libm's
 ``tanh``/``exp`` (within about 1-2 ulp) where fastnn has its own vectorised
-ones (within 2.5 ulp, tests/test_transcendentals.py). So the two agree to
+ones (within 3 ulp, tests/test_transcendentals.py). So the two agree to
 rounding, and :func:`error_bound` says how far, sample by sample: a running
 first-order bound of forward error analysis. A dot product of length n in
 either order is within ``(n + 2) * eps * |W|^T |x|`` (+ |b|) of the exact one
