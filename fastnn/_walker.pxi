@@ -186,9 +186,23 @@ cdef void _gather_transpose(
     const floating* src, Py_ssize_t cols, const Py_ssize_t* rows, Py_ssize_t n_rows, floating* dst,
 ) noexcept nogil:
     """dst (cols, n_rows) = src[rows].T: the mini-batch gather and the transpose in one pass."""
-    cdef Py_ssize_t i, c
+    cdef Py_ssize_t i, c, t, i0 = 0
     cdef const floating* row
-    for i in range(n_rows):
+    cdef const floating* block[8]
+    cdef floating* d
+    # Eight gathered rows at a time, as transpose() takes its rows: each column of them is
+    # one contiguous 8-element store, where a row-by-row gather would store every element
+    # into another cache line.
+    if cols > 1:
+        while i0 + 8 <= n_rows:
+            for t in range(8):
+                block[t] = src + rows[i0 + t] * cols
+            d = dst + i0
+            for c in range(cols):
+                for t in range(8):
+                    d[c * n_rows + t] = block[t][c]
+            i0 += 8
+    for i in range(i0, n_rows):
         row = src + rows[i] * cols
         for c in range(cols):
             dst[c * n_rows + i] = row[c]

@@ -120,7 +120,7 @@ import numbers
 import sys
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -297,6 +297,9 @@ class _Run:
     optimizer: Optimizer
     #: scikit-learn's L2 term of an epoch's loss, alpha/2 * n_batches / sum(w), times ||W||^2
     penalty: float
+    #: one epoch over the rows of a dense X in a given order (Sequential.epoch_trainer:
+    #: the data checked once for the whole run); None for a sparse X
+    train: Callable[..., float] | None = None
 
 
 class _BaseMLP(BaseEstimator):
@@ -398,6 +401,12 @@ class _BaseMLP(BaseEstimator):
     def _dense_layers(self) -> list:
         check_is_fitted(self)
         return [layer for layer in self.model_.layers if isinstance(layer, Dense)]
+
+    def _squared_weights(self) -> float:
+        """The sum of every weight squared (not the intercepts): scikit-learn's L2 term over alpha/2.
+        Read from model_ directly (not through coefs_, which checks that the estimator is
+        fitted): the training loop asks for it after every epoch."""
+        return sum(float(np.vdot(layer.W, layer.W)) for layer in self.model_.layers if isinstance(layer, Dense))
 
     @property
     def coefs_(self) -> list:
@@ -652,7 +661,7 @@ class _BaseMLP(BaseEstimator):
                           l2=params["alpha"] / (scale * total))
 
         def to_loss(objective: float) -> float:     # F, from fastnn's objective at the current weights
-            squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
+            squared_norm = self._squared_weights()
             return (self._loss_scale() * (objective - 0.5 * optimizer.l2 * squared_norm)
                     + 0.5 * params["alpha"] / total * squared_norm)
 
@@ -697,9 +706,11 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's alpha * W / S for a full batch, S = its sum of weights (module docstring).
         weight_decay = params["alpha"] / (self._gradient_scale() * batch_size * mean_weight)
         n_batches = -(-n_samples // batch_size)
-        return _Run(X, y, sample_weight, validation or (None, None, None), batch_size,
-                    self._make_optimizer(params, weight_decay),
-                    penalty=0.5 * params["alpha"] * n_batches / (n_samples * mean_weight))
+        optimizer = self._make_optimizer(params, weight_decay)
+        train = None if _is_sparse(X) else self.model_.epoch_trainer(
+            X, y, loss=self._loss, optimizer=optimizer, batch_size=batch_size, sample_weight=sample_weight)
+        return _Run(X, y, sample_weight, validation or (None, None, None), batch_size, optimizer,
+                    penalty=0.5 * params["alpha"] * n_batches / (n_samples * mean_weight), train=train)
 
     def _start_validation(self, params, validation) -> None:
         """Ready validation_scores_, validation_loss_curve_ and best_validation_score_ for this fit."""
@@ -713,15 +724,14 @@ class _BaseMLP(BaseEstimator):
     def _run_epoch(self, params, run: _Run, order: np.ndarray, random_state) -> np.ndarray | None:
         """One epoch over the (shuffled) data; its loss goes to ``loss_curve_``. Returns the order,
         or None when the epoch diverged with ``early_stopping`` (training ends there)."""
-        X, y, sample_weight = run.X, run.y, run.sample_weight
         if params["shuffle"]:
             # scikit-learn's sklearn.utils.shuffle(order, random_state=random_state), which
             # draws this permutation of the previous epoch's order; without its overhead.
             order = order[random_state.permutation(order.shape[0])]
-            X, y = X[order], y[order]
-            sample_weight = None if sample_weight is None else sample_weight[order]
+        rows = order if params["shuffle"] else None     # (None: as they are)
         try:
-            loss = self._train_epoch(run, X, y, sample_weight)
+            # A dense X is not copied: the compiled epoch reads its rows in this order.
+            loss = run.train(rows) if run.train is not None else self._train_sparse_epoch(run, rows)
         except FloatingPointError as exc:
             if not params["early_stopping"]:
                 raise ValueError(f"{_NON_FINITE} (fastnn: training diverged in epoch {self.n_iter_ + 1}: {exc} "
@@ -729,8 +739,7 @@ class _BaseMLP(BaseEstimator):
                                  "learning_rate_init.)") from exc
             self._diverged(params)
             return None
-        squared_norm = sum(float(np.vdot(W, W)) for W in self.coefs_)
-        self.loss_ = self._loss_scale() * loss + run.penalty * squared_norm
+        self.loss_ = self._loss_scale() * loss + run.penalty * self._squared_weights()
         self.loss_curve_.append(self.loss_)
         self.n_iter_ += 1
         self.t_ += run.X.shape[0]
@@ -738,15 +747,18 @@ class _BaseMLP(BaseEstimator):
             print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}", flush=True)
         return order
 
-    def _train_epoch(self, run: _Run, X, y, sample_weight) -> float:
-        """One epoch of mini-batches in the given order; its mean loss (fastnn's scale).
+    def _train_sparse_epoch(self, run: _Run, order: np.ndarray | None) -> float:
+        """One epoch of mini-batches over a sparse X in ``order`` (None: as it is); its mean
+        loss (fastnn's scale).
 
-        A sparse X is made dense a few whole mini-batches at a time; each part's mean
-        loss counts with its sum of weights, as the batches' do in one call.
+        X is made dense a few whole mini-batches at a time; each part's mean loss counts
+        with its sum of weights, as the batches' do in one call.
         """
+        X, y, sample_weight = run.X, run.y, run.sample_weight
+        if order is not None:
+            X, y = X[order], y[order]
+            sample_weight = None if sample_weight is None else sample_weight[order]
         kwargs: dict[str, Any] = dict(loss=self._loss, optimizer=run.optimizer, epochs=1, batch_size=run.batch_size, shuffle=False)
-        if not _is_sparse(X):
-            return self.model_.fit(X, y, sample_weight=sample_weight, **kwargs).loss[0]
         rows = run.batch_size * max(1, _DENSE_CHUNK // (run.batch_size * max(X.shape[1], 1)))
         total = weight = 0.0
         for start in range(0, X.shape[0], rows):

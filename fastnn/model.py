@@ -46,6 +46,7 @@ from fastnn.validation import (
     check_labels,
     check_number,
     check_optimizer_state,
+    check_order,
     check_positive_int,
     check_sample_weight,
     check_seed,
@@ -628,6 +629,44 @@ class Sequential:
         if data.X_val is not None:
             logs["val_loss"] = loss.loss(self._net.predict(data.X_val), data.y_val)
         return status, logs
+
+    def epoch_trainer(self, X, y, *, loss=None, optimizer=None, batch_size=None,
+                      sample_weight=None) -> Callable[..., float]:
+        """Training one epoch at a time, in orders the caller draws: :meth:`fit`'s epoch
+        for a loop of one's own (scikit-learn's shuffling and stopping rule, in
+        fastnn's estimators).
+
+        ``X``, ``y``, ``sample_weight``, ``loss``, ``optimizer`` and ``batch_size`` are
+        :meth:`fit`'s, checked and converted once, here; the function returned trains
+        on them without checking them again.
+
+        Returns
+        -------
+        train(order=None) -> float
+            One epoch of mini-batches of ``batch_size`` rows over the rows of X in
+            ``order`` (row indices, one per row; None: as they are), in one compiled
+            call, with ``optimizer`` at its current ``lr``: the same numbers as
+            ``fit(X[order], y[order], epochs=1, shuffle=False, ...)``, without copying
+            the rows. Returns the epoch's mean loss, as ``History.loss`` records it;
+            raises FloatingPointError as :meth:`fit` does when the epoch diverges.
+        """
+        loss = self._check_loss(loss)
+        optimizer = self._check_optimizer(SGD() if optimizer is None else optimizer)
+        data = self._check_fit_data(X, y, sample_weight, loss, None, None)
+        n_samples = data.X.shape[0]
+        batch_size = n_samples if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n_samples)
+
+        def train(order=None) -> float:
+            rows = None if order is None else check_order(order, "order", n_samples)
+            with self._lock:
+                update, created = self._update_for(optimizer)
+                status, logs = self._fit_epoch(data, rows, batch_size, update, loss)
+                if status != _OK:
+                    if self._net.last_done == 0:
+                        self._drop_if_created(optimizer, created)    # not one update applied
+                    raise FloatingPointError(self._divergence_message(status, "this epoch", optimizer.lr))
+                return logs["loss"]
+        return train
 
     def _check_fit_data(self, X, y, sample_weight, loss: Loss, validation_data, validation_split) -> _FitData:
         """The training and validation data of fit, checked and converted."""

@@ -203,6 +203,20 @@ def check_adam_hyperparameters(beta1, beta2, eps, weight_decay, *,
             check_number(weight_decay, "weight_decay", low=0.0))
 
 
+def check_order(order, name: str, n_samples: int) -> np.ndarray:
+    """Return ``order`` as a C-contiguous intp array of ``n_samples`` row indices in
+    [0, n_samples): the rows an epoch visits, in that order (booleans and floats are refused)."""
+    array = np.asarray(order)
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer row indices, got {describe(order)}")
+    if array.shape != (n_samples,):
+        raise ValueError(f"{name} must have one row index per sample, shape ({n_samples},), got shape {array.shape}")
+    if n_samples and (array.min() < 0 or array.max() >= n_samples):
+        raise ValueError(f"{name} must hold row indices in [0, {n_samples}), got values from {array.min()} "
+                         f"to {array.max()}")
+    return np.ascontiguousarray(array, dtype=np.intp)
+
+
 def check_positive_int(value, name: str) -> int:
     """Return ``value`` as an int > 0; booleans and floats are refused."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

@@ -294,6 +294,52 @@ def test_warm_start_continues_parameters_and_optimizer_state(solver):
         classifier.fit(X_cls, np.where(y_cls == "mid", "low", y_cls))
 
 
+# -- the training loop ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("extra", [{}, {"shuffle": False}, {"early_stopping": True}, {"dtype": "float32"},
+                                   {"weighted": True}])
+def test_dense_epochs_read_rows_in_order_as_the_copied_rows_train(solver, extra):
+    # A dense X trains through the compiled epoch reading the shuffled rows in place; a
+    # sparse X is made dense in the shuffled order and trained in order (by Sequential.fit,
+    # one part here: 150 x 4 is below _DENSE_CHUNK). The same numbers, bit for bit.
+    from scipy import sparse
+
+    X, y = classification_data(150)
+    params = {key: value for key, value in extra.items() if key != "weighted"}
+    weights = np.random.RandomState(2).rand(len(X)) if extra.get("weighted") else None
+    params.update(hidden_layer_sizes=(16,), solver=solver, batch_size=32, max_iter=12, random_state=0)
+    dense = MLPClassifier(**params).fit(X, y, sample_weight=weights)
+    made_dense = MLPClassifier(**params).fit(sparse.csr_matrix(X), y, sample_weight=weights)
+    same_parameters(dense, made_dense)
+    assert dense.loss_curve_ == made_dense.loss_curve_
+    assert dense.n_iter_ == made_dense.n_iter_ == len(dense.loss_curve_)
+    assert dense.validation_scores_ == made_dense.validation_scores_
+
+
+def test_dense_training_data_are_checked_once_per_fit_not_per_epoch(monkeypatch):
+    from fastnn import model, validation
+
+    X, y = classification_data(150)
+    calls = []
+    original = validation.check_array
+
+    def counting(*args, **kwargs):
+        calls.append(args[1] if len(args) > 1 else kwargs.get("name"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "check_array", counting)
+    counts = []
+    for max_iter in (2, 20):
+        calls.clear()
+        estimator = MLPClassifier(hidden_layer_sizes=(8,), batch_size=16, tol=0.0, max_iter=max_iter,
+                                  random_state=0).fit(X, y)
+        assert estimator.n_iter_ == max_iter
+        counts.append(calls.count("X"))
+    assert counts == [1, 1]
+
+
 # -- convergence ----------------------------------------------------------------------------
 
 
