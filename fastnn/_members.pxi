@@ -102,6 +102,62 @@ cdef extern from *:
             for (i = 0; i < n; i++) acc = acc + ((const V*)x)[i];                                \
         *(V*)out = acc;                                                                          \
     }                                                                                            \
+    /* y[i] (n vectors) = a sum of k terms w[kk * ws] * x[kk * xs + i] in the order of kk,       \
+       starting from `init` (a vector) or, with init NULL, from the first product alone          \
+       (`fused` NULL-free: from +0 when fused); multiply-adds fused as the tile's when `fused`.  \
+       Four of y's vectors stay in registers while the terms stream past. */                     \
+    static inline void fastnn_lanes_rows_##S(T* y, const T* init, const T* w, Py_ssize_t ws,     \
+                                             const T* x, Py_ssize_t xs, Py_ssize_t k,            \
+                                             Py_ssize_t n, int fused)                            \
+    {                                                                                            \
+        const Py_ssize_t L = (Py_ssize_t)(sizeof(V) / sizeof(T));                                \
+        V a0, a1, a2, a3, wv, start;                                                             \
+        Py_ssize_t i = 0, kk, k0;                                                                \
+        memset(&start, 0, sizeof start);                                                         \
+        if (init) start = *(const V*)init;                                                       \
+        k0 = (init || fused) ? 0 : 1;                                                            \
+        for (; i < n; i += 4) {                                                                  \
+            const T* xi = x + i * L;                                                             \
+            int r = n - i < 4 ? (int)(n - i) : 4;                                                \
+            if (k0) {                                                                            \
+                wv = *(const V*)w;                                                               \
+                a0 = wv * ((const V*)xi)[0];                                                     \
+                a1 = r > 1 ? wv * ((const V*)xi)[1] : start;                                     \
+                a2 = r > 2 ? wv * ((const V*)xi)[2] : start;                                     \
+                a3 = r > 3 ? wv * ((const V*)xi)[3] : start;                                     \
+            } else {                                                                             \
+                a0 = a1 = a2 = a3 = start;                                                       \
+            }                                                                                    \
+            if (r == 4) {                                                                        \
+                if (fused)                                                                       \
+                    for (kk = k0; kk < k; kk++) {                                                \
+                        const V* xk = (const V*)(xi + kk * xs);                                  \
+                        wv = *(const V*)(w + kk * ws);                                           \
+                        a0 = FMA(a0, wv, xk[0]); a1 = FMA(a1, wv, xk[1]);                        \
+                        a2 = FMA(a2, wv, xk[2]); a3 = FMA(a3, wv, xk[3]);                        \
+                    }                                                                            \
+                else                                                                             \
+                    for (kk = k0; kk < k; kk++) {                                                \
+                        const V* xk = (const V*)(xi + kk * xs);                                  \
+                        wv = *(const V*)(w + kk * ws);                                           \
+                        a0 = a0 + wv * xk[0]; a1 = a1 + wv * xk[1];                              \
+                        a2 = a2 + wv * xk[2]; a3 = a3 + wv * xk[3];                              \
+                    }                                                                            \
+                ((V*)y)[i] = a0; ((V*)y)[i + 1] = a1; ((V*)y)[i + 2] = a2; ((V*)y)[i + 3] = a3;  \
+            } else {                                                                             \
+                V acc[4] = {a0, a1, a2, a3};                                                     \
+                int q;                                                                           \
+                for (q = 0; q < r; q++) {                                                        \
+                    for (kk = k0; kk < k; kk++) {                                                \
+                        wv = *(const V*)(w + kk * ws);                                           \
+                        acc[q] = fused ? FMA(acc[q], wv, ((const V*)(xi + kk * xs))[q])          \
+                                       : acc[q] + wv * ((const V*)(xi + kk * xs))[q];            \
+                    }                                                                            \
+                    ((V*)y)[i + q] = acc[q];                                                     \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
     /* out = _dot(x, y, n) (y NULL: _sum(x, n)) of fastnn/_kernels.pxi in every lane: 64 bytes   \
        of sum lanes (8 doubles, 16 floats) added in blocks, the rest into the first, then the    \
        fixed tree of _lanes_total; fewer terms than sum lanes: one sum in order from +0. */      \
@@ -176,6 +232,10 @@ cdef extern from *:
     void fastnn_lanes_mul_f(float* y, const float* w, const float* x, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_seq_d(double* out, const double* x, const double* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_seq_f(float* out, const float* x, const float* y, Py_ssize_t n) noexcept nogil
+    void fastnn_lanes_rows_d(double* y, const double* init, const double* w, Py_ssize_t ws, const double* x,
+                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused) noexcept nogil
+    void fastnn_lanes_rows_f(float* y, const float* init, const float* w, Py_ssize_t ws, const float* x,
+                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused) noexcept nogil
     void fastnn_lanes_dot_d(double* out, const double* x, const double* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_dot_f(float* out, const float* x, const float* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_sgd_d(double* p, const double* g, Py_ssize_t n, const double* lr, const double* wd,
@@ -202,6 +262,14 @@ cdef inline void _vmadd(floating* y, const floating* w, const floating* x, Py_ss
         fastnn_lanes_madd_d(y, w, x, xs, n, fused)
     else:
         fastnn_lanes_madd_f(y, w, x, xs, n, fused)
+
+
+cdef inline void _vrows(floating* y, const floating* init, const floating* w, Py_ssize_t ws, const floating* x,
+                        Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, bint fused) noexcept nogil:
+    if floating is double:
+        fastnn_lanes_rows_d(y, init, w, ws, x, xs, k, n, fused)
+    else:
+        fastnn_lanes_rows_f(y, init, w, ws, x, xs, k, n, fused)
 
 
 cdef inline void _vmul(floating* y, const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
@@ -287,10 +355,8 @@ cdef void _lanes_forward(const NetC* net, const floating* P, const floating* XT,
         out = acts + nbL * rec[ACT]
         fused = _blocked(nb, m, k)
         for j in range(m):
-            y = out + j * nbL
-            _vfill(y, P + (rec[B_OFF] + j) * L, nb)
-            for kk in range(k):
-                _vmadd(y, P + (rec[W_OFF] + kk * m + j) * L, inp + kk * nbL, 1, nb, fused)
+            _vrows(out + j * nbL, P + (rec[B_OFF] + j) * L, P + (rec[W_OFF] + j) * L, m * L, inp, nbL, k, nb,
+                   fused)
         act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, m * nbL)
         inp = out
 
@@ -339,17 +405,9 @@ cdef void _lanes_backward(const NetC* net, const floating* P, floating* Gr, cons
                     _lanes_dot(inp + kk * nbL, G + j * nbL, nb, dW + j * L)
         if l == 0:
             break
+        # dX: the tile's sums from +0 (fused), else from the first product (a multiply and an add each).
         for kk in range(k):
-            dx = g_block + kk * nbL
-            w = P + (rec[W_OFF] + kk * m) * L
-            if _blocked(nb, k, m):
-                memset(dx, 0, nbL * sizeof(floating))
-                for j in range(m):
-                    _vmadd(dx, w + j * L, G + j * nbL, 1, nb, True)
-            else:
-                _vmul(dx, w, G, nb)
-                for j in range(1, m):
-                    _vmadd(dx, w + j * L, G + j * nbL, 1, nb, False)
+            _vrows(g_block + kk * nbL, NULL, P + (rec[W_OFF] + kk * m) * L, L, G, nbL, m, nb, _blocked(nb, k, m))
 
 
 cdef void _lanes_mse(const floating* yhat, const floating* yT, floating* grad, Py_ssize_t size,
@@ -576,6 +634,21 @@ def lanes_cover(Network net, Py_ssize_t batch_size, Py_ssize_t n_samples):
     activation folded in) that runs on fastnn's own loops (not BLAS) at every batch
     size an epoch takes."""
     return bool(_lanes_cover(&net.net, batch_size, n_samples))
+
+
+def lanes_pay(Network net, Py_ssize_t batch_size, Py_ssize_t n_samples):
+    """Whether the lanes are the faster way to train networks of ``net``'s plan at this
+    batch size: no row's forward product runs on the walker's register tile at the full
+    batch (``_blocked``), where the member-by-member walk already fills a vector register
+    with one member's samples (measured, benchmarks/ensemble.py: 8-32-32-1 at batch 32 took
+    1.7x longer in lanes; 1-16-1 at batch 16 2.5x less)."""
+    cdef Py_ssize_t l, nb = min(batch_size, n_samples)
+    cdef const Py_ssize_t* rec
+    for l in range(net.net.n_rows):
+        rec = net.net.plan + l * N_FIELDS
+        if _blocked(nb, rec[OUT], rec[IN]):
+            return False
+    return True
 
 
 def train_members_lanes(Network net, members, params, grads, list Xs, list ys, list orders, list rngs,

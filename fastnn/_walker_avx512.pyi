@@ -27,6 +27,7 @@ from fastnn._walker_baseline import TILE_FMA as TILE_FMA
 from fastnn._walker_baseline import Network as Network
 from fastnn._walker_baseline import Update as Update
 from fastnn._walker_baseline import lanes_cover as lanes_cover
+from fastnn._walker_baseline import lanes_pay as lanes_pay
 from fastnn._walker_baseline import permutations as permutations
 from fastnn._walker_baseline import predict_members as predict_members
 from fastnn._walker_baseline import train_members as train_members

@@ -175,6 +175,9 @@ LANES: dict[str, int]
 def lanes_cover(net: Network, batch_size: int, n_samples: int) -> bool:
     """Whether train_members_lanes trains networks of ``net``'s plan at this batch size."""
 
+def lanes_pay(net: Network, batch_size: int, n_samples: int) -> bool:
+    """Whether the lanes are faster than the member-by-member walk for this plan and batch size."""
+
 def train_members_lanes(
     net: Network,
     members: npt.ArrayLike,

@@ -72,8 +72,9 @@ __all__ = ["Ensemble", "MemberHistory"]
 #: Largest number of permutation entries drawn ahead of the compiled call (8 bytes each).
 _MAX_ORDER_ENTRIES = 1 << 22
 
-#: Whether fit trains its common case side by side in SIMD lanes (the tests turn it off to
-#: compare with the member-by-member loop).
+#: Whether fit trains its common case side by side in SIMD lanes: True where they pay
+#: (the walker's lanes_pay), "always" wherever they can (lanes_cover), False never (the tests
+#: compare the two ways).
 _USE_LANES = True
 
 
@@ -594,12 +595,16 @@ class Ensemble:
     def _lanes_for(self, run: _FitRun, updates: list):
         """For a fit that ``train_members_lanes`` covers (MSE without sample weights, SGD without
         momentum, a plan of Dense rows on fastnn's own loops at this batch size, one plan for
-        every member): each member's learning rate and weight decay; else None."""
+        every member) and where the lanes pay (``lanes_pay``: no layer on the walker's register
+        tile): each member's learning rate and weight decay; else None."""
         if not _USE_LANES or run.loss.kind != "mse" or any(w is not None for w in run.data.w):
             return None
         if not all(isinstance(opt, SGD) and opt.momentum == 0 for opt in run.optimizers):
             return None
-        if not self._walker.lanes_cover(self._members[0]._net, run.batch_size, run.data.n_samples):
+        net = self._members[0]._net
+        if not self._walker.lanes_cover(net, run.batch_size, run.data.n_samples):
+            return None
+        if _USE_LANES != "always" and not self._walker.lanes_pay(net, run.batch_size, run.data.n_samples):
             return None
         if self._one_plan is None:
             first = self._members[0]._net

@@ -616,7 +616,7 @@ def lane_fit(case: str, dtype, use_lanes: bool, monkeypatch, *, n_jobs=1, shuffl
     optimizers = [fastnn.SGD(0.02 * (1 + k % 4), weight_decay=1e-3 * (k % 2)) for k in range(K)]
     ens = fastnn.Ensemble(lanes_layers(sizes, activations), K, dtype=dtype, seed=3)
     before = ens.members
-    monkeypatch.setattr(ensemble_module, "_USE_LANES", use_lanes)
+    monkeypatch.setattr(ensemble_module, "_USE_LANES", "always" if use_lanes else False)
     ens.used_optimizers = copy.deepcopy(optimizers)
     histories = ens.fit(X, y, optimizer=ens.used_optimizers, epochs=4, batch_size=batch,
                         seed=[30 + k for k in range(K)], shuffle=shuffle, n_jobs=n_jobs)
@@ -763,3 +763,20 @@ def test_lanes_kernel_refuses_bad_arguments():
         walker.train_members_lanes(net, [0, 1], args["params"], args["grads"], [X, X[:4]], [X[:, 0]] * 2,
                                    [None] * 2, [None] * 2, [0.1, 0.1], [0, 0], 4, 1, *out)
     np.testing.assert_array_equal(args["params"], ens.get_parameters())
+
+
+def test_lanes_taken_by_default_for_the_demo_and_not_where_the_tiles_run():
+    """The benchmark's demo (64 members of 1-16-1, batch 16, per-member data and seeds, SGD) trains
+    in lanes by default; 8-32-32-1 at batch 32, whose layers the walker runs on its register tiles,
+    member by member (lanes_pay), still with the same result as the lanes."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 3, size=(64, 256, 1))
+    y = np.maximum(X[..., 0] - 1, 0)
+    ens = fastnn.Ensemble(lanes_layers((1, 16, 1), (fastnn.ReLU,)), 64, seed=0)
+    ens.fit(X, y, optimizer=fastnn.SGD(0.1), epochs=2, batch_size=16, seed=list(range(64)))
+    assert ens._last_path == "lanes"
+    tiled = fastnn.Ensemble(lanes_layers((8, 32, 32, 1), (fastnn.ReLU, fastnn.ReLU)), 2, seed=0)
+    X = rng.normal(size=(64, 8))
+    tiled.fit(X, X.sum(axis=1), optimizer=fastnn.SGD(0.01), epochs=1, batch_size=32, seed=[1, 2])
+    assert tiled._last_path == "members"
+    assert not tiled._walker.lanes_pay(tiled._members[0]._net, 32, 64)
