@@ -624,32 +624,17 @@ class Ensemble:
         if lanes is not None:
             return self._train_lanes(active, updates, data, orders, rngs, batch_size, n_epochs, n_jobs, *lanes)
         self._last_path = "members"
-        n_active = len(active)
-        losses = np.zeros((n_active, n_epochs))
-        status = np.zeros(n_active, dtype=np.intc)
-        epochs_done = np.zeros(n_active, dtype=np.intp)
-        done = np.zeros(n_active, dtype=np.intp)
+        losses, status, epochs_done, done = _outputs(len(active), n_epochs)
         nets = [self._members[k]._net for k in active]
         ups = [updates[k] for k in active]
-        Xs = [data.X[k] for k in active]
-        ys = [data.y[k] for k in active]
-        ws = [data.w[k] for k in active]
-        ords = [None] * n_active if orders is None else [orders[k] for k in active]
-        gens = [rngs[k] for k in active]
+        Xs, ys, ws, ords, gens = _shares_data(active, data, orders, rngs)
         train = self._walker.train_members
 
         def share(lo: int, hi: int) -> None:
             train(nets[lo:hi], ups[lo:hi], Xs[lo:hi], ys[lo:hi], ws[lo:hi], ords[lo:hi], gens[lo:hi], batch_size,
                   loss.kind, loss.param, n_epochs, losses[lo:hi], status[lo:hi], epochs_done[lo:hi], done[lo:hi])
 
-        n_threads = min(n_jobs, n_active)
-        bounds = [n_active * t // n_threads for t in range(n_threads + 1)]
-        if n_threads <= 1:
-            share(0, n_active)
-        else:
-            with ThreadPoolExecutor(max_workers=n_threads) as pool:
-                for future in [pool.submit(share, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
-                    future.result()
+        _in_threads(share, len(active), n_jobs)
         return losses, status, epochs_done
 
     def _train_lanes(self, active: list, updates: list, data: _MemberData, orders, rngs: list, batch_size: int,
@@ -657,16 +642,9 @@ class Ensemble:
         """_train on ``train_members_lanes``: the threads' shares are whole groups of lanes;
         each member's update counts the steps it took."""
         self._last_path = "lanes"
-        n_active = len(active)
         rows = np.array(active, dtype=np.intp)
-        losses = np.zeros((n_active, n_epochs))
-        status = np.zeros(n_active, dtype=np.intc)
-        epochs_done = np.zeros(n_active, dtype=np.intp)
-        done = np.zeros(n_active, dtype=np.intp)
-        Xs = [data.X[k] for k in active]
-        ys = [data.y[k] for k in active]
-        ords = [None] * n_active if orders is None else [orders[k] for k in active]
-        gens = [rngs[k] for k in active]
+        losses, status, epochs_done, done = _outputs(len(active), n_epochs)
+        Xs, ys, _, ords, gens = _shares_data(active, data, orders, rngs)
         net = self._members[0]._net
         train = self._walker.train_members_lanes
 
@@ -677,16 +655,7 @@ class Ensemble:
             if code != self._walker.OK:     # pragma: no cover - _lanes_for asked lanes_cover
                 raise RuntimeError("train_members_lanes refused a fit that lanes_cover accepted")
 
-        lanes = self._walker.LANES[self._dtype.name]
-        n_groups = -(-n_active // lanes)
-        n_threads = min(n_jobs, n_groups)
-        bounds = [min(n_active, lanes * (n_groups * t // n_threads)) for t in range(n_threads + 1)]
-        if n_threads <= 1:
-            share(0, n_active)
-        else:
-            with ThreadPoolExecutor(max_workers=n_threads) as pool:
-                for future in [pool.submit(share, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
-                    future.result()
+        _in_threads(share, len(active), n_jobs, unit=self._walker.LANES[self._dtype.name])
         n_batches = -(-data.n_samples // batch_size)
         for i, k in enumerate(active):
             steps = int(epochs_done[i]) * n_batches
@@ -937,6 +906,33 @@ def _fresh_layer(layer, rng):
             fresh.b[...] = layer.b
         return fresh
     return copy.deepcopy(layer)
+
+
+def _outputs(n_active: int, n_epochs: int) -> tuple:
+    """The compiled training calls' outputs: losses (n_active, n_epochs), status, epochs done, rows done."""
+    return (np.zeros((n_active, n_epochs)), np.zeros(n_active, dtype=np.intc), np.zeros(n_active, dtype=np.intp),
+            np.zeros(n_active, dtype=np.intp))
+
+
+def _shares_data(active: list, data: _MemberData, orders, rngs: list) -> tuple:
+    """The members ``active``'s X, y, w, orders (None each without) and generators, as lists."""
+    ords = [None] * len(active) if orders is None else [orders[k] for k in active]
+    return ([data.X[k] for k in active], [data.y[k] for k in active], [data.w[k] for k in active], ords,
+            [rngs[k] for k in active])
+
+
+def _in_threads(share, n_items: int, n_jobs: int, unit: int = 1) -> None:
+    """``share(lo, hi)`` over contiguous shares of ``n_items`` (multiples of ``unit`` but the last),
+    one per thread of at most ``n_jobs``; in the calling thread when one share."""
+    n_units = -(-n_items // unit)
+    n_threads = min(n_jobs, n_units)
+    if n_threads <= 1:
+        share(0, n_items)
+        return
+    bounds = [min(n_items, unit * (n_units * t // n_threads)) for t in range(n_threads + 1)]
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        for future in [pool.submit(share, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
+            future.result()
 
 
 def _plan_key(net) -> tuple:

@@ -650,10 +650,12 @@ def test_lanes_taken_and_equal_to_the_member_loop(case, dtype, monkeypatch):
         assert ens._members[k]._updates[ens.used_optimizers[k]].step == steps
 
 
-def test_lanes_without_shuffling_and_for_any_n_jobs(monkeypatch):
-    results = [lane_fit("demo", np.float64, True, monkeypatch, n_jobs=n_jobs, shuffle=False)[0].get_parameters()
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_lanes_for_any_n_jobs(shuffle, monkeypatch):
+    """Threads take whole groups of lanes: the same bits for any n_jobs, with or without shuffling."""
+    results = [lane_fit("demo", np.float64, True, monkeypatch, n_jobs=n_jobs, shuffle=shuffle)[0].get_parameters()
                for n_jobs in (1, 2, 3)]
-    slow = lane_fit("demo", np.float64, False, monkeypatch, shuffle=False)[0].get_parameters()
+    slow = lane_fit("demo", np.float64, False, monkeypatch, shuffle=shuffle)[0].get_parameters()
     for params in results:
         np.testing.assert_array_equal(params, slow)
 
