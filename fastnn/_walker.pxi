@@ -1422,3 +1422,10 @@ def predict_members(list networks, list Xs, out):
         free(work_buf)
         free(members)
     return int(st)
+
+
+# ---------------------------------------------------------------------------
+# Members side by side in SIMD lanes (Ensemble.fit's common case)
+# ---------------------------------------------------------------------------
+
+include "_members.pxi"

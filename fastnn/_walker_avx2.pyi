@@ -15,6 +15,7 @@ from fastnn._walker_baseline import BLAS_MIN_WEIGHTS_TILED as BLAS_MIN_WEIGHTS_T
 from fastnn._walker_baseline import BLAS_MIN_WIDTH as BLAS_MIN_WIDTH
 from fastnn._walker_baseline import FN_CODES as FN_CODES
 from fastnn._walker_baseline import KIND_ACT as KIND_ACT
+from fastnn._walker_baseline import LANES as LANES
 from fastnn._walker_baseline import KIND_DENSE as KIND_DENSE
 from fastnn._walker_baseline import LOSS_CODES as LOSS_CODES
 from fastnn._walker_baseline import OK as OK
@@ -26,6 +27,9 @@ from fastnn._walker_baseline import TILE_FMA as TILE_FMA
 from fastnn._walker_baseline import MATH_FUSED as MATH_FUSED
 from fastnn._walker_baseline import Network as Network
 from fastnn._walker_baseline import Update as Update
+from fastnn._walker_baseline import lanes_cover as lanes_cover
+from fastnn._walker_baseline import lanes_pay as lanes_pay
 from fastnn._walker_baseline import permutations as permutations
 from fastnn._walker_baseline import predict_members as predict_members
 from fastnn._walker_baseline import train_members as train_members
+from fastnn._walker_baseline import train_members_lanes as train_members_lanes

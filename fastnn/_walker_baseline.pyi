@@ -171,6 +171,35 @@ def train_members(
 ) -> None:
     """Train several networks (an ensemble's members), ``epochs`` epochs each, in one nogil call."""
 
+#: Members per group of train_members_lanes in this build, by dtype name.
+LANES: dict[str, int]
+
+def lanes_cover(net: Network, batch_size: int, n_samples: int) -> bool:
+    """Whether train_members_lanes trains networks of ``net``'s plan at this batch size."""
+
+def lanes_pay(net: Network, batch_size: int, n_samples: int) -> bool:
+    """Whether the lanes are faster than the member-by-member walk for this plan and batch size."""
+
+def train_members_lanes(
+    net: Network,
+    members: npt.ArrayLike,
+    params: _Floats,
+    grads: _Floats,
+    Xs: list[Any],
+    ys: list[Any],
+    orders: list[npt.NDArray[np.intp] | None],
+    rngs: list[np.random.Generator | None],
+    lrs: npt.ArrayLike,
+    weight_decays: npt.ArrayLike,
+    batch_size: int,
+    epochs: int,
+    losses: npt.NDArray[np.float64],
+    status: npt.NDArray[np.intc],
+    epochs_done: npt.NDArray[np.intp],
+    done: npt.NDArray[np.intp],
+) -> int:
+    """Members of one plan trained with MSE and SGD side by side in SIMD lanes; OK, or SLOW."""
+
 def predict_members(networks: list[Network], Xs: list[Any], out: _Floats) -> int:
     """``out[k]`` = ``networks[k]`` on ``Xs[k]`` for every member, in one nogil call; a status."""
 

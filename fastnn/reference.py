@@ -65,6 +65,7 @@ __all__ = [
     "optimizer_rule",
     "state_names",
     "ReferenceMLP",
+    "train_members_lanes",
 ]
 
 
@@ -1109,3 +1110,111 @@ class ReferenceMLP:
         if math.isfinite(total) and math.isfinite(total_weight):
             return total / total_weight if total_weight > 0 else 0.0
         return running
+
+
+#: Plan fields and codes of the walker (fastnn/_walker.pxi), as the twin below reads a plan.
+_PLAN_KIND, _PLAN_IN, _PLAN_OUT, _PLAN_W, _PLAN_B, _PLAN_FN = 0, 1, 2, 3, 4, 6
+_STATUS_OK, _STATUS_SLOW, _STATUS_BAD_LOSS, _STATUS_BAD_UPDATE = 0, -1, -3, -4
+
+
+def _plan_activation(fn: int, param: float) -> tuple[Callable, Callable]:
+    """The forward function of a plan's activation code and its derivative through the output A."""
+    if fn == 1:
+        return relu_forward, lambda A, dA: dA * (A > 0)
+    if fn == 2:
+        return (lambda Z: np.where(Z > 0, Z, Z * Z.dtype.type(param)),
+                lambda A, dA: np.where(A > 0, dA, dA * A.dtype.type(param)))
+    if fn == 3:
+        return np.tanh, lambda A, dA: dA * (1 - A * A)
+    if fn == 4:
+        return (lambda Z: 1 / (1 + np.exp(-Z))), lambda A, dA: dA * (A * (1 - A))
+    return (lambda Z: Z), lambda A, dA: dA
+
+
+def train_members_lanes(net: Any, members: ArrayLike, params: np.ndarray, grads: np.ndarray, Xs: list,
+                        ys: list, orders: list, rngs: list, lrs: ArrayLike, weight_decays: ArrayLike,
+                        batch_size: int, epochs: int, losses: np.ndarray, status: np.ndarray,
+                        epochs_done: np.ndarray, done: np.ndarray) -> int:
+    """Several members of one network trained with MSE and SGD, one after the other in NumPy:
+    the twin of the walker's ``train_members_lanes`` (which trains them side by side in SIMD lanes).
+
+    Member i is row ``members[i]`` of ``params`` and ``grads`` (a network laid out by
+    ``net.plan``: Dense rows with their activation folded in), trained ``epochs`` epochs on
+    ``Xs[i]``, ``ys[i]`` in batches of ``batch_size`` rows, epoch e in the order
+    ``orders[i][e]``, else ``rngs[i].permutation(n)``, else in order: each batch a forward
+    pass, ``mse_grad``, the backward pass, and ``p -= lr * (g + weight_decay * p)``.
+
+    Parameters
+    ----------
+    net : the walker's Network
+        Only its ``plan`` and ``fn_params`` are read.
+    members : int array (m,)
+    params, grads : (K, P) arrays, updated in place
+    Xs, ys : lists of m arrays, (n, n_in) and (n, n_out) or (n,)
+    orders, rngs : lists of m, (epochs, n) int arrays / numpy Generators / None
+    lrs, weight_decays : (m,) floats
+    batch_size, epochs : int
+    losses : float64 (m, >= epochs)
+        Out: each epoch's mean batch loss (weighted by the batch's rows).
+    status : int (m,)
+        Out: 0, or -3 (a loss not finite) / -4 (an update not finite), after which
+        the member stopped with its parameters from before that step (its gradients
+        the last good step's after -3, the refused step's after -4).
+    epochs_done, done : int (m,)
+        Out: epochs completed; rows used in the epoch that stopped the member (n if none did).
+
+    Returns
+    -------
+    int
+        0; or -1 (nothing done) for a plan with a row that is not a Dense layer.
+    """
+    plan = np.asarray(net.plan)
+    if np.any(plan[:, _PLAN_KIND] != 0):
+        return _STATUS_SLOW
+    rules = [_plan_activation(int(rec[_PLAN_FN]), float(param)) for rec, param in zip(plan, net.fn_params)]
+    for i, row in enumerate(np.asarray(members)):
+        X = np.asarray(Xs[i])
+        n = X.shape[0]
+        y = np.asarray(ys[i]).reshape(n, -1)
+        p, g = params[row], grads[row]
+        lr, wd = float(lrs[i]), float(weight_decays[i])
+        status[i], epochs_done[i], done[i] = _STATUS_OK, 0, 0
+        for e in range(epochs):
+            if orders[i] is not None:
+                order = np.asarray(orders[i][e])
+            elif rngs[i] is not None:
+                order = rngs[i].permutation(n)
+            else:
+                order = np.arange(n)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                rows = order[start:start + batch_size]
+                inputs, outputs = [], []
+                A = X[rows]
+                for rec, (forward, _) in zip(plan, rules):
+                    k, m, w_off, b_off = (int(rec[f]) for f in (_PLAN_IN, _PLAN_OUT, _PLAN_W, _PLAN_B))
+                    inputs.append(A)
+                    A = forward(dense_forward(A, p[w_off:w_off + k * m].reshape(k, m), p[b_off:b_off + m]))
+                    outputs.append(A)
+                loss = mse_loss(A, y[rows])
+                if not np.isfinite(loss):
+                    status[i], epochs_done[i], done[i] = _STATUS_BAD_LOSS, e, start
+                    break
+                dA = mse_grad(A, y[rows])
+                for rec, (_, backward), inp, out in reversed(list(zip(plan, rules, inputs, outputs))):
+                    k, m, w_off, b_off = (int(rec[f]) for f in (_PLAN_IN, _PLAN_OUT, _PLAN_W, _PLAN_B))
+                    dX, dW, db = dense_backward(inp, p[w_off:w_off + k * m].reshape(k, m), backward(out, dA))
+                    g[w_off:w_off + k * m] = dW.ravel()
+                    g[b_off:b_off + m] = db
+                    dA = dX
+                updated = p - lr * (g + wd * p)
+                if not np.all(np.isfinite(updated)):
+                    status[i], epochs_done[i], done[i] = _STATUS_BAD_UPDATE, e, start
+                    break
+                p[...] = updated
+                total += loss * len(rows)
+            if status[i] != _STATUS_OK:
+                break
+            losses[i, e] = total / n
+            epochs_done[i], done[i] = e + 1, n
+    return _STATUS_OK

@@ -578,3 +578,207 @@ def test_orders_are_drawn_with_numpy_where_the_compiled_copy_would_differ(monkey
     alone = fastnn.Ensemble(layers_for("mse"), 3, seed=1)[1]
     alone.fit(X, y, optimizer=fastnn.SGD(lr=0.05), epochs=4, batch_size=8, seed=6)
     np.testing.assert_allclose(compiled[1], alone.get_parameters(), rtol=1e-12)
+
+
+# -- members side by side in SIMD lanes ------------------------------------------------
+
+
+def lanes_layers(sizes: tuple, activations: tuple) -> list:
+    """Dense layers of ``sizes`` with the given activations between them."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(fastnn.Dense(n_in, n_out))
+        if i < len(activations):
+            layers.append(activations[i]())
+    return layers
+
+
+LANE_CASES = {
+    # The demo's network, a batch whose last step is short, and members past a whole group.
+    "demo": ((1, 16, 1), (fastnn.ReLU,), 9, 50, 16),
+    # Rows on the walker's register tiles (fused multiply-adds in the AVX2 and AVX-512 builds).
+    "tiles": ((8, 32, 32, 1), (fastnn.ReLU, fastnn.ReLU), 5, 72, 32),
+    # Every activation the lanes cover, and two outputs; batches of 1 to 7 rows.
+    "activations": ((3, 5, 6, 4, 2), (fastnn.Tanh, lambda: fastnn.LeakyReLU(0.1), fastnn.Sigmoid), 6, 23, 5),
+}
+
+
+def lane_fit(case: str, dtype, use_lanes: bool, monkeypatch, *, n_jobs=1, shuffle=True) -> tuple:
+    """The case fitted with the lanes on or off: (ensemble, histories, the members before, data, optimizers)."""
+    from fastnn import ensemble as ensemble_module
+
+    sizes, activations, K, n, batch = LANE_CASES[case]
+    rng = np.random.default_rng(20)
+    X = rng.uniform(-1.5, 1.5, size=(K, n, sizes[0]))
+    y = np.sin(X.sum(axis=-1, keepdims=True) * np.arange(1, sizes[-1] + 1))
+    if sizes[-1] == 1:
+        y = y[..., 0]
+    optimizers = [fastnn.SGD(0.02 * (1 + k % 4), weight_decay=1e-3 * (k % 2)) for k in range(K)]
+    ens = fastnn.Ensemble(lanes_layers(sizes, activations), K, dtype=dtype, seed=3)
+    before = ens.members
+    monkeypatch.setattr(ensemble_module, "_USE_LANES", "always" if use_lanes else False)
+    ens.used_optimizers = copy.deepcopy(optimizers)
+    histories = ens.fit(X, y, optimizer=ens.used_optimizers, epochs=4, batch_size=batch,
+                        seed=[30 + k for k in range(K)], shuffle=shuffle, n_jobs=n_jobs)
+    # Where a layer takes BLAS in this build (the baseline build's 32x32 layer), the member loop trains.
+    covered = ens._walker.lanes_cover(ens._members[0]._net, batch, n)
+    assert ens._last_path == ("lanes" if use_lanes and covered else "members")
+    assert covered or case != "demo"
+    return ens, histories, before, (X, y), optimizers
+
+
+@pytest.mark.parametrize("case", sorted(LANE_CASES))
+def test_lanes_taken_and_equal_to_the_member_loop(case, dtype, monkeypatch):
+    """The common case (Dense chain, MSE, SGD) takes the lanes, and every member ends with the bits
+    the member-by-member loop gives it (parameters, gradients, losses, the update's step), and equals
+    Sequential.fit."""
+    ens, histories, before, (X, y), optimizers = lane_fit(case, dtype, True, monkeypatch)
+    slow, slow_histories, _, _, _ = lane_fit(case, dtype, False, monkeypatch)
+    np.testing.assert_array_equal(ens.get_parameters(), slow.get_parameters())
+    np.testing.assert_array_equal(ens._grads, slow._grads)
+    for k, (history, other) in enumerate(zip(histories, slow_histories)):
+        assert history.loss == other.loss and not history.diverged
+    K = len(ens)
+    expected, solo, errors = solo_fits(before, X, y, per_member_data=True, optimizers=optimizers,
+                                       seeds=[30 + k for k in range(K)], epochs=4,
+                                       batch_size=LANE_CASES[case][4])
+    assert errors == [None] * K
+    assert_members_equal(ens, expected, dtype)
+    for k in range(K):
+        np.testing.assert_allclose(histories[k].loss, solo[k].loss, rtol=RTOL[np.dtype(dtype)])
+        steps = 4 * -(-X.shape[1] // LANE_CASES[case][4])      # (optimizer_state reports none for plain SGD)
+        assert ens._members[k]._updates[ens.used_optimizers[k]].step == steps
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_lanes_for_any_n_jobs(shuffle, monkeypatch):
+    """Threads take whole groups of lanes: the same bits for any n_jobs, with or without shuffling."""
+    results = [lane_fit("demo", np.float64, True, monkeypatch, n_jobs=n_jobs, shuffle=shuffle)[0].get_parameters()
+               for n_jobs in (1, 2, 3)]
+    slow = lane_fit("demo", np.float64, False, monkeypatch, shuffle=shuffle)[0].get_parameters()
+    for params in results:
+        np.testing.assert_array_equal(params, slow)
+
+
+def test_lanes_divergence_stops_the_lane_alone(dtype, monkeypatch):
+    """A member whose step is refused (a loss or an update not finite) stops in its lane with what
+    the member loop leaves (parameters, gradients, step count); the other lanes go on."""
+    from fastnn import ensemble as ensemble_module
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(32, 1))
+    y = X[:, 0] ** 2
+    optimizers = [fastnn.SGD(1e-2), fastnn.SGD(1e30), fastnn.SGD(1e-3), fastnn.SGD(1e35), fastnn.SGD(3.0)]
+    results = []
+    for use_lanes in (True, False):
+        monkeypatch.setattr(ensemble_module, "_USE_LANES", use_lanes)
+        ens = fastnn.Ensemble([fastnn.Dense(1, 8), fastnn.ReLU(), fastnn.Dense(8, 1)], 5, dtype=dtype, seed=4)
+        opts = copy.deepcopy(optimizers)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            histories = ens.fit(X, y, optimizer=opts, epochs=5, batch_size=4, seed=0)
+        assert ens._last_path == ("lanes" if use_lanes else "members")
+        results.append((ens.get_parameters(), ens._grads.copy(), [(h.loss, h.diverged_epoch, h.message)
+                                                                   for h in histories],
+                        [ens._members[k]._updates[opt].step for k, opt in enumerate(opts)]))
+    lanes, members = results
+    assert [h[1] is not None for h in lanes[2]][:4] == [False, True, False, True]
+    np.testing.assert_array_equal(lanes[0], members[0])
+    np.testing.assert_array_equal(lanes[1], members[1])
+    assert lanes[2] == members[2] and lanes[3] == members[3]
+
+
+def test_lanes_fall_back_outside_their_case(monkeypatch):
+    """Momentum, another loss, sample weights or a layer on BLAS: the member loop trains the fit."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 2))
+    y = X.sum(axis=1)
+    layers = [fastnn.Dense(2, 4), fastnn.ReLU(), fastnn.Dense(4, 1)]
+    for kwargs in ({"optimizer": fastnn.SGD(0.01, momentum=0.9)}, {"optimizer": fastnn.Adam()},
+                   {"loss": fastnn.MAELoss()}, {"sample_weight": np.ones(20)}):
+        ens = fastnn.Ensemble(layers, 2, seed=0)
+        ens.fit(X, y, epochs=1, batch_size=4, **kwargs)
+        assert ens._last_path == "members", kwargs
+    ens = fastnn.Ensemble(layers, 2, seed=0)
+    ens.fit(X, y, epochs=1, batch_size=4)
+    assert ens._last_path == "lanes"
+    walker = ens._walker
+    wide = fastnn.Ensemble([fastnn.Dense(2, 64), fastnn.ReLU(), fastnn.Dense(64, 64), fastnn.Dense(64, 1)], 2)
+    net = wide._members[0]._net
+    if net.uses_blas:
+        # BLAS takes the 64x64 layer at a batch of fewer than 8 rows: not the lanes' case.
+        assert not walker.lanes_cover(net, 4, 20)
+        assert walker.lanes_cover(net, 8, 16)
+
+
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_lanes_kernel_against_its_numpy_twin(dtype_):
+    """train_members_lanes against fastnn.reference.train_members_lanes: every member, a partial
+    group, orders given, drawn from Generators and none, a member that diverges."""
+    from fastnn import reference
+
+    ens = fastnn.Ensemble(lanes_layers((2, 6, 5, 1), (fastnn.Tanh, fastnn.ReLU)), 7, dtype=dtype_, seed=5)
+    net = ens._members[0]._net
+    rng = np.random.default_rng(3)
+    n, epochs, batch = 21, 3, 4
+    Xs = [np.ascontiguousarray(rng.normal(size=(n, 2)), dtype=dtype_) for _ in range(7)]
+    ys = [np.ascontiguousarray(np.cos(X.sum(axis=1)), dtype=dtype_) for X in Xs]
+    orders = [np.stack([rng.permutation(n) for _ in range(epochs)]) if k % 3 == 0 else None for k in range(7)]
+    members = np.array([6, 0, 5, 1, 4, 2, 3])
+    lrs = np.array([0.05, 0.1, 1e300, 0.02, 0.2, 0.07, 0.01])     # member 2 diverges in its first step
+    wds = np.array([0.0, 1e-2, 0.0, 0.0, 1e-3, 0.0, 0.5])
+    outputs = []
+    for train in (ens._walker.train_members_lanes, reference.train_members_lanes):
+        params, grads = ens.get_parameters(), np.zeros_like(ens._grads)
+        out = (np.zeros((7, epochs)), np.zeros(7, dtype=np.intc), np.zeros(7, dtype=np.intp), np.zeros(7, dtype=np.intp))
+        rngs = [np.random.default_rng(k) if k % 3 == 1 else None for k in range(7)]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            assert train(net, members, params, grads, Xs, ys, orders, rngs, lrs, wds, batch, epochs, *out) == 0
+        outputs.append((params, grads, *out))
+    rtol = 1e-4 if dtype_ == np.float32 else 1e-9
+    (params, grads, losses, status, epochs_done, done), twin = outputs[0], outputs[1]
+    assert list(status) == list(twin[3]) and list(epochs_done) == list(twin[4]) and list(done) == list(twin[5])
+    assert status[2] in (ens._walker.BAD_LOSS, ens._walker.BAD_UPDATE) and epochs_done[2] == 0
+    np.testing.assert_allclose(params, twin[0], rtol=rtol, atol=rtol * 1e-3)
+    np.testing.assert_allclose(grads, twin[1], rtol=rtol, atol=rtol * 1e-3)
+    np.testing.assert_allclose(losses, twin[2], rtol=rtol)
+
+
+def test_lanes_kernel_refuses_bad_arguments():
+    ens = fastnn.Ensemble(lanes_layers((1, 4, 1), (fastnn.ReLU,)), 2, seed=0)
+    net, walker = ens._members[0]._net, ens._walker
+    X = np.zeros((8, 1))
+    out = (np.zeros((2, 1)), np.zeros(2, dtype=np.intc), np.zeros(2, dtype=np.intp), np.zeros(2, dtype=np.intp))
+    args = dict(params=ens.get_parameters(), grads=np.zeros_like(ens._grads))
+    with pytest.raises(ValueError, match="members\\[1\\] repeats a row"):
+        walker.train_members_lanes(net, [0, 0], args["params"], args["grads"], [X, X], [X[:, 0]] * 2, [None] * 2,
+                                   [None] * 2, [0.1, 0.1], [0, 0], 4, 1, *out)
+    with pytest.raises(ValueError, match="members\\[1\\] is not a row"):
+        walker.train_members_lanes(net, [0, 2], args["params"], args["grads"], [X, X], [X[:, 0]] * 2, [None] * 2,
+                                   [None] * 2, [0.1, 0.1], [0, 0], 4, 1, *out)
+    with pytest.raises(ValueError, match="orders\\[0\\] holds a row index out of range"):
+        walker.train_members_lanes(net, [0, 1], args["params"], args["grads"], [X, X], [X[:, 0]] * 2,
+                                   [np.full((1, 8), 8, dtype=np.intp), None], [None] * 2, [0.1, 0.1], [0, 0], 4, 1,
+                                   *out)
+    with pytest.raises(ValueError, match="Xs\\[1\\] and ys\\[1\\]"):
+        walker.train_members_lanes(net, [0, 1], args["params"], args["grads"], [X, X[:4]], [X[:, 0]] * 2,
+                                   [None] * 2, [None] * 2, [0.1, 0.1], [0, 0], 4, 1, *out)
+    np.testing.assert_array_equal(args["params"], ens.get_parameters())
+
+
+def test_lanes_taken_by_default_for_the_demo_and_not_where_the_tiles_run():
+    """The benchmark's demo (64 members of 1-16-1, batch 16, per-member data and seeds, SGD) trains
+    in lanes by default; 8-32-32-1 at batch 32, whose layers the walker runs on its register tiles,
+    member by member (lanes_pay), still with the same result as the lanes."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0, 3, size=(64, 256, 1))
+    y = np.maximum(X[..., 0] - 1, 0)
+    ens = fastnn.Ensemble(lanes_layers((1, 16, 1), (fastnn.ReLU,)), 64, seed=0)
+    ens.fit(X, y, optimizer=fastnn.SGD(0.1), epochs=2, batch_size=16, seed=list(range(64)))
+    assert ens._last_path == "lanes"
+    tiled = fastnn.Ensemble(lanes_layers((8, 32, 32, 1), (fastnn.ReLU, fastnn.ReLU)), 2, seed=0)
+    X = rng.normal(size=(64, 8))
+    tiled.fit(X, X.sum(axis=1), optimizer=fastnn.SGD(0.01), epochs=1, batch_size=32, seed=[1, 2])
+    assert tiled._last_path == "members"
+    assert not tiled._walker.lanes_pay(tiled._members[0]._net, 32, 64)
