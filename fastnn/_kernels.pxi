@@ -1126,6 +1126,61 @@ cdef enum:
     LOSS_POISSON = 5
 
 
+cdef double _cross_entropy(
+    const floating* yhat, const floating* y, const floating* w, floating* grad,
+    Py_ssize_t n, Py_ssize_t C, Py_ssize_t s_i, Py_ssize_t s_j, double wsum,
+) noexcept nogil:
+    """loss_grad_kernel's cross-entropy: the sum over samples of (w_i / wsum) times
+    (log-sum-exp of row i - its label's logit), or of the plain terms without
+    weights, and the softmax gradient into ``grad`` (not overlapping ``yhat``)
+    unless NULL. Blocks of 128 samples, each pass over a block a loop over the
+    samples for one class (contiguous in the walker's feature-major layout, so
+    it vectorises), each exp computed once and kept in ``grad``: the same
+    operations per sample, in the same order, as one sample at a time."""
+    cdef floating zmax[128]
+    cdef floating scale[128]
+    cdef double lse[128]
+    cdef Py_ssize_t label[128]
+    cdef Py_ssize_t i0 = 0, m, i, j, at
+    cdef double total = 0.0, sample, wi = 1.0
+    cdef floating z, e, one = 1, zero = 0
+    while i0 < n:
+        m = n - i0 if n - i0 < 128 else 128
+        for i in range(m):
+            zmax[i] = yhat[(i0 + i) * s_i]
+            lse[i] = 0.0
+        for j in range(1, C):
+            for i in range(m):
+                z = yhat[(i0 + i) * s_i + j * s_j]
+                zmax[i] = _if_lt(zmax[i], z, z, zmax[i])           # z > zmax: z (NaN: zmax)
+        if grad != NULL:
+            for j in range(C):
+                for i in range(m):
+                    at = (i0 + i) * s_i + j * s_j
+                    e = _exp(yhat[at] - zmax[i])
+                    lse[i] += e
+                    grad[at] = e                                    # kept for the softmax
+        else:
+            for j in range(C):
+                for i in range(m):
+                    lse[i] += _exp(yhat[(i0 + i) * s_i + j * s_j] - zmax[i])
+        for i in range(m):
+            if w != NULL:
+                wi = w[i0 + i]
+            label[i] = <Py_ssize_t>y[i0 + i]
+            scale[i] = <floating>(wi / wsum)
+            sample = zmax[i] + fastnn_log_d(lse[i]) - yhat[(i0 + i) * s_i + label[i] * s_j]   # log-sum-exp - z[label]
+            total += (wi / wsum) * sample if w != NULL else sample
+        if grad != NULL:
+            for j in range(C):
+                for i in range(m):
+                    at = (i0 + i) * s_i + j * s_j
+                    e = <floating>(grad[at] / lse[i])              # softmax
+                    grad[at] = scale[i] * (e - (one if j == label[i] else zero))
+        i0 += m
+    return total
+
+
 cdef double loss_grad_kernel(
     int kind, double param, const floating* yhat, const floating* y, const floating* w,
     floating* grad, Py_ssize_t n, Py_ssize_t C, Py_ssize_t s_i, Py_ssize_t s_j,
@@ -1159,26 +1214,7 @@ cdef double loss_grad_kernel(
                     grad[i * s_i + j * s_j] = 0
         return 0.0
     if kind == LOSS_CROSS_ENTROPY:
-        for i in range(n):
-            if w != NULL:
-                wi = w[i]
-            label = <Py_ssize_t>y[i]
-            zmax = yhat[i * s_i]
-            for j in range(1, C):
-                z = yhat[i * s_i + j * s_j]
-                if z > zmax:
-                    zmax = z
-            lse = 0.0
-            for j in range(C):
-                lse += _exp(yhat[i * s_i + j * s_j] - zmax)
-            sample = zmax + fastnn_log_d(lse) - yhat[i * s_i + label * s_j]   # log-sum-exp - z[label]
-            total += (wi / wsum) * sample if w != NULL else sample
-            if grad != NULL:
-                scale = <floating>(wi / wsum)
-                for j in range(C):
-                    at = i * s_i + j * s_j
-                    e = <floating>(_exp(yhat[at] - zmax) / lse)          # softmax
-                    grad[at] = scale * (e - one) if j == label else scale * e
+        total = _cross_entropy(yhat, y, w, grad, n, C, s_i, s_j, wsum)
         return total if w != NULL else total / wsum
     # Each sample's gradient scale w_i / (C * sum(w)) is formed in double as one
     # ratio: 1 / sum(w) alone overflows when the weights are subnormal.
