@@ -251,3 +251,27 @@ def test_digits_classifier_reaches_95_percent():
     assert accuracy >= 0.95, accuracy
     assert history.loss[-1] < history.loss[0] / 10
     np.testing.assert_array_equal(model.predict_proba(X_test).argmax(axis=1), model.predict(X_test).argmax(axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, C", [(1, 2), (7, 3), (300, 10), (129, 4)])
+def test_cross_entropy_grad_is_the_softmax_formula_bit_for_bit(n, C, dtype, rng):
+    """The compiled cross-entropy (blocks of samples, each exp once, fastnn/_kernels.pxi)
+    against its formula in NumPy on the same exp (the scalar one the losses call):
+    (exp(z - max z) / sum_j, the sum in class order, in double) minus the one-hot
+    label, times 1/n; in C and Fortran order (the network's feature-major layout runs
+    the same function, held to the reference by the model tests)."""
+    from fastnn import _ops
+
+    Z = (rng.normal(size=(n, C)) * 5).astype(dtype)
+    y = rng.integers(0, C, n)
+    D = (Z - Z.max(axis=1)[:, None]).astype(dtype)
+    E = np.empty_like(D)
+    _ops._math(0, D.ravel(), E.reshape(-1), True)
+    lse = np.zeros(n)
+    for j in range(C):
+        lse += E[:, j].astype(np.float64)
+    expected = dtype(1.0 / n) * ((E / lse[:, None]).astype(dtype) - (np.arange(C) == y[:, None]).astype(dtype))
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(ops.cross_entropy_grad(Z, y).view(bits), expected.view(bits))
+    np.testing.assert_array_equal(ops.cross_entropy_grad(np.asfortranarray(Z), y).view(bits), expected.view(bits))
