@@ -26,7 +26,7 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 """
 
 cimport numpy as cnp
-from libc.math cimport NAN
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
 
@@ -74,6 +74,7 @@ def cpu_has_avx512():
 
 
 include "_kernels.pxi"
+include "_dense_rows.pxi"
 
 cnp.import_array()
 
@@ -83,15 +84,90 @@ cnp.import_array()
 cdef Blas _BLAS
 blas_init(&_BLAS)
 
+#: The one-output Dense product the wrappers run: this module's until
+#: ``use_kernels_of`` points it at a walker build's copy (the same bits).
+cdef const DenseRowsKernels* _DENSE_ROWS = &_DENSE_ROWS_KERNELS
 
-def set_blas(info):
-    """Use the gemm of a ``fastnn._blas.BlasInfo`` (or none, for None) in the wrappers."""
+
+#: Whether dense_forward_plain checks a BLAS product by its output (else by its
+#: inputs, first): True when the gemm computes every product (``set_blas``).
+cdef bint _BLAS_CHECKS_OUTPUT = False
+
+
+cdef bint _gemm_propagates(const Blas* blas, floating* scratch) noexcept nogil:
+    """Whether a non-finite X or W value (inf, NaN) multiplied by zeros alone makes
+    the product non-finite, in the gemm call of _dense_forward, at a batch of 1
+    (where a BLAS may take gemv) and of 16 and 128 rows. A BLAS that skips the
+    products of zeros (as the reference BLAS skips a zero of one operand) would
+    return a finite output for a non-finite input. ``scratch`` holds 3 * 128 * 64
+    values."""
+    cdef Py_ssize_t shapes[3][3]
+    cdef Py_ssize_t s, i, n, k, m, bad_side
+    cdef floating* X = scratch
+    cdef floating* W = scratch + 128 * 64
+    cdef floating* out = W + 128 * 64
+    cdef floating bad[2]
+    cdef int v
+    bad[0] = <floating>INFINITY
+    bad[1] = <floating>NAN
+    shapes[0][0], shapes[0][1], shapes[0][2] = 1, 16, 16
+    shapes[1][0], shapes[1][1], shapes[1][2] = 16, 16, 16
+    shapes[2][0], shapes[2][1], shapes[2][2] = 128, 64, 64
+    for s in range(3):
+        n, k, m = shapes[s][0], shapes[s][1], shapes[s][2]
+        for bad_side in range(2):
+            for v in range(2):
+                for i in range(n * k):
+                    X[i] = 0 if bad_side == 1 else 1
+                for i in range(k * m):
+                    W[i] = 0 if bad_side == 0 else 1
+                for i in range(n * m):
+                    out[i] = 0
+                if bad_side == 0:
+                    X[(n // 2) * k + k // 2] = bad[v]
+                else:
+                    W[(k // 2) * m + m // 2] = bad[v]
+                gemm(blas, False, False, n, m, k, X, k, W, m, 1, out, m)
+                if all_finite_kernel(out, n * m):
+                    return False
+    return True
+
+
+def set_blas(info, check_output=None):
+    """Use the gemm of a ``fastnn._blas.BlasInfo`` (or none, for None) in the wrappers.
+
+    ``check_output``: whether dense_forward_plain checks a BLAS product's
+    finiteness by its output (one pass over n * m values) instead of its inputs
+    (n * k + k * m + m, first). None (the default) asks the gemm: True when a
+    non-finite input times zeros alone gives a non-finite output, in both
+    dtypes (``_gemm_propagates``), as in OpenBLAS; False keeps the input pass.
+    """
+    cdef void* scratch
+    cdef bint propagates
+    global _BLAS_CHECKS_OUTPUT
+    _BLAS_CHECKS_OUTPUT = False
     if info is None or info.kind not in (BLAS_CBLAS64, BLAS_FORTRAN32) or not (info.dgemm and info.sgemm):
         _BLAS.kind = BLAS_NONE
         return
     _BLAS.dgemm = <void*><size_t>info.dgemm
     _BLAS.sgemm = <void*><size_t>info.sgemm
     _BLAS.kind = info.kind
+    if check_output is not None:
+        _BLAS_CHECKS_OUTPUT = bool(check_output)
+        return
+    scratch = malloc(3 * 128 * 64 * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError()
+    with nogil:
+        propagates = (_gemm_propagates(&_BLAS, <float*>scratch)
+                      and _gemm_propagates(&_BLAS, <double*>scratch))
+    free(scratch)
+    _BLAS_CHECKS_OUTPUT = propagates
+
+
+def blas_checks_output():
+    """Whether dense_forward_plain checks a BLAS product by its output (see ``set_blas``)."""
+    return bool(_BLAS_CHECKS_OUTPUT)
 
 
 # --------------------------------------------------------------------------
@@ -120,10 +196,11 @@ cdef int _dense_forward(const Blas* blas, const floating* X, const floating* W, 
              X, in_features, W, out_features, 1, out, out_features)
         return 0
     if out_features == 1:
-        # One output: a dot product per row, on the rows as they are (a transpose would cost
-        # as much as the products).
-        for i in range(n_samples):
-            out[i] = b[0] + _dot(&X[i * in_features], W, in_features)
+        # One output: a dot product per row, in the widest build's instructions (_dense_rows.pxi).
+        if floating is float:
+            _DENSE_ROWS.dot_f(X, W, b[0], out, n_samples, in_features)
+        else:
+            _DENSE_ROWS.dot_d(X, W, b[0], out, n_samples, in_features)
         return 0
     XT = <floating*>malloc(n_samples * (in_features + out_features) * sizeof(floating))
     if XT == NULL:
@@ -410,13 +487,17 @@ cdef const PlainKernels* _PLAIN = &_PLAIN_KERNELS
 
 
 def use_kernels_of(module):
-    """Run the common case's loops from ``module`` (a walker build, compiled from
-    the same _kernels.pxi for a wider instruction set), or this module's (None)."""
-    global _PLAIN
+    """Run the common case's loops and the one-output Dense product from ``module``
+    (a walker build, compiled from the same _kernels.pxi and _dense_rows.pxi for a
+    wider instruction set), or this module's (None)."""
+    global _PLAIN, _DENSE_ROWS
     if module is None:
         _PLAIN = &_PLAIN_KERNELS
+        _DENSE_ROWS = &_DENSE_ROWS_KERNELS
         return
     _PLAIN = <const PlainKernels*>PyCapsule_GetPointer(module._PLAIN_KERNELS_CAPSULE, b"fastnn._kernels.PlainKernels")
+    _DENSE_ROWS = <const DenseRowsKernels*>PyCapsule_GetPointer(module._DENSE_ROWS_KERNELS_CAPSULE,
+                                                                b"fastnn._dense_rows.DenseRowsKernels")
 
 
 cdef int _plain_typenum(object a) noexcept:
@@ -911,16 +992,18 @@ def dense_forward_plain(object X, object W, object b):
     """X @ W + b as a new array, as dense_forward computes it, for plain finite X
     (n, k), W (k, m) and b (m,) of one dtype; else None.
 
-    Finiteness: when the product calls BLAS, one read-only pass over each
-    input first (O(n k + k m) against the product's O(n k m); a BLAS may skip
-    the products of zeros, where inf * 0 would have been NaN). Otherwise
-    this module's loops compute every term of every output, so a non-finite
+    Finiteness: where every term of every output is computed, a non-finite
     input makes an output non-finite (X[i, kk] all of row i, W[kk, j] and
     b[j] all of column j; inf * 0 and inf - inf are NaN): one pass over the
     n m outputs afterwards tells, and a non-finite output hands the call to
     the converting path, which refuses the input by name or returns the
-    overflowed product. For one output (m = 1, a dot product per row) the
-    input pass would cost as much as the product itself."""
+    overflowed product. This module's loops do; so does a BLAS that
+    ``set_blas`` found to propagate a non-finite value multiplied by zeros
+    (OpenBLAS). For another BLAS (which may skip the products of zeros, where
+    inf * 0 would have been NaN), one read-only pass over each input first
+    (O(n k + k m) against the product's O(n k m)). The output pass is the
+    cheaper: n m values against n k + k m (a 256 x 512 X times a 512 x 10 W:
+    2,560 against 136,192)."""
     cdef int t = _dense_typenum(X, W, b, 1)
     cdef cnp.ndarray x, w, bb, out
     cdef cnp.npy_intp dims[2]
@@ -936,7 +1019,7 @@ def dense_forward_plain(object X, object W, object b):
     dims[1] = cnp.PyArray_DIM(w, 1)
     k = cnp.PyArray_DIM(x, 1)
     out = cnp.PyArray_EMPTY(2, dims, t, 0)
-    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1])
+    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1]) and not _BLAS_CHECKS_OUTPUT
     if inputs_first:
         ok = _inputs_finite(t, x, w, bb)
     with nogil:

@@ -1408,3 +1408,11 @@ def predict_members(list networks, list Xs, out):
         free(work_buf)
         free(members)
     return int(st)
+
+
+# ---------------------------------------------------------------------------
+# fastnn.ops' one-output Dense product, in this build's instructions (not
+# used by the walk; fastnn._ops takes it through _DENSE_ROWS_KERNELS_CAPSULE).
+# ---------------------------------------------------------------------------
+
+include "_dense_rows.pxi"

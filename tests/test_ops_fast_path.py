@@ -412,6 +412,135 @@ def test_dense_hands_back_what_it_does_not_take(dtype):
         ops.dense_backward(X, W, np.ones((5, 2), dtype))
 
 
+def _walker_builds():
+    """Every walker build this CPU runs, imported, and None (fastnn._ops' own loops)."""
+    import importlib
+
+    modules = [None]
+    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
+        if ok:
+            try:
+                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
+            except ImportError:
+                pass
+    return modules
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (3, 7), (1000, 3), (256, 32), (17, 64), (256, 256), (5, 1001)])
+def test_one_output_dense_gives_the_same_bits_in_every_build(n, k, dtype, rng):
+    """The one-output product (a dot per row) runs from the widest walker build
+    (_dense_rows.pxi): every build, and fastnn._ops' own copy, give the same bits,
+    on the common case and the converting path, close to the reference."""
+    import importlib
+
+    from fastnn import _walker, reference
+
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, 1)).astype(dtype)
+    b = rng.normal(size=1).astype(dtype)
+    bits = _bits(dtype)
+    results = []
+    try:
+        for module in _walker_builds():
+            _ops.use_kernels_of(module)
+            fast = _ops.dense_forward_plain(X, W, b)
+            assert fast is not None
+            results.append(fast.view(bits).copy())
+            np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b).view(bits), results[-1])
+    finally:
+        _ops.use_kernels_of(importlib.import_module(_walker.Network.__module__))
+    assert len(results) >= 2
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ops.dense_forward(X, W, b), reference.dense_forward(X, W, b), rtol=tol,
+                               atol=tol * k)
+
+
+@pytest.fixture(params=[False, True], ids=["inputs-first", "output-check"])
+def blas_check(request):
+    """dense_forward_plain checking BLAS products by their inputs first, then by their
+    output (set_blas's check_output); the probed choice restored afterwards."""
+    from fastnn._blas import find_blas
+
+    info = find_blas()
+    if not info.kind:
+        pytest.skip("no BLAS found: every product runs on fastnn's own loops")
+    _ops.set_blas(info, check_output=request.param)
+    yield request.param
+    _ops.set_blas(info)
+
+
+def test_the_blas_probe_trusts_openblas_with_the_output_check():
+    """OpenBLAS computes every product (inf * 0 is NaN): set_blas's probe finds so, and
+    dense_forward_plain then checks a BLAS product by its output alone."""
+    from fastnn._blas import find_blas
+
+    info = find_blas()
+    if "openblas" not in info.source.lower():
+        pytest.skip(f"the BLAS found is not OpenBLAS: {info}")
+    assert _ops.blas_checks_output() is True
+    _ops.set_blas(info, check_output=False)
+    try:
+        assert _ops.blas_checks_output() is False
+    finally:
+        _ops.set_blas(info)
+    assert _ops.blas_checks_output() is True
+    _ops.set_blas(None)
+    try:
+        assert _ops.blas_checks_output() is False
+    finally:
+        _ops.set_blas(info)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("which", ["X", "W", "b"])
+@pytest.mark.parametrize("n,k,m", [(1, 64, 32), (64, 64, 32), (256, 512, 10), (9, 16, 300)])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_dense_forward_on_blas_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros, dtype,
+                                                                  rng):
+    """BLAS-sized products, checked by their inputs first or by their output: a bad value
+    multiplied by zeros alone (0 * inf) is refused too, by name, with nothing modified."""
+    args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
+            "b": rng.normal(size=m).astype(dtype)}
+    if zeros:
+        for name in ("X", "W"):
+            if name != which:
+                args[name][...] = 0
+    args[which].flat[args[which].size // 2] = bad
+    keep = {k: v.copy() for k, v in args.items()}
+    assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
+    with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
+        ops.dense_forward(args["X"], args["W"], args["b"])
+    for k, v in args.items():
+        np.testing.assert_array_equal(v, keep[k])
+
+
+@pytest.mark.parametrize("n,k,m", [(1, 64, 32), (256, 512, 10), (64, 64, 32)])
+def test_dense_forward_on_blas_gives_the_same_bits_either_check(blas_check, n, k, m, dtype, rng):
+    """The check is all that differs: the same product (bias rows, then gemm with beta 1),
+    the converting path's bits; an overflowing product of finite inputs is inf either way."""
+    from fastnn import reference
+
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, m)).astype(dtype)
+    b = rng.normal(size=m).astype(dtype)
+    bits = _bits(dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    assert fast is not None
+    np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b).view(bits), fast.view(bits))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, reference.dense_forward(X, W, b), rtol=tol, atol=tol * k)
+    big = np.finfo(dtype).max
+    X, W, b = np.full((n, k), big, dtype), np.full((k, m), 2.0, dtype), np.zeros(m, dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    if blas_check:
+        assert fast is None             # the output check hands the overflow to the converting path
+    else:
+        np.testing.assert_array_equal(fast, np.full((n, m), np.inf, dtype))
+    np.testing.assert_array_equal(ops.dense_forward(X, W, b), np.full((n, m), np.inf, dtype))
+
+
 def _adam_state(rng, dtype, shape=(33, 7)):
     return [rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype),
             (rng.normal(size=shape) * 0.1).astype(dtype), rng.uniform(0, 1, size=shape).astype(dtype)]
