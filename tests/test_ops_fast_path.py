@@ -41,6 +41,20 @@ def _not_plain(a):
     return doubled[::2]
 
 
+def _walker_builds():
+    """Every walker build this CPU runs, imported, and None (fastnn._ops' own loops)."""
+    import importlib
+
+    modules = [None]
+    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
+        if ok:
+            try:
+                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
+            except ImportError:
+                pass
+    return modules
+
+
 @pytest.mark.parametrize("name", sorted(FORWARD))
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (7,), (5, 3), (2, 3, 4), (64, 33), (1000,)])
 def test_the_common_case_gives_the_validating_paths_bits(name, shape, dtype, rng):
@@ -169,14 +183,7 @@ def test_every_builds_loops_give_the_same_bits(dtype, rng):
 
     from fastnn import _walker
 
-    runs = {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}
-    modules = [None]
-    for name, ok in runs.items():
-        if ok:
-            try:
-                modules.append(importlib.import_module(f"fastnn._walker_{name}"))
-            except ImportError:
-                pass
+    modules = _walker_builds()
     Z = np.concatenate([rng.normal(0, 5, 4099), [0.0, -0.0, 1e-300, 40.0, -40.0, 800.0]]).astype(dtype)
     dA = rng.normal(size=Z.shape).astype(dtype)
     bits = np.uint32 if dtype == np.float32 else np.uint64
@@ -412,20 +419,6 @@ def test_dense_hands_back_what_it_does_not_take(dtype):
         ops.dense_backward(X, W, np.ones((5, 2), dtype))
 
 
-def _walker_builds():
-    """Every walker build this CPU runs, imported, and None (fastnn._ops' own loops)."""
-    import importlib
-
-    modules = [None]
-    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
-        if ok:
-            try:
-                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
-            except ImportError:
-                pass
-    return modules
-
-
 @pytest.mark.parametrize("n,k", [(1, 1), (3, 7), (1000, 3), (256, 32), (17, 64), (256, 256), (5, 1001)])
 def test_one_output_dense_gives_the_same_bits_in_every_build(n, k, dtype, rng):
     """The one-output product (a dot per row) runs from the widest walker build
@@ -455,6 +448,19 @@ def test_one_output_dense_gives_the_same_bits_in_every_build(n, k, dtype, rng):
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(ops.dense_forward(X, W, b), reference.dense_forward(X, W, b), rtol=tol,
                                atol=tol * k)
+
+
+@pytest.mark.parametrize("n,k", [(4, 16), (9, 64), (257, 100), (8, 1001)])
+def test_one_output_dense_gives_each_row_the_bits_it_gets_alone(n, k, dtype, rng):
+    """Four rows at a time (where a row fills the lanes), or one at a time: each row's
+    sum is the same, in the same order."""
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, 1)).astype(dtype)
+    b = rng.normal(size=1).astype(dtype)
+    bits = _bits(dtype)
+    together = _ops.dense_forward_plain(X, W, b)
+    alone = np.concatenate([_ops.dense_forward_plain(X[i:i + 1].copy(), W, b) for i in range(n)])
+    np.testing.assert_array_equal(together.view(bits), alone.view(bits))
 
 
 @pytest.fixture(params=[False, True], ids=["inputs-first", "output-check"])
@@ -730,13 +736,7 @@ def test_elementwise_losses_every_builds_lanes_give_the_same_bits(dtype, rng):
 
     from fastnn import _walker
 
-    modules = [None]
-    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
-        if ok:
-            try:
-                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
-            except ImportError:
-                pass
+    modules = _walker_builds()
     inputs = {name: _loss_inputs(name, (257, 13), dtype, rng) for name in ELEMENTWISE}
     results = []
     try:
