@@ -980,6 +980,24 @@ cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noe
     return ok
 
 
+cdef bint _edges_finite(const floating* a, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """Whether row 0 and column 0 of a sample-major (rows, cols) array are finite.
+
+    Where every term of a product is computed, a non-finite factor makes a whole
+    row or column of it non-finite (inf * 0 and inf - inf are NaN, and no sum
+    comes back from inf or NaN): of Y = X @ W + b, X[i, kk] all of row i, W[kk, j]
+    and b[j] all of column j, so that Y's first row and first column tell (n + m
+    values, not n m). An overflow of finite values elsewhere goes through, as the
+    converting path returns it."""
+    cdef floating lane = 0, zero = 0
+    cdef Py_ssize_t i
+    if not all_finite_kernel(a, cols):
+        return False
+    for i in range(rows):
+        lane += a[i * cols] * zero
+    return lane == lane
+
+
 cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexcept:
     """The type number of plain 2-D X and W and a plain ``other`` of other_ndim
     dimensions, all of one dtype, with X's columns W's rows; else -1."""
@@ -998,17 +1016,16 @@ def dense_forward_plain(object X, object W, object b):
     (n, k), W (k, m) and b (m,) of one dtype; else None.
 
     Finiteness: where every term of every output is computed, a non-finite
-    input makes an output non-finite (X[i, kk] all of row i, W[kk, j] and
-    b[j] all of column j; inf * 0 and inf - inf are NaN): one pass over the
-    n m outputs afterwards tells, and a non-finite output hands the call to
-    the converting path, which refuses the input by name or returns the
-    overflowed product. This module's loops do; so does a BLAS that
-    ``set_blas`` found to propagate a non-finite value multiplied by zeros
-    (OpenBLAS). For another BLAS (which may skip the products of zeros, where
-    inf * 0 would have been NaN), one read-only pass over each input first
-    (O(n k + k m) against the product's O(n k m)). The output pass is the
-    cheaper: n m values against n k + k m (a 256 x 512 X times a 512 x 10 W:
-    2,560 against 136,192)."""
+    input makes a whole row or column of outputs non-finite (X[i, kk] all of
+    row i, W[kk, j] and b[j] all of column j; inf * 0 and inf - inf are NaN):
+    the output's first row and first column afterwards tell (_edges_finite,
+    n + m values), and a non-finite one hands the call to the converting
+    path, which refuses the input by name or returns the overflowed product.
+    This module's loops compute every term; so does a BLAS that ``set_blas``
+    found to propagate a non-finite value multiplied by zeros (OpenBLAS). For
+    another BLAS (which may skip the products of zeros, where inf * 0 would
+    have been NaN), one read-only pass over each input first: n k + k m + m
+    values (a 256 x 784 X times a 784 x 512 W: 602,000 against 768)."""
     cdef int t = _dense_typenum(X, W, b, 1)
     cdef cnp.ndarray x, w, bb, out
     cdef cnp.npy_intp dims[2]
@@ -1033,24 +1050,31 @@ def dense_forward_plain(object X, object W, object b):
                                 <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
                                 dims[0], k, dims[1])
             if rc == 0 and not inputs_first:
-                ok = all_finite_kernel(<const float*>cnp.PyArray_DATA(out), dims[0] * dims[1])
+                ok = _edges_finite(<const float*>cnp.PyArray_DATA(out), dims[0], dims[1])
         elif ok:
             rc = _dense_forward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                 <const double*>cnp.PyArray_DATA(bb), <double*>cnp.PyArray_DATA(out),
                                 dims[0], k, dims[1])
             if rc == 0 and not inputs_first:
-                ok = all_finite_kernel(<const double*>cnp.PyArray_DATA(out), dims[0] * dims[1])
+                ok = _edges_finite(<const double*>cnp.PyArray_DATA(out), dims[0], dims[1])
     return out if ok and rc == 0 else None
 
 
 def dense_backward_plain(object X, object W, object dY):
     """(dX, dW, db) as new arrays, as dense_backward computes them, for plain finite
-    X (n, k), W (k, m) and dY (n, m) of one dtype; else None."""
+    X (n, k), W (k, m) and dY (n, m) of one dtype; else None.
+
+    Finiteness, as dense_forward_plain's: where every term is computed (this
+    module's loops, a BLAS that propagates; see set_blas), by the outputs
+    afterwards: a non-finite X[i, kk] makes row kk of dW = X.T @ dY non-finite,
+    W[kk, j] column kk of dX = dY @ W.T, dY[i, j] db[j] (and more), so that dW's
+    first column, dX's first row and db tell (2 k + m values). Otherwise one
+    read-only pass over each input first."""
     cdef int t = _dense_typenum(X, W, dY, 2)
     cdef cnp.ndarray x, w, d, dX, dW, db
     cdef Py_ssize_t n, k, m
     cdef int rc = 0
-    cdef bint ok
+    cdef bint ok = True, inputs_first
     if t < 0:
         return None
     x, w, d = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>dY
@@ -1060,14 +1084,24 @@ def dense_backward_plain(object X, object W, object dY):
     dX = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), t, 0)
     dW = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(w), t, 0)
     db = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(w) + 1, t, 0)
-    ok = _inputs_finite(t, x, w, d)
+    inputs_first = use_blas(&_BLAS, n, k, m) and not _BLAS_CHECKS_OUTPUT
+    if inputs_first:
+        ok = _inputs_finite(t, x, w, d)
     with nogil:
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_backward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                  <const float*>cnp.PyArray_DATA(d), <float*>cnp.PyArray_DATA(dX),
                                  <float*>cnp.PyArray_DATA(dW), <float*>cnp.PyArray_DATA(db), n, k, m)
+            if rc == 0 and not inputs_first:
+                ok = (all_finite_kernel(<const float*>cnp.PyArray_DATA(db), m)
+                      and _edges_finite(<const float*>cnp.PyArray_DATA(dX), 1, k)
+                      and _edges_finite(<const float*>cnp.PyArray_DATA(dW), k, m))
         elif ok:
             rc = _dense_backward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                  <const double*>cnp.PyArray_DATA(d), <double*>cnp.PyArray_DATA(dX),
                                  <double*>cnp.PyArray_DATA(dW), <double*>cnp.PyArray_DATA(db), n, k, m)
+            if rc == 0 and not inputs_first:
+                ok = (all_finite_kernel(<const double*>cnp.PyArray_DATA(db), m)
+                      and _edges_finite(<const double*>cnp.PyArray_DATA(dX), 1, k)
+                      and _edges_finite(<const double*>cnp.PyArray_DATA(dW), k, m))
     return (dX, dW, db) if ok and rc == 0 else None

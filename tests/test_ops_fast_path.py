@@ -363,8 +363,9 @@ def test_dense_common_case_gives_the_converting_paths_bits(n, k, m, dtype, rng):
 @pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (64, 64, 32), (1, 1, 1), (1, 64, 32), (256, 512, 10),
                                    (9, 16, 300)])
 @pytest.mark.parametrize("zeros", [False, True])
-def test_dense_forward_common_case_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros, dtype,
-                                                                     rng):
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_dense_forward_common_case_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros, where,
+                                                                     dtype, rng):
     """This module's loops (checked by their outputs) and BLAS (checked by the inputs
     first, or by the output: ``blas_check``), with zeros where a product of the bad
     value would be 0 * inf (refused too)."""
@@ -374,7 +375,8 @@ def test_dense_forward_common_case_refuses_non_finite_values_by_name(blas_check,
         for name in ("X", "W"):
             if name != which:
                 args[name][...] = 0
-    args[which].flat[-1] = bad
+    size = args[which].size
+    args[which].flat[{"first": 0, "middle": size // 2, "last": size - 1}[where]] = bad
     keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
@@ -383,15 +385,31 @@ def test_dense_forward_common_case_refuses_non_finite_values_by_name(blas_check,
         np.testing.assert_array_equal(v, keep[k])
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
 @pytest.mark.parametrize("which", ["X", "W", "dY"])
-def test_dense_backward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
-    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
-            "dY": rng.normal(size=(40, 5)).astype(dtype)}
-    args[which].flat[0] = bad
+@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (1, 1, 1), (64, 64, 32), (1, 64, 32), (256, 512, 10)])
+@pytest.mark.parametrize("zeros", [False, True])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_dense_backward_common_case_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros,
+                                                                      where, dtype, rng):
+    """Checked by the outputs' first rows and columns (this module's loops, a BLAS
+    that propagates) or the inputs first (``blas_check``), with the bad value
+    anywhere and zeros where its products would be 0 * inf: refused by name,
+    nothing modified."""
+    args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
+            "dY": rng.normal(size=(n, m)).astype(dtype)}
+    if zeros:
+        for name in args:
+            if name != which:
+                args[name][...] = 0
+    size = args[which].size
+    args[which].flat[{"first": 0, "middle": size // 2, "last": size - 1}[where]] = bad
+    keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_backward_plain(args["X"], args["W"], args["dY"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
         ops.dense_backward(args["X"], args["W"], args["dY"])
+    for k, v in args.items():
+        np.testing.assert_array_equal(v, keep[k])
 
 
 @pytest.mark.parametrize("n,k,m", [(2, 3, 1), (9, 4, 5), (64, 64, 32)])
