@@ -76,7 +76,8 @@ def extension(name, extra=()):
         [f"fastnn/{name}.pyx"],
         define_macros=define_macros,
         extra_compile_args=extra_compile_args + list(extra),
-        depends=["fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/_tile.h", "fastnn/_math_stages.h"],
+        depends=["fastnn/_kernels.pxi", "fastnn/_walker.pxi", "fastnn/_tile.h", "fastnn/_math_stages.h",
+                 "fastnn/_members.pxi", "fastnn/_dense_rows.pxi"],
         include_dirs=["fastnn"],
     )
 

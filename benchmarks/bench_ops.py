@@ -6,8 +6,10 @@ side by side. A kernel runs on the arguments it sees during one training
 step of the config's network (``common.trace``): ``dense_forward`` and
 ``dense_backward`` once per Dense layer, the ReLU kernels once per ReLU, the
 config's loss kernels on the output (MSE, or cross-entropy on the logits and
-integer labels; a loss suite runs on the configs trained with its loss),
-``sgd_update`` and ``adam_update`` once per W and b. ``tanh_forward`` and
+integer labels; a loss suite runs on the configs trained with its loss; MAE,
+Huber, BCE with logits and Poisson on the MSE configs' output, with targets
+made from their y), ``sgd_update``, ``sgd_momentum_update`` and
+``adam_update`` once per W and b. ``tanh_forward`` and
 ``sigmoid_forward`` run on the inputs of the ReLUs (the hidden layers'
 pre-activations), as they would in a network built with Tanh or Sigmoid.
 """
@@ -120,22 +122,75 @@ class Activations(_KernelSuite):
             self.kernels.sigmoid_backward(Z, dA)
 
 
-class MSE(_KernelSuite):
-    """``mse_loss`` and ``mse_grad`` on the network's output (the MSE configs)."""
+class _ElementwiseLoss(_KernelSuite):
+    """``<loss>_loss`` and ``<loss>_grad`` on the network's output and a target made
+    from its y (``target``), on the configs trained with MSE (regression outputs)."""
 
     params = (_trained_with("mse"), DTYPE_NAMES, list(IMPLS))
+    loss = "mse"
+    extra = ()      # arguments after (prediction, target): Huber's delta
+
+    def setup(self, config, dtype, impl):
+        super().setup(config, dtype, impl)
+        yhat, y = self.step["loss"]
+        self.args = (yhat, self.target(y), *self.extra)
+        self.loss_call = getattr(self.kernels, f"{self.loss}_loss")
+        self.grad_call = getattr(self.kernels, f"{self.loss}_grad")
+
+    @staticmethod
+    def target(y):
+        return y
 
     def time_loss(self, *params):
-        self.kernels.mse_loss(*self.step["loss"])
+        self.loss_call(*self.args)
 
     def peakmem_loss(self, *params):
-        self.kernels.mse_loss(*self.step["loss"])
+        self.loss_call(*self.args)
 
     def time_grad(self, *params):
-        self.kernels.mse_grad(*self.step["loss"])
+        self.grad_call(*self.args)
 
     def peakmem_grad(self, *params):
-        self.kernels.mse_grad(*self.step["loss"])
+        self.grad_call(*self.args)
+
+
+class MSE(_ElementwiseLoss):
+    """``mse_loss`` and ``mse_grad`` on the network's output (the MSE configs)."""
+
+
+class MAE(_ElementwiseLoss):
+    """``mae_loss`` and ``mae_grad`` on the network's output (the MSE configs)."""
+
+    loss = "mae"
+
+
+class Huber(_ElementwiseLoss):
+    """``huber_loss`` and ``huber_grad`` (delta 1) on the network's output (the MSE configs)."""
+
+    loss = "huber"
+    extra = (1.0,)
+
+
+class BCEWithLogits(_ElementwiseLoss):
+    """``bce_with_logits_loss`` and ``_grad``: the network's output as the logits of the
+    binary label ``y > 0`` (the MSE configs)."""
+
+    loss = "bce_with_logits"
+
+    @staticmethod
+    def target(y):
+        return (y > 0).astype(y.dtype)
+
+
+class Poisson(_ElementwiseLoss):
+    """``poisson_loss`` and ``poisson_grad``: the network's output as the log-mean of the
+    counts ``round(exp(y))`` (the MSE configs)."""
+
+    loss = "poisson"
+
+    @staticmethod
+    def target(y):
+        return np.round(np.exp(y))
 
 
 class CrossEntropy(_KernelSuite):
@@ -169,6 +224,26 @@ class SGD(_KernelSuite):
     def peakmem_update(self, *params):
         for param, grad in self.step["update"]:
             self.kernels.sgd_update(param, grad, self.lr)
+
+
+class SGDMomentum(_KernelSuite):
+    """``sgd_momentum_update`` (momentum 0.9) of every W and b, with its velocity (in
+    place, on copies owned by the benchmark)."""
+
+    lr = 1e-6   # the same gradient is applied again and again: keep the drift small
+    momentum = 0.9
+
+    def setup(self, config, dtype, impl):
+        super().setup(config, dtype, impl)
+        self.states = [(param, grad, np.zeros_like(param)) for param, grad in self.step["update"]]
+
+    def time_update(self, *params):
+        for param, grad, velocity in self.states:
+            self.kernels.sgd_momentum_update(param, grad, velocity, self.lr, self.momentum)
+
+    def peakmem_update(self, *params):
+        for param, grad, velocity in self.states:
+            self.kernels.sgd_momentum_update(param, grad, velocity, self.lr, self.momentum)
 
 
 class Adam(_KernelSuite):

@@ -26,7 +26,7 @@ Compiler directives (boundscheck, wraparound, ...) are set once, in
 """
 
 cimport numpy as cnp
-from libc.math cimport NAN
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
 
@@ -74,6 +74,7 @@ def cpu_has_avx512():
 
 
 include "_kernels.pxi"
+include "_dense_rows.pxi"
 
 cnp.import_array()
 
@@ -83,15 +84,90 @@ cnp.import_array()
 cdef Blas _BLAS
 blas_init(&_BLAS)
 
+#: The one-output Dense product the wrappers run: this module's until
+#: ``use_kernels_of`` points it at a walker build's copy (the same bits).
+cdef const DenseRowsKernels* _DENSE_ROWS = &_DENSE_ROWS_KERNELS
 
-def set_blas(info):
-    """Use the gemm of a ``fastnn._blas.BlasInfo`` (or none, for None) in the wrappers."""
+
+#: Whether dense_forward_plain checks a BLAS product by its output (else by its
+#: inputs, first): True when the gemm computes every product (``set_blas``).
+cdef bint _BLAS_CHECKS_OUTPUT = False
+
+
+cdef bint _gemm_propagates(const Blas* blas, floating* scratch) noexcept nogil:
+    """Whether a non-finite X or W value (inf, NaN) multiplied by zeros alone makes
+    the product non-finite, in the gemm call of _dense_forward, at a batch of 1
+    (where a BLAS may take gemv) and of 16 and 128 rows. A BLAS that skips the
+    products of zeros (as the reference BLAS skips a zero of one operand) would
+    return a finite output for a non-finite input. ``scratch`` holds 3 * 128 * 64
+    values."""
+    cdef Py_ssize_t shapes[3][3]
+    cdef Py_ssize_t s, i, n, k, m, bad_side
+    cdef floating* X = scratch
+    cdef floating* W = scratch + 128 * 64
+    cdef floating* out = W + 128 * 64
+    cdef floating bad[2]
+    cdef int v
+    bad[0] = <floating>INFINITY
+    bad[1] = <floating>NAN
+    shapes[0][0], shapes[0][1], shapes[0][2] = 1, 16, 16
+    shapes[1][0], shapes[1][1], shapes[1][2] = 16, 16, 16
+    shapes[2][0], shapes[2][1], shapes[2][2] = 128, 64, 64
+    for s in range(3):
+        n, k, m = shapes[s][0], shapes[s][1], shapes[s][2]
+        for bad_side in range(2):
+            for v in range(2):
+                for i in range(n * k):
+                    X[i] = 0 if bad_side == 1 else 1
+                for i in range(k * m):
+                    W[i] = 0 if bad_side == 0 else 1
+                for i in range(n * m):
+                    out[i] = 0
+                if bad_side == 0:
+                    X[(n // 2) * k + k // 2] = bad[v]
+                else:
+                    W[(k // 2) * m + m // 2] = bad[v]
+                gemm(blas, False, False, n, m, k, X, k, W, m, 1, out, m)
+                if all_finite_kernel(out, n * m):
+                    return False
+    return True
+
+
+def set_blas(info, check_output=None):
+    """Use the gemm of a ``fastnn._blas.BlasInfo`` (or none, for None) in the wrappers.
+
+    ``check_output``: whether dense_forward_plain checks a BLAS product's
+    finiteness by its output (one pass over n * m values) instead of its inputs
+    (n * k + k * m + m, first). None (the default) asks the gemm: True when a
+    non-finite input times zeros alone gives a non-finite output, in both
+    dtypes (``_gemm_propagates``), as in OpenBLAS; False keeps the input pass.
+    """
+    cdef void* scratch
+    cdef bint propagates
+    global _BLAS_CHECKS_OUTPUT
+    _BLAS_CHECKS_OUTPUT = False
     if info is None or info.kind not in (BLAS_CBLAS64, BLAS_FORTRAN32) or not (info.dgemm and info.sgemm):
         _BLAS.kind = BLAS_NONE
         return
     _BLAS.dgemm = <void*><size_t>info.dgemm
     _BLAS.sgemm = <void*><size_t>info.sgemm
     _BLAS.kind = info.kind
+    if check_output is not None:
+        _BLAS_CHECKS_OUTPUT = bool(check_output)
+        return
+    scratch = malloc(3 * 128 * 64 * sizeof(double))
+    if scratch == NULL:
+        raise MemoryError()
+    with nogil:
+        propagates = (_gemm_propagates(&_BLAS, <float*>scratch)
+                      and _gemm_propagates(&_BLAS, <double*>scratch))
+    free(scratch)
+    _BLAS_CHECKS_OUTPUT = propagates
+
+
+def blas_checks_output():
+    """Whether dense_forward_plain checks a BLAS product by its output (see ``set_blas``)."""
+    return bool(_BLAS_CHECKS_OUTPUT)
 
 
 # --------------------------------------------------------------------------
@@ -120,10 +196,16 @@ cdef int _dense_forward(const Blas* blas, const floating* X, const floating* W, 
              X, in_features, W, out_features, 1, out, out_features)
         return 0
     if out_features == 1:
-        # One output: a dot product per row, on the rows as they are (a transpose would cost
-        # as much as the products).
-        for i in range(n_samples):
-            out[i] = b[0] + _dot(&X[i * in_features], W, in_features)
+        # One output: a dot product per row (_dense_rows.pxi), in the widest build's
+        # instructions when a row fills _dot's lanes; shorter rows (the tutorial's 1-3-1)
+        # run this module's copy, measured faster there (1000 x 1: 1.8 against 3.3 us
+        # in the AVX2 build). The same sums either way.
+        if in_features < 64 // <Py_ssize_t>sizeof(floating):
+            dense_rows_dot(X, W, b[0], out, n_samples, in_features)
+        elif floating is float:
+            _DENSE_ROWS.dot_f(X, W, b[0], out, n_samples, in_features)
+        else:
+            _DENSE_ROWS.dot_d(X, W, b[0], out, n_samples, in_features)
         return 0
     XT = <floating*>malloc(n_samples * (in_features + out_features) * sizeof(floating))
     if XT == NULL:
@@ -410,13 +492,17 @@ cdef const PlainKernels* _PLAIN = &_PLAIN_KERNELS
 
 
 def use_kernels_of(module):
-    """Run the common case's loops from ``module`` (a walker build, compiled from
-    the same _kernels.pxi for a wider instruction set), or this module's (None)."""
-    global _PLAIN
+    """Run the common case's loops and the one-output Dense product from ``module``
+    (a walker build, compiled from the same _kernels.pxi and _dense_rows.pxi for a
+    wider instruction set), or this module's (None)."""
+    global _PLAIN, _DENSE_ROWS
     if module is None:
         _PLAIN = &_PLAIN_KERNELS
+        _DENSE_ROWS = &_DENSE_ROWS_KERNELS
         return
     _PLAIN = <const PlainKernels*>PyCapsule_GetPointer(module._PLAIN_KERNELS_CAPSULE, b"fastnn._kernels.PlainKernels")
+    _DENSE_ROWS = <const DenseRowsKernels*>PyCapsule_GetPointer(module._DENSE_ROWS_KERNELS_CAPSULE,
+                                                                b"fastnn._dense_rows.DenseRowsKernels")
 
 
 cdef int _plain_typenum(object a) noexcept:
@@ -894,6 +980,24 @@ cdef bint _inputs_finite(int t, cnp.ndarray a, cnp.ndarray b, cnp.ndarray c) noe
     return ok
 
 
+cdef bint _edges_finite(const floating* a, Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """Whether row 0 and column 0 of a sample-major (rows, cols) array are finite.
+
+    Where every term of a product is computed, a non-finite factor makes a whole
+    row or column of it non-finite (inf * 0 and inf - inf are NaN, and no sum
+    comes back from inf or NaN): of Y = X @ W + b, X[i, kk] all of row i, W[kk, j]
+    and b[j] all of column j, so that Y's first row and first column tell (n + m
+    values, not n m). An overflow of finite values elsewhere goes through, as the
+    converting path returns it."""
+    cdef floating lane = 0, zero = 0
+    cdef Py_ssize_t i
+    if not all_finite_kernel(a, cols):
+        return False
+    for i in range(rows):
+        lane += a[i * cols] * zero
+    return lane == lane
+
+
 cdef int _dense_typenum(object X, object W, object other, int other_ndim) noexcept:
     """The type number of plain 2-D X and W and a plain ``other`` of other_ndim
     dimensions, all of one dtype, with X's columns W's rows; else -1."""
@@ -911,16 +1015,17 @@ def dense_forward_plain(object X, object W, object b):
     """X @ W + b as a new array, as dense_forward computes it, for plain finite X
     (n, k), W (k, m) and b (m,) of one dtype; else None.
 
-    Finiteness: when the product calls BLAS, one read-only pass over each
-    input first (O(n k + k m) against the product's O(n k m); a BLAS may skip
-    the products of zeros, where inf * 0 would have been NaN). Otherwise
-    this module's loops compute every term of every output, so a non-finite
-    input makes an output non-finite (X[i, kk] all of row i, W[kk, j] and
-    b[j] all of column j; inf * 0 and inf - inf are NaN): one pass over the
-    n m outputs afterwards tells, and a non-finite output hands the call to
-    the converting path, which refuses the input by name or returns the
-    overflowed product. For one output (m = 1, a dot product per row) the
-    input pass would cost as much as the product itself."""
+    Finiteness: where every term of every output is computed, a non-finite
+    input makes a whole row or column of outputs non-finite (X[i, kk] all of
+    row i, W[kk, j] and b[j] all of column j; inf * 0 and inf - inf are NaN):
+    the output's first row and first column afterwards tell (_edges_finite,
+    n + m values), and a non-finite one hands the call to the converting
+    path, which refuses the input by name or returns the overflowed product.
+    This module's loops compute every term; so does a BLAS that ``set_blas``
+    found to propagate a non-finite value multiplied by zeros (OpenBLAS). For
+    another BLAS (which may skip the products of zeros, where inf * 0 would
+    have been NaN), one read-only pass over each input first: n k + k m + m
+    values (a 256 x 784 X times a 784 x 512 W: 602,000 against 768)."""
     cdef int t = _dense_typenum(X, W, b, 1)
     cdef cnp.ndarray x, w, bb, out
     cdef cnp.npy_intp dims[2]
@@ -936,7 +1041,7 @@ def dense_forward_plain(object X, object W, object b):
     dims[1] = cnp.PyArray_DIM(w, 1)
     k = cnp.PyArray_DIM(x, 1)
     out = cnp.PyArray_EMPTY(2, dims, t, 0)
-    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1])
+    inputs_first = use_blas(&_BLAS, dims[0], k, dims[1]) and not _BLAS_CHECKS_OUTPUT
     if inputs_first:
         ok = _inputs_finite(t, x, w, bb)
     with nogil:
@@ -945,24 +1050,31 @@ def dense_forward_plain(object X, object W, object b):
                                 <const float*>cnp.PyArray_DATA(bb), <float*>cnp.PyArray_DATA(out),
                                 dims[0], k, dims[1])
             if rc == 0 and not inputs_first:
-                ok = all_finite_kernel(<const float*>cnp.PyArray_DATA(out), dims[0] * dims[1])
+                ok = _edges_finite(<const float*>cnp.PyArray_DATA(out), dims[0], dims[1])
         elif ok:
             rc = _dense_forward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                 <const double*>cnp.PyArray_DATA(bb), <double*>cnp.PyArray_DATA(out),
                                 dims[0], k, dims[1])
             if rc == 0 and not inputs_first:
-                ok = all_finite_kernel(<const double*>cnp.PyArray_DATA(out), dims[0] * dims[1])
+                ok = _edges_finite(<const double*>cnp.PyArray_DATA(out), dims[0], dims[1])
     return out if ok and rc == 0 else None
 
 
 def dense_backward_plain(object X, object W, object dY):
     """(dX, dW, db) as new arrays, as dense_backward computes them, for plain finite
-    X (n, k), W (k, m) and dY (n, m) of one dtype; else None."""
+    X (n, k), W (k, m) and dY (n, m) of one dtype; else None.
+
+    Finiteness, as dense_forward_plain's: where every term is computed (this
+    module's loops, a BLAS that propagates; see set_blas), by the outputs
+    afterwards: a non-finite X[i, kk] makes row kk of dW = X.T @ dY non-finite,
+    W[kk, j] column kk of dX = dY @ W.T, dY[i, j] db[j] (and more), so that dW's
+    first column, dX's first row and db tell (2 k + m values). Otherwise one
+    read-only pass over each input first."""
     cdef int t = _dense_typenum(X, W, dY, 2)
     cdef cnp.ndarray x, w, d, dX, dW, db
     cdef Py_ssize_t n, k, m
     cdef int rc = 0
-    cdef bint ok
+    cdef bint ok = True, inputs_first
     if t < 0:
         return None
     x, w, d = <cnp.ndarray>X, <cnp.ndarray>W, <cnp.ndarray>dY
@@ -972,14 +1084,24 @@ def dense_backward_plain(object X, object W, object dY):
     dX = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(x), t, 0)
     dW = cnp.PyArray_EMPTY(2, cnp.PyArray_DIMS(w), t, 0)
     db = cnp.PyArray_EMPTY(1, cnp.PyArray_DIMS(w) + 1, t, 0)
-    ok = _inputs_finite(t, x, w, d)
+    inputs_first = use_blas(&_BLAS, n, k, m) and not _BLAS_CHECKS_OUTPUT
+    if inputs_first:
+        ok = _inputs_finite(t, x, w, d)
     with nogil:
         if ok and t == cnp.NPY_FLOAT:
             rc = _dense_backward(&_BLAS, <const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(w),
                                  <const float*>cnp.PyArray_DATA(d), <float*>cnp.PyArray_DATA(dX),
                                  <float*>cnp.PyArray_DATA(dW), <float*>cnp.PyArray_DATA(db), n, k, m)
+            if rc == 0 and not inputs_first:
+                ok = (all_finite_kernel(<const float*>cnp.PyArray_DATA(db), m)
+                      and _edges_finite(<const float*>cnp.PyArray_DATA(dX), 1, k)
+                      and _edges_finite(<const float*>cnp.PyArray_DATA(dW), k, m))
         elif ok:
             rc = _dense_backward(&_BLAS, <const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(w),
                                  <const double*>cnp.PyArray_DATA(d), <double*>cnp.PyArray_DATA(dX),
                                  <double*>cnp.PyArray_DATA(dW), <double*>cnp.PyArray_DATA(db), n, k, m)
+            if rc == 0 and not inputs_first:
+                ok = (all_finite_kernel(<const double*>cnp.PyArray_DATA(db), m)
+                      and _edges_finite(<const double*>cnp.PyArray_DATA(dX), 1, k)
+                      and _edges_finite(<const double*>cnp.PyArray_DATA(dW), k, m))
     return (dX, dW, db) if ok and rc == 0 else None

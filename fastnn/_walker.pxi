@@ -1429,3 +1429,11 @@ def predict_members(list networks, list Xs, out):
 # ---------------------------------------------------------------------------
 
 include "_members.pxi"
+
+
+# ---------------------------------------------------------------------------
+# fastnn.ops' one-output Dense product, in this build's instructions (not
+# used by the walk; fastnn._ops takes it through _DENSE_ROWS_KERNELS_CAPSULE).
+# ---------------------------------------------------------------------------
+
+include "_dense_rows.pxi"

@@ -13,11 +13,11 @@ Every call first tries the compiled common case (``_ops.*_plain``): plain
 float32/float64 arrays are recognised from their flags, dtype and shape and
 checked for finiteness in the kernel's own pass (the activations, the
 elementwise losses' gradients; the elementwise losses by the loss being
-finite), in one read-only pass before it (the Dense inputs, sgd_update, the
-cross-entropy's logits), or in the update's read-only checking pass
-(adam_update, sgd_momentum_update); anything else (or a non-finite value)
-takes the validating path, once, which converts or refuses it by name. See
-docs/guide/kernels.rst.
+finite; the Dense products by their outputs' first rows and columns), in
+one read-only pass before it (sgd_update, the cross-entropy's logits), or in
+the update's read-only checking pass (adam_update, sgd_momentum_update);
+anything else (or a non-finite value) takes the validating path, once,
+which converts or refuses it by name. See docs/guide/kernels.rst.
 """
 
 from __future__ import annotations

@@ -41,6 +41,20 @@ def _not_plain(a):
     return doubled[::2]
 
 
+def _walker_builds():
+    """Every walker build this CPU runs, imported, and None (fastnn._ops' own loops)."""
+    import importlib
+
+    modules = [None]
+    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
+        if ok:
+            try:
+                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
+            except ImportError:
+                pass
+    return modules
+
+
 @pytest.mark.parametrize("name", sorted(FORWARD))
 @pytest.mark.parametrize("shape", [(1,), (1, 1), (7,), (5, 3), (2, 3, 4), (64, 33), (1000,)])
 def test_the_common_case_gives_the_validating_paths_bits(name, shape, dtype, rng):
@@ -172,14 +186,7 @@ def test_every_builds_loops_give_the_same_bits(dtype, rng):
 
     from fastnn import _walker
 
-    runs = {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}
-    modules = [None]
-    for name, ok in runs.items():
-        if ok:
-            try:
-                modules.append(importlib.import_module(f"fastnn._walker_{name}"))
-            except ImportError:
-                pass
+    modules = _walker_builds()
     Z = np.concatenate([rng.normal(0, 5, 4099), [0.0, -0.0, 1e-300, 40.0, -40.0, 800.0]]).astype(dtype)
     dA = rng.normal(size=Z.shape).astype(dtype)
     bits = np.uint32 if dtype == np.float32 else np.uint64
@@ -367,18 +374,23 @@ def test_dense_common_case_gives_the_converting_paths_bits(n, k, m, dtype, rng):
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("which", ["X", "W", "b"])
-@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (64, 64, 32), (1, 1, 1)])
+@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (64, 64, 32), (1, 1, 1), (1, 64, 32), (256, 512, 10),
+                                   (9, 16, 300)])
 @pytest.mark.parametrize("zeros", [False, True])
-def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which, n, k, m, zeros, dtype, rng):
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_dense_forward_common_case_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros, where,
+                                                                     dtype, rng):
     """This module's loops (checked by their outputs) and BLAS (checked by the inputs
-    first), with zeros where a product of the bad value would be 0 * inf."""
+    first, or by the output: ``blas_check``), with zeros where a product of the bad
+    value would be 0 * inf (refused too)."""
     args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
             "b": rng.normal(size=m).astype(dtype)}
     if zeros:
         for name in ("X", "W"):
             if name != which:
                 args[name][...] = 0
-    args[which].flat[-1] = bad
+    size = args[which].size
+    args[which].flat[{"first": 0, "middle": size // 2, "last": size - 1}[where]] = bad
     keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_forward_plain(args["X"], args["W"], args["b"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
@@ -387,15 +399,31 @@ def test_dense_forward_common_case_refuses_non_finite_values_by_name(bad, which,
         np.testing.assert_array_equal(v, keep[k])
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
 @pytest.mark.parametrize("which", ["X", "W", "dY"])
-def test_dense_backward_common_case_refuses_non_finite_values_by_name(bad, which, dtype, rng):
-    args = {"X": rng.normal(size=(40, 6)).astype(dtype), "W": rng.normal(size=(6, 5)).astype(dtype),
-            "dY": rng.normal(size=(40, 5)).astype(dtype)}
-    args[which].flat[0] = bad
+@pytest.mark.parametrize("n,k,m", [(40, 6, 5), (50, 20, 1), (1, 1, 1), (64, 64, 32), (1, 64, 32), (256, 512, 10)])
+@pytest.mark.parametrize("zeros", [False, True])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_dense_backward_common_case_refuses_non_finite_values_by_name(blas_check, bad, which, n, k, m, zeros,
+                                                                      where, dtype, rng):
+    """Checked by the outputs' first rows and columns (this module's loops, a BLAS
+    that propagates) or the inputs first (``blas_check``), with the bad value
+    anywhere and zeros where its products would be 0 * inf: refused by name,
+    nothing modified."""
+    args = {"X": rng.normal(size=(n, k)).astype(dtype), "W": rng.normal(size=(k, m)).astype(dtype),
+            "dY": rng.normal(size=(n, m)).astype(dtype)}
+    if zeros:
+        for name in args:
+            if name != which:
+                args[name][...] = 0
+    size = args[which].size
+    args[which].flat[{"first": 0, "middle": size // 2, "last": size - 1}[where]] = bad
+    keep = {k: v.copy() for k, v in args.items()}
     assert _ops.dense_backward_plain(args["X"], args["W"], args["dY"]) is None
     with pytest.raises(ValueError, match=f"{which} must contain only finite values"):
         ops.dense_backward(args["X"], args["W"], args["dY"])
+    for k, v in args.items():
+        np.testing.assert_array_equal(v, keep[k])
 
 
 @pytest.mark.parametrize("n,k,m", [(2, 3, 1), (9, 4, 5), (64, 64, 32)])
@@ -424,6 +452,110 @@ def test_dense_hands_back_what_it_does_not_take(dtype):
         ops.dense_forward(X, W, np.ones(3, dtype))
     with pytest.raises(ValueError, match="dY must have shape"):
         ops.dense_backward(X, W, np.ones((5, 2), dtype))
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (3, 7), (1000, 3), (256, 32), (17, 64), (256, 256), (5, 1001)])
+def test_one_output_dense_gives_the_same_bits_in_every_build(n, k, dtype, rng):
+    """The one-output product (a dot per row) runs from the widest walker build
+    (_dense_rows.pxi): every build, and fastnn._ops' own copy, give the same bits,
+    on the common case and the converting path, close to the reference."""
+    import importlib
+
+    from fastnn import _walker, reference
+
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, 1)).astype(dtype)
+    b = rng.normal(size=1).astype(dtype)
+    bits = _bits(dtype)
+    results = []
+    try:
+        for module in _walker_builds():
+            _ops.use_kernels_of(module)
+            fast = _ops.dense_forward_plain(X, W, b)
+            assert fast is not None
+            results.append(fast.view(bits).copy())
+            np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b).view(bits), results[-1])
+    finally:
+        _ops.use_kernels_of(importlib.import_module(_walker.Network.__module__))
+    assert len(results) >= 2
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ops.dense_forward(X, W, b), reference.dense_forward(X, W, b), rtol=tol,
+                               atol=tol * k)
+
+
+@pytest.mark.parametrize("n,k", [(4, 16), (9, 64), (257, 100), (8, 1001)])
+def test_one_output_dense_gives_each_row_the_bits_it_gets_alone(n, k, dtype, rng):
+    """Four rows at a time (where a row fills the lanes), or one at a time: each row's
+    sum is the same, in the same order."""
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, 1)).astype(dtype)
+    b = rng.normal(size=1).astype(dtype)
+    bits = _bits(dtype)
+    together = _ops.dense_forward_plain(X, W, b)
+    alone = np.concatenate([_ops.dense_forward_plain(X[i:i + 1].copy(), W, b) for i in range(n)])
+    np.testing.assert_array_equal(together.view(bits), alone.view(bits))
+
+
+@pytest.fixture(params=[False, True], ids=["inputs-first", "output-check"])
+def blas_check(request):
+    """dense_forward_plain checking BLAS products by their inputs first, then by their
+    output (set_blas's check_output); the probed choice restored afterwards."""
+    from fastnn._blas import find_blas
+
+    info = find_blas()
+    _ops.set_blas(info, check_output=request.param)   # no BLAS found: fastnn's own loops either way
+    yield request.param
+    _ops.set_blas(info)
+
+
+def test_the_blas_probe_trusts_openblas_with_the_output_check():
+    """OpenBLAS computes every product (inf * 0 is NaN): set_blas's probe finds so, and
+    dense_forward_plain then checks a BLAS product by its output alone."""
+    from fastnn._blas import find_blas
+
+    info = find_blas()
+    if "openblas" not in info.source.lower():
+        pytest.skip(f"the BLAS found is not OpenBLAS: {info}")
+    assert _ops.blas_checks_output() is True
+    _ops.set_blas(info, check_output=False)
+    try:
+        assert _ops.blas_checks_output() is False
+    finally:
+        _ops.set_blas(info)
+    assert _ops.blas_checks_output() is True
+    _ops.set_blas(None)
+    try:
+        assert _ops.blas_checks_output() is False
+    finally:
+        _ops.set_blas(info)
+
+
+@pytest.mark.parametrize("n,k,m", [(1, 64, 32), (256, 512, 10), (64, 64, 32)])
+def test_dense_forward_on_blas_gives_the_same_bits_either_check(blas_check, n, k, m, dtype, rng):
+    """The check is all that differs: the same product (bias rows, then gemm with beta 1),
+    the converting path's bits; an overflowing product of finite inputs is inf either way."""
+    from fastnn import reference
+    from fastnn._blas import find_blas
+
+    X = rng.normal(size=(n, k)).astype(dtype)
+    W = rng.normal(size=(k, m)).astype(dtype)
+    b = rng.normal(size=m).astype(dtype)
+    bits = _bits(dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    assert fast is not None
+    np.testing.assert_array_equal(ops.dense_forward(np.asfortranarray(X), W, b).view(bits), fast.view(bits))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(fast, reference.dense_forward(X, W, b), rtol=tol, atol=tol * k)
+    big = np.finfo(dtype).max
+    X, W, b = np.full((n, k), big, dtype), np.full((k, m), 2.0, dtype), np.zeros(m, dtype)
+    fast = _ops.dense_forward_plain(X, W, b)
+    if blas_check or not find_blas().kind:
+        assert fast is None             # the output check hands the overflow to the converting path
+    else:
+        np.testing.assert_array_equal(fast, np.full((n, m), np.inf, dtype))
+    np.testing.assert_array_equal(ops.dense_forward(X, W, b), np.full((n, m), np.inf, dtype))
 
 
 def _adam_state(rng, dtype, shape=(33, 7)):
@@ -615,13 +747,7 @@ def test_elementwise_losses_every_builds_lanes_give_the_same_bits(dtype, rng):
 
     from fastnn import _walker
 
-    modules = [None]
-    for build, ok in {"baseline": True, "avx2": _ops.cpu_has_avx2(), "avx512": _ops.cpu_has_avx512()}.items():
-        if ok:
-            try:
-                modules.append(importlib.import_module(f"fastnn._walker_{build}"))
-            except ImportError:
-                pass
+    modules = _walker_builds()
     inputs = {name: _loss_inputs(name, (257, 13), dtype, rng) for name in ELEMENTWISE}
     results = []
     try:
