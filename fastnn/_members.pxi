@@ -57,6 +57,8 @@ cdef extern from *:
     #define FASTNN_LANE_SELECT(M, keep, a, b) ((keep) ? (a) : (b))
     #endif
     #define FASTNN_LANE_MASK(M, c) ((M)(c))
+    /* _relu of fastnn/_kernels.pxi lane by lane: a if a > 0 else +0 (NaN and -0.0 give +0.0). */
+    #define FASTNN_LANE_RELU(V, M, a, zero) ((V)FASTNN_LANE_SELECT(M, FASTNN_LANE_MASK(M, (a) > (zero)), a, zero))
     #define FASTNN_LANE_BYTES ((Py_ssize_t)sizeof(fastnn_lane_vd))
 
     /* acc + a * b, lane by lane: one fused multiply-add (rounded once) where the walker's
@@ -72,6 +74,15 @@ cdef extern from *:
     #define FASTNN_LANE_FMA_D(acc, a, b) ((acc) + (a) * (b))
     #define FASTNN_LANE_FMA_F(acc, a, b) ((acc) + (a) * (b))
     #endif
+
+    /* relu_backward_kernel's mask lane by lane: 1 where a > 0, else +0. */
+    #define FASTNN_LANE_STEP(V, M, a, one, zero) ((V)FASTNN_LANE_SELECT(M, FASTNN_LANE_MASK(M, (a) > (zero)), one, zero))
+    /* _lanes_total's fixed tree over SL (8 or 16) sum lanes acc[0 .. SL-1]. */
+    #define FASTNN_LANES_TREE(acc, SL)                                                             \
+        ((SL) == 16                                                                                \
+         ? ((((acc[0] + acc[8]) + (acc[4] + acc[12])) + ((acc[1] + acc[9]) + (acc[5] + acc[13])))  \
+            + (((acc[2] + acc[10]) + (acc[6] + acc[14])) + ((acc[3] + acc[11]) + (acc[7] + acc[15])))) \
+         : (((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))))
 
     /* Every function takes n vectors of lanes (member t in lane t). */
     #define FASTNN_DEFINE_LANES(S, T, V, M, FMA)                                                   \
@@ -105,17 +116,46 @@ cdef extern from *:
     /* y[i] (n vectors) = a sum of k terms w[kk * ws] * x[kk * xs + i] in the order of kk,       \
        starting from `init` (a vector) or, with init NULL, from the first product alone          \
        (`fused` NULL-free: from +0 when fused); multiply-adds fused as the tile's when `fused`.  \
-       Four of y's vectors stay in registers while the terms stream past. */                     \
+       Eight, then four, of y's vectors stay in registers as the terms stream past; with `relu`, each \
+       sum goes through _relu as it is stored (no pass of its own over y). */                   \
     static inline void fastnn_lanes_rows_##S(T* y, const T* init, const T* w, Py_ssize_t ws,     \
                                              const T* x, Py_ssize_t xs, Py_ssize_t k,            \
-                                             Py_ssize_t n, int fused)                            \
+                                             Py_ssize_t n, int fused, int relu)                  \
     {                                                                                            \
         const Py_ssize_t L = (Py_ssize_t)(sizeof(V) / sizeof(T));                                \
-        V a0, a1, a2, a3, wv, start;                                                             \
+        V a0, a1, a2, a3, wv, start, zero;                                                       \
         Py_ssize_t i = 0, kk, k0;                                                                \
         memset(&start, 0, sizeof start);                                                         \
+        memset(&zero, 0, sizeof zero);                                                           \
         if (init) start = *(const V*)init;                                                       \
         k0 = (init || fused) ? 0 : 1;                                                            \
+        /* Eight of y's vectors at a time while they last: twice the sums in flight (each sum's  \
+           terms in the same order), so the adds' latency no longer bounds a deep row. */        \
+        for (; i + 8 <= n; i += 8) {                                                             \
+            const T* xi = x + i * L;                                                             \
+            V b[8];                                                                              \
+            int q;                                                                               \
+            if (k0) {                                                                            \
+                wv = *(const V*)w;                                                               \
+                for (q = 0; q < 8; q++) b[q] = wv * ((const V*)xi)[q];                           \
+            } else {                                                                             \
+                for (q = 0; q < 8; q++) b[q] = start;                                            \
+            }                                                                                    \
+            if (fused)                                                                           \
+                for (kk = k0; kk < k; kk++) {                                                    \
+                    const V* xk = (const V*)(xi + kk * xs);                                      \
+                    wv = *(const V*)(w + kk * ws);                                               \
+                    for (q = 0; q < 8; q++) b[q] = FMA(b[q], wv, xk[q]);                         \
+                }                                                                                \
+            else                                                                                 \
+                for (kk = k0; kk < k; kk++) {                                                    \
+                    const V* xk = (const V*)(xi + kk * xs);                                      \
+                    wv = *(const V*)(w + kk * ws);                                               \
+                    for (q = 0; q < 8; q++) b[q] = b[q] + wv * xk[q];                            \
+                }                                                                                \
+            for (q = 0; q < 8; q++)                                                              \
+                ((V*)y)[i + q] = relu ? FASTNN_LANE_RELU(V, M, b[q], zero) : b[q];               \
+        }                                                                                        \
         for (; i < n; i += 4) {                                                                  \
             const T* xi = x + i * L;                                                             \
             int r = n - i < 4 ? (int)(n - i) : 4;                                                \
@@ -143,6 +183,10 @@ cdef extern from *:
                         a0 = a0 + wv * xk[0]; a1 = a1 + wv * xk[1];                              \
                         a2 = a2 + wv * xk[2]; a3 = a3 + wv * xk[3];                              \
                     }                                                                            \
+                if (relu) {                                                                      \
+                    a0 = FASTNN_LANE_RELU(V, M, a0, zero); a1 = FASTNN_LANE_RELU(V, M, a1, zero);\
+                    a2 = FASTNN_LANE_RELU(V, M, a2, zero); a3 = FASTNN_LANE_RELU(V, M, a3, zero);\
+                }                                                                                \
                 ((V*)y)[i] = a0; ((V*)y)[i + 1] = a1; ((V*)y)[i + 2] = a2; ((V*)y)[i + 3] = a3;  \
             } else {                                                                             \
                 V acc[4] = {a0, a1, a2, a3};                                                     \
@@ -153,7 +197,7 @@ cdef extern from *:
                         acc[q] = fused ? FMA(acc[q], wv, ((const V*)(xi + kk * xs))[q])          \
                                        : acc[q] + wv * ((const V*)(xi + kk * xs))[q];            \
                     }                                                                            \
-                    ((V*)y)[i + q] = acc[q];                                                     \
+                    ((V*)y)[i + q] = relu ? FASTNN_LANE_RELU(V, M, acc[q], zero) : acc[q];       \
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
@@ -183,11 +227,58 @@ cdef extern from *:
                 for (s = 0; s < SL; s++) acc[s] = acc[s] + xv[i + s];                            \
             for (; i < n; i++) acc[0] = acc[0] + xv[i];                                          \
         }                                                                                        \
-        if (SL == 16)                                                                            \
-            *(V*)out = ((((acc[0] + acc[8]) + (acc[4] + acc[12])) + ((acc[1] + acc[9]) + (acc[5] + acc[13]))) \
-                        + (((acc[2] + acc[10]) + (acc[6] + acc[14])) + ((acc[3] + acc[11]) + (acc[7] + acc[15])))); \
-        else                                                                                     \
-            *(V*)out = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])); \
+        *(V*)out = FASTNN_LANES_TREE(acc, SL);                                                   \
+    }                                                                                            \
+    /* One pass over a ReLU row's output j (n vectors): G[i] = dA[i] * (A[i] > 0 as 1 or 0), as   \
+       relu_backward_kernel (G may be A or dA), and from the same reads gb = _sum(G, n) and, for  \
+       x not NULL, gw = _dot(x, G, n): the lanes and tree of fastnn_lanes_dot. */                 \
+    static inline void fastnn_lanes_relu_back_##S(T* G, const T* A, const T* dA, Py_ssize_t n,   \
+                                                  T* gb, const T* x, T* gw)                      \
+    {                                                                                            \
+        enum { SL = 64 / sizeof(T) };                                                            \
+        V ab[SL], aw[SL], zero, one, g;                                                          \
+        const V* av = (const V*)A;                                                               \
+        const V* dv = (const V*)dA;                                                              \
+        const V* xv = (const V*)x;                                                               \
+        V* gv = (V*)G;                                                                           \
+        Py_ssize_t i = 0, s, nb = n < SL ? 0 : n - n % SL;                                        \
+        memset(&zero, 0, sizeof zero);                                                           \
+        one = zero + (T)1;                                                                       \
+        for (s = 0; s < SL; s++) { ab[s] = zero; aw[s] = zero; }                                 \
+        if (xv) {                                                                                \
+            for (; i < nb; i += SL)                                                              \
+                for (s = 0; s < SL; s++) {                                                       \
+                    g = dv[i + s] * FASTNN_LANE_STEP(V, M, av[i + s], one, zero);                \
+                    gv[i + s] = g;                                                               \
+                    ab[s] = ab[s] + g;                                                           \
+                    aw[s] = aw[s] + xv[i + s] * g;                                               \
+                }                                                                                \
+            for (; i < n; i++) {                                                                 \
+                g = dv[i] * FASTNN_LANE_STEP(V, M, av[i], one, zero);                            \
+                gv[i] = g;                                                                       \
+                ab[0] = ab[0] + g;                                                               \
+                aw[0] = aw[0] + xv[i] * g;                                                       \
+            }                                                                                    \
+        } else {                                                                                 \
+            for (; i < nb; i += SL)                                                              \
+                for (s = 0; s < SL; s++) {                                                       \
+                    g = dv[i + s] * FASTNN_LANE_STEP(V, M, av[i + s], one, zero);                \
+                    gv[i + s] = g;                                                               \
+                    ab[s] = ab[s] + g;                                                           \
+                }                                                                                \
+            for (; i < n; i++) {                                                                 \
+                g = dv[i] * FASTNN_LANE_STEP(V, M, av[i], one, zero);                            \
+                gv[i] = g;                                                                       \
+                ab[0] = ab[0] + g;                                                               \
+            }                                                                                    \
+        }                                                                                        \
+        if (n < SL) {                                                                            \
+            *(V*)gb = ab[0];                                                                     \
+            if (xv) *(V*)gw = aw[0];                                                             \
+        } else {                                                                                 \
+            *(V*)gb = FASTNN_LANES_TREE(ab, SL);                                                 \
+            if (xv) *(V*)gw = FASTNN_LANES_TREE(aw, SL);                                         \
+        }                                                                                        \
     }                                                                                            \
     /* SGD without momentum on n parameters: p - lr (g + wd p). live NULL: bad[t] = whether      \
        member t's new values are not all finite (nothing stored); else store the lanes live. */  \
@@ -233,9 +324,13 @@ cdef extern from *:
     void fastnn_lanes_seq_d(double* out, const double* x, const double* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_seq_f(float* out, const float* x, const float* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_rows_d(double* y, const double* init, const double* w, Py_ssize_t ws, const double* x,
-                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused) noexcept nogil
+                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused, int relu) noexcept nogil
     void fastnn_lanes_rows_f(float* y, const float* init, const float* w, Py_ssize_t ws, const float* x,
-                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused) noexcept nogil
+                             Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, int fused, int relu) noexcept nogil
+    void fastnn_lanes_relu_back_d(double* G, const double* A, const double* dA, Py_ssize_t n, double* gb,
+                                  const double* x, double* gw) noexcept nogil
+    void fastnn_lanes_relu_back_f(float* G, const float* A, const float* dA, Py_ssize_t n, float* gb,
+                                  const float* x, float* gw) noexcept nogil
     void fastnn_lanes_dot_d(double* out, const double* x, const double* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_dot_f(float* out, const float* x, const float* y, Py_ssize_t n) noexcept nogil
     void fastnn_lanes_sgd_d(double* p, const double* g, Py_ssize_t n, const double* lr, const double* wd,
@@ -265,11 +360,19 @@ cdef inline void _vmadd(floating* y, const floating* w, const floating* x, Py_ss
 
 
 cdef inline void _vrows(floating* y, const floating* init, const floating* w, Py_ssize_t ws, const floating* x,
-                        Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, bint fused) noexcept nogil:
+                        Py_ssize_t xs, Py_ssize_t k, Py_ssize_t n, bint fused, bint relu) noexcept nogil:
     if floating is double:
-        fastnn_lanes_rows_d(y, init, w, ws, x, xs, k, n, fused)
+        fastnn_lanes_rows_d(y, init, w, ws, x, xs, k, n, fused, relu)
     else:
-        fastnn_lanes_rows_f(y, init, w, ws, x, xs, k, n, fused)
+        fastnn_lanes_rows_f(y, init, w, ws, x, xs, k, n, fused, relu)
+
+
+cdef inline void _vrelu_back(floating* G, const floating* A, const floating* dA, Py_ssize_t n, floating* gb,
+                             const floating* x, floating* gw) noexcept nogil:
+    if floating is double:
+        fastnn_lanes_relu_back_d(G, A, dA, n, gb, x, gw)
+    else:
+        fastnn_lanes_relu_back_f(G, A, dA, n, gb, x, gw)
 
 
 cdef inline void _vmul(floating* y, const floating* w, const floating* x, Py_ssize_t n) noexcept nogil:
@@ -339,25 +442,28 @@ cdef void _lanes_forward(const NetC* net, const floating* P, const floating* XT,
                          Py_ssize_t nb) noexcept nogil:
     """Every row of the plan for L members at once ([width][nb][L] blocks): each output
     is the bias plus the products in the order of the inputs, multiply-adds fused
-    where the walker's tile runs this row (_blocked), then the activation
-    (act_forward_kernel, elementwise: lanes are elements like any other)."""
+    where the walker's tile runs this row (_blocked), then the activation: a ReLU as
+    each sum is stored, any other act_forward_kernel's pass (elementwise: lanes are
+    elements like any other)."""
     cdef Py_ssize_t L = FASTNN_LANE_BYTES // sizeof(floating)
     cdef Py_ssize_t l, j, kk, k, m, nbL = nb * L
     cdef const Py_ssize_t* rec
     cdef const floating* inp = XT
     cdef floating* out
     cdef floating* y
-    cdef bint fused
+    cdef bint fused, relu
     for l in range(net.n_rows):
         rec = net.plan + l * N_FIELDS
         k = rec[IN]
         m = rec[OUT]
         out = acts + nbL * rec[ACT]
         fused = _blocked(nb, m, k)
+        relu = rec[FN] == FN_RELU
         for j in range(m):
             _vrows(out + j * nbL, P + (rec[B_OFF] + j) * L, P + (rec[W_OFF] + j) * L, m * L, inp, nbL, k, nb,
-                   fused)
-        act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, m * nbL)
+                   fused, relu)
+        if not relu:
+            act_forward_kernel(<int>rec[FN], net.fn_params[l], out, out, m * nbL)
         inp = out
 
 
@@ -374,7 +480,7 @@ cdef void _lanes_backward(const NetC* net, const floating* P, floating* Gr, cons
     cdef floating* G
     cdef floating* dx
     cdef floating* dW
-    cdef bint tile_dW
+    cdef bint tile_dW, relu_dW
     cdef Blas tmp
     for l in range(net.n_rows - 1, -1, -1):
         rec = net.plan + l * N_FIELDS
@@ -382,18 +488,26 @@ cdef void _lanes_backward(const NetC* net, const floating* P, floating* Gr, cons
         m = rec[OUT]
         inp = XT if l == 0 else acts + nbL * net.plan[(l - 1) * N_FIELDS + ACT]
         out = acts + nbL * rec[ACT]
-        if rec[FN] != FN_IDENTITY:
-            act_backward_kernel(<int>rec[FN], net.fn_params[l], out, g_block, out, m * nbL)
-            G = out
-        elif l > 0:
-            memcpy(out, g_block, m * nbL * sizeof(floating))
-            G = out
-        else:
-            G = g_block
-        for j in range(m):
-            _lanes_dot(G + j * nbL, NULL, nb, Gr + (rec[B_OFF] + j) * L)
         tile_dW = m <= net.scratch_width and dense_backward_takes_GT(_row_blas(net, l, nb, &tmp), nb, k, m)
-        for kk in range(k):
+        # A ReLU row: its mask, the bias sums and (one input, no tile) the weight sums in one pass.
+        relu_dW = rec[FN] == FN_RELU and k == 1 and not tile_dW
+        if rec[FN] == FN_RELU:
+            G = out
+            for j in range(m):
+                _vrelu_back(G + j * nbL, out + j * nbL, g_block + j * nbL, nb, Gr + (rec[B_OFF] + j) * L,
+                            inp if relu_dW else NULL, Gr + (rec[W_OFF] + j) * L)
+        else:
+            if rec[FN] != FN_IDENTITY:
+                act_backward_kernel(<int>rec[FN], net.fn_params[l], out, g_block, out, m * nbL)
+                G = out
+            elif l > 0:
+                memcpy(out, g_block, m * nbL * sizeof(floating))
+                G = out
+            else:
+                G = g_block
+            for j in range(m):
+                _lanes_dot(G + j * nbL, NULL, nb, Gr + (rec[B_OFF] + j) * L)
+        for kk in range(0 if relu_dW else k):
             dW = Gr + (rec[W_OFF] + kk * m) * L
             if tile_dW:
                 # The tile's sums (from +0, in the order of the samples), every output's at once.
@@ -407,7 +521,8 @@ cdef void _lanes_backward(const NetC* net, const floating* P, floating* Gr, cons
             break
         # dX: the tile's sums from +0 (fused), else from the first product (a multiply and an add each).
         for kk in range(k):
-            _vrows(g_block + kk * nbL, NULL, P + (rec[W_OFF] + kk * m) * L, L, G, nbL, m, nb, _blocked(nb, k, m))
+            _vrows(g_block + kk * nbL, NULL, P + (rec[W_OFF] + kk * m) * L, L, G, nbL, m, nb, _blocked(nb, k, m),
+                   False)
 
 
 cdef void _lanes_mse(const floating* yhat, const floating* yT, floating* grad, Py_ssize_t size,
@@ -473,7 +588,7 @@ cdef void _lanes_group(LanesC* c, Py_ssize_t first, Py_ssize_t n_lanes, floating
     cdef const NetC* net = c.net
     cdef Py_ssize_t L = FASTNN_LANE_BYTES // sizeof(floating), nb_max = c.batch_size if c.batch_size < c.n else c.n
     cdef Py_ssize_t P = net.n_params, n = c.n, n_in = net.n_in, n_out = net.n_out
-    cdef Py_ssize_t t, p, e, i, col, start, nb, row, member, size
+    cdef Py_ssize_t t, p, e, i, col, start, nb, member, size
     cdef floating* Pl = <floating*>c.work
     cdef floating* Gl = Pl + P * L
     cdef floating* XT = Gl + P * L
@@ -484,7 +599,8 @@ cdef void _lanes_group(LanesC* c, Py_ssize_t first, Py_ssize_t n_lanes, floating
     cdef const floating* Xt[MAX_LANES]
     cdef const floating* yt[MAX_LANES]
     cdef const Py_ssize_t* order[MAX_LANES]
-    cdef const floating* src
+    cdef floating* dst
+    cdef Py_ssize_t rows_i[MAX_LANES]
     cdef floating lr[MAX_LANES]
     cdef floating wd[MAX_LANES]
     cdef int live[MAX_LANES]
@@ -536,16 +652,19 @@ cdef void _lanes_group(LanesC* c, Py_ssize_t first, Py_ssize_t n_lanes, floating
         while start < n and n_live > 0:
             nb = nb_max if start + nb_max < n else n - start
             g_block = acts + nb * net.acts_width * L
-            # The batch, feature-major per lane, through each member's order.
-            for t in range(L):
-                for i in range(nb):
-                    row = order[t][start + i] if order[t] != NULL else start + i
-                    src = Xt[t] + row * n_in
-                    for col in range(n_in):
-                        XT[(col * nb + i) * L + t] = src[col]
-                    src = yt[t] + row * n_out
-                    for col in range(n_out):
-                        yT[(col * nb + i) * L + t] = src[col]
+            # The batch, feature-major per lane, through each member's order: sample by sample,
+            # the L lanes of one feature side by side (L is a constant: the lane loops unroll).
+            for i in range(nb):
+                for t in range(L):
+                    rows_i[t] = order[t][start + i] if order[t] != NULL else start + i
+                for col in range(n_in):
+                    dst = XT + (col * nb + i) * L
+                    for t in range(L):
+                        dst[t] = Xt[t][rows_i[t] * n_in + col]
+                for col in range(n_out):
+                    dst = yT + (col * nb + i) * L
+                    for t in range(L):
+                        dst[t] = yt[t][rows_i[t] * n_out + col]
             _lanes_forward(net, Pl, XT, acts, nb)
             size = nb * n_out
             _lanes_mse(acts + nb * _last_act(net) * L, yT, g_block, size, loss)
