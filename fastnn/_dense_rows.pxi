@@ -56,7 +56,7 @@ cdef void dense_rows_dot(const floating* X, const floating* W, floating b, float
                          Py_ssize_t n_samples, Py_ssize_t in_features) noexcept nogil:
     """out[i] = b + sum(X[i, :] * W) for a sample-major X (n_samples, in_features):
     each row's sum is _dot's; for float32, four rows at a time where a row fills the
-    lanes (256 x 256 on AVX2: 6.6 -> 5.1 us). GCC (14) does not vectorise _dot4's
+    lanes (256 x 256 on AVX2: 6.6 -> 5.1 us). GCC 12 does not vectorise _dot4's
     float64 lanes (scalar code, three times slower than _dot a row at a time),
     so float64 takes the rows one by one."""
     cdef Py_ssize_t i = 0
