@@ -264,8 +264,8 @@ class Ensemble:
         if len(walkers) != 1:       # pragma: no cover - one architecture, one plan
             raise RuntimeError(f"the members were planned on different walker builds: {sorted(walkers)}")
         self._walker = sys.modules[walkers.pop()]
-        self._one_plan = None           # whether every member's network has member 0's plan (_lanes_for)
-        self._last_path = None          # "lanes" or "members": how the last block of epochs was trained
+        self._one_plan: bool | None = None           # whether every member's network has member 0's plan (_lanes_for)
+        self._last_path: str | None = None          # "lanes" or "members": how the last block of epochs was trained
 
     # -- description -------------------------------------------------------------
 

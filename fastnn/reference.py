@@ -1172,6 +1172,7 @@ def train_members_lanes(net: Any, members: ArrayLike, params: np.ndarray, grads:
     if np.any(plan[:, _PLAN_KIND] != 0):
         return _STATUS_SLOW
     rules = [_plan_activation(int(rec[_PLAN_FN]), float(param)) for rec, param in zip(plan, net.fn_params)]
+    lrs, weight_decays = np.asarray(lrs, dtype=np.float64), np.asarray(weight_decays, dtype=np.float64)
     for i, row in enumerate(np.asarray(members)):
         X = np.asarray(Xs[i])
         n = X.shape[0]
