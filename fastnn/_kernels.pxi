@@ -958,7 +958,8 @@ cdef inline floating _if_lt(floating a, floating b, floating x, floating y) noex
 
 
 cdef inline void _tanh_array(const floating* x, floating* out, Py_ssize_t size) noexcept nogil:
-    """out[i] = _tanh(x[i]) for i < size, the same bits, in staged loops (out may be x)."""
+    """out[i] = _tanh(x[i]) for i < size in staged loops (out may be x): the same bits
+    where the build does not fuse multiply-adds (MATH_FUSED), within the ulp bounds where it does."""
     if floating is float:
         fastnn_tanh_array_f(x, out, size)
     else:
@@ -966,7 +967,8 @@ cdef inline void _tanh_array(const floating* x, floating* out, Py_ssize_t size) 
 
 
 cdef inline void _sigmoid_array(const floating* x, floating* out, Py_ssize_t size) noexcept nogil:
-    """out[i] = _sigmoid(x[i]) for i < size, the same bits, in staged loops (out may be x)."""
+    """out[i] = _sigmoid(x[i]) for i < size in staged loops (out may be x): the same bits
+    where the build does not fuse multiply-adds (MATH_FUSED), within the ulp bounds where it does."""
     if floating is float:
         fastnn_sigmoid_array_f(x, out, size)
     else:
@@ -974,7 +976,8 @@ cdef inline void _sigmoid_array(const floating* x, floating* out, Py_ssize_t siz
 
 
 cdef inline void _exp_array(const floating* x, floating* out, Py_ssize_t size) noexcept nogil:
-    """out[i] = _exp(x[i]) for i < size, the same bits, in staged loops (out may be x)."""
+    """out[i] = _exp(x[i]) for i < size in staged loops (out may be x): the same bits
+    where the build does not fuse multiply-adds (MATH_FUSED), within the ulp bounds where it does."""
     if floating is float:
         fastnn_exp_array_f(x, out, size)
     else:
@@ -1196,11 +1199,10 @@ cdef double loss_grad_kernel(
     gradient are zero. ``param`` is Huber's delta. Poisson takes ``yhat`` as
     the log of the mean (log link) and ``y >= 0`` (checked by the caller).
     """
-    cdef Py_ssize_t i, j, at, label
+    cdef Py_ssize_t i, j, at
     cdef double total = 0.0, wsum = 0.0, sample
-    cdef floating d, a, e, z, zmax, scale, wi = 1, one = 1, zero = 0, two = 2, half = 0.5
+    cdef floating d, a, e, z, scale, wi = 1, one = 1, zero = 0, two = 2, half = 0.5
     cdef floating delta = <floating>param
-    cdef double lse
     if w != NULL:
         for i in range(n):
             wsum += w[i]
