@@ -1525,6 +1525,69 @@ cdef bint sgd_update_checked(floating* param, const floating* grad, double lr, P
     return True
 
 
+cdef bint loss_grad_checked(int kind, double param, const floating* yhat, const floating* y, floating* grad,
+                            Py_ssize_t size) noexcept nogil:
+    """The unweighted gradient of the elementwise loss ``kind`` with respect to yhat,
+    bit for bit as loss_grad_kernel computes it (scale = 1 / size in the
+    buffers' type, the same expression per element), and whether every yhat
+    and y is finite (and, for Poisson, every y >= 0).
+
+    The kernel's own pass carries the inputs' finiteness into its output:
+    (a - a) + (b - b) is +0 when both are finite and NaN otherwise (Poisson
+    makes it NaN for y < 0 too), and g - (+0) is g, bit for bit, signed zeros
+    included, while g - NaN is NaN. One read of the output (in cache when the
+    arrays fit, and vectorised: all_finite_kernel) then tells; a non-finite
+    gradient of finite inputs (an overflow) also hands the call back, and the
+    converting path returns the same values. An integer flag or-ed beside
+    float64 values, as the activations' checked loops keep, does not
+    vectorise in fastnn._ops' SSE2 build (no packed 64-bit compare).
+    fastnn.ops runs the widest walker build's copy (PlainKernels): every
+    copy gives the same bits (no multiply-add is fused here, and _exp and
+    _sigmoid are the scalar functions, which never fuse)."""
+    cdef Py_ssize_t i
+    cdef floating a, b, d, m, chk, zero = 0, one = 1, two = 2
+    cdef floating nan = <floating>NAN
+    cdef floating delta = <floating>param
+    cdef floating scale = <floating>(1.0 / size)
+    if kind == LOSS_MSE:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            grad[i] = (two * scale) * (a - b) - chk
+    elif kind == LOSS_MAE:
+        # the sign as a difference of two comparisons (1, -1 or +0, as loss_grad_kernel's
+        # chain of selects gives): it vectorises where the chain did not
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            d = a - b
+            grad[i] = scale * (<floating>(d > zero) - <floating>(d < zero)) - chk
+    elif kind == LOSS_HUBER:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            d = a - b
+            m = d if d >= zero else -d
+            grad[i] = scale * (d if m < delta else (delta if d > zero else -delta)) - chk
+    elif kind == LOSS_POISSON:
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            chk = nan if b < zero else chk
+            grad[i] = scale * (_exp(a) - b) - chk
+    else:   # LOSS_BCE_WITH_LOGITS
+        for i in range(size):
+            a = yhat[i]
+            b = y[i]
+            chk = (a - a) + (b - b)
+            grad[i] = scale * (_sigmoid(a) - b) - chk
+    return all_finite_kernel(grad, size)
+
+
 cdef struct PlainKernels:
     bint (*forward_f)(int, double, const float*, float*, Py_ssize_t) noexcept nogil
     bint (*forward_d)(int, double, const double*, double*, Py_ssize_t) noexcept nogil
@@ -1538,6 +1601,16 @@ cdef struct PlainKernels:
     # The elementwise losses' value alone (loss_value_kernel).
     double (*loss_f)(int, double, const float*, const float*, Py_ssize_t) noexcept nogil
     double (*loss_d)(int, double, const double*, const double*, Py_ssize_t) noexcept nogil
+    # The elementwise losses' checked gradient (loss_grad_checked).
+    bint (*loss_grad_f)(int, double, const float*, const float*, float*, Py_ssize_t) noexcept nogil
+    bint (*loss_grad_d)(int, double, const double*, const double*, double*, Py_ssize_t) noexcept nogil
+    # The shared loss kernel (the cross-entropy's common case) and the finiteness pass.
+    double (*shared_loss_f)(int, double, const float*, const float*, const float*, float*, Py_ssize_t, Py_ssize_t,
+                            Py_ssize_t, Py_ssize_t, double*) noexcept nogil
+    double (*shared_loss_d)(int, double, const double*, const double*, const double*, double*, Py_ssize_t,
+                            Py_ssize_t, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
+    bint (*finite_f)(const float*, Py_ssize_t) noexcept nogil
+    bint (*finite_d)(const double*, Py_ssize_t) noexcept nogil
 
 
 cdef PlainKernels _PLAIN_KERNELS
@@ -1551,4 +1624,10 @@ _PLAIN_KERNELS.sgd_f = sgd_update_checked[float]
 _PLAIN_KERNELS.sgd_d = sgd_update_checked[double]
 _PLAIN_KERNELS.loss_f = loss_value_kernel[float]
 _PLAIN_KERNELS.loss_d = loss_value_kernel[double]
+_PLAIN_KERNELS.loss_grad_f = loss_grad_checked[float]
+_PLAIN_KERNELS.loss_grad_d = loss_grad_checked[double]
+_PLAIN_KERNELS.shared_loss_f = loss_grad_kernel[float]
+_PLAIN_KERNELS.shared_loss_d = loss_grad_kernel[double]
+_PLAIN_KERNELS.finite_f = all_finite_kernel[float]
+_PLAIN_KERNELS.finite_d = all_finite_kernel[double]
 _PLAIN_KERNELS_CAPSULE = PyCapsule_New(&_PLAIN_KERNELS, b"fastnn._kernels.PlainKernels", NULL)

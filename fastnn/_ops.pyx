@@ -598,66 +598,6 @@ cdef bint _loss_param(int kind, object param, double* value) noexcept:
     return kind in (LOSS_MSE, LOSS_MAE, LOSS_HUBER, LOSS_BCE_WITH_LOGITS, LOSS_POISSON)
 
 
-cdef bint loss_grad_checked(int kind, double param, const floating* yhat, const floating* y, floating* grad,
-                            Py_ssize_t size) noexcept nogil:
-    """The unweighted gradient of the elementwise loss ``kind`` with respect to yhat,
-    bit for bit as loss_grad_kernel computes it (scale = 1 / size in the
-    buffers' type, the same expression per element), and whether every yhat
-    and y is finite (and, for Poisson, every y >= 0).
-
-    The kernel's own pass carries the inputs' finiteness into its output:
-    (a - a) + (b - b) is +0 when both are finite and NaN otherwise (Poisson
-    makes it NaN for y < 0 too), and g - (+0) is g, bit for bit, signed zeros
-    included, while g - NaN is NaN. One read of the output (in cache when the
-    arrays fit, and vectorised: all_finite_kernel) then tells; a non-finite
-    gradient of finite inputs (an overflow) also hands the call back, and the
-    converting path returns the same values. An integer flag or-ed beside
-    float64 values, as the activations' checked loops keep, does not
-    vectorise in this module's SSE2 build (no packed 64-bit compare)."""
-    cdef Py_ssize_t i
-    cdef floating a, b, d, m, chk, zero = 0, one = 1, two = 2
-    cdef floating nan = <floating>NAN
-    cdef floating delta = <floating>param
-    cdef floating scale = <floating>(1.0 / size)
-    if kind == LOSS_MSE:
-        for i in range(size):
-            a = yhat[i]
-            b = y[i]
-            chk = (a - a) + (b - b)
-            grad[i] = (two * scale) * (a - b) - chk
-    elif kind == LOSS_MAE:
-        # the sign as a difference of two comparisons (1, -1 or +0, as loss_grad_kernel's
-        # chain of selects gives): it vectorises where the chain did not
-        for i in range(size):
-            a = yhat[i]
-            b = y[i]
-            chk = (a - a) + (b - b)
-            d = a - b
-            grad[i] = scale * (<floating>(d > zero) - <floating>(d < zero)) - chk
-    elif kind == LOSS_HUBER:
-        for i in range(size):
-            a = yhat[i]
-            b = y[i]
-            chk = (a - a) + (b - b)
-            d = a - b
-            m = d if d >= zero else -d
-            grad[i] = scale * (d if m < delta else (delta if d > zero else -delta)) - chk
-    elif kind == LOSS_POISSON:
-        for i in range(size):
-            a = yhat[i]
-            b = y[i]
-            chk = (a - a) + (b - b)
-            chk = nan if b < zero else chk
-            grad[i] = scale * (_exp(a) - b) - chk
-    else:   # LOSS_BCE_WITH_LOGITS
-        for i in range(size):
-            a = yhat[i]
-            b = y[i]
-            chk = (a - a) + (b - b)
-            grad[i] = scale * (_sigmoid(a) - b) - chk
-    return all_finite_kernel(grad, size)
-
-
 def loss_grad_plain(int kind, object param, object yhat, object y):
     """The unweighted gradient of the elementwise loss ``kind`` (LOSS_CODES, not
     cross-entropy) as a new array, for plain, finite yhat and y of one dtype
@@ -676,11 +616,11 @@ def loss_grad_plain(int kind, object param, object yhat, object y):
     n = cnp.PyArray_SIZE(p)
     with nogil:
         if t == cnp.NPY_FLOAT:
-            ok = loss_grad_checked(kind, value, <const float*>cnp.PyArray_DATA(p), <const float*>cnp.PyArray_DATA(q),
-                                   <float*>cnp.PyArray_DATA(out), n)
+            ok = _PLAIN.loss_grad_f(kind, value, <const float*>cnp.PyArray_DATA(p),
+                                    <const float*>cnp.PyArray_DATA(q), <float*>cnp.PyArray_DATA(out), n)
         else:
-            ok = loss_grad_checked(kind, value, <const double*>cnp.PyArray_DATA(p),
-                                   <const double*>cnp.PyArray_DATA(q), <double*>cnp.PyArray_DATA(out), n)
+            ok = _PLAIN.loss_grad_d(kind, value, <const double*>cnp.PyArray_DATA(p),
+                                    <const double*>cnp.PyArray_DATA(q), <double*>cnp.PyArray_DATA(out), n)
     return out if ok else None
 
 
@@ -756,7 +696,8 @@ cdef bint _labels_as(const char* labels, int itemsize, floating* out, Py_ssize_t
 
 def cross_entropy_plain(object logits, object labels, bint want_grad):
     """The unweighted cross-entropy (a float) or, with ``want_grad``, its gradient (a
-    new array), from loss_grad_kernel as the converting path calls it, for
+    new array), from loss_grad_kernel as the converting path calls it (the widest
+    walker build's copy: the same bits), for
     plain finite 2-D logits and a plain 1-D array of one signed 32- or 64-bit
     integer label per row, each in [0, n_classes); else None. The logits'
     finiteness is checked in a read-only pass first: a -inf logit that is not
@@ -790,16 +731,16 @@ def cross_entropy_plain(object logits, object labels, bint want_grad):
     with nogil:
         if t == cnp.NPY_FLOAT:
             ok = (_labels_as(<const char*>cnp.PyArray_DATA(lab), itemsize, <float*>scratch, n, C)
-                  and all_finite_kernel(<const float*>cnp.PyArray_DATA(z), n * C))
+                  and _PLAIN.finite_f(<const float*>cnp.PyArray_DATA(z), n * C))
             if ok:
-                loss = loss_grad_kernel(LOSS_CROSS_ENTROPY, 0.0, <const float*>cnp.PyArray_DATA(z),
-                                        <const float*>scratch, NULL, <float*>gp, n, C, C, 1, &wsum)
+                loss = _PLAIN.shared_loss_f(LOSS_CROSS_ENTROPY, 0.0, <const float*>cnp.PyArray_DATA(z),
+                                            <const float*>scratch, NULL, <float*>gp, n, C, C, 1, &wsum)
         else:
             ok = (_labels_as(<const char*>cnp.PyArray_DATA(lab), itemsize, <double*>scratch, n, C)
-                  and all_finite_kernel(<const double*>cnp.PyArray_DATA(z), n * C))
+                  and _PLAIN.finite_d(<const double*>cnp.PyArray_DATA(z), n * C))
             if ok:
-                loss = loss_grad_kernel(LOSS_CROSS_ENTROPY, 0.0, <const double*>cnp.PyArray_DATA(z),
-                                        <const double*>scratch, NULL, <double*>gp, n, C, C, 1, &wsum)
+                loss = _PLAIN.shared_loss_d(LOSS_CROSS_ENTROPY, 0.0, <const double*>cnp.PyArray_DATA(z),
+                                            <const double*>scratch, NULL, <double*>gp, n, C, C, 1, &wsum)
     free(scratch)
     if not ok:
         return None

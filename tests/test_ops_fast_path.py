@@ -762,6 +762,44 @@ def test_elementwise_losses_every_builds_lanes_give_the_same_bits(dtype, rng):
         assert other == results[0]
 
 
+def test_loss_gradients_and_cross_entropy_every_build_gives_the_same_bits(dtype, rng):
+    """The elementwise losses' checked gradients (loss_grad_checked) and the
+    cross-entropy (the shared loss kernel) run from the widest walker build: its
+    copy, every other build's and fastnn._ops' own give the same bits (no fused
+    multiply-add, the scalar exp and sigmoid), with the inputs' branch points and
+    a row count that is not a multiple of any vector width."""
+    import importlib
+
+    from fastnn import _walker
+
+    modules = _walker_builds()
+    inputs = {name: _loss_inputs(name, (257, 13), dtype, rng) for name in ELEMENTWISE}
+    logits = (rng.normal(size=(131, 7)) * 4).astype(dtype)
+    logits[0] = 0.0
+    logits[1, 3] = 80.0
+    labels = rng.integers(0, 7, size=131)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    results = []
+    try:
+        for module in modules:
+            _ops.use_kernels_of(module)
+            grads = [_ops.loss_grad_plain(_code(name), ELEMENTWISE[name][3], *inputs[name])
+                     for name in sorted(ELEMENTWISE)]
+            assert all(g is not None for g in grads)
+            ce_grad = _ops.cross_entropy_plain(logits, labels, True)
+            ce_loss = _ops.cross_entropy_plain(logits, labels, False)
+            results.append(([g.view(bits) for g in grads], ce_grad.view(bits), ce_loss))
+    finally:
+        _ops.use_kernels_of(importlib.import_module(_walker.Network.__module__))
+    assert len(results) >= 2
+    first_grads, first_ce, first_loss = results[0]
+    for grads, ce_grad, ce_loss in results[1:]:
+        for mine, theirs in zip(grads, first_grads):
+            np.testing.assert_array_equal(mine, theirs)
+        np.testing.assert_array_equal(ce_grad, first_ce)
+        assert ce_loss == first_loss
+
+
 class _Sub2(np.ndarray):
     pass
 
