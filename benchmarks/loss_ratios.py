@@ -78,6 +78,26 @@ def side_by_side(mine, theirs, a, y, rounds: int, target_s: float) -> tuple[floa
     return best_mine, best_theirs
 
 
+def write_record(path: pathlib.Path, script: str, argv: list[str], rows: list[dict], load) -> None:
+    """Write ``rows`` to ``path`` in the results files' envelope (the command, the commit and
+    whether fastnn/ differs from it, the date, the machine, the load average)."""
+    record = {"command": " ".join([script, *argv]), "commit": None,
+              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "machine": machine(), "load_average": None if load is None else round(load, 2), "rows": rows}
+    try:
+        import subprocess
+
+        root = pathlib.Path(__file__).resolve().parent.parent
+        record["commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"],
+                                          capture_output=True, text=True, check=True).stdout.strip()
+        record["dirty"] = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "fastnn"],
+                                              capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="alternating batches per side")
@@ -105,22 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in below:
         print(f"  {r['loss']} {r['dtype']} {r['shape']}: {r['ratio']:.2f}")
     if args.json:
-        command = " ".join(["python benchmarks/loss_ratios.py", *(sys.argv[1:] if argv is None else argv)])
-        record = {"command": command, "commit": None, "date":
-                  datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "machine": machine(), "load_average": None if load is None else round(load, 2), "rows": rows}
-        try:
-            import subprocess
-
-            root = pathlib.Path(__file__).resolve().parent.parent
-            record["commit"] = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=7", "HEAD"],
-                                              capture_output=True, text=True, check=True).stdout.strip()
-            record["dirty"] = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "fastnn"],
-                                                  capture_output=True, text=True, check=True).stdout.strip())
-        except (OSError, subprocess.CalledProcessError):
-            pass
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1) + "\n")
+        write_record(args.json, "python benchmarks/loss_ratios.py", sys.argv[1:] if argv is None else argv, rows, load)
     return 0
 
 

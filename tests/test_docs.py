@@ -193,6 +193,9 @@ ROWS = {
                              "fastnn_s": 2e-5, "reference_s": 8e-5, "ratio": 4.0}]},
     "loss_ratios": {"rows": [{"loss": "mae", "dtype": "float32", "shape": "256x512", "fastnn_us": 30.0,
                               "reference_us": 300.0, "ratio": 10.0, "an_unknown_key": 1}]},
+    "stream_floor": {"rows": [{"kernel": "sgd_update", "dtype": "float64", "shape": "784x512", "fastnn_us": 200.0,
+                               "reference_us": 240.0, "ratio": 1.2, "copy_us": 100.0, "floor_us": 200.0,
+                               "best_ratio": 1.2, "best_ratio_one_pass": 1.8, "an_unknown_key": 1}]},
     "planner": {"rows": [{"config": "tiny", "dtype": "float64", "planned": "avx2 tiles", "planned_us": 5.0,
                           "best_fixed": "avx2 blas", "best_fixed_us": 4.9, "ratio": 1.02}]},
     "export": {"rows": [{"model": "tiny", "dtype": "float32", "what": "one sample", "c_us": 0.2, "predict_us": 2.0,
@@ -211,7 +214,7 @@ ROWS = {
 
 @pytest.mark.parametrize("name,table", [("compare", "steps"), ("compare", "estimators"), ("asv_ratios", "rows"),
                                         ("planner", "rows"), ("export", "rows"), ("crossover", "rows"),
-                                        ("dask_search", "rows"), ("loss_ratios", "rows")])
+                                        ("dask_search", "rows"), ("loss_ratios", "rows"), ("stream_floor", "rows")])
 def test_results_tables_with_and_without_their_file(name, table, results, tmp_path):
     record = dict(ENVELOPE, **ROWS[name])
     lines = results.table_lines(name, table, record)
@@ -282,3 +285,22 @@ def test_crossover_script_writes_the_results_envelope(tmp_path, capsys):
         assert row["loops_us"] > 0 and row["blas_us"] > 0
         assert row["ratio"] == pytest.approx(row["loops_us"] / row["blas_us"])
     assert "| 4, 3 |" in capsys.readouterr().out
+
+
+def test_stream_floor_script_writes_the_results_envelope(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    stream_floor = load_module("stream_floor", ROOT / "benchmarks" / "stream_floor.py")
+    out = tmp_path / "stream_floor.json"
+    stream_floor.main(["--rounds", "1", "--target", "0.0001", "--json", str(out)])
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert "python benchmarks/stream_floor.py --rounds 1" in record["command"]
+    assert {"commit", "date", "machine"} <= set(record)
+    assert [(row["kernel"], row["dtype"]) for row in record["rows"]] == [
+        (kernel, dtype) for kernel in ("sgd_update", "relu_backward", "mse_grad") for dtype in ("float32", "float64")]
+    for row in record["rows"]:
+        transfer = row["copy_us"] / 3
+        assert row["floor_us"] == pytest.approx(row["fastnn_transfers"] * transfer)
+        assert row["ratio"] == pytest.approx(row["reference_us"] / row["fastnn_us"])
+        assert row["best_ratio"] == pytest.approx(row["reference_us"] / row["floor_us"])
+        assert row["best_ratio_one_pass"] >= row["best_ratio"]
+    assert "relu_backward" in capsys.readouterr().out

@@ -35,6 +35,8 @@ COMMANDS = {
     "ensemble": "python benchmarks/ensemble.py --json docs/results/ensemble.json",
     "loss_ratios": "OPENBLAS_NUM_THREADS=1 taskset -c 1 python benchmarks/loss_ratios.py "
                    "--json docs/results/loss_ratios.json",
+    "stream_floor": "OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/stream_floor.py "
+                    "--json docs/results/stream_floor.json",
 }
 
 
@@ -90,6 +92,14 @@ TABLES = {
         ("loss", lambda r: r.get("loss")), ("dtype", lambda r: r.get("dtype")), ("shape", lambda r: r.get("shape")),
         ("fastnn µs", lambda r: _number(r.get("fastnn_us"))), ("reference µs", lambda r: _number(r.get("reference_us"))),
         ("reference / fastnn", lambda r: _number(r.get("ratio"))),
+    ],
+    ("stream_floor", "rows"): [
+        ("kernel", lambda r: r.get("kernel")), ("dtype", lambda r: r.get("dtype")), ("shape", lambda r: r.get("shape")),
+        ("fastnn µs", lambda r: _number(r.get("fastnn_us"))), ("reference µs", lambda r: _number(r.get("reference_us"))),
+        ("reference / fastnn", lambda r: _fixed(r.get("ratio"))), ("copy µs", lambda r: _number(r.get("copy_us"))),
+        ("fastnn's floor µs", lambda r: _number(r.get("floor_us"))),
+        ("reference / fastnn's floor", lambda r: _fixed(r.get("best_ratio"))),
+        ("reference / one pass's floor", lambda r: _fixed(r.get("best_ratio_one_pass"))),
     ],
     ("planner", "rows"): [
         ("config", lambda r: r.get("config")), ("dtype", lambda r: r.get("dtype")),
@@ -279,8 +289,8 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         return False
     labels = [f"{row.get('title') or row.get('config') or row.get('model') or row.get('benchmark')}, "
               f"{row.get('dtype') or row.get('params')}" for row in rows]
-    if name == "loss_ratios":
-        labels = [f"{row.get('loss')}, {row.get('dtype')}, {row.get('shape')}" for row in rows]
+    if name in ("loss_ratios", "stream_floor"):
+        labels = [f"{row.get('loss') or row.get('kernel')}, {row.get('dtype')}, {row.get('shape')}" for row in rows]
     if (name, table) == ("compare", "steps"):
         series, xlabel = _speedups(record), "speed-up of fastnn (other's time / fastnn's), log scale"
     elif (name, table) == ("compare", "estimators"):
@@ -292,7 +302,7 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         labels = [f"{row.get('backend')}, {row.get('workers')} worker(s)" for row in rows]
         series = {"speed-up": [row.get("speedup") for row in rows]}
         xlabel = "speed-up of the search over serial (serial's median / this backend's)"
-    elif name in ("asv_ratios", "planner", "loss_ratios"):
+    elif name in ("asv_ratios", "planner", "loss_ratios", "stream_floor"):
         series = {"ratio": [row.get("ratio") for row in rows]}
         xlabel = "reference / fastnn (above 1: fastnn faster)" if name != "planner" else \
             "planned / best fixed (1: the planner's pick is the best)"
