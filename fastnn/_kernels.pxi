@@ -632,8 +632,9 @@ cdef bint update_kernel(
 # all of them live in fastnn/_math_stages.h.
 #
 # exp: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in two parts, the
-# first with trailing zeros so that n * LN2_HI is exact), e^r by its Taylor
-# polynomial (degree 13 in double, 7 in float: truncation under 0.05 ulp),
+# first with trailing zeros so that n * LN2_HI is exact), e^r by a polynomial
+# (in double of degree 12, a minimax fit from tools/expm1_coefficients.py; in
+# float Taylor's of degree 7: truncation under 0.05 ulp),
 # then times 2^n as two powers of two built from their exponent bits (so
 # that a subnormal result is rounded once). Arguments beyond the overflow
 # and underflow thresholds are clamped to just past them: the result is
