@@ -632,8 +632,9 @@ cdef bint update_kernel(
 # all of them live in fastnn/_math_stages.h.
 #
 # exp: x = n ln2 + r with |r| <= ln2/2 (Cody-Waite: ln2 in two parts, the
-# first with trailing zeros so that n * LN2_HI is exact), e^r by its Taylor
-# polynomial (degree 13 in double, 7 in float: truncation under 0.05 ulp),
+# first with trailing zeros so that n * LN2_HI is exact), e^r by a polynomial
+# (in double of degree 12, a minimax fit from tools/expm1_coefficients.py; in
+# float Taylor's of degree 7: truncation under 0.05 ulp),
 # then times 2^n as two powers of two built from their exponent bits (so
 # that a subnormal result is rounded once). Arguments beyond the overflow
 # and underflow thresholds are clamped to just past them: the result is
@@ -706,6 +707,18 @@ cdef extern from *:
     #define FASTNN_LN2_HI_F 0x1.62e4p-1f
     #define FASTNN_LN2_LO_F 0x1.7f7d1cp-20f
     #define FASTNN_LOG2E_F 0x1.715476p+0f
+    /* e^r - 1 - r - r^2/2 = c1 r^3 + ... + c10 r^12 on |r| <= ln2/2: the minimax fit
+       of tools/expm1_coefficients.py (the hex values it prints; _math_stages.h). */
+    #define FASTNN_EXPM1_C1_D 0x1.555555555555bp-3
+    #define FASTNN_EXPM1_C2_D 0x1.555555555555ap-5
+    #define FASTNN_EXPM1_C3_D 0x1.111111110ebecp-7
+    #define FASTNN_EXPM1_C4_D 0x1.6c16c16c14487p-10
+    #define FASTNN_EXPM1_C5_D 0x1.a01a01b3a8784p-13
+    #define FASTNN_EXPM1_C6_D 0x1.a01a01b10cd9ap-16
+    #define FASTNN_EXPM1_C7_D 0x1.71ddefbc85683p-19
+    #define FASTNN_EXPM1_C8_D 0x1.27e4c4a4a0d19p-22
+    #define FASTNN_EXPM1_C9_D 0x1.af6c8d3625936p-26
+    #define FASTNN_EXPM1_C10_D 0x1.1f970036f47e9p-29
 
     /* exp, tanh and the sigmoid by stages (fastnn/_math_stages.h), in two flavours:
        plain (a multiply and an add, each rounded; every build) for the scalar
