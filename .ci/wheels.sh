@@ -9,9 +9,15 @@
 #      that sdist (`python -m build --wheel`, in build's fresh isolated
 #      environment), `auditwheel show` + `auditwheel repair` (the manylinux
 #      tag), installed with its test extra into a bare venv (only numpy and
-#      the test requirements), then the whole suite run from a temporary
+#      the test requirements), then the suite run from a temporary
 #      folder that holds the sdist's tests/, README.md, .ci/ and
-#      pyproject.toml but no fastnn/ source, so every test imports the wheel;
+#      pyproject.toml but no fastnn/ source, so every test imports the wheel:
+#      the whole suite against the newest Python's wheel; against the older
+#      ones all but the tests marked source_only (pyproject.toml: they read
+#      fastnn's .py/.pyx files, docs or results, which are the same files in
+#      every wheel of one sdist, and run no kernel; tests/conftest.py fails a
+#      marked test that reaches one). The 3.10 syntax of those files is
+#      mypy's check (python_version = "3.10"), in .ci/run's step 1a;
 #   4. PEP 561: mypy type-checks a small user script against the newest
 #      installed wheel (py.typed and the stubs of the compiled modules ship);
 #   5. `twine check` on the sdist and the wheels.
@@ -19,7 +25,13 @@
 # Self-contained: it needs only the interpreters below (FASTNN_WHEEL_PYTHONS
 # overrides them) and PyPI. Nothing is written into the checkout except
 # setuptools' fastnn.egg-info/ while the sdist is made (gitignored). Run it
-# from a checkout: `bash .ci/wheels.sh` (about 3 minutes on 2 cores).
+# from a checkout: `bash .ci/wheels.sh` (about 11 minutes on 2 cores, estimated).
+#
+# The bare venvs get their test requirements in the background from the
+# start (downloading and unpacking, mostly waiting on the network and the
+# disk) while the tools install and the first wheel compiles; only the
+# wheel itself is installed into them afterwards. Each step's header says
+# the seconds since the start, and the end of the log what each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -36,11 +48,37 @@ START=$SECONDS
 if [ "${FASTNN_WHEELS_KEEP:-0}" = 1 ]; then
     echo "keeping $WORK"
 else
-    trap 'rm -rf "$WORK"; echo "== [wheels $((SECONDS - START))s] removed $WORK"' EXIT
+    trap 'kill $(jobs -p) 2>/dev/null || true; wait || true; rm -rf "$WORK"; echo "== [wheels $((SECONDS - START))s] removed $WORK"' EXIT
 fi
-step() { echo "== [wheels $((SECONDS - START))s] $*"; }
+STEP_NAME=""
+STEP_START=$SECONDS
+STEP_TIMES=()
+end_step() {
+    [ -n "$STEP_NAME" ] && STEP_TIMES+=("$(printf "%6d s  wheels %s" $((SECONDS - STEP_START)) "${STEP_NAME:0:64}")")
+    STEP_NAME=""
+}
+step() {
+    end_step
+    STEP_NAME=$*
+    STEP_START=$SECONDS
+    echo "== [wheels $((SECONDS - START))s] $*"
+}
 # pip, without this machine's notes about missing local index folders.
 pip_install() { "$1" -m pip install -q "${@:2}" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }; }
+
+step "0. bare venvs: numpy and the test extra's requirements, in the background"
+NEWEST=${PYTHONS##* }
+TEST_REQUIREMENTS=$("$NEWEST" .ci/extra_requirements.py test)
+PREPARE=()
+for PY in $PYTHONS; do
+    TAG=$("$PY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+    (
+        "$PY" -m venv "$WORK/venv-$TAG"
+        # shellcheck disable=SC2086  # one requirement per word
+        pip_install "$WORK/venv-$TAG/bin/python" "numpy>=2" $TEST_REQUIREMENTS
+    ) >"$WORK/prepare-$TAG.log" 2>&1 &
+    PREPARE+=("$TAG:$!")
+done
 
 step "1. tools: build, twine, auditwheel, mypy (throwaway venv)"
 python3 -m venv "$WORK/tools"
@@ -109,11 +147,19 @@ for PY in $PYTHONS; do
     WHEELS+=("$WHEEL")
 
     step "3. $TAG: install into a bare venv (numpy + the test extra)"
-    "$PY" -m venv "$WORK/venv-$TAG"
+    for JOB in "${PREPARE[@]}"; do
+        if [ "${JOB%%:*}" = "$TAG" ]; then
+            wait "${JOB#*:}" || { cat "$WORK/prepare-$TAG.log"; echo "preparing venv-$TAG failed"; exit 1; }
+        fi
+    done
     pip_install "$WORK/venv-$TAG/bin/python" "$WHEEL[test]"
     "$WORK/venv-$TAG/bin/python" -m pip list --format=freeze | tr '\n' ' '; echo
 
-    step "3. $TAG: the suite against the installed wheel, from $WORK/testroot"
+    SELECT=()
+    if [ "$PY" != "$NEWEST" ]; then
+        SELECT=(-m "not source_only")
+    fi
+    step "3. $TAG: the suite ${SELECT[*]:+(${SELECT[*]}) }against the installed wheel, from $WORK/testroot"
     (
         cd "$WORK/testroot"
         LOCATION=$("$WORK/venv-$TAG/bin/python" -c 'import fastnn, os; print(os.path.dirname(fastnn.__file__))')
@@ -122,7 +168,7 @@ for PY in $PYTHONS; do
             *) echo "fastnn imported from $LOCATION, not from the wheel"; exit 1 ;;
         esac
         "$WORK/venv-$TAG/bin/python" -m fastnn info
-        "$WORK/venv-$TAG/bin/python" -m pytest -q -n 2 -p no:cacheprovider "${DESELECT[@]}"
+        "$WORK/venv-$TAG/bin/python" -m pytest -q -n 2 -p no:cacheprovider "${DESELECT[@]}" "${SELECT[@]}"
     )
 done
 
@@ -152,4 +198,6 @@ EOF
 step "5. twine check"
 "$TOOLS/twine" check --strict "$SDIST" "${WHEELS[@]}"
 
-step "done: sdist, ${#WHEELS[@]} wheels built, checked and tested in $((SECONDS - START)) s"
+end_step
+echo "== [wheels $((SECONDS - START))s] done: sdist, ${#WHEELS[@]} wheels built, checked and tested; seconds per step:"
+printf '%s\n' "${STEP_TIMES[@]}"

@@ -1,5 +1,6 @@
 """Shared fixtures; and a guard that the tests run against a compiled fastnn."""
 
+import functools
 import importlib.machinery
 import os
 import sys
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _ops, _walker, _walker_baseline
+from fastnn import _ops, _planner, _walker, _walker_baseline, ops
 
 #: Per-dtype tolerances for comparing fastnn with fastnn.reference.
 TOLERANCE = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6), np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13)}
@@ -48,3 +49,35 @@ def dtype(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _source_only_runs_no_kernel(request, monkeypatch):
+    """A test marked ``source_only`` reads fastnn's source or results files and never runs fastnn.
+
+    Such a test gives the same answer on every build (release, bounds-checked, each wheel), walker
+    ISA and plan, so .ci/run runs it in the first pass and the newest wheel's only (``-m "not
+    source_only"`` elsewhere). To keep the marker true, here every way into the compiled code
+    (the planner, which every ``Sequential`` and ``Ensemble`` goes through; a walker build by
+    name; each call of ``fastnn.ops``) fails the marked test if it is reached.
+    """
+    if request.node.get_closest_marker("source_only") is None:
+        yield
+        return
+    reached = []
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            reached.append(f"{module.__name__}.{name}")
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapper)
+
+    spy(_planner, "plan_for")
+    spy(_walker, "build")
+    for name in ops.__all__:
+        spy(ops, name)
+    yield
+    assert not reached, f"marked source_only, but it ran {sorted(set(reached))}: remove the marker"

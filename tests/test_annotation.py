@@ -10,6 +10,9 @@ import pytest
 
 import fastnn
 
+# The same on every build, ISA, plan and wheel: run once per tree (tests/conftest.py).
+pytestmark = pytest.mark.source_only
+
 # The .pyx/.pxi sources ship with the package (in the wheel too).
 SOURCE = pathlib.Path(fastnn.__file__).resolve().parent
 

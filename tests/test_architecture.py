@@ -11,7 +11,12 @@ from __future__ import annotations
 import ast
 import pathlib
 
+import pytest
+
 import fastnn
+
+# The same on every build, ISA, plan and wheel: run once per tree (tests/conftest.py).
+pytestmark = pytest.mark.source_only
 
 # The package the tests run against: the source tree in a checkout (an editable install), the
 # installed package in the wheel runs; either way its .py files are the ones read.

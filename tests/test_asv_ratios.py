@@ -11,6 +11,9 @@ import sys
 
 import pytest
 
+# The same on every build, ISA, plan and wheel: run once per tree (tests/conftest.py).
+pytestmark = pytest.mark.source_only
+
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "asv_ratios.py"
 
 

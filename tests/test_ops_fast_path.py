@@ -501,13 +501,15 @@ def test_one_output_dense_gives_each_row_the_bits_it_gets_alone(n, k, dtype, rng
 @pytest.fixture(params=[False, True], ids=["inputs-first", "output-check"])
 def blas_check(request):
     """dense_forward_plain checking BLAS products by their inputs first, then by their
-    output (set_blas's check_output); the probed choice restored afterwards."""
+    output (set_blas's check_output); the probed choice restored afterwards (as it was
+    read, not probed again: set_blas's probe is test_the_blas_probe_trusts_openblas_...'s)."""
     from fastnn._blas import find_blas
 
     info = find_blas()
+    probed = _ops.blas_checks_output()
     _ops.set_blas(info, check_output=request.param)   # no BLAS found: fastnn's own loops either way
     yield request.param
-    _ops.set_blas(info)
+    _ops.set_blas(info, check_output=probed)
 
 
 def test_the_blas_probe_trusts_openblas_with_the_output_check():
