@@ -43,7 +43,6 @@ import sys
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -923,16 +922,34 @@ def _shares_data(active: list, data: _MemberData, orders, rngs: list) -> tuple:
 
 def _in_threads(share, n_items: int, n_jobs: int, unit: int = 1) -> None:
     """``share(lo, hi)`` over contiguous shares of ``n_items`` (multiples of ``unit`` but the last),
-    one per thread of at most ``n_jobs``; in the calling thread when one share."""
+    one per thread of at most ``n_jobs``: the first share in the calling thread (which would
+    otherwise only wait), each other in a thread of its own; the first exception a share
+    raised, raised here once every share has ended."""
     n_units = -(-n_items // unit)
     n_threads = min(n_jobs, n_units)
     if n_threads <= 1:
         share(0, n_items)
         return
     bounds = [min(n_items, unit * (n_units * t // n_threads)) for t in range(n_threads + 1)]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        for future in [pool.submit(share, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
-            future.result()
+    errors: list = []
+
+    def run(lo: int, hi: int) -> None:
+        try:
+            share(lo, hi)
+        except BaseException as exc:        # re-raised in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(lo, hi), name="fastnn-ensemble", daemon=True)
+               for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    for thread in threads:
+        thread.start()
+    try:
+        run(bounds[0], bounds[1])
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _plan_key(net) -> tuple:

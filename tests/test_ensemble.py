@@ -538,19 +538,90 @@ def test_fuzz_member_equals_sequential_fit(case):
             assert (history.best_epoch, history.stopped_epoch) == (alone.best_epoch, alone.stopped_epoch)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 256, 1000])
-def test_compiled_permutations_are_numpys(n):
+class _PCG64Subclass(np.random.PCG64):
+    """NumPy's PCG64 under another type: the compiled loop draws from it through its bitgen_t's
+    function pointers (only exactly numpy.random.PCG64 is drawn inline)."""
+
+
+#: Bit generators the compiled permutations must follow: PCG64 (drawn inline), the same numbers
+#: through the function pointers, and NumPy's other bit generators.
+BIT_GENERATORS = {
+    "pcg64": np.random.PCG64,
+    "pcg64_pointers": _PCG64Subclass,
+    "pcg64dxsm": np.random.PCG64DXSM,
+    "sfc64": np.random.SFC64,
+    "philox": np.random.Philox,
+    "mt19937": np.random.MT19937,
+}
+
+
+def _same_state(a: np.random.Generator, b: np.random.Generator) -> None:
+    """The two generators' whole states are equal (counters, keys, a kept half of a 64-bit draw)."""
+    sa, sb = a.bit_generator.state, b.bit_generator.state
+    assert sa.keys() == sb.keys()
+    for key in set(sa) - {"bit_generator"}:     # the type's name: a subclass has its own
+        if isinstance(sa[key], dict):
+            for inner in sa[key]:
+                np.testing.assert_array_equal(sa[key][inner], sb[key][inner])
+        else:
+            np.testing.assert_array_equal(sa[key], sb[key])
+
+
+@pytest.mark.parametrize("kind", sorted(BIT_GENERATORS))
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 9, 16, 17, 255, 256, 257, 1000, 4097])
+def test_compiled_permutations_are_numpys(n, kind):
     """Members with seeds of their own draw their orders in the compiled loop: the numbers, and the
-    state left behind, of Generator.permutation (whatever the number of epochs drawn at once)."""
+    whole state left behind (a kept half of a 64-bit draw too), of Generator.permutation, whatever
+    the number of epochs drawn at once, from a generator with or without a half kept."""
     from fastnn import _walker
 
     for seed in (0, 1, 12345):
-        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        ours = np.random.Generator(BIT_GENERATORS[kind](seed))
+        numpys = np.random.Generator(BIT_GENERATORS[kind](seed))
+        if seed == 1:                   # one 32-bit draw first: half of a 64-bit one is kept
+            assert ours.integers(1 << 31) == numpys.integers(1 << 31)
         drawn = _walker.permutations(ours, n, 3)
         again = _walker.permutations(ours, n, 2)
         np.testing.assert_array_equal(drawn, np.stack([numpys.permutation(n) for _ in range(3)]))
         np.testing.assert_array_equal(again, np.stack([numpys.permutation(n) for _ in range(2)]))
+        _same_state(ours, numpys)
         assert ours.integers(1 << 30) == numpys.integers(1 << 30)
+        assert ours.integers(1 << 62) == numpys.integers(1 << 62)
+
+
+def test_inline_pcg64_equals_the_function_pointers():
+    """The inlined PCG64 draws what NumPy's PCG64 draws through its function pointers (a subclass
+    takes those), over many permutations of the demo's size, and leaves the same state."""
+    from fastnn import _walker
+
+    inline = np.random.Generator(np.random.PCG64(7))
+    pointers = np.random.Generator(_PCG64Subclass(7))
+    np.testing.assert_array_equal(_walker.permutations(inline, 256, 200), _walker.permutations(pointers, 256, 200))
+    _same_state(inline, pointers)
+
+
+def test_members_seeded_by_generators_of_any_bit_generator(monkeypatch):
+    """A list of Generators as seeds, of PCG64 (drawn inline), its subclass (function pointers) and
+    SFC64: every member ends as Sequential.fit leaves it with that generator, on the lanes and on
+    the member-by-member loop."""
+    from fastnn import ensemble as ensemble_module
+
+    X = np.random.default_rng(0).uniform(0, 3, size=(37, 1))
+    y = np.sin(X[:, 0])
+    kinds = [np.random.PCG64, _PCG64Subclass, np.random.SFC64]
+
+    def generators():
+        return [np.random.Generator(kinds[k % 3](100 + k)) for k in range(6)]
+
+    for use_lanes in ("always", False):
+        monkeypatch.setattr(ensemble_module, "_USE_LANES", use_lanes)
+        ens = fastnn.Ensemble(lanes_layers((1, 8, 1), (fastnn.ReLU,)), 6, seed=2)
+        before = ens.members
+        ens.fit(X, y, optimizer=fastnn.SGD(0.05), epochs=3, batch_size=5, seed=generators(), n_jobs=2)
+        assert ens._last_path == ("lanes" if use_lanes else "members")
+        for k, (model, rng) in enumerate(zip(before, generators())):
+            model.fit(X, y, optimizer=fastnn.SGD(0.05), epochs=3, batch_size=5, seed=rng)
+            np.testing.assert_allclose(ens[k].get_parameters(), model.get_parameters(), rtol=RTOL[np.dtype(np.float64)])
 
 
 def test_orders_are_drawn_with_numpy_where_the_compiled_copy_would_differ(monkeypatch):
