@@ -737,6 +737,17 @@ class Ensemble:
             raise ValueError(f"{y_name} must have one target array per member, shape ({n_members}, {n}) or "
                              f"({n_members}, {n}, {template.out_features}), since {x_name} is per member; got "
                              f"shape {y_array.shape}")
+        out = template.out_features
+        if loss.kind != "cross_entropy" and y_array.shape[1:] in ((n,), (n, out)) and (y_array.ndim == 3 or out == 1):
+            # Every member's targets at once: converted, and scanned for NaN and infinity, in one
+            # pass (what check_target does member by member); refused, they are checked member by
+            # member below for the message that names the member.
+            try:
+                whole = check_array(y_array, y_name, ndim=(2, 3), dtype=self._dtype)
+            except (TypeError, ValueError):
+                whole = None
+            if whole is not None:
+                return list(X), list(whole.reshape(n_members, n, out)), n
         ys = []
         for k in range(n_members):
             name = f"{y_name}[{k}]"
