@@ -566,6 +566,7 @@ cdef struct LanesC:
     const void** y              # per member: (n, n_out) or (n,)
     const Py_ssize_t** orders   # per member: (epochs, n) orders, or NULL
     bitgen_t** bitgens          # per member: the stream of its orders (where orders is NULL), or NULL
+    void** pcg64s               # per member: its stream's PCG64 state, drawn inline (_pcg64_of), or NULL
     const double* lrs
     const double* wds
     double* losses              # (n_members, losses_stride)
@@ -646,7 +647,7 @@ cdef void _lanes_group(LanesC* c, Py_ssize_t first, Py_ssize_t n_lanes, floating
             if c.orders[member] != NULL:
                 order[t] = c.orders[member] + e * n
             elif c.bitgens[member] != NULL:
-                _permutation(c.bitgens[member], c.order_buf + t * n, n)
+                _permutation(c.bitgens[member], c.pcg64s[member], c.order_buf + t * n, n)
                 order[t] = c.order_buf + t * n
         start = 0
         while start < n and n_live > 0:
@@ -862,13 +863,14 @@ def train_members_lanes(Network net, members, params, grads, list Xs, list ys, l
     c.y = <const void**>malloc(n_members * sizeof(void*))
     c.orders = <const Py_ssize_t**>malloc(n_members * sizeof(Py_ssize_t*))
     c.bitgens = <bitgen_t**>malloc(n_members * sizeof(bitgen_t*))
+    c.pcg64s = <void**>malloc(n_members * sizeof(void*))
     c.order_buf = <Py_ssize_t*>malloc(L * n * sizeof(Py_ssize_t))
     work_buf = <char*>malloc(_lanes_work_size(&net.net, min(batch_size, n), L) * (8 if net.net.is_double else 4) + 64)
     c.work = NULL if work_buf == NULL else work_buf + (-<size_t>work_buf) % 64
     keep = []       # the orders' views, alive until the call returns
     try:
-        if (c.X == NULL or c.y == NULL or c.orders == NULL or c.bitgens == NULL or c.order_buf == NULL
-                or c.work == NULL):
+        if (c.X == NULL or c.y == NULL or c.orders == NULL or c.bitgens == NULL or c.pcg64s == NULL
+                or c.order_buf == NULL or c.work == NULL):
             raise MemoryError()
         for i in range(n_members):
             X, y = Xs[i], ys[i]
@@ -879,6 +881,7 @@ def train_members_lanes(Network net, members, params, grads, list Xs, list ys, l
             c.y[i] = cnp.PyArray_DATA(y)
             c.orders[i] = NULL
             c.bitgens[i] = NULL
+            c.pcg64s[i] = NULL
             if orders[i] is not None:
                 order_view = orders[i]
                 if order_view.shape[0] < epochs or order_view.shape[1] != n:
@@ -891,6 +894,7 @@ def train_members_lanes(Network net, members, params, grads, list Xs, list ys, l
                 c.orders[i] = &order_view[0, 0]
             elif rngs[i] is not None:
                 c.bitgens[i] = _bitgen_of(rngs[i])
+                c.pcg64s[i] = _pcg64_of(rngs[i], c.bitgens[i])
         with nogil:
             _lanes_run(&c)
     finally:
@@ -898,6 +902,7 @@ def train_members_lanes(Network net, members, params, grads, list Xs, list ys, l
         free(c.y)
         free(c.orders)
         free(c.bitgens)
+        free(c.pcg64s)
         free(c.order_buf)
         free(work_buf)
     return OK

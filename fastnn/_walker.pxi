@@ -1179,6 +1179,132 @@ cdef struct MemberC:
     Call call
     const Py_ssize_t* orders   # ENTRY_EPOCH: (epochs, n) rows' orders, or NULL
     bitgen_t* bitgen           # ENTRY_EPOCH: the stream each epoch's order is drawn from, or NULL
+    void* pcg64                # its state, where the stream is NumPy's PCG64 drawn inline (_pcg64_of), or NULL
+
+
+cdef extern from *:
+    """
+    /* NumPy's PCG64, drawn here without its function pointers: the state NumPy keeps behind a
+       PCG64's bitgen_t (struct pcg64_state of numpy/random/src/pcg64/pcg64.h, the same since
+       NumPy 1.17: a pointer to the 128-bit LCG {state, inc}, then the half of the last 64-bit
+       draw that next_uint32 keeps for its next call), read and written as NumPy's own
+       pcg64_next32/pcg64_next64 do. Only for a generator whose bit generator is exactly
+       numpy.random.PCG64 and whose layout fastnn_pcg64_layout_ok accepts (_pcg64_of); the
+       compiled permutations are held to Generator.permutation at run time (fastnn.ensemble's
+       _draws_as_numpy) and by tests/test_ensemble.py. */
+    typedef struct {
+        uint64_t state[2];          /* pcg128_t: low word first (__uint128_t on a little-endian machine) */
+        uint64_t inc[2];
+    } fastnn_pcg64_lcg;
+    typedef struct {
+        fastnn_pcg64_lcg* pcg_state;
+        int has_uint32;
+        uint32_t uinteger;
+    } fastnn_pcg64_state;
+
+    #if defined(__SIZEOF_INT128__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define FASTNN_PCG64_INLINE 1
+    typedef unsigned __int128 fastnn_u128;
+    /* PCG_DEFAULT_MULTIPLIER_128 */
+    #define FASTNN_PCG64_MULT (((fastnn_u128)2549297995355413924ULL << 64) + 4865540595714422341ULL)
+
+    /* pcg_setseq_128_xsl_rr_64_random_r: step, then the XSL-RR output of the new state. */
+    static inline uint64_t fastnn_pcg64_next64(fastnn_u128* s, fastnn_u128 inc)
+    {
+        uint64_t hi, v;
+        unsigned rot;
+        *s = *s * FASTNN_PCG64_MULT + inc;
+        hi = (uint64_t)(*s >> 64);
+        v = hi ^ (uint64_t)*s;
+        rot = (unsigned)(hi >> 58);
+        return (v >> rot) | (v << ((-rot) & 63));
+    }
+
+    /* out = arange(n) shuffled as _permutation (below) shuffles it, every draw of
+       random_interval taken from the PCG64 whose pcg64_state is `st`; the state (LCG and the
+       kept half) held in registers during the loop and stored back after it.
+       random_interval(i) for i < 2**32 masks 32-bit draws and draws again while the value
+       exceeds i; here every 32-bit draw is one pass of a loop without a data-dependent
+       branch: a value within i swaps out[i] with out[value] and moves on to i - 1, a value
+       beyond swaps out[i] with itself and stays (the same draws, the same swaps, in the same
+       order: a rejection costs no mispredicted branch). */
+    static void fastnn_pcg64_permutation(void* st, Py_ssize_t* out, Py_ssize_t n)
+    {
+        fastnn_pcg64_state* ps = (fastnn_pcg64_state*)st;
+        fastnn_pcg64_lcg* lcg = ps->pcg_state;
+        fastnn_u128 s = ((fastnn_u128)lcg->state[1] << 64) | lcg->state[0];
+        fastnn_u128 inc = ((fastnn_u128)lcg->inc[1] << 64) | lcg->inc[0];
+        int has = ps->has_uint32;
+        uint32_t kept = ps->uinteger;
+        Py_ssize_t i, j, tmp;
+        uint64_t max_value, mask, value, next, accept;
+        for (i = 0; i < n; i++)
+            out[i] = i;
+        /* Beyond 2**32 - 1 (n > 2**32), random_interval draws 64 bits at a time, in a loop. */
+        for (i = n - 1; i > 0 && (uint64_t)i > 0xffffffffULL; i--) {
+            max_value = (uint64_t)i;
+            mask = ~(uint64_t)0 >> __builtin_clzll(max_value);
+            do {
+                value = fastnn_pcg64_next64(&s, inc) & mask;
+            } while (value > max_value);
+            j = (Py_ssize_t)value;
+            tmp = out[i];
+            out[i] = out[j];
+            out[j] = tmp;
+        }
+        if (i > 0) {
+            mask = ~(uint64_t)0 >> __builtin_clzll((uint64_t)i);    /* random_interval's mask */
+            while (i > 0) {
+                if (has) {                                          /* pcg64_next32 */
+                    has = 0;
+                    value = kept;
+                } else {
+                    next = fastnn_pcg64_next64(&s, inc);
+                    has = 1;
+                    kept = (uint32_t)(next >> 32);
+                    value = (uint32_t)(next & 0xffffffffULL);
+                }
+                value &= mask;
+                accept = (uint64_t)(value <= (uint64_t)i);
+                j = (Py_ssize_t)((uint64_t)i ^ ((value ^ (uint64_t)i) & (0 - accept)));    /* value, or i */
+                tmp = out[i];
+                out[i] = out[j];
+                out[j] = tmp;
+                i -= (Py_ssize_t)accept;
+                mask >>= (uint64_t)((uint64_t)i <= (mask >> 1));    /* i's mask (i drops by one at most) */
+            }
+        }
+        lcg->state[0] = (uint64_t)s;
+        lcg->state[1] = (uint64_t)(s >> 64);
+        ps->has_uint32 = has;
+        ps->uinteger = kept;
+    }
+    #else
+    #define FASTNN_PCG64_INLINE 0
+    static void fastnn_pcg64_permutation(void* st, Py_ssize_t* out, Py_ssize_t n) { (void)st; (void)out; (void)n; }
+    #endif
+
+    /* Whether `st` (a numpy.random.PCG64's bitgen_t state) is laid out as fastnn_pcg64_state: its
+       LCG held by the same object, just after it (NumPy's PCG64 keeps both in itself), so that
+       the pointer is read, never followed, before it is known to be one. */
+    static int fastnn_pcg64_layout_ok(const void* st)
+    {
+        const char* lcg = (const char*)((const fastnn_pcg64_state*)st)->pcg_state;
+        return FASTNN_PCG64_INLINE && lcg >= (const char*)st + sizeof(fastnn_pcg64_state)
+               && lcg <= (const char*)st + 256;
+    }
+    """
+    enum:
+        FASTNN_PCG64_INLINE
+    ctypedef struct fastnn_pcg64_lcg:
+        uint64_t state[2]
+        uint64_t inc[2]
+    ctypedef struct fastnn_pcg64_state:
+        fastnn_pcg64_lcg* pcg_state
+        int has_uint32
+        uint32_t uinteger
+    void fastnn_pcg64_permutation(void* st, Py_ssize_t* out, Py_ssize_t n) noexcept nogil
+    int fastnn_pcg64_layout_ok(const void* st) noexcept nogil
 
 
 cdef inline uint64_t _random_interval(bitgen_t* bitgen, uint64_t max_value) noexcept nogil:
@@ -1205,13 +1331,19 @@ cdef inline uint64_t _random_interval(bitgen_t* bitgen, uint64_t max_value) noex
     return value
 
 
-cdef void _permutation(bitgen_t* bitgen, Py_ssize_t* out, Py_ssize_t n) noexcept nogil:
+cdef void _permutation(bitgen_t* bitgen, void* pcg64, Py_ssize_t* out, Py_ssize_t n) noexcept nogil:
     """out = ``Generator.permutation(n)`` of the Generator whose bit generator is ``bitgen``:
     ``arange(n)`` shuffled by NumPy's Fisher-Yates loop (``_shuffle_raw`` of
     numpy/random/_generator.pyx: for i from n - 1 down to 1, swap i with
     ``random_interval(i)``). The same numbers from the same state, and the state
-    advanced as NumPy advances it (tests/test_ensemble.py holds it to NumPy)."""
+    advanced as NumPy advances it (tests/test_ensemble.py holds it to NumPy).
+    With ``pcg64`` (``_pcg64_of``: the bit generator is NumPy's PCG64) the draws are
+    PCG64's steps inlined (fastnn_pcg64_permutation), else calls of ``bitgen``'s
+    function pointers."""
     cdef Py_ssize_t i, j, tmp
+    if pcg64 != NULL:
+        fastnn_pcg64_permutation(pcg64, out, n)
+        return
     for i in range(n):
         out[i] = i
     for i in range(n - 1, 0, -1):
@@ -1226,13 +1358,60 @@ def permutations(rng, Py_ssize_t n, Py_ssize_t count):
     draws each epoch's order from a member's own Generator (the tests compare the two)."""
     cdef Py_ssize_t e
     cdef bitgen_t* bitgen = _bitgen_of(rng)
+    cdef void* pcg64 = _pcg64_of(rng, bitgen)
     out = np.empty((count, n), dtype=np.intp)
     cdef Py_ssize_t[:, ::1] rows = out
     if n > 0:
         with nogil:
             for e in range(count):
-                _permutation(bitgen, &rows[e, 0], n)
+                _permutation(bitgen, pcg64, &rows[e, 0], n)
     return out
+
+
+#: Whether NumPy's PCG64 keeps its state as fastnn_pcg64_state (-1: not checked yet; checked
+#: once per process, with the GIL, by _pcg64_checked).
+cdef int _pcg64_layout = -1
+
+
+cdef bint _pcg64_checked():
+    """Whether this NumPy's PCG64 keeps its state laid out as fastnn_pcg64_state: on a fresh
+    PCG64 with a half of a draw kept, the LCG state, increment and kept half read through
+    that layout are those ``PCG64.state`` reports."""
+    global _pcg64_layout
+    cdef bitgen_t* bitgen
+    cdef const fastnn_pcg64_state* ps
+    if _pcg64_layout >= 0:
+        return _pcg64_layout == 1
+    _pcg64_layout = 0
+    if not FASTNN_PCG64_INLINE:
+        return False
+    try:
+        rng = np.random.Generator(np.random.PCG64(20261202))
+        rng.integers(1 << 31)               # one next_uint32: half of a 64-bit draw kept
+        bitgen = _bitgen_of(rng)
+        if not fastnn_pcg64_layout_ok(bitgen.state):
+            return False
+        ps = <const fastnn_pcg64_state*>bitgen.state
+        told = rng.bit_generator.state
+        read = {"state": (int(ps.pcg_state.state[1]) << 64) | int(ps.pcg_state.state[0]),
+                "inc": (int(ps.pcg_state.inc[1]) << 64) | int(ps.pcg_state.inc[0])}
+        if (told["bit_generator"] == "PCG64" and told["state"] == read and told["has_uint32"] == ps.has_uint32 == 1
+                and told["uinteger"] == ps.uinteger):
+            _pcg64_layout = 1
+    except Exception:       # pragma: no cover - a NumPy whose PCG64 reports its state otherwise
+        _pcg64_layout = 0
+    return _pcg64_layout == 1
+
+
+cdef void* _pcg64_of(object rng, bitgen_t* bitgen):
+    """``bitgen``'s state where ``rng``'s bit generator is exactly numpy.random.PCG64 laid out
+    as fastnn_pcg64_state (draw it inline: fastnn_pcg64_permutation); else NULL (draw through
+    ``bitgen``'s function pointers)."""
+    if type(rng.bit_generator) is not np.random.PCG64 or not _pcg64_checked():
+        return NULL
+    if not fastnn_pcg64_layout_ok(bitgen.state):
+        return NULL
+    return bitgen.state
 
 
 cdef bitgen_t* _bitgen_of(object rng) except NULL:
@@ -1315,8 +1494,10 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                             raise ValueError(f"orders[{k}] holds a row index out of range")
                 m.orders = &rows[0, 0]
             m.bitgen = NULL
+            m.pcg64 = NULL
             if m.orders == NULL and rngs[k] is not None:
                 m.bitgen = _bitgen_of(rngs[k])
+                m.pcg64 = _pcg64_of(rngs[k], m.bitgen)
                 max_n = max(max_n, n)
             m.call.order = NULL
             m.call.X = cnp.PyArray_DATA(X)
@@ -1346,7 +1527,7 @@ def train_members(list networks, list updates, list Xs, list ys, list ws, list o
                     if m.orders != NULL:
                         m.call.order = m.orders + e * m.call.n
                     elif m.bitgen != NULL:
-                        _permutation(m.bitgen, order_buf, m.call.n)
+                        _permutation(m.bitgen, m.pcg64, order_buf, m.call.n)
                         m.call.order = order_buf
                     m.call.done = 0
                     st = _run(m.net, &m.call)

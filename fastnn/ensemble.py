@@ -43,7 +43,6 @@ import sys
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -738,6 +737,17 @@ class Ensemble:
             raise ValueError(f"{y_name} must have one target array per member, shape ({n_members}, {n}) or "
                              f"({n_members}, {n}, {template.out_features}), since {x_name} is per member; got "
                              f"shape {y_array.shape}")
+        out = template.out_features
+        if loss.kind != "cross_entropy" and y_array.shape[1:] in ((n,), (n, out)) and (y_array.ndim == 3 or out == 1):
+            # Every member's targets at once: converted, and scanned for NaN and infinity, in one
+            # pass (what check_target does member by member); refused, they are checked member by
+            # member below for the message that names the member.
+            try:
+                whole = check_array(y_array, y_name, ndim=(2, 3), dtype=self._dtype)
+            except (TypeError, ValueError):
+                whole = None
+            if whole is not None:
+                return list(X), list(whole.reshape(n_members, n, out)), n
         ys = []
         for k in range(n_members):
             name = f"{y_name}[{k}]"
@@ -923,16 +933,34 @@ def _shares_data(active: list, data: _MemberData, orders, rngs: list) -> tuple:
 
 def _in_threads(share, n_items: int, n_jobs: int, unit: int = 1) -> None:
     """``share(lo, hi)`` over contiguous shares of ``n_items`` (multiples of ``unit`` but the last),
-    one per thread of at most ``n_jobs``; in the calling thread when one share."""
+    one per thread of at most ``n_jobs``: the first share in the calling thread (which would
+    otherwise only wait), each other in a thread of its own; the first exception a share
+    raised, raised here once every share has ended."""
     n_units = -(-n_items // unit)
     n_threads = min(n_jobs, n_units)
     if n_threads <= 1:
         share(0, n_items)
         return
     bounds = [min(n_items, unit * (n_units * t // n_threads)) for t in range(n_threads + 1)]
-    with ThreadPoolExecutor(max_workers=n_threads) as pool:
-        for future in [pool.submit(share, lo, hi) for lo, hi in zip(bounds, bounds[1:])]:
-            future.result()
+    errors: list = []
+
+    def run(lo: int, hi: int) -> None:
+        try:
+            share(lo, hi)
+        except BaseException as exc:        # re-raised in the calling thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(lo, hi), name="fastnn-ensemble", daemon=True)
+               for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    for thread in threads:
+        thread.start()
+    try:
+        run(bounds[0], bounds[1])
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _plan_key(net) -> tuple:

@@ -336,6 +336,11 @@ _Y = _X.sum(axis=1)
     ({"X": np.ones((K_BAD, 6, 2)), "y": np.ones(6)}, ValueError, "y must have one target array per member"),
     ({"X": np.ones((K_BAD, 6, 2)), "y": np.r_[np.ones((2, 6)), [[1, 1, 1, np.nan, 1, 1]]]}, ValueError,
      r"y\[2\] must contain only finite values"),
+    ({"X": np.ones((K_BAD, 6, 2)), "y": np.r_[np.ones((1, 6, 1)), np.full((1, 6, 1), np.inf), np.ones((1, 6, 1))]},
+     ValueError, r"y\[1\] must contain only finite values"),
+    ({"X": np.ones((K_BAD, 6, 2)), "y": np.ones((K_BAD, 6, 2))}, ValueError, r"y\[0\] must have shape \(6, 1\)"),
+    ({"validation_data": (np.ones((K_BAD, 4, 2)), np.r_[np.ones((2, 4)), [[1, np.nan, 1, 1]]])}, ValueError,
+     r"validation_data\[1\]\[2\] must contain only finite values"),
     ({"sample_weight": -np.ones(6)}, ValueError, "sample_weight must be non-negative"),
     ({"sample_weight": np.ones((K_BAD, 5))}, ValueError, r"sample_weight\[0\] must have shape \(6,\)"),
     ({"sample_weight": np.r_[np.ones((2, 6)), np.zeros((1, 6))]}, ValueError,
@@ -538,19 +543,90 @@ def test_fuzz_member_equals_sequential_fit(case):
             assert (history.best_epoch, history.stopped_epoch) == (alone.best_epoch, alone.stopped_epoch)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 256, 1000])
-def test_compiled_permutations_are_numpys(n):
+class _PCG64Subclass(np.random.PCG64):
+    """NumPy's PCG64 under another type: the compiled loop draws from it through its bitgen_t's
+    function pointers (only exactly numpy.random.PCG64 is drawn inline)."""
+
+
+#: Bit generators the compiled permutations must follow: PCG64 (drawn inline), the same numbers
+#: through the function pointers, and NumPy's other bit generators.
+BIT_GENERATORS = {
+    "pcg64": np.random.PCG64,
+    "pcg64_pointers": _PCG64Subclass,
+    "pcg64dxsm": np.random.PCG64DXSM,
+    "sfc64": np.random.SFC64,
+    "philox": np.random.Philox,
+    "mt19937": np.random.MT19937,
+}
+
+
+def _same_state(a: np.random.Generator, b: np.random.Generator) -> None:
+    """The two generators' whole states are equal (counters, keys, a kept half of a 64-bit draw)."""
+    sa, sb = a.bit_generator.state, b.bit_generator.state
+    assert sa.keys() == sb.keys()
+    for key in set(sa) - {"bit_generator"}:     # the type's name: a subclass has its own
+        if isinstance(sa[key], dict):
+            for inner in sa[key]:
+                np.testing.assert_array_equal(sa[key][inner], sb[key][inner])
+        else:
+            np.testing.assert_array_equal(sa[key], sb[key])
+
+
+@pytest.mark.parametrize("kind", sorted(BIT_GENERATORS))
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 9, 16, 17, 255, 256, 257, 1000, 4097])
+def test_compiled_permutations_are_numpys(n, kind):
     """Members with seeds of their own draw their orders in the compiled loop: the numbers, and the
-    state left behind, of Generator.permutation (whatever the number of epochs drawn at once)."""
+    whole state left behind (a kept half of a 64-bit draw too), of Generator.permutation, whatever
+    the number of epochs drawn at once, from a generator with or without a half kept."""
     from fastnn import _walker
 
     for seed in (0, 1, 12345):
-        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        ours = np.random.Generator(BIT_GENERATORS[kind](seed))
+        numpys = np.random.Generator(BIT_GENERATORS[kind](seed))
+        if seed == 1:                   # one 32-bit draw first: half of a 64-bit one is kept
+            assert ours.integers(1 << 31) == numpys.integers(1 << 31)
         drawn = _walker.permutations(ours, n, 3)
         again = _walker.permutations(ours, n, 2)
         np.testing.assert_array_equal(drawn, np.stack([numpys.permutation(n) for _ in range(3)]))
         np.testing.assert_array_equal(again, np.stack([numpys.permutation(n) for _ in range(2)]))
+        _same_state(ours, numpys)
         assert ours.integers(1 << 30) == numpys.integers(1 << 30)
+        assert ours.integers(1 << 62) == numpys.integers(1 << 62)
+
+
+def test_inline_pcg64_equals_the_function_pointers():
+    """The inlined PCG64 draws what NumPy's PCG64 draws through its function pointers (a subclass
+    takes those), over many permutations of the demo's size, and leaves the same state."""
+    from fastnn import _walker
+
+    inline = np.random.Generator(np.random.PCG64(7))
+    pointers = np.random.Generator(_PCG64Subclass(7))
+    np.testing.assert_array_equal(_walker.permutations(inline, 256, 200), _walker.permutations(pointers, 256, 200))
+    _same_state(inline, pointers)
+
+
+def test_members_seeded_by_generators_of_any_bit_generator(monkeypatch):
+    """A list of Generators as seeds, of PCG64 (drawn inline), its subclass (function pointers) and
+    SFC64: every member ends as Sequential.fit leaves it with that generator, on the lanes and on
+    the member-by-member loop."""
+    from fastnn import ensemble as ensemble_module
+
+    X = np.random.default_rng(0).uniform(0, 3, size=(37, 1))
+    y = np.sin(X[:, 0])
+    kinds = [np.random.PCG64, _PCG64Subclass, np.random.SFC64]
+
+    def generators():
+        return [np.random.Generator(kinds[k % 3](100 + k)) for k in range(6)]
+
+    for use_lanes in ("always", False):
+        monkeypatch.setattr(ensemble_module, "_USE_LANES", use_lanes)
+        ens = fastnn.Ensemble(lanes_layers((1, 8, 1), (fastnn.ReLU,)), 6, seed=2)
+        before = ens.members
+        ens.fit(X, y, optimizer=fastnn.SGD(0.05), epochs=3, batch_size=5, seed=generators(), n_jobs=2)
+        assert ens._last_path == ("lanes" if use_lanes else "members")
+        for k, (model, rng) in enumerate(zip(before, generators())):
+            model.fit(X, y, optimizer=fastnn.SGD(0.05), epochs=3, batch_size=5, seed=rng)
+            np.testing.assert_allclose(ens[k].get_parameters(), model.get_parameters(), rtol=RTOL[np.dtype(np.float64)])
 
 
 def test_orders_are_drawn_with_numpy_where_the_compiled_copy_would_differ(monkeypatch):
@@ -746,6 +822,69 @@ def test_lanes_kernel_against_its_numpy_twin(dtype_):
     np.testing.assert_allclose(params, twin[0], rtol=rtol, atol=rtol * 1e-3)
     np.testing.assert_allclose(grads, twin[1], rtol=rtol, atol=rtol * 1e-3)
     np.testing.assert_allclose(losses, twin[2], rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype_", [np.float64, np.float32])
+def test_lanes_draw_each_members_orders_as_numpy(dtype_):
+    """train_members_lanes with a Generator per member (PCG64s drawn inline, a PCG64 subclass and
+    an SFC64 through their function pointers, a partial last group, a member that diverges): the
+    same members as with each member's orders drawn ahead by Generator.permutation, and every
+    generator left in the state NumPy leaves it; a Generator shared by two lanes is drawn lane by
+    lane, epoch by epoch."""
+    ens = fastnn.Ensemble(lanes_layers((2, 6, 1), (fastnn.ReLU,)), 11, dtype=dtype_, seed=8)
+    net, walker = ens._members[0]._net, ens._walker
+    rng = np.random.default_rng(4)
+    n, epochs, batch, K = 23, 4, 5, 11
+    Xs = [np.ascontiguousarray(rng.normal(size=(n, 2)), dtype=dtype_) for _ in range(K)]
+    ys = [np.ascontiguousarray(np.sin(X.sum(axis=1)), dtype=dtype_) for X in Xs]
+    lrs = np.full(K, 0.05)
+    lrs[3] = 1e300                  # member 3 diverges in its first step: its stream stops there
+    wds = np.zeros(K)
+    kinds = [np.random.PCG64] * 8 + [_PCG64Subclass, np.random.SFC64, np.random.PCG64]
+
+    def run(orders, rngs):
+        params, grads = ens.get_parameters(), np.zeros_like(ens._grads)
+        out = (np.zeros((K, epochs)), np.zeros(K, dtype=np.intc), np.zeros(K, dtype=np.intp), np.zeros(K, dtype=np.intp))
+        with np.errstate(all="ignore"):
+            assert walker.train_members_lanes(net, np.arange(K), params, grads, Xs, ys, orders, rngs, lrs, wds,
+                                              batch, epochs, *out) == walker.OK
+        return params, grads, out
+
+    def drawn_ahead(rngs, epochs_of):
+        return [np.stack([r.permutation(n) for _ in range(epochs_of[k])] +
+                         [np.arange(n)] * (epochs - epochs_of[k])) for k, r in enumerate(rngs)]
+
+    ours = [np.random.Generator(kind(50 + k)) for k, kind in enumerate(kinds)]
+    params, grads, out = run([None] * K, ours)
+    assert out[1][3] != walker.OK and list(out[1][:3]) == [walker.OK] * 3
+    # A member draws an order for every epoch it starts (the one it stops in too).
+    numpys = [np.random.Generator(kind(50 + k)) for k, kind in enumerate(kinds)]
+    started = [min(epochs, int(out[2][k]) + (out[1][k] != walker.OK)) for k in range(K)]
+    params_ahead, grads_ahead, out_ahead = run(drawn_ahead(numpys, started), [None] * K)
+    np.testing.assert_array_equal(params, params_ahead)
+    np.testing.assert_array_equal(grads, grads_ahead)
+    for a, b in zip(out, out_ahead):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(ours, numpys):
+        _same_state(a, b)
+
+    # One Generator for lanes 0 and 2 of the first group: drawn for lane 0, then lane 2, each epoch.
+    lrs[3] = 0.05
+    shared = np.random.default_rng(9)
+    rngs = [shared if k in (0, 2) else np.random.default_rng(60 + k) for k in range(K)]
+    params, _, out = run([None] * K, rngs)
+    again, order_0, order_2 = np.random.default_rng(9), [], []
+    for _ in range(epochs):
+        order_0.append(again.permutation(n))
+        order_2.append(again.permutation(n))
+    orders = []
+    for k in range(K):
+        own = np.random.default_rng(60 + k)
+        orders.append(np.stack([own.permutation(n) for _ in range(epochs)]))
+    orders[0], orders[2] = np.stack(order_0), np.stack(order_2)
+    params_ahead, _, _ = run(orders, [None] * K)
+    np.testing.assert_array_equal(params, params_ahead)
+    _same_state(shared, again)
 
 
 def test_lanes_kernel_refuses_bad_arguments():
