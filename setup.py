@@ -175,6 +175,8 @@ class build_ext(_build_ext):
             build_dir=os.path.join(self.build_temp, "cython"),
             force=self.force,
             quiet=not self.verbose,
+            # one process per module and core: Cython takes ~10 s of one core per module
+            nthreads=min(len(self.extensions), os.cpu_count() or 1),
         )
         for ext, generated in zip(self.extensions, cythonized):
             assert ext.name == generated.name, (ext.name, generated.name)
