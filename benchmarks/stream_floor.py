@@ -8,11 +8,13 @@ side (alternating batches, the minimum over the batches), fastnn's call, the
 shape and dtype. Count what a pass moves in *transfers* of one array: a read is
 one, a write two (the cache reads each line for ownership before it writes it
 back), so a copy is three, and a third of the copy's time is the cost of one
-transfer. A kernel whose passes move ``t`` transfers cannot take less than
-``t`` times that (its *floor*), whatever its instructions; so the twin's time
-divided by fastnn's floor is the largest ratio fastnn could reach with its
-passes, and the twin's time divided by the floor of one pass with no check at
-all (``best_ratio_one_pass``) the largest any implementation could.
+transfer. A kernel whose passes move ``t`` transfers takes about ``t`` times
+that at the copy's speed (its *floor*, an estimate: reads that stay in a
+shared cache can cost less than the copy's mix, and then a kernel beats it);
+the twin's time divided by fastnn's floor estimates the largest ratio fastnn
+could reach with its passes, and the twin's time divided by the floor of one
+pass with no check at all (``best_ratio_one_pass``) the largest any
+implementation could.
 
 The transfers, counted from the code (arrays of the kernel's size; a bool array
 is 1/8 of a float64 one, 1/4 of a float32 one):
