@@ -98,15 +98,27 @@ def write_record(path: pathlib.Path, script: str, argv: list[str], rows: list[di
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7, help="alternating batches per side")
-    parser.add_argument("--target", type=float, default=0.01, help="seconds per batch (about)")
-    parser.add_argument("--losses", nargs="*", default=list(LOSSES), choices=LOSSES)
+def side_by_side_parser(description: str, rounds: int, target: float) -> argparse.ArgumentParser:
+    """The options of a side-by-side timing script: --rounds, --target and --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating batches per side")
+    parser.add_argument("--target", type=float, default=target, help="seconds per batch (about)")
     parser.add_argument("--json", type=pathlib.Path, help="write the rows as docs/results/ JSON")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def announce():
+    """Print which fastnn is timed and the load average (returned: None where unknown)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(f"fastnn from {pathlib.Path(fastnn.__file__).parent}; load average {load}")
+    return load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = side_by_side_parser(__doc__.split("\n\n")[0], rounds=7, target=0.01)
+    parser.add_argument("--losses", nargs="*", default=list(LOSSES), choices=LOSSES)
+    args = parser.parse_args(argv)
+    load = announce()
     rng = np.random.default_rng(0)
     rows = []
     for name in args.losses:

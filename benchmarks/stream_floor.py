@@ -38,20 +38,16 @@ Run with one BLAS thread on a quiet core::
 
 from __future__ import annotations
 
-import argparse
-import os
-import pathlib
 import sys
 
 import numpy as np
 
-import fastnn
 from fastnn import ops, reference
 
 try:
-    from .loss_ratios import side_by_side, write_record   # imported as benchmarks.stream_floor
+    from .loss_ratios import announce, side_by_side, side_by_side_parser, write_record   # as benchmarks.stream_floor
 except ImportError:
-    from loss_ratios import side_by_side, write_record    # run as a script: benchmarks/ is sys.path[0]
+    from loss_ratios import announce, side_by_side, side_by_side_parser, write_record    # run as a script
 
 #: The large configuration's arrays (benchmarks/common.py, "large": 784-512-512-10, batch 256):
 #: its biggest weight matrix for the update, a hidden layer's activations for the others.
@@ -70,13 +66,8 @@ def calls(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=9, help="alternating batches per side")
-    parser.add_argument("--target", type=float, default=0.02, help="seconds per batch (about)")
-    parser.add_argument("--json", type=pathlib.Path, help="write the rows as docs/results/ JSON")
-    args = parser.parse_args(argv)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    print(f"fastnn from {pathlib.Path(fastnn.__file__).parent}; load average {load}")
+    args = side_by_side_parser(__doc__.split("\n\n")[0], rounds=9, target=0.02).parse_args(argv)
+    load = announce()
     rng = np.random.default_rng(0)
     rows = []
     for name, shape in SHAPES.items():
