@@ -243,6 +243,30 @@ def test_mse_grad_common_case_refuses_non_finite_values_by_name(bad, dtype, rng)
             ops.mse_grad(*args)
 
 
+@pytest.mark.parametrize("where", [0, 2047, 2048, 4100, 6143])
+def test_loss_gradients_are_checked_in_every_block(where, dtype, rng):
+    # loss_grad_checked computes and checks blocks of 2048 values: a non-finite value
+    # in any block (and at either side of a block's edge) hands the call back, and a
+    # gradient over several blocks has the bits of the unblocked formula.
+    yhat = rng.normal(size=(3, 2048)).astype(dtype)
+    y = rng.normal(size=(3, 2048)).astype(dtype)
+    fast = _mse_grad_plain(yhat, y)
+    kind = np.dtype(dtype).type
+    scale = kind(2) * kind(1 / yhat.size)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(fast.view(bits), (scale * (yhat - y)).view(bits))
+    for code in (_code("mse"), _code("mae"), _code("huber")):
+        broken = yhat.copy()
+        broken.reshape(-1)[where] = np.nan
+        assert _ops.loss_grad_plain(code, 1.0, broken, y) is None
+        assert _ops.loss_grad_plain(code, 1.0, yhat, y) is not None
+    huge = np.full_like(yhat, np.finfo(dtype).max)
+    huge.reshape(-1)[where] = -np.finfo(dtype).max        # an overflowing difference in one block
+    assert _mse_grad_plain(huge, -huge) is None
+    with pytest.raises(ValueError, match="finite"):
+        ops.mse_grad(broken, y)
+
+
 def test_mse_grad_hands_back_shapes_it_does_not_take(dtype):
     assert _mse_grad_plain(np.zeros((2, 2, 2), dtype), np.zeros((2, 2, 2), dtype)) is None
     assert _mse_grad_plain(np.zeros((3, 1), dtype), np.zeros(3, dtype)) is None
