@@ -196,6 +196,9 @@ ROWS = {
     "stream_floor": {"rows": [{"kernel": "sgd_update", "dtype": "float64", "shape": "784x512", "fastnn_us": 200.0,
                                "reference_us": 240.0, "ratio": 1.2, "copy_us": 100.0, "floor_us": 200.0,
                                "best_ratio": 1.2, "best_ratio_one_pass": 1.8, "an_unknown_key": 1}]},
+    "activation_steps": {"rows": [{"activation": "tanh", "dtype": "float64", "config": "tiny-tanh", "step_us": 80.0,
+                                   "relu_step_us": 64.0, "ratio": 1.25, "ratio_min": 1.2, "ratio_max": 1.3,
+                                   "rounds": 21, "an_unknown_key": 1}]},
     "planner": {"rows": [{"config": "tiny", "dtype": "float64", "planned": "avx2 tiles", "planned_us": 5.0,
                           "best_fixed": "avx2 blas", "best_fixed_us": 4.9, "ratio": 1.02}]},
     "export": {"rows": [{"model": "tiny", "dtype": "float32", "what": "one sample", "c_us": 0.2, "predict_us": 2.0,
@@ -214,7 +217,8 @@ ROWS = {
 
 @pytest.mark.parametrize("name,table", [("compare", "steps"), ("compare", "estimators"), ("asv_ratios", "rows"),
                                         ("planner", "rows"), ("export", "rows"), ("crossover", "rows"),
-                                        ("dask_search", "rows"), ("loss_ratios", "rows"), ("stream_floor", "rows")])
+                                        ("dask_search", "rows"), ("loss_ratios", "rows"), ("stream_floor", "rows"),
+                                        ("activation_steps", "rows")])
 def test_results_tables_with_and_without_their_file(name, table, results, tmp_path):
     record = dict(ENVELOPE, **ROWS[name])
     lines = results.table_lines(name, table, record)
@@ -304,3 +308,19 @@ def test_stream_floor_script_writes_the_results_envelope(tmp_path, capsys, monke
         assert row["best_ratio"] == pytest.approx(row["reference_us"] / row["floor_us"])
         assert row["best_ratio_one_pass"] >= row["best_ratio"]
     assert "relu_backward" in capsys.readouterr().out
+
+
+def test_activation_steps_script_writes_the_median_of_its_rounds(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    activation_steps = load_module("activation_steps", ROOT / "benchmarks" / "activation_steps.py")
+    out = tmp_path / "activation_steps.json"
+    activation_steps.main(["--rounds", "3", "--target", "0.0005", "--json", str(out)])
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert "python benchmarks/activation_steps.py --rounds 3" in record["command"]
+    assert {"commit", "date", "machine"} <= set(record)
+    assert [(row["activation"], row["dtype"]) for row in record["rows"]] == [
+        (name, dtype) for dtype in ("float32", "float64") for name in ("tanh", "sigmoid")]
+    for row in record["rows"]:
+        assert row["rounds"] == 3 and row["step_us"] > 0 and row["relu_step_us"] > 0
+        assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    assert "sigmoid  float64" in capsys.readouterr().out

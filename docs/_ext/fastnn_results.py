@@ -37,6 +37,8 @@ COMMANDS = {
                    "--json docs/results/loss_ratios.json",
     "stream_floor": "OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/stream_floor.py "
                     "--json docs/results/stream_floor.json",
+    "activation_steps": "OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/activation_steps.py "
+                        "--json docs/results/activation_steps.json",
 }
 
 
@@ -100,6 +102,12 @@ TABLES = {
         ("fastnn's passes at copy speed µs", lambda r: _number(r.get("floor_us"))),
         ("reference / that", lambda r: _fixed(r.get("best_ratio"))),
         ("reference / one unchecked pass at copy speed", lambda r: _fixed(r.get("best_ratio_one_pass"))),
+    ],
+    ("activation_steps", "rows"): [
+        ("activation", lambda r: r.get("activation")), ("dtype", lambda r: r.get("dtype")),
+        ("step µs", lambda r: _number(r.get("step_us"))), ("ReLU step µs", lambda r: _number(r.get("relu_step_us"))),
+        ("step / ReLU step (median)", lambda r: _fixed(r.get("ratio"))),
+        ("lowest round", lambda r: _fixed(r.get("ratio_min"))), ("highest round", lambda r: _fixed(r.get("ratio_max"))),
     ],
     ("planner", "rows"): [
         ("config", lambda r: r.get("config")), ("dtype", lambda r: r.get("dtype")),
@@ -302,6 +310,10 @@ def chart(name: str, table: str, record: dict, path: Path) -> bool:
         labels = [f"{row.get('backend')}, {row.get('workers')} worker(s)" for row in rows]
         series = {"speed-up": [row.get("speedup") for row in rows]}
         xlabel = "speed-up of the search over serial (serial's median / this backend's)"
+    elif name == "activation_steps":
+        labels = [f"{row.get('activation')}, {row.get('dtype')}" for row in rows]
+        series = {"step / ReLU step": [row.get("ratio") for row in rows]}
+        xlabel = "time of the step / time of the ReLU step (median of the rounds' ratios)"
     elif name in ("asv_ratios", "planner", "loss_ratios", "stream_floor"):
         series = {"ratio": [row.get("ratio") for row in rows]}
         xlabel = "reference / fastnn (above 1: fastnn faster)" if name != "planner" else \
