@@ -791,18 +791,22 @@ cdef extern from *:
 
     /* The array versions: out[i] = f(x[i]) for i < size (out may be x), the stages
        (the _fused flavour) as loops over blocks of FASTNN_MATH_BLOCK elements, their
-       intermediate values held on the stack. The last stage of one block shares a loop
-       with the first stage of the next: the quotient's divider then works beside the
-       reduction's adds and multiplies (5-8% faster for tanh in a C loop). That loop
-       writes the finished block straight into out, and keeps a copy of the next
+       intermediate values held on the stack. The last stage of one block shares a
+       loop with the first stage of the next: the quotient's divider then works beside
+       the reduction's adds and multiplies (5-8% faster for tanh in a C loop). That
+       loop writes the finished block straight into out, and keeps a copy of the next
        block's x on the stack for that block's finish (the sign): out's block and x's
        are disjoint even when out is x, so the loop vectorises behind one overlap
        check. (The block was finished on the stack and copied out by a `rep movsq`
-       that took 13% of tanh's time.) A loop of the polynomial and the quotient
-       together, with the reduction alone, was 1.25x slower: its chain is too long.
-       Where the build does not fuse, the same operations as the scalar functions:
-       the same bits. */
-    #define FASTNN_MATH_BLOCK 256
+       that took 13% of tanh's time.) Blocks of 128 rather than 256: the same speed
+       alone, and 6 KiB rather than 12 on the stack beside a training step's tiles
+       (the Tanh and Sigmoid steps measured 1-3% faster). Measured slower (Zen 3, a C
+       harness): the polynomial and the quotient in one loop, the reduction alone
+       (1.25x: its chain is too long for the core to overlap); the reduction and the
+       polynomial in one loop; three loops; a skewed pipeline; Horner's rule for the
+       polynomial (two multiplies fewer, the same time). Where the build does not
+       fuse, the same operations as the scalar functions: the same bits. */
+    #define FASTNN_MATH_BLOCK 128
     #define FASTNN_STAGED_ARRAY(NAME, T, REDUCE, MIDDLE, FINISH)                         \
     static void NAME(const T* x, T* out, Py_ssize_t size) {                              \
         T u[FASTNN_MATH_BLOCK], v[FASTNN_MATH_BLOCK];                                    \

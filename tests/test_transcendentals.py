@@ -232,7 +232,7 @@ def test_the_builds_that_fuse_are_those_whose_tiles_fuse():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("fn", sorted(NAMES), ids=NAMES.get)
 def test_the_staged_array_loops_give_the_scalar_functions_bits(fn, dtype, rng):
-    """Over an array, exp, tanh and the sigmoid run as staged loops over blocks of 256
+    """Over an array, exp, tanh and the sigmoid run as staged loops over blocks of 128
     (fastnn/_kernels.pxi); the losses call the scalar functions. Same bits in every
     build that does not fuse multiply-adds, at every length (partial blocks, in
     place); the builds that fuse are held to their own bounds above."""
@@ -242,7 +242,7 @@ def test_the_staged_array_loops_give_the_scalar_functions_bits(fn, dtype, rng):
                         rng.normal(0, 10, 50_001).astype(dtype), branch_points(fn, dtype)])
     for module in [module for module in builds() if not module.MATH_FUSED]:
         expected = compute(fn, x, module, scalar=True).view(bits)
-        for n in (x.size, 1, 3, 255, 256, 257, 1000):
+        for n in (x.size, 1, 3, 127, 128, 129, 255, 256, 257, 1000):
             got = compute(fn, x[:n], module).view(bits)
             # A NaN's sign and payload are the compiler's choice of operand order.
             mismatch = np.flatnonzero((got != expected[:n]) & ~np.isnan(x[:n]))
