@@ -7,10 +7,13 @@ microseconds can land below 1.0 by noise alone. This script takes every row of
 ``--floor`` and times the benchmark's fastnn and reference implementations
 alternately in one process (``--rounds`` rounds of ``--calls`` calls each),
 then prints the median time of each and the median of the per-round ratios
-(reference time / fastnn time). Run it from the repository's root, in the
-environment fastnn is installed in, pinned to one core as the asv run was::
+(reference time / fastnn time). With ``--write`` it also stores them in the
+rows of that file (``rerun_fastnn_s``, ``rerun_reference_s``, ``rerun_ratio``,
+``rerun_rounds``), where the documentation's table shows them beside asv's. Run
+it from the repository's root, in the environment fastnn is installed in,
+pinned to one core as the asv run was::
 
-    OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/rerun_rows.py
+    OPENBLAS_NUM_THREADS=1 taskset -c 0 python benchmarks/rerun_rows.py --write
 """
 
 from __future__ import annotations
@@ -54,16 +57,22 @@ def main(argv=None) -> int:
     parser.add_argument("--floor", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--write", action="store_true", help="store the reruns in the rows of --json")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    rows = [row for row in json.loads(pathlib.Path(args.json).read_text())["rows"] if row["ratio"] < args.floor]
+    path = pathlib.Path(args.json)
+    record = json.loads(path.read_text())
+    rows = [row for row in record["rows"] if row["ratio"] < args.floor]
     below = 0
     for row in rows:
         fast, ref, ratio = rerun(row["benchmark"], row["params"], args.rounds, args.calls)
         below += ratio < args.floor
+        row.update(rerun_fastnn_s=fast, rerun_reference_s=ref, rerun_ratio=ratio, rerun_rounds=args.rounds)
         print(f"{row['benchmark']} [{row['params']}]: asv {row['ratio']:.2f}; side by side fastnn "
               f"{fast * 1e6:.2f} us, reference {ref * 1e6:.2f} us, ratio {ratio:.2f}", flush=True)
     print(f"{len(rows)} rows below {args.floor} in the table; {below} still below side by side")
+    if args.write:
+        path.write_text(json.dumps(record, indent=1) + "\n")
     return 1 if below else 0
 
 

@@ -324,3 +324,24 @@ def test_activation_steps_script_writes_the_median_of_its_rounds(tmp_path, capsy
         assert row["rounds"] == 3 and row["step_us"] > 0 and row["relu_step_us"] > 0
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     assert "sigmoid  float64" in capsys.readouterr().out
+
+
+def test_rerun_rows_times_the_rows_below_the_floor_and_stores_them(tmp_path, capsys, monkeypatch):
+    rerun_rows = load_module("rerun_rows", ROOT / "benchmarks" / "rerun_rows.py")
+    rows = [{"benchmark": "bench_ops.ReLU.time_forward", "params": "tutorial-1, float64", "fastnn_s": 2e-6,
+             "reference_s": 1e-6, "ratio": 0.5},
+            {"benchmark": "bench_ops.ReLU.time_backward", "params": "tutorial-1, float64", "fastnn_s": 1e-6,
+             "reference_s": 2e-6, "ratio": 2.0}]
+    path = tmp_path / "asv_ratios.json"
+    path.write_text(json.dumps(dict(ENVELOPE, rows=rows)))
+    status = rerun_rows.main(["--json", str(path), "--rounds", "3", "--calls", "2"])
+    assert json.loads(path.read_text())["rows"] == rows                     # printed, not stored
+    assert "bench_ops.ReLU.time_forward [tutorial-1, float64]: asv 0.50" in capsys.readouterr().out
+    status = rerun_rows.main(["--json", str(path), "--rounds", "3", "--calls", "2", "--write"])
+    below, above = json.loads(path.read_text())["rows"]
+    assert below["rerun_rounds"] == 3 and below["rerun_fastnn_s"] > 0 and below["rerun_reference_s"] > 0
+    assert status == (1 if below["rerun_ratio"] < 1.0 else 0)
+    assert "rerun_ratio" not in above                                        # above the floor: not rerun
+    lines = load_module("fastnn_results", ROOT / "docs" / "_ext" / "fastnn_results.py").table_lines(
+        "asv_ratios", "rows", json.loads(path.read_text()))
+    assert f"     - {below['rerun_ratio']:.3g}" in lines

@@ -89,6 +89,7 @@ TABLES = {
         ("benchmark", lambda r: r.get("benchmark")), ("params", lambda r: r.get("params")),
         ("fastnn s", lambda r: _number(r.get("fastnn_s"))), ("reference s", lambda r: _number(r.get("reference_s"))),
         ("reference / fastnn", lambda r: _number(r.get("ratio"))),
+        ("side by side (rows below 1.0, rerun)", lambda r: _number(r.get("rerun_ratio"))),
     ],
     ("loss_ratios", "rows"): [
         ("loss", lambda r: r.get("loss")), ("dtype", lambda r: r.get("dtype")), ("shape", lambda r: r.get("shape")),
