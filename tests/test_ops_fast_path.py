@@ -1133,3 +1133,18 @@ def test_elementwise_grad_keeps_signed_zeros_and_hands_back_an_overflow(name, dt
         expected = grad(_not_plain(huge), _not_plain(other))
         assert np.isinf(expected[0])
         np.testing.assert_array_equal(grad(huge, other), expected)
+
+
+@pytest.mark.parametrize("size", [*range(0, 70), 127, 128, 129, 1000])
+def test_the_finiteness_scan_finds_a_bad_value_anywhere(size, dtype):
+    # all_finite_kernel sums x * 0 in 128 bytes of lanes, started from the first values
+    # and added up in halves: every position of the lanes, the tail and a size below
+    # one row of lanes must carry a NaN or an infinity through.
+    info = np.finfo(dtype)
+    x = np.resize(np.array([1.5, -0.0, 0.0, info.max, -info.max, info.tiny / 4, -3.0], dtype), size)
+    assert _ops.all_finite(x)
+    for where in sorted({0, size // 3, size // 2, size - 1} if size else set()):
+        for bad in (np.nan, np.inf, -np.inf):
+            broken = x.copy()
+            broken[where] = bad
+            assert not _ops.all_finite(broken), (size, where, bad)
