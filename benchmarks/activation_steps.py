@@ -78,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"ratio (median of {args.rounds} rounds) {row['ratio']:.3f}  "
                   f"[{row['ratio_min']:.3f}, {row['ratio_max']:.3f}]", flush=True)
     if args.json:
-        write_record(args.json, "python benchmarks/activation_steps.py", sys.argv[1:] if argv is None else argv, rows,
-                     load)
+        write_record(args.json, "python benchmarks/activation_steps.py", argv, rows, load)
     return 0
 
 

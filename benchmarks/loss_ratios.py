@@ -78,9 +78,11 @@ def side_by_side(mine, theirs, a, y, rounds: int, target_s: float) -> tuple[floa
     return best_mine, best_theirs
 
 
-def write_record(path: pathlib.Path, script: str, argv: list[str], rows: list[dict], load) -> None:
+def write_record(path: pathlib.Path, script: str, argv: list[str] | None, rows: list[dict], load) -> None:
     """Write ``rows`` to ``path`` in the results files' envelope (the command, the commit and
-    whether fastnn/ differs from it, the date, the machine, the load average)."""
+    whether fastnn/ differs from it, the date, the machine, the load average); ``argv`` the
+    script's arguments (None: the command line's)."""
+    argv = sys.argv[1:] if argv is None else argv
     record = {"command": " ".join([script, *argv]), "commit": None,
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "machine": machine(), "load_average": None if load is None else round(load, 2), "rows": rows}
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in below:
         print(f"  {r['loss']} {r['dtype']} {r['shape']}: {r['ratio']:.2f}")
     if args.json:
-        write_record(args.json, "python benchmarks/loss_ratios.py", sys.argv[1:] if argv is None else argv, rows, load)
+        write_record(args.json, "python benchmarks/loss_ratios.py", argv, rows, load)
     return 0
 
 

@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"floors {row['floor_us']:7.1f} / {row['reference_floor_us']:7.1f} µs  best ratio {row['best_ratio']:5.2f} "
                   f"(one pass, no check: {row['best_ratio_one_pass']:5.2f})", flush=True)
     if args.json:
-        write_record(args.json, "python benchmarks/stream_floor.py", sys.argv[1:] if argv is None else argv, rows,
-                     load)
+        write_record(args.json, "python benchmarks/stream_floor.py", argv, rows, load)
     return 0
 
 

@@ -291,14 +291,21 @@ def test_crossover_script_writes_the_results_envelope(tmp_path, capsys):
     assert "| 4, 3 |" in capsys.readouterr().out
 
 
-def test_stream_floor_script_writes_the_results_envelope(tmp_path, capsys, monkeypatch):
+def run_results_script(name: str, argv: list[str], tmp_path, monkeypatch) -> dict:
+    """Run benchmarks/<name>.py's main with ``argv`` and --json; the record it wrote,
+    whose envelope says the command, the commit, the date and the machine."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    stream_floor = load_module("stream_floor", ROOT / "benchmarks" / "stream_floor.py")
-    out = tmp_path / "stream_floor.json"
-    stream_floor.main(["--rounds", "1", "--target", "0.0001", "--json", str(out)])
+    module = load_module(name, ROOT / "benchmarks" / f"{name}.py")
+    out = tmp_path / f"{name}.json"
+    module.main([*argv, "--json", str(out)])
     record = json.loads(out.read_text(encoding="utf-8"))
-    assert "python benchmarks/stream_floor.py --rounds 1" in record["command"]
+    assert f"python benchmarks/{name}.py {' '.join(argv)}" in record["command"]
     assert {"commit", "date", "machine"} <= set(record)
+    return record
+
+
+def test_stream_floor_script_writes_the_results_envelope(tmp_path, capsys, monkeypatch):
+    record = run_results_script("stream_floor", ["--rounds", "1", "--target", "0.0001"], tmp_path, monkeypatch)
     assert [(row["kernel"], row["dtype"]) for row in record["rows"]] == [
         (kernel, dtype) for kernel in ("sgd_update", "relu_backward", "mse_grad") for dtype in ("float32", "float64")]
     for row in record["rows"]:
@@ -311,13 +318,7 @@ def test_stream_floor_script_writes_the_results_envelope(tmp_path, capsys, monke
 
 
 def test_activation_steps_script_writes_the_median_of_its_rounds(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    activation_steps = load_module("activation_steps", ROOT / "benchmarks" / "activation_steps.py")
-    out = tmp_path / "activation_steps.json"
-    activation_steps.main(["--rounds", "3", "--target", "0.0005", "--json", str(out)])
-    record = json.loads(out.read_text(encoding="utf-8"))
-    assert "python benchmarks/activation_steps.py --rounds 3" in record["command"]
-    assert {"commit", "date", "machine"} <= set(record)
+    record = run_results_script("activation_steps", ["--rounds", "3", "--target", "0.0005"], tmp_path, monkeypatch)
     assert [(row["activation"], row["dtype"]) for row in record["rows"]] == [
         (name, dtype) for dtype in ("float32", "float64") for name in ("tanh", "sigmoid")]
     for row in record["rows"]:
