@@ -22,6 +22,7 @@ from .common import (
     CONFIG_NAMES,
     CONFIGS,
     DTYPE_NAMES,
+    WarmSetup,
     make_data,
     make_loss,
     make_model,
@@ -36,7 +37,7 @@ from .common import (
 IMPLS = ["fastnn", "reference"]
 
 
-class _NetworkSuite:
+class _NetworkSuite(WarmSetup):
     params = (CONFIG_NAMES, DTYPE_NAMES, IMPLS)
     param_names = ("config", "dtype", "impl")
     timeout = 300
@@ -83,6 +84,8 @@ class TrainStep(_NetworkSuite):
 class FitEpoch(_NetworkSuite):
     """One shuffled epoch of mini-batch training (the config's loss and optimizer)
     over the config's ``n_samples`` rows."""
+
+    number = 1      # an epoch is milliseconds to seconds: one per sample
 
     def _epoch(self):
         if self.impl == "reference":

@@ -24,6 +24,7 @@ from .common import (
     CONFIG_NAMES,
     CONFIGS,
     DTYPE_NAMES,
+    WarmSetup,
     make_data,
     make_model,
     make_reference,
@@ -38,7 +39,7 @@ def _trained_with(loss: str) -> list:
     return [name for name in CONFIG_NAMES if CONFIGS[name].loss == loss]
 
 
-class _KernelSuite:
+class _KernelSuite(WarmSetup):
     params = (CONFIG_NAMES, DTYPE_NAMES, list(IMPLS))
     param_names = ("config", "dtype", "impl")
     timeout = 300

@@ -28,6 +28,7 @@ ReferenceMLP keeps for Adam.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ __all__ = [
     "trace",
     "max_abs_diff",
     "parameters_of",
+    "WarmSetup",
 ]
 
 
@@ -379,3 +381,50 @@ def max_abs_diff(got, expected, dtype_name: str, what: str) -> float:
             f"fastnn disagrees with fastnn.reference on {what} ({dtype_name}): max abs difference "
             f"{diff:.3g}, allowed {TOLERANCE[dtype_name]:.0e} x max(1, {scale:.3g})")
     return diff
+
+
+#: The set-up state of every (suite, parameters) a process has set up (WarmSetup).
+_WARM_STATES: dict = {}
+
+
+class WarmSetup:
+    """A base for asv suites whose calls take microseconds: set up once, time warm calls.
+
+    asv re-runs ``setup`` before every timed call of a suite that has one (each call
+    sees freshly set-up state) and then times one call per sample unless the suite
+    says how many: on a kernel of a microsecond that is the time of one call on new,
+    cold arrays, several times (up to 50x here) the time of the same call in a
+    training loop, for fastnn and the reference alike but not in the same
+    proportion. A subclass's ``setup`` here runs once per parameters and process and
+    later calls restore its state (the same arrays: an in-place update keeps
+    updating them, as in training); ``number`` calls, each timed on its own, make a
+    sample. ``benchmarks/rerun_rows.py`` times the same methods the same way, side by
+    side.
+    """
+
+    number = 10
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "setup" in cls.__dict__:
+            cls.setup = _warm_setup(cls.__dict__["setup"])
+
+
+def _warm_setup(setup):
+    @functools.wraps(setup)
+    def warm(self, *params):
+        if self.__dict__.get("_warm_setting_up"):       # a subclass's setup calling super().setup
+            return setup(self, *params)
+        key = (type(self), params)
+        state = _WARM_STATES.get(key)
+        if state is not None:
+            self.__dict__ = state                       # the live state: updates carry on
+            return None
+        self._warm_setting_up = True
+        try:
+            setup(self, *params)                        # a NotImplementedError (asv: skipped) is not kept
+        finally:
+            del self._warm_setting_up
+        _WARM_STATES[key] = self.__dict__
+        return None
+    return warm

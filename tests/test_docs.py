@@ -346,3 +346,41 @@ def test_rerun_rows_times_the_rows_below_the_floor_and_stores_them(tmp_path, cap
     lines = load_module("fastnn_results", ROOT / "docs" / "_ext" / "fastnn_results.py").table_lines(
         "asv_ratios", "rows", json.loads(path.read_text()))
     assert f"     - {below['rerun_ratio']:.3g}" in lines
+
+
+def test_warm_setup_sets_up_once_per_parameters_and_keeps_the_live_state(monkeypatch):
+    # The asv suites' base (benchmarks/common.py): asv re-runs setup before every timed
+    # call; a WarmSetup suite's setup runs once per parameters and then restores the
+    # same state, a subclass's super().setup included, and keeps no failed setup.
+    monkeypatch.syspath_prepend(str(ROOT))
+    common = importlib.import_module("benchmarks.common")
+    runs = []
+
+    class Base(common.WarmSetup):
+        def setup(self, size):
+            runs.append(("base", size))
+            self.values = np.zeros(size)
+
+    class Suite(Base):
+        def setup(self, size):
+            if size == 0:
+                raise NotImplementedError("nothing to time")
+            super().setup(size)
+            runs.append(("suite", size))
+            self.count = 0
+
+    first = Suite()
+    first.setup(3)
+    first.values += 1
+    first.count += 1
+    again = Suite()
+    again.setup(3)
+    assert runs == [("base", 3), ("suite", 3)]
+    assert again.values is first.values and again.count == 1        # the live state, updated
+    other = Suite()
+    other.setup(4)
+    assert runs[-2:] == [("base", 4), ("suite", 4)] and other.values.shape == (4,)
+    for _ in range(2):
+        with pytest.raises(NotImplementedError):
+            Suite().setup(0)
+    assert Suite.number == 10 and Suite.setup.__name__ == "setup"
