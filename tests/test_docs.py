@@ -335,7 +335,7 @@ def test_rerun_rows_times_the_rows_below_the_floor_and_stores_them(tmp_path, cap
              "reference_s": 2e-6, "ratio": 2.0}]
     path = tmp_path / "asv_ratios.json"
     path.write_text(json.dumps(dict(ENVELOPE, rows=rows)))
-    status = rerun_rows.main(["--json", str(path), "--rounds", "3", "--calls", "2"])
+    rerun_rows.main(["--json", str(path), "--rounds", "3", "--calls", "2"])
     assert json.loads(path.read_text())["rows"] == rows                     # printed, not stored
     assert "bench_ops.ReLU.time_forward [tutorial-1, float64]: asv 0.50" in capsys.readouterr().out
     status = rerun_rows.main(["--json", str(path), "--rounds", "3", "--calls", "2", "--write"])
