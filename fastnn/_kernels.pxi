@@ -25,7 +25,7 @@
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_New
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.math cimport pow, sqrt, sqrtf
+from libc.math cimport fabs, fabsf, pow, sqrt, sqrtf
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -526,6 +526,13 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
         return sqrt(x)
 
 
+cdef inline floating _fabs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
 cdef bint _update_pass(
     const Opt* opt, floating* p, const floating* g, floating* buf1, floating* buf2,
     Py_ssize_t n, bint store,
@@ -614,6 +621,54 @@ cdef bint _update_pass(
     return (bad32 | bad64) == 0
 
 
+cdef bint _adam_bound_pass(
+    const Opt* opt, const floating* p, const floating* g, const floating* buf1, const floating* buf2,
+    Py_ssize_t n,
+) noexcept nogil:
+    """Whether a bound, without a square root or a division, proves every new value
+    of an Adam or AdamW step finite: True proves it; False proves nothing.
+
+    ``_update_pass`` computes ``m / denom`` with ``denom = sqrt(v) / bc2_sqrt +
+    eps``: two divisions and a square root per value, which bound a float64
+    pass by the divider, not by memory. Here, with m and v computed as there:
+    when v >= 0, denom >= eps > 0 (rounding is monotonic), so
+    ``|m / denom| <= |m| / eps`` and the new parameter is at most
+    ``|p * decay| + step_size * |m| / eps`` in magnitude, up to a few
+    roundings; twice that, plus ``|m| + v``, being finite covers the
+    roundings (of ``1 / eps`` too) and the sum ``_update_pass`` checks. Every
+    non-finite input makes the bound NaN or infinite. When the bound fails
+    (eps below the dtype's range, huge values), the exact pass decides.
+    """
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef double t = <double>(opt.step + 1)
+    cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
+    cdef floating one_minus_b2 = <floating>(1.0 - opt.beta2), eps = <floating>opt.eps
+    cdef floating decay = <floating>(1.0 - opt.lr * opt.weight_decay), l2 = <floating>opt.weight_decay
+    cdef floating step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
+    cdef floating inv_eps, gi, m, v, bound, zero = 0, two = 2
+    if not eps > 0:
+        return False
+    inv_eps = 1 / eps
+    if opt.kind == OPT_ADAMW:
+        l2 = 0
+    else:
+        decay = 1
+    for i in range(n):
+        gi = g[i] + l2 * p[i]
+        m = buf1[i]
+        m = m + one_minus_b1 * (gi - m)
+        v = buf2[i] * b2 + one_minus_b2 * (gi * gi)
+        bound = two * (_fabs(p[i] * decay) + step_size * (_fabs(m) * inv_eps)) + (_fabs(m) + v)
+        bound = bound * zero
+        if floating is float:
+            bad32 |= (bound != bound) | (v < 0)
+        else:
+            bad64 |= (bound != bound) | (v < 0)
+    return (bad32 | bad64) == 0
+
+
 cdef bint update_kernel(
     Opt* opt, floating* p, const floating* g, floating* buf1, floating* buf2, Py_ssize_t n,
 ) noexcept nogil:
@@ -622,10 +677,12 @@ cdef bint update_kernel(
     A first pass computes the new parameters and state without storing them
     and checks them; the second repeats the same arithmetic and stores it.
     So a step that would overflow changes nothing (and returns False); a
-    step that succeeds advances ``opt.step``.
+    step that succeeds advances ``opt.step``. Adam's first pass is a bound
+    (``_adam_bound_pass``), with the exact pass only when the bound fails.
     """
-    if not _update_pass(opt, p, g, buf1, buf2, n, False):
-        return False
+    if opt.kind == OPT_SGD or not _adam_bound_pass(opt, p, g, buf1, buf2, n):
+        if not _update_pass(opt, p, g, buf1, buf2, n, False):
+            return False
     _update_pass(opt, p, g, buf1, buf2, n, True)
     opt.step += 1
     return True

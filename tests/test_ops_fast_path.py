@@ -640,6 +640,59 @@ def test_adam_an_update_that_overflows_changes_nothing(dtype):
         np.testing.assert_array_equal(a, b)
 
 
+def _adam_cases(dtype):
+    """(name, done, param, grad, exp_avg, exp_avg_sq, lr, eps): Adam steps where
+    update_kernel's bound (no square root, no division) proves nothing and the exact
+    pass decides; ``done`` says whether every new value is finite."""
+    big = float(np.finfo(dtype).max)
+    huge_m, small_eps = (1e18, 1e-30) if dtype == np.float32 else (1e150, 1e-300)
+    ones = np.ones(6)
+    return [
+        ("param near the largest value", True, 0.6 * big * ones, ones, 0 * ones, ones, 1e-3, 1e-8),
+        # |m| / eps overflows; m / (sqrt(v) / bc2 + eps) does not
+        ("exp_avg over eps overflows", True, ones, ones, huge_m * ones, huge_m * huge_m * ones, 1e-3, small_eps),
+        # float32: eps rounds to 0; float64: a subnormal eps, whose reciprocal overflows
+        ("eps below the dtype's range", True, ones, ones, ones, ones, 1e-3, 1e-320),
+        ("0 / (0 + eps), eps as above", dtype == np.float64, ones, 0 * ones, 0 * ones, 0 * ones, 1e-3, 1e-320),
+        ("a negative second moment", False, ones, ones, ones, np.array([1, 1, 1, -3, 1, 1.0]), 1e-3, 1e-8),
+        ("an update that overflows", False, -0.9 * big * ones, ones, 0 * ones, 0 * ones, 0.2 * big, 1e-8),
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_adam_when_the_bound_proves_nothing_the_exact_pass_decides(case, dtype):
+    """update_kernel checks an Adam step with a bound that needs no division; where the
+    bound fails, the exact check runs: the step is done (the reference's values) when
+    every new value is finite, and refused with nothing written when one is not."""
+    from fastnn import reference
+
+    name, done, *arrays, lr, eps = _adam_cases(dtype)[case]
+    state = [np.array(a, dtype) for a in arrays]
+    keep = [a.copy() for a in state]
+    with np.errstate(all="ignore"):     # the bound, as _adam_bound_pass computes it (Adam, t = 1)
+        p, g, m, v = state
+        f = dtype.type
+        m = m + f(0.1) * (g - m)
+        v = v * f(0.999) + f(0.001) * (g * g)
+        step_size, inv_eps = f(lr / 0.1), f(1) / f(eps)
+        bound = 2 * (np.abs(p) + step_size * (np.abs(m) * inv_eps)) + (np.abs(m) + v)
+    assert not (np.isfinite(bound).all() and (v >= 0).all()), f"{name}: the bound holds"
+    assert _ops.adam_update_plain(*state, 1, lr, 0.9, 0.999, eps, 0.0, False) == done, name
+    if done:
+        ref = [a.copy() for a in keep]
+        reference.adam_update(*ref, 1, lr, 0.9, 0.999, eps)
+        tol = 1e-6 if dtype == np.float32 else 1e-14
+        for a, b in zip(state, ref):
+            np.testing.assert_allclose(a, b, rtol=tol, err_msg=name)
+        return
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        ops.adam_update(*state, 1, lr, eps=eps)
+    for a, b in zip(state, keep):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
 def test_adam_hands_back_what_it_does_not_take(dtype, rng):
     p, g, m, v = _adam_state(rng, dtype)
     read_only = m.copy()
