@@ -19,11 +19,12 @@ implementation could.
 The transfers, counted from the code (arrays of the kernel's size; a bool array
 is 1/8 of a float64 one, 1/4 of a float32 one):
 
-* ``sgd_update`` (in place, nothing written by a failed call): a read-only pass
-  over ``param`` and ``grad`` that checks them (2), then ``param -= lr * grad``
-  (2 reads, 1 write: 4): 6. The twin ``param -= lr * grad``: ``lr * grad`` into
-  a temporary (3), then the subtraction in place (4): 7. One pass with no
-  check: 4.
+* ``sgd_update`` (in place, nothing written by a failed call): one loop that
+  updates a block while it checks the next, the block read again from the
+  first-level cache (0), undoing what it wrote when a value is bad (here: the
+  steps are small, the undo log never fills): 2 reads, 1 write: 4. The twin
+  ``param -= lr * grad``: ``lr * grad`` into a temporary (3), then the
+  subtraction in place (4): 7. One pass with no check: 4.
 * ``relu_backward``: one pass reading ``Z`` and ``dA`` and writing the output,
   the check folded in: 4. The twin ``dA * (Z > 0)``: ``Z > 0`` (1 + 2 bool),
   the product (3 + 1 bool): 4 + 3 bool. One pass: 4.
@@ -54,7 +55,7 @@ except ImportError:
 SHAPES = {"sgd_update": (784, 512), "relu_backward": (256, 512), "mse_grad": (256, 512)}
 #: kernel -> (fastnn's transfers, the twin's apart from bool arrays, the twin's of bool arrays,
 #: the fewest any one-pass implementation moves).
-TRANSFERS = {"sgd_update": (6, 7, 0, 4), "relu_backward": (4, 4, 3, 4), "mse_grad": (4, 10, 0, 4)}
+TRANSFERS = {"sgd_update": (4, 7, 0, 4), "relu_backward": (4, 4, 3, 4), "mse_grad": (4, 10, 0, 4)}
 LR = 1e-6       # small: a few thousand sgd_update calls leave the parameters finite
 
 

@@ -28,6 +28,9 @@ MATH_FUSED: bool
 FN_CODES: dict[str, int]
 #: Loss name -> its code in the kernels.
 LOSS_CODES: dict[str, int]
+#: sgd_update_checked's block (values) and the entries of its undo log.
+SGD_BLOCK_VALUES: int
+SGD_LOG_ENTRIES: int
 
 def cpu_has_avx2() -> bool: ...
 def cpu_has_avx512() -> bool: ...

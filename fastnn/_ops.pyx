@@ -754,12 +754,18 @@ cdef bint _apart(cnp.ndarray a, cnp.ndarray b) noexcept:
     return not (a0 < b0 + cnp.PyArray_NBYTES(b) and b0 < a0 + cnp.PyArray_NBYTES(a))
 
 
+#: sgd_update_checked's block (values) and the entries of its undo log (for the tests).
+SGD_BLOCK_VALUES = int(SGD_BLOCK)
+SGD_LOG_ENTRIES = int(SGD_LOG)
+
+
 def sgd_update_plain(object param, object grad, object lr):
     """param -= lr * grad in place, for a plain, writable param and a plain grad of
     its dtype and shape that does not overlap it, a float lr in (0, inf), and
-    finite values (checked by one read-only pass over both first, in the
-    widest walker build's loop: nothing is written otherwise). True when
-    done; False hands the call back unchanged."""
+    finite values (sgd_update_checked, in the widest walker build's loop:
+    each block checked, then updated; a bad value undoes what was written).
+    True when done; False hands the call back unchanged (a non-finite value,
+    or a step that overflows: the converting path gives NumPy's inf)."""
     cdef int t = _plain_typenum(param)
     cdef cnp.ndarray p, g
     cdef Py_ssize_t n

@@ -305,6 +305,46 @@ def test_sgd_update_common_case_writes_nothing_when_a_value_is_not_finite(bad, w
     np.testing.assert_array_equal(param, before)
 
 
+@pytest.mark.parametrize("regime", ["exact", "logged", "log full"])
+@pytest.mark.parametrize("bad_block", [0, 1, 3, 5])
+@pytest.mark.parametrize("where", ["param", "grad"])
+def test_sgd_update_undoes_the_blocks_it_wrote_bit_for_bit(regime, bad_block, where, dtype, rng):
+    """sgd_update_checked checks a block and updates it, block after block; a bad value
+    undoes the blocks before it: each step added back where the check found that exact,
+    the logged old values restored (a step that crosses a power of two, p = -0); with
+    more of those than the log holds, it checks the rest before updating it. Whatever
+    the regime and wherever the bad value, param keeps its bits, and a good call gives
+    the bits of ``param - lr * grad``."""
+    block, log = _ops.SGD_BLOCK_VALUES, _ops.SGD_LOG_ENTRIES
+    n = 5 * block + 17
+    kind = np.dtype(dtype).type
+    lr = 0.3 if regime == "log full" else 1e-6
+    param = (rng.uniform(1.1, 1.9, size=n) * rng.choice([-1, 1], size=n)).astype(dtype)
+    grad = rng.normal(size=n).astype(dtype)
+    if regime == "logged":
+        param[block // 3:: block // 2] = -0.0          # -0 - 0 * lr is -0; adding 0 back gives +0
+        grad[block // 3:: block // 2] = 0.0
+        param[block // 5:: block] = kind(2) - kind(2) ** -20     # just under 2, stepped over it
+        grad[block // 5:: block] = -1
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    bad = min(bad_block * block + block // 2, n - 1)
+    with np.errstate(over="ignore"):
+        step = kind(lr) * grad
+        moved = int(np.count_nonzero(((param - step) + step).view(bits) != param.view(bits)))
+    assert {"exact": moved == 0, "logged": 0 < moved <= log, "log full": moved > log}[regime], moved
+    good = param.copy()
+    assert _ops.sgd_update_plain(good, grad, lr)
+    np.testing.assert_array_equal(good.view(bits), (param - step).view(bits))
+    p, g = param.copy(), grad.copy()
+    (p if where == "param" else g)[bad] = np.nan if where == "param" else -np.inf
+    before = p.copy()
+    assert not _ops.sgd_update_plain(p, g, lr)
+    np.testing.assert_array_equal(p.view(bits), before.view(bits))
+    with pytest.raises(ValueError, match=f"{where} must contain only finite values"):
+        ops.sgd_update(p, g, lr)
+    np.testing.assert_array_equal(p.view(bits), before.view(bits))
+
+
 def test_sgd_update_hands_back_what_it_does_not_take(dtype):
     param = np.arange(6, dtype=dtype)
     grad = np.ones(6, dtype)
