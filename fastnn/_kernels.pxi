@@ -1688,7 +1688,9 @@ cdef bint _sgd_log(const floating* param, const floating* grad, floating step, P
 
 cdef bint sgd_update_checked(floating* param, const floating* grad, double lr, Py_ssize_t size) noexcept nogil:
     """param -= lr * grad as sgd_update_kernel computes it, when every param and
-    grad is finite; else False, and param as it was, bit for bit.
+    grad is finite and no step overflows; else False, and param as it was, bit
+    for bit (the converting path then refuses the value by name, or gives
+    NumPy's inf).
 
     A failed call must write nothing, and the last value may be the bad one:
     checking everything before the first store costs a second pass over both
