@@ -345,6 +345,24 @@ def test_sgd_update_undoes_the_blocks_it_wrote_bit_for_bit(regime, bad_block, wh
     np.testing.assert_array_equal(p.view(bits), before.view(bits))
 
 
+def test_sgd_update_a_step_that_overflows_gives_numpys_inf(dtype):
+    # The common case hands an overflowing step back (its undo check would not be
+    # finite), with nothing written; the converting path then gives NumPy's result.
+    big = np.finfo(dtype).max
+    param = np.full(3 * _ops.SGD_BLOCK_VALUES, 1.0, dtype)
+    param[-1] = -big
+    grad = np.ones_like(param)
+    before = param.copy()
+    assert not _ops.sgd_update_plain(param, grad, float(big) / 2)
+    np.testing.assert_array_equal(param, before)
+    expected = before.copy()
+    with np.errstate(over="ignore"):
+        expected -= float(big) / 2 * grad
+        ops.sgd_update(param, grad, float(big) / 2)
+    assert np.isneginf(param[-1])
+    np.testing.assert_array_equal(param, expected)
+
+
 def test_sgd_update_hands_back_what_it_does_not_take(dtype):
     param = np.arange(6, dtype=dtype)
     grad = np.ones(6, dtype)
