@@ -533,6 +533,30 @@ cdef inline floating _fabs(floating x) noexcept nogil:
         return fabs(x)
 
 
+cdef struct AdamRule:
+    # Adam's and AdamW's constants for one step, as PyTorch computes them (in double; each
+    # loop casts them to its dtype): the one home of _update_pass's and _adam_bound_pass's.
+    double one_minus_b1, b2, one_minus_b2, eps
+    double decay            # AdamW: 1 - lr * weight_decay (param.mul_ first); Adam: 1
+    double l2               # Adam: weight_decay (added to the gradient); AdamW: 0
+    double step_size        # lr / (1 - beta1 ** t)
+    double bc2_sqrt         # sqrt(1 - beta2 ** t)
+
+
+cdef AdamRule _adam_rule(const Opt* opt) noexcept nogil:
+    cdef AdamRule rule
+    cdef double t = <double>(opt.step + 1)
+    rule.one_minus_b1 = 1.0 - opt.beta1
+    rule.b2 = opt.beta2
+    rule.one_minus_b2 = 1.0 - opt.beta2
+    rule.eps = opt.eps
+    rule.decay = 1.0 - opt.lr * opt.weight_decay if opt.kind == OPT_ADAMW else 1.0
+    rule.l2 = 0.0 if opt.kind == OPT_ADAMW else opt.weight_decay
+    rule.step_size = opt.lr / (1.0 - pow(opt.beta1, t))
+    rule.bc2_sqrt = sqrt(1.0 - pow(opt.beta2, t))
+    return rule
+
+
 cdef bint _update_pass(
     const Opt* opt, floating* p, const floating* g, floating* buf1, floating* buf2,
     Py_ssize_t n, bint store,
@@ -550,12 +574,8 @@ cdef bint _update_pass(
     cdef uint64_t bad64 = 0
     cdef floating lr = <floating>opt.lr, wd = <floating>opt.weight_decay
     cdef floating mom = <floating>opt.momentum, pi, gi, m, v, d, denom, chk, zero = 0
-    cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
-    cdef floating one_minus_b2 = <floating>(1.0 - opt.beta2), eps = <floating>opt.eps
-    cdef floating decay = <floating>(1.0 - opt.lr * opt.weight_decay)
-    cdef floating l2 = wd
-    cdef double t = <double>(opt.step + 1)
-    cdef floating step_size, bc2_sqrt
+    cdef floating one_minus_b1, b2, one_minus_b2, eps, decay, l2, step_size, bc2_sqrt
+    cdef AdamRule rule
     if opt.kind == OPT_SGD and opt.momentum == 0:
         # PyTorch adds weight_decay * p only when weight_decay != 0; adding 0 * p changes no value.
         for i in range(n):
@@ -595,12 +615,11 @@ cdef bint _update_pass(
     else:
         # PyTorch: step_size = lr / (1 - beta1**t); denom = sqrt(v) / sqrt(1 - beta2**t) + eps.
         # AdamW first decays p (decay = 1 - lr * weight_decay); Adam adds the L2 term to g.
-        step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
-        bc2_sqrt = <floating>sqrt(1.0 - pow(opt.beta2, t))
-        if opt.kind == OPT_ADAMW:
-            l2 = 0
-        else:
-            decay = 1
+        rule = _adam_rule(opt)
+        one_minus_b1, b2 = <floating>rule.one_minus_b1, <floating>rule.b2
+        one_minus_b2, eps = <floating>rule.one_minus_b2, <floating>rule.eps
+        decay, l2 = <floating>rule.decay, <floating>rule.l2
+        step_size, bc2_sqrt = <floating>rule.step_size, <floating>rule.bc2_sqrt
         for i in range(n):
             pi = p[i] * decay                          # param.mul_(1 - lr * weight_decay)
             gi = g[i] + l2 * p[i]
@@ -642,19 +661,15 @@ cdef bint _adam_bound_pass(
     cdef Py_ssize_t i
     cdef uint32_t bad32 = 0
     cdef uint64_t bad64 = 0
-    cdef double t = <double>(opt.step + 1)
-    cdef floating one_minus_b1 = <floating>(1.0 - opt.beta1), b2 = <floating>opt.beta2
-    cdef floating one_minus_b2 = <floating>(1.0 - opt.beta2), eps = <floating>opt.eps
-    cdef floating decay = <floating>(1.0 - opt.lr * opt.weight_decay), l2 = <floating>opt.weight_decay
-    cdef floating step_size = <floating>(opt.lr / (1.0 - pow(opt.beta1, t)))
+    cdef AdamRule rule = _adam_rule(opt)
+    cdef floating one_minus_b1 = <floating>rule.one_minus_b1, b2 = <floating>rule.b2
+    cdef floating one_minus_b2 = <floating>rule.one_minus_b2, eps = <floating>rule.eps
+    cdef floating decay = <floating>rule.decay, l2 = <floating>rule.l2
+    cdef floating step_size = <floating>rule.step_size
     cdef floating inv_eps, gi, m, v, bound, zero = 0, two = 2
     if not eps > 0:
         return False
     inv_eps = 1 / eps
-    if opt.kind == OPT_ADAMW:
-        l2 = 0
-    else:
-        decay = 1
     for i in range(n):
         gi = g[i] + l2 * p[i]
         m = buf1[i]
@@ -1610,12 +1625,13 @@ cdef bint act_backward_checked(
 cdef enum:
     # Values per block of sgd_update_checked: two blocks of param and of grad (8,000 bytes
     # each in float64) are in the first-level cache while one is updated and the next
-    # checked; not a multiple of 4 KiB, so that the two blocks' lines fall in different
-    # sets of the cache. (On Zen 3, 250 to 2,000 values time within the VM's noise.)
+    # checked. Not a multiple of 4 KiB (which puts a block and the next in the same sets
+    # of that cache), though 1,024 timed the same on Zen 3; so did 500 and 2,000 (250 was
+    # slower in float32), within the VM's noise.
     SGD_BLOCK = 1000
     # Old values sgd_update_checked's log holds (the updates it cannot undo by arithmetic;
-    # 4 KiB of stack in float64). The large config's gradients need 20 of them in its
-    # 784 x 512 matrix with lr = 0.001, 167 with 0.01, 1,049 with 0.1.
+    # 4 KiB of stack in float64). The large config's float32 gradients need 20 of them in
+    # its 784 x 512 matrix with lr = 0.001, 167 with 0.01, 1,049 with 0.1.
     SGD_LOG = 256
     # What _sgd_check found.
     SGD_BAD = 1
